@@ -1,0 +1,34 @@
+"""tunesift: pick the best instruction-tuning data out of a large pool."""
+
+__version__ = "0.1.0"
+
+from tunesift.api import (
+    RECIPES,
+    ScoreTable,
+    read_scores,
+    run_recipe,
+    score_ifd,
+    select,
+    write_scores,
+    write_subset,
+)
+from tunesift.data import Pool, Sample, read_pool, write_records
+from tunesift.selectors import Budget, Selection
+
+__all__ = [
+    "RECIPES",
+    "Budget",
+    "Pool",
+    "Sample",
+    "ScoreTable",
+    "Selection",
+    "__version__",
+    "read_pool",
+    "read_scores",
+    "run_recipe",
+    "score_ifd",
+    "select",
+    "write_records",
+    "write_scores",
+    "write_subset",
+]

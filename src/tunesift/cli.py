@@ -1,0 +1,224 @@
+"""The ``tunesift`` command: a thin shell over :mod:`tunesift.api`.
+
+Every user error (bad pool, unknown model, bad option) is one line on stderr and exit status 2, and no
+output file is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tunesift.errors import TunesiftError
+
+app = typer.Typer(
+    help="Pick the best instruction-tuning data out of a pool: score it, select a subset, explain it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+score_app = typer.Typer(help="Score every record of a pool; writes one JSON line per record.", no_args_is_help=True)
+run_app = typer.Typer(help="Score and select in one go with a published method.", no_args_is_help=True)
+app.add_typer(score_app, name="score")
+app.add_typer(run_app, name="run")
+
+DataArg = Annotated[Path, typer.Argument(help="Instruction pool: Alpaca-style .json list or .jsonl.")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        help="Packaged model short name (smollm2-135m-instruct, gemma-3-270m) or a local HF checkpoint directory."
+    ),
+]
+TemplateOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Prompt template: alpaca, wiz, vicuna, plain, chat. Default: alpaca (cherry), plain (superfilter)."
+    ),
+]
+MaxLengthOpt = Annotated[
+    int | None, typer.Option(help="Token budget M per text. Default: 512 (cherry), 1024 (superfilter).")
+]
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option(help="Score cache folder (default $TUNESIFT_CACHE/scores or ~/.cache/tunesift/scores)."),
+]
+BatchTokensOpt = Annotated[int, typer.Option(help="Tokens per forward batch (batch size x longest text).")]
+ChunkOpt = Annotated[
+    int, typer.Option(help="Samples scored between two writes to the score store (a kill loses at most one chunk).")
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="torch device (default: cuda if available, else cpu).")]
+RateOpt = Annotated[float | None, typer.Option(help="Share to keep, in (0, 1]; the base count depends on the rule.")]
+CountOpt = Annotated[int | None, typer.Option(help="Exact number of records to keep (instead of --rate).")]
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"tunesift: error: {err}", err=True)
+    raise typer.Exit(code=2)
+
+
+@score_app.command("ifd")
+def score_ifd_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="SCORES.jsonl to write (index, id, ifd, losses, skip_reason).")],
+    model: ModelOpt = "smollm2-135m-instruct",
+    template: TemplateOpt = None,
+    max_length: MaxLengthOpt = None,
+    variant: Annotated[
+        str, typer.Option(help="cherry: ratio of mean losses; superfilter: ratio of perplexities, no template.")
+    ] = "cherry",
+    store: StoreOpt = None,
+    batch_tokens: BatchTokensOpt = 4096,
+    chunk_size: ChunkOpt = 128,
+    device: DeviceOpt = None,
+) -> None:
+    """IFD (Cherry LLM / Superfiltering): how much the instruction helps the model predict the response."""
+    from tunesift import api
+
+    try:
+        pool = api.read_pool(data)
+        table = api.score_ifd(
+            pool,
+            model=model,
+            variant=variant,
+            template=template,
+            max_length=max_length,
+            store_dir=store,
+            token_budget=batch_tokens,
+            chunk_size=chunk_size,
+            device=device,
+            progress=True,
+        )
+        api.write_scores(out, table)
+    except TunesiftError as err:
+        _fail(err)
+    skipped = table.skipped()
+    typer.echo(
+        f"scored {len(table.rows) - sum(skipped.values())} of {len(table.rows)} records -> {out}"
+        + (f"; skipped: {skipped}" if skipped else ""),
+        err=True,
+    )
+
+
+@app.command("select")
+def select_cmd(
+    data: DataArg,
+    scores: Annotated[Path, typer.Option("--scores", help="SCORES.jsonl written by 'tunesift score' for DATA.")],
+    out: Annotated[Path, typer.Option("--out", help="Subset to write, in DATA's own format, score fields added.")],
+    rule: Annotated[
+        str, typer.Option(help="cherry: drop IFD > 1, rate of survivors; superfilter: keep < 1, rate of pool.")
+    ] = "cherry",
+    rate: RateOpt = None,
+    count: CountOpt = None,
+) -> None:
+    """Select a subset from existing scores (no model is loaded)."""
+    from tunesift import api
+
+    try:
+        budget = api.Budget(rate=rate, count=count)
+        pool = api.read_pool(data)
+        table = api.read_scores(scores, pool)
+        selection = api.select(table, rule, budget)
+        manifest = api.write_subset(out, pool, table, selection, budget)
+    except TunesiftError as err:
+        _fail(err)
+    typer.echo(f"selected {len(selection.indices)} of {selection.n_pool} records -> {out} ({manifest.name})", err=True)
+
+
+def _run(
+    method: str,
+    data: Path,
+    out: Path,
+    rate: float | None,
+    count: int | None,
+    scores_out: Path | None,
+    **options: object,
+) -> None:
+    from tunesift import api
+
+    try:
+        budget = api.Budget(rate=rate, count=count)
+        pool = api.read_pool(data)
+        result = api.run_recipe(method, pool, out, budget, scores_out=scores_out, progress=True, **options)
+    except TunesiftError as err:
+        _fail(err)
+    skipped = result.scores.skipped()
+    typer.echo(
+        f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}"
+        + (f"; skipped: {skipped}" if skipped else ""),
+        err=True,
+    )
+
+
+ScoresOutOpt = Annotated[Path | None, typer.Option(help="Also write the SCORES.jsonl here.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Subset to write, in DATA's own format, score fields added.")]
+
+
+@run_app.command("cherry")
+def run_cherry(
+    data: DataArg,
+    out: OutOpt,
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    model: ModelOpt = "smollm2-135m-instruct",
+    template: TemplateOpt = None,
+    max_length: MaxLengthOpt = None,
+    scores_out: ScoresOutOpt = None,
+    store: StoreOpt = None,
+    batch_tokens: BatchTokensOpt = 4096,
+    chunk_size: ChunkOpt = 128,
+    device: DeviceOpt = None,
+) -> None:
+    """Cherry LLM: IFD with a template, drop IFD > 1, keep the top rate of the rest (the paper's 5 % used 0.06)."""
+    _run(
+        "cherry", data, out, rate, count, scores_out,
+        model=model, template=template, max_length=max_length, store_dir=store,
+        token_budget=batch_tokens, chunk_size=chunk_size, device=device,
+    )  # fmt: skip
+
+
+@run_app.command("superfiltering")
+def run_superfiltering(
+    data: DataArg,
+    out: OutOpt,
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    model: ModelOpt = "smollm2-135m-instruct",
+    template: TemplateOpt = None,
+    max_length: MaxLengthOpt = None,
+    scores_out: ScoresOutOpt = None,
+    store: StoreOpt = None,
+    batch_tokens: BatchTokensOpt = 4096,
+    chunk_size: ChunkOpt = 128,
+    device: DeviceOpt = None,
+) -> None:
+    """Superfiltering: IFD from a small model (perplexity ratio, no template), keep < 1, top rate of the pool."""
+    _run(
+        "superfiltering", data, out, rate, count, scores_out,
+        model=model, template=template, max_length=max_length, store_dir=store,
+        token_budget=batch_tokens, chunk_size=chunk_size, device=device,
+    )  # fmt: skip
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the packaged models that work offline."""
+    from tunesift.models.registry import ALIASES, PACKAGED
+
+    for name, packaged in PACKAGED.items():
+        aliases = ", ".join(a for a, target in ALIASES.items() if target == name)
+        typer.echo(f"{name:24s} {packaged.description} (aliases: {aliases})")
+
+
+@app.command("methods")
+def methods_cmd() -> None:
+    """List the methods 'tunesift run' knows."""
+    from tunesift.api import RECIPES
+
+    for name, recipe in RECIPES.items():
+        typer.echo(f"{name:16s} {recipe['description']}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

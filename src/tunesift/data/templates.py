@@ -1,0 +1,128 @@
+"""Prompt templates that turn a sample's instruction (and input) into the text the response follows.
+
+The texts are those of the papers' code (METHODS.md §1-2); the response is appended with no separator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tunesift.errors import ConfigError
+
+
+class Template(Protocol):
+    """Builds ``prompt(Q)``; ``direct_prefix`` starts Cherry's "direct" text (response without instruction)."""
+
+    name: str
+    direct_prefix: str
+
+    def prompt(self, instruction: str, input: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class TextTemplate:
+    """A fixed-text template with a no-input and a with-input variant."""
+
+    name: str
+    no_input: str
+    with_input: str
+    direct_prefix: str
+
+    def prompt(self, instruction: str, input: str) -> str:
+        if input:
+            return self.with_input.format(instruction=instruction, input=input)
+        return self.no_input.format(instruction=instruction)
+
+
+ALPACA = TextTemplate(
+    name="alpaca",
+    no_input=(
+        "Below is an instruction that describes a task. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Response:"
+    ),
+    with_input=(
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+    ),
+    direct_prefix="### Response:",
+)
+
+WIZ = TextTemplate(
+    name="wiz",
+    no_input="{instruction}\n\n### Response:",
+    with_input="{instruction}\n{input}\n\n### Response:",
+    direct_prefix="### Response:",
+)
+
+_VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+VICUNA = TextTemplate(
+    name="vicuna",
+    no_input=_VICUNA_SYSTEM + " USER: {instruction} ASSISTANT:",
+    with_input=_VICUNA_SYSTEM + " USER: {instruction}\nInput:\n{input} ASSISTANT:",
+    direct_prefix="ASSISTANT:",
+)
+
+# Superfiltering (METHODS.md §2): no template at all; its direct text is the response alone.
+PLAIN = TextTemplate(
+    name="plain",
+    no_input="{instruction}\n",
+    with_input="{instruction}\n{input}\n",
+    direct_prefix="",
+)
+
+TEXT_TEMPLATES: dict[str, TextTemplate] = {t.name: t for t in (ALPACA, WIZ, VICUNA, PLAIN)}
+TEMPLATE_NAMES = (*TEXT_TEMPLATES, "chat")
+
+
+class ChatTemplate:
+    """The tokenizer's own chat template: one user turn, then the generation prompt.
+
+    The user turn is the instruction, followed by a blank line and the input when there is one. The
+    direct prefix is what the generation prompt adds (e.g. ``<|im_start|>assistant\\n``), so the direct
+    loss sees the assistant header, as Cherry's sees ``### Response:``. A BOS the template writes as text
+    is dropped when the tokenizer adds one itself, so BOS is never doubled.
+    """
+
+    name = "chat"
+
+    def __init__(self, tokenizer: Any) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("template", "'chat' needs a tokenizer with a chat template; this model has none")
+        self._tokenizer = tokenizer
+        bos = tokenizer.bos_token
+        adds_bos = bos is not None and tokenizer("").input_ids[:1] == [tokenizer.bos_token_id]
+        self._strip = bos if adds_bos else None
+        probe = [{"role": "user", "content": "x"}]
+        with_gen = self._render(probe, True)
+        without = self._render(probe, False)
+        if not with_gen.startswith(without):
+            raise ConfigError("template", "cannot locate the generation prompt in this chat template")
+        self.direct_prefix = with_gen[len(without) :]
+
+    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        text = self._tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+        if self._strip and text.startswith(self._strip):
+            text = text[len(self._strip) :]
+        return text
+
+    def prompt(self, instruction: str, input: str) -> str:
+        content = f"{instruction}\n\n{input}" if input else instruction
+        return self._render([{"role": "user", "content": content}], True)
+
+
+def get_template(name: str, tokenizer: Any = None) -> Template:
+    """Look a template up by name (``alpaca``, ``wiz``, ``vicuna``, ``plain``, ``chat``)."""
+    if name == "chat":
+        return ChatTemplate(tokenizer)
+    try:
+        return TEXT_TEMPLATES[name]
+    except KeyError:
+        raise ConfigError("template", f"unknown template {name!r}; choose one of {', '.join(TEMPLATE_NAMES)}") from None

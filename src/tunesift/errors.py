@@ -1,0 +1,50 @@
+"""Errors a user can act on: each names the file, the record and the field that are wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TunesiftError(Exception):
+    """Base class for errors tunesift reports to the user as one line (CLI exit status 2)."""
+
+
+class InputError(TunesiftError):
+    """A pool file, a record or a field is not what tunesift can read.
+
+    The message always says where: ``FILE: record N: field 'F': what is wrong``, so the user can
+    open the file at that record and fix it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        record: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.record = record
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.path is not None:
+            parts.append(self.path)
+        if self.record is not None:
+            parts.append(f"record {self.record}")
+        if self.field is not None:
+            parts.append(f"field '{self.field}'")
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class ConfigError(TunesiftError):
+    """An option has a value tunesift does not accept (unknown model, template, rule...)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        self.option = option
+        super().__init__(f"option '{option}': {message}")

@@ -1,0 +1,201 @@
+"""A causal LM that returns the NLL of chosen target tokens, computing no more than that needs.
+
+Three savings over the obvious one-sample-per-forward loop, none of which changes a number beyond
+float rounding:
+
+* sequences are sorted by length and packed into batches under a token budget (right padding and an
+  attention mask), so little compute goes to padding;
+* the longest token prefix shared by a batch (the template's preamble) is run once and reused through
+  the KV cache, as far as no scored position needs its hidden state;
+* the output layer (and the log-sum-exp over the vocabulary) runs only at positions whose next token
+  is scored, never over the whole sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, resolve_model
+
+# A shared prefix shorter than this is not worth a forward pass of its own.
+MIN_SHARED_PREFIX = 8
+# Rows of logits materialised at once: bounds memory to ~128 MiB of fp32 whatever the vocabulary.
+LOGIT_ELEMENTS_PER_CHUNK = 1 << 25
+
+
+@dataclass(frozen=True)
+class TargetSpan:
+    """Token ids of one text and where its targets begin.
+
+    The targets are ``ids[max(start, 1):]``: token ``t`` is scored from the hidden state at ``t - 1``
+    (the first token of a text has nothing before it). ``group`` keeps texts of one kind (e.g. all
+    conditioned texts of one template variant) in the same batches, so they share their prefix.
+    """
+
+    ids: tuple[int, ...]
+    start: int
+    group: str = ""
+
+    @property
+    def first_target(self) -> int:
+        return max(self.start, 1)
+
+    @property
+    def n_targets(self) -> int:
+        return max(len(self.ids) - self.first_target, 0)
+
+
+def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix common to every sequence."""
+    first = sequences[0]
+    limit = min(len(s) for s in sequences)
+    for pos in range(limit):
+        token = first[pos]
+        if any(s[pos] != token for s in sequences):
+            return pos
+    return limit
+
+
+def plan_batches(spans: Sequence[TargetSpan], token_budget: int) -> list[list[int]]:
+    """Indices of spans grouped into batches: same group, sorted by length, ``B * max_len <= budget``."""
+    order = sorted(range(len(spans)), key=lambda i: (spans[i].group, len(spans[i].ids), i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        length = len(spans[i].ids)
+        if current and (spans[current[0]].group != spans[i].group or length * (len(current) + 1) > token_budget):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@dataclass
+class CausalLM:
+    """A Hugging Face causal LM and its tokenizer, loaded for scoring (eval mode, no gradients)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str = "model"
+    fingerprint: str = ""
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @classmethod
+    def load(
+        cls, name_or_path: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype = torch.float32
+    ) -> CausalLM:
+        """Load a packaged model by short name, or a local checkpoint directory (no network)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        resolved: ResolvedModel = resolve_model(name_or_path)
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype)
+        model.to(dev).eval()
+        return cls(model=model, tokenizer=tokenizer, name=resolved.name, fingerprint=resolved.fingerprint, device=dev)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        self._decoder = self.model.get_decoder()
+        self._lm_head = self.model.get_output_embeddings()
+        self._softcap = getattr(self.model.config, "final_logit_softcapping", None)
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        self._pad_id = pad if pad is not None else 0
+
+    @property
+    def dtype_name(self) -> str:
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids with the tokenizer's own special tokens (a BOS where the model uses one)."""
+        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    @torch.inference_mode()
+    def target_nll(
+        self,
+        spans: Sequence[TargetSpan],
+        token_budget: int = 4096,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[np.ndarray]:
+        """Per-token NLL (natural log) of each span's targets, in the order of ``spans``.
+
+        ``on_batch`` is called with the number of spans finished after each forward pass (progress).
+        """
+        results: list[np.ndarray] = [np.empty(0, dtype=np.float64)] * len(spans)
+        for batch in plan_batches(spans, token_budget):
+            todo = [i for i in batch if spans[i].n_targets > 0]
+            if todo:
+                for i, nll in zip(todo, self._batch_nll([spans[i] for i in todo]), strict=True):
+                    results[i] = nll
+            if on_batch is not None:
+                on_batch(len(batch))
+        return results
+
+    def _batch_nll(self, items: Sequence[TargetSpan]) -> list[np.ndarray]:
+        # Hidden states are needed from the position before each first target on; a prefix shared by
+        # the whole batch that ends before every such position is run once and kept as KV cache.
+        first_needed = min(s.first_target for s in items) - 1
+        shared = min(shared_prefix_length([s.ids for s in items]), first_needed)
+        prefix = shared if shared >= MIN_SHARED_PREFIX and len(items) > 1 else 0
+
+        batch = len(items)
+        width = max(len(s.ids) for s in items) - prefix
+        input_ids = torch.full((batch, width), self._pad_id, dtype=torch.long)
+        attention = torch.zeros((batch, prefix + width), dtype=torch.long)
+        attention[:, :prefix] = 1
+        for row, span in enumerate(items):
+            rest = span.ids[prefix:]
+            input_ids[row, : len(rest)] = torch.tensor(rest, dtype=torch.long)
+            attention[row, prefix : prefix + len(rest)] = 1
+
+        past = None
+        if prefix:
+            head = torch.tensor([items[0].ids[:prefix]], dtype=torch.long, device=self.device)
+            past = self._decoder(input_ids=head, use_cache=True).past_key_values
+            past.batch_repeat_interleave(batch)
+        positions = torch.arange(prefix, prefix + width, device=self.device).unsqueeze(0).expand(batch, -1)
+        hidden = self._decoder(
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention.to(self.device),
+            position_ids=positions,
+            past_key_values=past,
+            use_cache=past is not None,
+        ).last_hidden_state
+
+        rows, cols, targets, counts = [], [], [], []
+        for row, span in enumerate(items):
+            first = span.first_target
+            n = len(span.ids) - first
+            rows.extend([row] * n)
+            cols.extend(range(first - 1 - prefix, len(span.ids) - 1 - prefix))
+            targets.extend(span.ids[first:])
+            counts.append(n)
+        picked = hidden[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)]
+        nll = self._nll(picked, torch.tensor(targets, device=self.device))
+        return [part.numpy() for part in torch.split(nll.double().cpu(), counts)]
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self._lm_head(hidden).float()
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
+
+    def _nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        vocab = self._lm_head.weight.shape[0]
+        step = max(1, LOGIT_ELEMENTS_PER_CHUNK // vocab)
+        parts = []
+        for begin in range(0, hidden.shape[0], step):
+            logits = self._logits(hidden[begin : begin + step])
+            chosen = logits.gather(1, targets[begin : begin + step, None]).squeeze(1)
+            parts.append(torch.logsumexp(logits, dim=-1) - chosen)
+        return torch.cat(parts)
