@@ -18,7 +18,7 @@ from typing import Any
 
 from tunesift import __version__
 from tunesift.atomic import atomic_open
-from tunesift.data.pools import Pool, read_pool, write_records
+from tunesift.data.pools import Pool, detect_format, read_pool, write_records
 from tunesift.data.sample import Sample
 from tunesift.errors import InputError
 from tunesift.models.registry import DEFAULT_MODEL, cache_root, resolve_model
@@ -207,7 +207,9 @@ def manifest_path(path: str | Path) -> Path:
 def write_subset(
     path: str | Path, pool: Pool, table: ScoreTable, selection: Selection, budget: Budget | None = None
 ) -> Path:
-    """Write the chosen records in rank order, in the pool's own format, with score fields added.
+    """Write the chosen records in rank order, as the user's own records with score fields added.
+
+    The file is a JSON list or JSONL as ``path``'s extension says, else as the pool was.
 
     Also writes ``<name>.manifest.json``: rule, budget, counts, skipped samples with reasons, configuration.
     Returns the manifest's path.
@@ -216,7 +218,9 @@ def write_subset(
     for index in selection.indices:
         row = table.rows[index]
         records.append({**pool.samples[index].record, **{c: row.get(c) for c in table.columns if c in row}})
-    write_records(path, records, pool.format)
+    suffix = Path(path).suffix.lower()
+    fmt = detect_format(Path(path)) if suffix in {".json", ".jsonl", ".ndjson"} else pool.format
+    write_records(path, records, fmt)
     chosen = [table.rows[i][table.score_field] for i in selection.indices]
     manifest = {
         "tunesift_version": __version__,

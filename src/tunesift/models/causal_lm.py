@@ -13,6 +13,8 @@ float rounding:
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +25,8 @@ from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, resolve_model
 
 # A shared prefix shorter than this is not worth a forward pass of its own.
 MIN_SHARED_PREFIX = 8
+# Fixed cost of one forward pass (Python, kernel launches), in tokens' worth of compute.
+BATCH_OVERHEAD_TOKENS = 32
 # Rows of logits materialised at once: bounds memory to ~128 MiB of fp32 whatever the vocabulary.
 LOGIT_ELEMENTS_PER_CHUNK = 1 << 25
 
@@ -60,19 +64,49 @@ def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return limit
 
 
+def _cut_group(lengths: Sequence[int], prefix: int, token_budget: int) -> list[tuple[int, int]]:
+    """Split lengths (sorted ascending) into runs minimising the tokens the decoder computes.
+
+    A run ``[i, j)`` costs ``(j - i) * (max_len - prefix) + prefix`` tokens (padding included, the shared
+    prefix run once) plus ``BATCH_OVERHEAD_TOKENS``; it may hold at most ``token_budget`` tokens. Exact
+    dynamic programming over the cut points: cheap next to one forward pass.
+    """
+    n = len(lengths)
+    best = [0.0] + [math.inf] * n
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        longest = lengths[j - 1]
+        for i in range(j - 1, -1, -1):
+            size = j - i
+            if size > 1 and size * longest > token_budget:
+                break
+            cost = best[i] + size * (longest - prefix) + prefix + BATCH_OVERHEAD_TOKENS
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    runs = []
+    j = n
+    while j > 0:
+        runs.append((cut[j], j))
+        j = cut[j]
+    return runs[::-1]
+
+
 def plan_batches(spans: Sequence[TargetSpan], token_budget: int) -> list[list[int]]:
-    """Indices of spans grouped into batches: same group, sorted by length, ``B * max_len <= budget``."""
-    order = sorted(range(len(spans)), key=lambda i: (spans[i].group, len(spans[i].ids), i))
+    """Indices of spans grouped into batches of one group each, sorted by length, ``B * max_len <= budget``.
+
+    Cut points are chosen to waste as little compute on padding as possible (see :func:`_cut_group`).
+    """
+    groups: dict[str, list[int]] = {}
+    for i in sorted(range(len(spans)), key=lambda i: (spans[i].group, len(spans[i].ids), i)):
+        groups.setdefault(spans[i].group, []).append(i)
     batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        length = len(spans[i].ids)
-        if current and (spans[current[0]].group != spans[i].group or length * (len(current) + 1) > token_budget):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
+    for members in groups.values():
+        lengths = [len(spans[i].ids) for i in members]
+        prefix = min(
+            shared_prefix_length([spans[i].ids for i in members]), min(spans[i].first_target for i in members) - 1
+        )
+        prefix = prefix if prefix >= MIN_SHARED_PREFIX else 0
+        batches.extend(members[i:j] for i, j in _cut_group(lengths, prefix, token_budget))
     return batches
 
 
@@ -101,6 +135,9 @@ class CausalLM:
         return cls(model=model, tokenizer=tokenizer, name=resolved.name, fingerprint=resolved.fingerprint, device=dev)
 
     def __post_init__(self) -> None:
+        # Work done so far, for benchmarks: tokens through the decoder (padding included), padding,
+        # prefix tokens served from the KV cache instead, and positions given the output layer.
+        self.stats: Counter[str] = Counter()
         self.model.eval()
         self._decoder = self.model.get_decoder()
         self._lm_head = self.model.get_output_embeddings()
@@ -163,6 +200,10 @@ class CausalLM:
             head = torch.tensor([items[0].ids[:prefix]], dtype=torch.long, device=self.device)
             past = self._decoder(input_ids=head, use_cache=True).past_key_values
             past.batch_repeat_interleave(batch)
+        self.stats["batches"] += 1
+        self.stats["decoder_tokens"] += batch * width + prefix
+        self.stats["padding_tokens"] += batch * width - sum(len(s.ids) - prefix for s in items)
+        self.stats["prefix_tokens_reused"] += (batch - 1) * prefix
         positions = torch.arange(prefix, prefix + width, device=self.device).unsqueeze(0).expand(batch, -1)
         hidden = self._decoder(
             input_ids=input_ids.to(self.device),
@@ -180,6 +221,7 @@ class CausalLM:
             cols.extend(range(first - 1 - prefix, len(span.ids) - 1 - prefix))
             targets.extend(span.ids[first:])
             counts.append(n)
+        self.stats["output_positions"] += len(rows)
         picked = hidden[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)]
         nll = self._nll(picked, torch.tensor(targets, device=self.device))
         return [part.numpy() for part in torch.split(nll.double().cpu(), counts)]

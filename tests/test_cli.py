@@ -1,0 +1,152 @@
+"""The CLI end to end with a tiny checkpoint on disk: score, select, run, errors, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import alpaca_records, make_llama
+from typer.testing import CliRunner
+
+from tunesift import api
+from tunesift.cli import app
+from tunesift.models.causal_lm import CausalLM
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def pool_json(tmp_path):
+    records = alpaca_records(24)
+    records[3] = {**records[3], "output": ""}  # an empty response: scored as skipped, not an error
+    records[5] = {"instruction": records[5]["instruction"], "response": records[5]["output"], "source": "x"}
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_score_select_and_run(tmp_path, pool_json, tiny_model_dir, store_dir):
+    scores = tmp_path / "scores.jsonl"
+    result = invoke("score", "ifd", pool_json, "--out", scores, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    rows = read_jsonl(scores)
+    assert [r["index"] for r in rows] == list(range(24))
+    assert set(rows[0]) >= {"index", "ifd", "loss_cond", "loss_direct", "n_tokens", "skip_reason"}
+    assert rows[3]["ifd"] is None and rows[3]["skip_reason"] == "no_response_tokens"
+    assert all(r["skip_reason"] is None and r["ifd"] > 0 for i, r in enumerate(rows) if i != 3)
+
+    subset = tmp_path / "subset.json"
+    result = invoke("select", pool_json, "--scores", scores, "--rule", "cherry", "--rate", "0.5", "--out", subset)
+    assert result.exit_code == 0, result.output
+    chosen = json.loads(subset.read_text())
+    survivors = [r for r in rows if r["ifd"] is not None and r["ifd"] <= 1]
+    assert len(chosen) == int(0.5 * len(survivors))
+    assert [c["ifd"] for c in chosen] == sorted((r["ifd"] for r in survivors), reverse=True)[: len(chosen)]
+    original = json.loads(pool_json.read_text())
+    for record in chosen:  # the user's own record, plus score fields
+        assert {k: v for k, v in record.items() if k not in api.ScoreTable.columns} in original
+    manifest = json.loads((tmp_path / "subset.manifest.json").read_text())
+    assert manifest["skipped_by_reason"] == {"no_response_tokens": 1}
+    assert manifest["counts"]["selected"] == len(chosen)
+
+    # run = score + select; the scores come from the store
+    out = tmp_path / "run.jsonl"
+    result = invoke("run", "cherry", pool_json, "--rate", "0.5", "--out", out, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert read_jsonl(out) == chosen  # JSONL out for a .jsonl name, same records and order
+
+
+def test_second_selection_does_not_touch_the_model(tmp_path, pool_json, tiny_model_dir, store_dir, monkeypatch):
+    first = api.run_recipe(
+        "superfiltering", pool_json, tmp_path / "a.json", api.Budget(rate=0.5), model=str(tiny_model_dir)
+    )
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded again")
+
+    monkeypatch.setattr(CausalLM, "load", no_model)
+    second = api.run_recipe(
+        "superfiltering", pool_json, tmp_path / "b.json", api.Budget(rate=0.25), model=str(tiny_model_dir)
+    )
+    assert second.scores.rows == first.scores.rows
+    assert second.selection.indices == first.selection.indices[: len(second.selection.indices)]
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        ("[{", [], "not valid JSON"),
+        ('[{"instruction": 1, "output": "b"}]', [], "record 0: field 'instruction'"),
+        ('[{"instruction": "a", "output": "b"}, "x"]', [], "record 1"),
+        ('[{"instruction": "a", "output": "b"}]', ["--model", "no-such-model"], "unknown model"),
+        ('[{"instruction": "a", "output": "b"}]', ["--template", "nope"], "unknown template"),
+        ('[{"instruction": "a", "output": "b"}]', ["--variant", "nope"], "unknown variant"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, store_dir, content, extra, message):
+    data = tmp_path / "bad.json"
+    data.write_text(content)
+    out = tmp_path / "scores.jsonl"
+    result = runner.invoke(app, ["score", "ifd", str(data), "--out", str(out), *extra])
+    assert result.exit_code == 2
+    assert (message in result.output and str(data) in result.output) or message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_select_rejects_scores_of_another_pool(tmp_path, pool_json, store_dir):
+    scores = tmp_path / "s.jsonl"
+    scores.write_text('{"index": 0, "id": "abc", "ifd": 0.5, "skip_reason": null}\n')
+    result = runner.invoke(
+        app, ["select", str(pool_json), "--scores", str(scores), "--rate", "0.5", "--out", str(tmp_path / "o.json")]
+    )
+    assert result.exit_code == 2 and "another pool" in result.output
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_killed_run_resumes_with_identical_scores(tmp_path, tok_nobos):
+    model_dir = tmp_path / "slow-model"
+    make_llama(len(tok_nobos), hidden=192, layers=4).save_pretrained(model_dir)
+    tok_nobos.save_pretrained(model_dir)
+    records = alpaca_records(80)
+    data = tmp_path / "pool.json"
+    data.write_text(json.dumps(records))
+    store = tmp_path / "store"
+    out = tmp_path / "scores.jsonl"
+    cmd = [sys.executable, "-m", "tunesift", "score", "ifd", str(data), "--out", str(out), "--model", str(model_dir),
+           "--store", str(store), "--chunk-size", "1"]  # fmt: skip
+    env = {**os.environ, "TUNESIFT_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    lines = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        files = list(store.glob("ifd-*.jsonl")) if store.exists() else []
+        lines = files[0].read_bytes().count(b"\n") if files else 0
+        if lines >= 5:
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 5 <= lines < len(records), f"the kill must land mid-run (store had {lines} lines)"
+    assert not out.exists()  # no half-written SCORES
+
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resumed = read_jsonl(out)
+    store_lines = next(store.glob("ifd-*.jsonl")).read_text().splitlines()
+    assert len(store_lines) == len({json.loads(x)["id"] for x in store_lines}) == len(records)  # none done twice
+
+    clean = api.score_ifd(data, model=str(model_dir), store_dir=tmp_path / "clean-store", chunk_size=1)
+    assert resumed == clean.rows
