@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -89,3 +90,25 @@ def assert_matches(results, records, model, tok, template, variant, max_length, 
         assert got.n_tokens == want["n_tokens"]
         for key in ("ifd", "loss_cond", "loss_direct"):
             assert getattr(got, key) == pytest.approx(want[key], abs=tol, rel=tol), key
+
+
+def reference_probs(model, tok, record: dict, sentence: str) -> np.ndarray:
+    """Full forward, full-vocabulary softmax at the last position, no cache, one prompt at a time."""
+    question = record["instruction"] + ("\n" + record["input"] if record.get("input") else "")
+    text = (
+        sentence
+        + "\n"
+        + "\n"
+        + "Instruction:"
+        + question
+        + "\n"
+        + "Response:"
+        + record["output"]
+        + "\nThe answer is: \n"
+    )
+    ids = torch.tensor([tok(text).input_ids])
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=ids).logits[0, -1].double(), dim=-1)
+    digits = [tok("\n" + str(d), add_special_tokens=False).input_ids[-1] for d in range(1, 6)]
+    picked = probs[digits].numpy()
+    return picked / picked.sum()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from conftest import alpaca_records
-from reference import assert_matches
+from reference import assert_matches, reference_probs
 
 from tunesift.data.pools import record_to_sample
 from tunesift.models.causal_lm import CausalLM
 from tunesift.scorers.ifd import IFDConfig, IFDScorer
+from tunesift.scorers.selectit import SelectITRater, load_prompts
 
 pytestmark = pytest.mark.slow
 
@@ -39,3 +41,16 @@ def test_gemma_adds_bos_and_matches_reference():
     # value (tunesift: ~7e-7, measured on record 1), hence 1e-4 here and 1e-5 for SmolLM2.
     assert_matches(results, records, lm.model, lm.tokenizer, "alpaca", "cherry", 512, tol=1e-4)
     assert all(1.0 < r.loss_cond < 6.0 for r in results)  # a sane base model, not garbage
+
+
+@pytest.mark.ci
+def test_smollm2_selectit_matches_reference_on_5_records():
+    lm = CausalLM.load("smollm2")
+    records = alpaca_records(5)
+    sentences = load_prompts()
+    pairs = [(record_to_sample(r, i, "alpaca"), t) for i, r in enumerate(records) for t in sentences]
+    ratings = SelectITRater(lm).rate(pairs)
+    for (sample, sentence), rating in zip(pairs, ratings, strict=True):
+        np.testing.assert_allclose(
+            rating.probs, reference_probs(lm.model, lm.tokenizer, sample.record, sentence), atol=1e-5
+        )

@@ -9,9 +9,10 @@ write_subset("subset.json", pool, scores, chosen)
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from tunesift import __version__
 from tunesift.atomic import atomic_open
 from tunesift.data.pools import Pool, detect_format, read_pool, write_records
 from tunesift.data.sample import Sample
-from tunesift.errors import InputError
-from tunesift.models.registry import DEFAULT_MODEL, cache_root, resolve_model
+from tunesift.errors import ConfigError, InputError
+from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, cache_root, resolve_model
 from tunesift.scorers.ifd import SCORER_VERSION, IFDConfig, IFDScorer
 from tunesift.selectors.rules import Budget, Selection, select_by_rule
 from tunesift.store import ScoreStore
@@ -64,15 +65,53 @@ def _ifd_config(model: str, config: IFDConfig, dtype: str) -> dict[str, Any]:
     }
 
 
-def _unique_missing(samples: Sequence[Sample], cached: dict[str, Any]) -> list[Sample]:
+def _fill_store(
+    store: ScoreStore,
+    cached: dict[str, dict[str, Any]],
+    items: Sequence[tuple[str, Any]],
+    compute: Callable[[list[Any], Callable[[float], None] | None], list[dict[str, Any]]],
+    *,
+    chunk_size: int,
+    progress: bool,
+    desc: str,
+    units_per_item: int = 1,
+) -> None:
+    """Compute the ``(key, item)`` pairs the store lacks, a chunk at a time, appending each chunk.
+
+    ``compute`` gets a chunk of items (and a progress callback counting finished texts) and returns one
+    result row per item. A killed run loses at most the chunk in flight.
+    """
     seen: set[str] = set()
     missing = []
-    for sample in samples:
-        key = sample.content_id
+    for key, item in items:
         if key not in cached and key not in seen:
             seen.add(key)
-            missing.append(sample)
-    return missing
+            missing.append((key, item))
+    if not missing:
+        return
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(missing), unit="sample", desc=desc, dynamic_ncols=True)
+    done = 0
+    for begin in range(0, len(missing), chunk_size):
+        chunk = missing[begin : begin + chunk_size]
+        tick = (lambda n: bar.update(n / units_per_item)) if bar is not None else None
+        results = compute([item for _, item in chunk], tick)
+        rows = [{"id": key, **result} for (key, _), result in zip(chunk, results, strict=True)]
+        store.append(rows)
+        cached.update((row["id"], row) for row in rows)
+        done += len(chunk)
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+    if bar is not None:
+        bar.close()
+
+
+def _store_root(store_dir: str | Path | None) -> Path:
+    return Path(store_dir) if store_dir else cache_root() / "scores"
 
 
 def score_ifd(
@@ -102,38 +141,133 @@ def score_ifd(
     else:
         scorer = None
         config = _ifd_config(model, cfg, dtype="float32")
-    store = ScoreStore(Path(store_dir) if store_dir else cache_root() / "scores", config)
+    store = ScoreStore(_store_root(store_dir), config)
     cached = store.load()
-    missing = _unique_missing(pool.samples, cached)
-    if missing:
+
+    def compute(samples: list[Sample], tick: Callable[[float], None] | None) -> list[dict[str, Any]]:
+        nonlocal scorer
         if scorer is None:
             from tunesift.models.causal_lm import CausalLM
 
             scorer = IFDScorer(CausalLM.load(model, device=device), cfg, token_budget=token_budget)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        return [r.to_dict() for r in scorer.score(samples, on_progress=tick)]
 
-            bar = tqdm(total=len(missing), unit="sample", desc=f"IFD ({cfg.variant})", dynamic_ncols=True)
-        done = 0
-        for begin in range(0, len(missing), chunk_size):
-            chunk = missing[begin : begin + chunk_size]
-            tick = (lambda n: bar.update(n / 2)) if bar is not None else None
-            results = scorer.score(chunk, on_progress=tick)
-            rows = [{"id": s.content_id, **r.to_dict()} for s, r in zip(chunk, results, strict=True)]
-            store.append(rows)
-            cached.update((row["id"], row) for row in rows)
-            done += len(chunk)
-            if bar is not None:
-                bar.n = done
-                bar.refresh()
-        if bar is not None:
-            bar.close()
+    items = [(s.content_id, s) for s in pool.samples]
+    _fill_store(
+        store, cached, items, compute, chunk_size=chunk_size, progress=progress, desc=f"IFD ({cfg.variant})",
+        units_per_item=2,
+    )  # fmt: skip
     rows = []
     for sample in pool.samples:
         hit = cached[sample.content_id]
         rows.append({"index": sample.index, "id": sample.content_id, **{k: hit[k] for k in SCORE_ROW_KEYS[2:]}})
     return ScoreTable(config=config, rows=rows)
+
+
+def _rater_ratings(
+    pool: Pool,
+    sentences: Sequence[str],
+    rater_model: ResolvedModel,
+    store_dir: str | Path | None,
+    token_budget: int,
+    chunk_size: int,
+    device: str | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """One rater's ratings of every (sample, sentence), by ``content_id:prompt_id``; loads it only if needed."""
+    from tunesift.scorers.selectit import SCORER_VERSION, Rating, SelectITRater, prompt_id
+
+    store = ScoreStore(
+        _store_root(store_dir),
+        {
+            "scorer": "selectit-rater",
+            "version": SCORER_VERSION,
+            "model": rater_model.name,
+            "model_fingerprint": rater_model.fingerprint,
+            "dtype": "float32",
+        },
+    )
+    cached = store.load()
+    rater: SelectITRater | None = None
+
+    def compute(pairs: list[tuple[Sample, str]], tick: Callable[[float], None] | None) -> list[dict[str, Any]]:
+        nonlocal rater
+        if rater is None:
+            from tunesift.models.causal_lm import CausalLM
+
+            rater = SelectITRater(CausalLM.load(rater_model.name, device=device), token_budget)
+        return [{"p": r.probs, "skip_reason": r.skip_reason} for r in rater.rate(pairs, on_progress=tick)]
+
+    items = [(f"{s.content_id}:{prompt_id(t)}", (s, t)) for s in pool.samples for t in sentences]
+    _fill_store(
+        store, cached, items, compute, chunk_size=chunk_size * len(sentences), progress=progress,
+        desc=f"SelectIT ({rater_model.name})",
+    )  # fmt: skip
+    return {
+        key: Rating(None if row["p"] is None else tuple(row["p"]), row["skip_reason"]) for key, row in cached.items()
+    }
+
+
+def score_selectit(
+    data: Pool | str | Path,
+    *,
+    models: Sequence[str] = (DEFAULT_MODEL,),
+    k: int = 5,
+    alpha: float = 0.2,
+    level: str | None = None,
+    token_prompt: int = 0,
+    token_rule: str = "paper",
+    prompts_file: str | Path | None = None,
+    store_dir: str | Path | None = None,
+    token_budget: int = 4096,
+    chunk_size: int = 128,
+    device: str | None = None,
+    progress: bool = False,
+) -> ScoreTable:
+    """SelectIT scores (METHODS.md §3) for every record, every level kept.
+
+    Each rater's five renormalised probabilities are cached per (sample, rating sentence), so changing
+    ``alpha``, the level or the raters' mix recomputes nothing; raters are loaded one at a time.
+    """
+    from tunesift.models.registry import count_parameters
+    from tunesift.scorers.selectit import (
+        SCORER_VERSION as SELECTIT_VERSION,
+    )
+    from tunesift.scorers.selectit import SelectITConfig, combine, load_prompts, prompt_id
+
+    pool = _as_pool(data)
+    if not models:
+        raise ConfigError("models", "give at least one rater")
+    prompts = load_prompts(prompts_file)
+    cfg = SelectITConfig(k, alpha, level, token_prompt, token_rule).resolved(len(models), len(prompts))
+    sentences = [prompts[i] for i in cfg.prompt_indices()]
+    resolved = [resolve_model(m) for m in models]
+    n_parameters = [count_parameters(r) for r in resolved]
+    ratings = [
+        _rater_ratings(pool, sentences, r, store_dir, token_budget, chunk_size, device, progress) for r in resolved
+    ]
+    names = [r.name for r in resolved]
+    rows = []
+    for sample in pool.samples:
+        per_rater = [[by_key[f"{sample.content_id}:{prompt_id(t)}"] for t in sentences] for by_key in ratings]
+        rows.append({"index": sample.index, "id": sample.content_id, **combine(per_rater, names, n_parameters, cfg)})
+    config = {
+        "scorer": "selectit",
+        "version": SELECTIT_VERSION,
+        "raters": [
+            {"model": r.name, "model_fingerprint": r.fingerprint, "n_parameters": n}
+            for r, n in zip(resolved, n_parameters, strict=True)
+        ],
+        "prompts": sentences,
+        "prompts_sha256": hashlib.sha256("\n".join(sentences).encode("utf-8")).hexdigest(),
+        "k": cfg.k,
+        "alpha": cfg.alpha,
+        "level": cfg.level,
+        "token_prompt": cfg.token_prompt if cfg.level == "token" else None,
+        "token_rule": cfg.token_rule,
+        "dtype": "float32",
+    }
+    return ScoreTable(config=config, rows=rows, score_field="selectit", columns=("selectit",))
 
 
 def scores_config_path(path: str | Path) -> Path:
@@ -150,9 +284,20 @@ def write_scores(path: str | Path, table: ScoreTable) -> None:
         json.dump({"score_field": table.score_field, "config": table.config}, handle, indent=2)
 
 
-def read_scores(path: str | Path, pool: Pool, score_field: str = "ifd") -> ScoreTable:
-    """Read a SCORES file and check that it belongs to ``pool`` record by record."""
+def read_scores(path: str | Path, pool: Pool, score_field: str | None = None) -> ScoreTable:
+    """Read a SCORES file and check that it belongs to ``pool`` record by record.
+
+    The score column is ``score_field``, else the one named in the configuration written beside the
+    file, else ``ifd``.
+    """
     path = Path(path)
+    config: dict[str, Any] = {}
+    config_path = scores_config_path(path)
+    if config_path.exists():
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
+        config = meta.get("config", {})
+        score_field = score_field or meta.get("score_field")
+    score_field = score_field or "ifd"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -187,11 +332,7 @@ def read_scores(path: str | Path, pool: Pool, score_field: str = "ifd") -> Score
                 field="id",
             )
         row.setdefault("skip_reason", None if row[score_field] is not None else "missing_score")
-    config: dict[str, Any] = {}
-    config_path = scores_config_path(path)
-    if config_path.exists():
-        config = json.loads(config_path.read_text(encoding="utf-8")).get("config", {})
-    return ScoreTable(config=config, rows=rows, score_field=score_field)
+    return ScoreTable(config=config, rows=rows, score_field=score_field, columns=(score_field,))
 
 
 def select(table: ScoreTable, rule: str, budget: Budget) -> Selection:
@@ -247,18 +388,34 @@ def write_subset(
     return target
 
 
-RECIPES: dict[str, dict[str, str]] = {
-    "cherry": {
-        "variant": "cherry",
-        "rule": "cherry",
-        "description": "Cherry LLM: IFD with the alpaca template; drop IFD > 1; keep the top rate of the rest",
-    },
-    "superfiltering": {
-        "variant": "superfilter",
-        "rule": "superfilter",
-        "description": "Superfiltering: IFD (perplexity ratio, no template) from a small model; keep < 1; top rate",
-    },
-}
+@dataclass(frozen=True)
+class Recipe:
+    """A published method: a scorer with fixed options, then a selection rule."""
+
+    scorer: str
+    options: dict[str, Any]
+    rule: str
+    description: str
+    default_rate: float | None = None
+
+
+RECIPES: dict[str, Recipe] = {
+    "cherry": Recipe(
+        "ifd", {"variant": "cherry"}, "cherry",
+        "Cherry LLM: IFD with the alpaca template; drop IFD > 1; keep the top rate of the rest",
+    ),
+    "superfiltering": Recipe(
+        "ifd", {"variant": "superfilter"}, "superfilter",
+        "Superfiltering: IFD (perplexity ratio, no template) from a small model; keep < 1; top rate of the pool",
+    ),
+    "selectit": Recipe(
+        "selectit", {}, "top",
+        "SelectIT: the raters' uncertainty-aware self-ratings (token/sentence/model level); top 20 % by default",
+        default_rate=0.2,
+    ),
+}  # fmt: skip
+SCORERS: dict[str, Callable[..., ScoreTable]] = {"ifd": score_ifd, "selectit": score_selectit}
+DEFAULT_RULES = {"ifd": "cherry", "selectit": "top"}
 
 
 @dataclass
@@ -277,16 +434,14 @@ def run_recipe(
     scores_out: str | Path | None = None,
     **score_options: Any,
 ) -> RunResult:
-    """Score and select in one go with a named method (``cherry``, ``superfiltering``)."""
-    from tunesift.errors import ConfigError
-
+    """Score and select in one go with a named method (``cherry``, ``superfiltering``, ``selectit``)."""
     if name not in RECIPES:
         raise ConfigError("method", f"unknown method {name!r}; choose one of {', '.join(RECIPES)}")
     recipe = RECIPES[name]
     pool = _as_pool(data)
-    table = score_ifd(pool, variant=recipe["variant"], **score_options)
+    table = SCORERS[recipe.scorer](pool, **recipe.options, **score_options)
     if scores_out is not None:
         write_scores(scores_out, table)
-    selection = select(table, recipe["rule"], budget)
+    selection = select(table, recipe.rule, budget)
     manifest = write_subset(out, pool, table, selection, budget)
     return RunResult(scores=table, selection=selection, manifest=manifest)

@@ -101,14 +101,85 @@ def score_ifd_cmd(
     )
 
 
+ModelsOpt = Annotated[
+    str,
+    typer.Option(
+        help="Raters, comma-separated (packaged names or checkpoint dirs); two or more give the model level. "
+        "SelectIT wants instruction-tuned raters, the larger the better: a base model such as gemma-3-270m "
+        "rated no better than chance in our measurements."
+    ),
+]
+KOpt = Annotated[int, typer.Option("--k", help="Number of rating prompts pooled at the sentence level.")]
+AlphaOpt = Annotated[float, typer.Option(help="Penalty on the spread of the prompts' token scores.")]
+PromptsOpt = Annotated[
+    Path | None, typer.Option(help="Your own rating sentences, one per line (default: tunesift's five).")
+]
+LevelOpt = Annotated[
+    str | None,
+    typer.Option(help="token | sentence | model (default: model with two or more raters, else sentence)."),
+]
+TokenPromptOpt = Annotated[int, typer.Option(help="Token level: the 0-based index of the one prompt used.")]
+TokenRuleOpt = Annotated[
+    str, typer.Option(help="paper (METHODS.md) or authors-code (an extra softmax, as in the authors' code).")
+]
+
+
+@score_app.command("selectit")
+def score_selectit_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="SCORES.jsonl to write (index, id, selectit, every level).")],
+    models: ModelsOpt = "smollm2-135m-instruct",
+    k: KOpt = 5,
+    alpha: AlphaOpt = 0.2,
+    prompts: PromptsOpt = None,
+    level: LevelOpt = None,
+    token_prompt: TokenPromptOpt = 0,
+    token_rule: TokenRuleOpt = "paper",
+    store: StoreOpt = None,
+    batch_tokens: BatchTokensOpt = 4096,
+    chunk_size: ChunkOpt = 128,
+    device: DeviceOpt = None,
+) -> None:
+    """SelectIT: the model rates each sample 1-5; its certainty weighs the rating (token, sentence, model level)."""
+    from tunesift import api
+
+    try:
+        pool = api.read_pool(data)
+        table = api.score_selectit(
+            pool, models=_split_models(models), k=k, alpha=alpha, level=level, token_prompt=token_prompt,
+            token_rule=token_rule, prompts_file=prompts, store_dir=store, token_budget=batch_tokens,
+            chunk_size=chunk_size, device=device, progress=True,
+        )  # fmt: skip
+        api.write_scores(out, table)
+    except TunesiftError as err:
+        _fail(err)
+    skipped = table.skipped()
+    typer.echo(
+        f"scored {len(table.rows) - sum(skipped.values())} of {len(table.rows)} records -> {out}"
+        + (f"; skipped: {skipped}" if skipped else ""),
+        err=True,
+    )
+
+
+def _split_models(models: str) -> list[str]:
+    return [m.strip() for m in models.split(",") if m.strip()]
+
+
 @app.command("select")
 def select_cmd(
     data: DataArg,
     scores: Annotated[Path, typer.Option("--scores", help="SCORES.jsonl written by 'tunesift score' for DATA.")],
     out: Annotated[Path, typer.Option("--out", help="Subset to write, in DATA's own format, score fields added.")],
     rule: Annotated[
-        str, typer.Option(help="cherry: drop IFD > 1, rate of survivors; superfilter: keep < 1, rate of pool.")
-    ] = "cherry",
+        str | None,
+        typer.Option(
+            help="cherry: drop IFD > 1, rate of survivors; superfilter: keep IFD < 1, rate of pool; "
+            "top: highest first, rate of pool. Default: cherry for IFD scores, top for others."
+        ),
+    ] = None,
+    field: Annotated[
+        str | None, typer.Option(help="Score column to rank by (default: the one the scores were written with).")
+    ] = None,
     rate: RateOpt = None,
     count: CountOpt = None,
 ) -> None:
@@ -118,7 +189,8 @@ def select_cmd(
     try:
         budget = api.Budget(rate=rate, count=count)
         pool = api.read_pool(data)
-        table = api.read_scores(scores, pool)
+        table = api.read_scores(scores, pool, score_field=field)
+        rule = rule or ("cherry" if table.score_field == "ifd" else "top")
         selection = api.select(table, rule, budget)
         manifest = api.write_subset(out, pool, table, selection, budget)
     except TunesiftError as err:
@@ -201,6 +273,36 @@ def run_superfiltering(
     )  # fmt: skip
 
 
+@run_app.command("selectit")
+def run_selectit(
+    data: DataArg,
+    out: OutOpt,
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    models: ModelsOpt = "smollm2-135m-instruct",
+    k: KOpt = 5,
+    alpha: AlphaOpt = 0.2,
+    prompts: PromptsOpt = None,
+    level: LevelOpt = None,
+    token_prompt: TokenPromptOpt = 0,
+    token_rule: TokenRuleOpt = "paper",
+    scores_out: ScoresOutOpt = None,
+    store: StoreOpt = None,
+    batch_tokens: BatchTokensOpt = 4096,
+    chunk_size: ChunkOpt = 128,
+    device: DeviceOpt = None,
+) -> None:
+    """SelectIT: rank by the top level in use, highest first; keep 20 % of the pool unless told otherwise."""
+    if rate is None and count is None:
+        rate = 0.2
+    _run(
+        "selectit", data, out, rate, count, scores_out,
+        models=_split_models(models), k=k, alpha=alpha, level=level, token_prompt=token_prompt,
+        token_rule=token_rule, prompts_file=prompts, store_dir=store, token_budget=batch_tokens,
+        chunk_size=chunk_size, device=device,
+    )  # fmt: skip
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the packaged models that work offline."""
@@ -217,7 +319,7 @@ def methods_cmd() -> None:
     from tunesift.api import RECIPES
 
     for name, recipe in RECIPES.items():
-        typer.echo(f"{name:16s} {recipe['description']}")
+        typer.echo(f"{name:16s} {recipe.description}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -36,8 +36,10 @@ class TargetSpan:
     """Token ids of one text and where its targets begin.
 
     The targets are ``ids[max(start, 1):]``: token ``t`` is scored from the hidden state at ``t - 1``
-    (the first token of a text has nothing before it). ``group`` keeps texts of one kind (e.g. all
-    conditioned texts of one template variant) in the same batches, so they share their prefix.
+    (the first token of a text has nothing before it); ``start == len(ids)`` scores nothing inside the
+    text and asks for the next token after it (:meth:`CausalLM.next_token_probs`). ``group`` keeps texts
+    of one kind (e.g. all conditioned texts of one template variant) in the same batches, so they share
+    their prefix.
     """
 
     ids: tuple[int, ...]
@@ -178,9 +180,46 @@ class CausalLM:
                 on_batch(len(batch))
         return results
 
-    def _batch_nll(self, items: Sequence[TargetSpan]) -> list[np.ndarray]:
-        # Hidden states are needed from the position before each first target on; a prefix shared by
-        # the whole batch that ends before every such position is run once and kept as KV cache.
+    @torch.inference_mode()
+    def next_token_probs(
+        self,
+        texts: Sequence[TargetSpan],
+        candidates: Sequence[int],
+        token_budget: int = 4096,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Probabilities of the candidate tokens right after each text, renormalised over the candidates.
+
+        Renormalising over a few tokens equals a softmax over their logits alone, so only the last
+        hidden state and those rows of the output layer are computed, never the whole vocabulary.
+        Each text is a span with ``start == len(ids)`` (nothing scored inside it).
+        """
+        rows = torch.tensor(list(candidates), device=self.device)
+        weight = self._lm_head.weight[rows]
+        bias = None if self._lm_head.bias is None else self._lm_head.bias[rows]
+        out = np.full((len(texts), len(candidates)), np.nan)
+        for batch in plan_batches(texts, token_budget):
+            items = [texts[i] for i in batch]
+            hidden, prefix = self._decode_batch(items)
+            last = torch.tensor([len(s.ids) - 1 - prefix for s in items], device=self.device)
+            logits = torch.nn.functional.linear(
+                hidden[torch.arange(len(items), device=self.device), last], weight, bias
+            )
+            logits = logits.float()
+            if self._softcap:
+                logits = torch.tanh(logits / self._softcap) * self._softcap
+            self.stats["output_positions"] += len(items)
+            out[batch] = torch.softmax(logits, dim=-1).double().cpu().numpy()
+            if on_batch is not None:
+                on_batch(len(batch))
+        return out
+
+    def _decode_batch(self, items: Sequence[TargetSpan]) -> tuple[torch.Tensor, int]:
+        """Last hidden states of a batch, from its shared prefix on; returns them and the prefix length.
+
+        Hidden states are needed from the position before each first target on; a prefix shared by
+        the whole batch that ends before every such position is run once and kept as KV cache.
+        """
         first_needed = min(s.first_target for s in items) - 1
         shared = min(shared_prefix_length([s.ids for s in items]), first_needed)
         prefix = shared if shared >= MIN_SHARED_PREFIX and len(items) > 1 else 0
@@ -212,7 +251,10 @@ class CausalLM:
             past_key_values=past,
             use_cache=past is not None,
         ).last_hidden_state
+        return hidden, prefix
 
+    def _batch_nll(self, items: Sequence[TargetSpan]) -> list[np.ndarray]:
+        hidden, prefix = self._decode_batch(items)
         rows, cols, targets, counts = [], [], [], []
         for row, span in enumerate(items):
             first = span.first_target

@@ -136,3 +136,14 @@ def resolve_model(name_or_path: str) -> ResolvedModel:
         f"unknown model {name_or_path!r}: give a packaged model ({choices}) "
         "or a local Hugging Face checkpoint directory (with config.json)",
     )
+
+
+def count_parameters(resolved: ResolvedModel) -> int:
+    """Parameter count of a checkpoint, from its config on the meta device (no weights are loaded)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(resolved.path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())

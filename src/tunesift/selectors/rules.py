@@ -69,9 +69,17 @@ def select_superfilter(scores: Sequence[float | None], budget: Budget) -> Select
     return Selection(ranked[:size], len(scores), _n_scored(scores), len(ranked), "superfilter")
 
 
+def select_top(scores: Sequence[float | None], budget: Budget) -> Selection:
+    """Rank every scored sample highest first, no threshold; ``int(rate * pool size)`` (SelectIT)."""
+    ranked = _rank(scores, lambda s: True)
+    size = budget.size(base=len(scores), available=len(ranked))
+    return Selection(ranked[:size], len(scores), _n_scored(scores), len(ranked), "top")
+
+
 RULES: dict[str, Callable[[Sequence[float | None], Budget], Selection]] = {
     "cherry": select_cherry,
     "superfilter": select_superfilter,
+    "top": select_top,
 }
 
 

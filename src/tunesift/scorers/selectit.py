@@ -1,0 +1,224 @@
+"""SelectIT: uncertainty-aware self-reflection (NeurIPS 2024), as METHODS.md §3 defines it.
+
+A rater reads a rating prompt and the sample and gives a 1-5 score; how sure it is of that score decides
+how much to trust it (token level), several paraphrased prompts are pooled with a penalty for disagreement
+(sentence level), and raters of one family are pooled by parameter count (model level).
+
+Raters want instruction tuning, the larger the better: in our measurements the Gemma-3-270M *base* model
+rated samples no better than chance against an external quality judgment, while SmolLM2-135M-Instruct did
+somewhat better.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from tunesift.data.sample import Sample
+from tunesift.errors import ConfigError, InputError
+from tunesift.models.causal_lm import CausalLM, TargetSpan
+
+SCORER_VERSION = 1
+SCALE = (1, 2, 3, 4, 5)
+LEVELS = ("token", "sentence", "model")
+TOKEN_RULES = ("paper", "authors-code")
+DEFAULT_PROMPTS = "rating_prompts_v1.txt"
+SKIP_TOO_LONG = "too_long_for_context"
+
+
+def load_prompts(path: str | Path | None = None) -> list[str]:
+    """Rating sentences, one per non-empty line: tunesift's own five, or the user's file."""
+    if path is None:
+        text = resources.files("tunesift.scorers").joinpath(DEFAULT_PROMPTS).read_text(encoding="utf-8")
+        source: str | Path = DEFAULT_PROMPTS
+    else:
+        source = Path(path)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except (FileNotFoundError, IsADirectoryError):
+            raise InputError("file not found", path=source) from None
+        except UnicodeDecodeError:
+            raise InputError("not UTF-8 text", path=source) from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise InputError("holds no rating prompts (one per line)", path=source)
+    return prompts
+
+
+def prompt_id(sentence: str) -> str:
+    return hashlib.sha256(sentence.encode("utf-8")).hexdigest()[:12]
+
+
+def rating_text(sample: Sample, sentence: str) -> str:
+    """The rating prompt of METHODS.md §3; the next token after it is the score."""
+    question = f"{sample.instruction}\n{sample.input}" if sample.input else sample.instruction
+    return f"{sentence}\n\nInstruction:{question}\nResponse:{sample.output}\nThe answer is: \n"
+
+
+def score_token_ids(lm: CausalLM) -> list[int]:
+    """Token of each digit 1..5 as it follows a newline: what tokenising ``"\\n" + d`` adds to ``"\\n"``."""
+    tok = lm.tokenizer
+    newline = tok("\n", add_special_tokens=False)["input_ids"]
+    ids = []
+    for digit in SCALE:
+        with_digit = tok(f"\n{digit}", add_special_tokens=False)["input_ids"]
+        added = with_digit[len(newline) :]
+        if with_digit[: len(newline)] != newline or len(added) != 1:
+            raise ConfigError("models", f"rater {lm.name}: the score digit {digit!r} is not one token after a newline")
+        ids.append(added[0])
+    return ids
+
+
+# ----- the three levels: pure functions of the renormalised probabilities -----
+
+
+def token_level(probs: Sequence[float], rule: str = "paper") -> float:
+    """``S_base * (5 * P'_max - 1) / 4`` with ``S_base = argmax`` (ties: the lowest score).
+
+    ``rule="authors-code"`` first applies the extra softmax of the authors' code to ``P'``.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if rule == "authors-code":
+        p = np.exp(p) / np.exp(p).sum()
+    elif rule != "paper":
+        raise ConfigError("token-rule", f"unknown rule {rule!r}; choose one of {', '.join(TOKEN_RULES)}")
+    base = int(np.argmax(p)) + 1
+    k = len(p)
+    return base * float(np.abs(p - p.max()).sum()) / (k - 1)
+
+
+def sentence_level(token_scores: Sequence[float], alpha: float = 0.2) -> float:
+    """``mean / (1 + alpha * std)`` over the prompts, population std."""
+    s = np.asarray(token_scores, dtype=np.float64)
+    return float(s.mean() / (1.0 + alpha * s.std(ddof=0)))
+
+
+def model_level(sentence_scores: Sequence[float], n_parameters: Sequence[float]) -> float:
+    """Sentence scores weighted by each rater's share of the total parameter count."""
+    weights = np.asarray(n_parameters, dtype=np.float64)
+    return float(np.dot(weights / weights.sum(), np.asarray(sentence_scores, dtype=np.float64)))
+
+
+@dataclass(frozen=True)
+class Rating:
+    """One rater's renormalised probabilities of scores 1..5 for one (sample, prompt), or why there are none."""
+
+    probs: tuple[float, ...] | None
+    skip_reason: str | None = None
+
+
+class SelectITRater:
+    """Reads the five score-token probabilities of one rater, batched behind the shared rating sentence."""
+
+    def __init__(self, lm: CausalLM, token_budget: int = 4096) -> None:
+        self.lm = lm
+        self.token_budget = token_budget
+        self.candidates = score_token_ids(lm)
+        self.context = getattr(lm.model.config, "max_position_embeddings", None)
+
+    def rate(
+        self,
+        pairs: Sequence[tuple[Sample, str]],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[Rating]:
+        """Ratings for (sample, rating sentence) pairs, in order."""
+        texts: list[TargetSpan] = []
+        where: list[int] = []
+        ratings: list[Rating | None] = [None] * len(pairs)
+        for i, (sample, sentence) in enumerate(pairs):
+            ids = tuple(self.lm.encode(rating_text(sample, sentence)))
+            if self.context is not None and len(ids) > self.context:
+                ratings[i] = Rating(None, SKIP_TOO_LONG)
+                continue
+            texts.append(TargetSpan(ids, start=len(ids), group=prompt_id(sentence)))
+            where.append(i)
+        probs = self.lm.next_token_probs(texts, self.candidates, self.token_budget, on_batch=on_progress)
+        for i, row in zip(where, probs, strict=True):
+            finite = bool(np.all(np.isfinite(row)))
+            ratings[i] = (
+                Rating(tuple(float(x) for x in row), None) if finite else Rating(None, "non_finite_probability")
+            )
+        return [r for r in ratings if r is not None]
+
+
+@dataclass(frozen=True)
+class SelectITConfig:
+    """How ratings are pooled; ``level=None`` picks model with two or more raters, else sentence."""
+
+    k: int = 5
+    alpha: float = 0.2
+    level: str | None = None
+    token_prompt: int = 0
+    token_rule: str = "paper"
+
+    def resolved(self, n_raters: int, n_prompts: int) -> SelectITConfig:
+        level = self.level or ("model" if n_raters >= 2 else "sentence")
+        if level not in LEVELS:
+            raise ConfigError("level", f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
+        if level == "model" and n_raters < 2:
+            raise ConfigError("level", "the model level needs two or more raters (--models a,b)")
+        if level != "model" and n_raters != 1:
+            raise ConfigError("level", f"the {level} level ranks by one rater; give one model or use --level model")
+        if not 1 <= self.k <= n_prompts:
+            raise ConfigError("k", f"must be between 1 and the number of rating prompts ({n_prompts}), got {self.k}")
+        if level == "token" and not 0 <= self.token_prompt < n_prompts:
+            raise ConfigError("token-prompt", f"must index one of the {n_prompts} prompts, got {self.token_prompt}")
+        if self.alpha < 0:
+            raise ConfigError("alpha", f"must be >= 0, got {self.alpha}")
+        if self.token_rule not in TOKEN_RULES:
+            raise ConfigError("token-rule", f"unknown rule {self.token_rule!r}; choose one of {', '.join(TOKEN_RULES)}")
+        return SelectITConfig(self.k, self.alpha, level, self.token_prompt, self.token_rule)
+
+    def prompt_indices(self) -> list[int]:
+        """The prompts that are rated: the named one at token level, else the first k."""
+        return [self.token_prompt] if self.level == "token" else list(range(self.k))
+
+
+def combine(
+    ratings: Sequence[Sequence[Rating]],
+    rater_names: Sequence[str],
+    n_parameters: Sequence[float],
+    config: SelectITConfig,
+) -> dict:
+    """Every level for one sample from its ratings ``[rater][prompt]``; NaN levels carry the reason.
+
+    Returns ``selectit`` (the top level in use), ``s_model`` and per rater its prompts' ``p`` and
+    ``s_token`` and its ``s_sent``. A failure anywhere makes every level above it NaN (JSON null).
+    """
+    raters = []
+    reasons = []
+    for name, per_prompt in zip(rater_names, ratings, strict=True):
+        prompts = []
+        for rating in per_prompt:
+            s_token = None if rating.probs is None else token_level(rating.probs, config.token_rule)
+            prompts.append({"p": None if rating.probs is None else list(rating.probs), "s_token": s_token})
+        failed = [r.skip_reason for r in per_prompt if r.skip_reason]
+        if failed:
+            reasons.append(f"{name}: {failed[0]}")
+        s_sent = None if failed else sentence_level([p["s_token"] for p in prompts], config.alpha)
+        raters.append({"model": name, "prompts": prompts, "s_sent": s_sent})
+    s_model = None
+    if len(raters) >= 2 and not reasons:
+        s_model = model_level([r["s_sent"] for r in raters], n_parameters)
+    if config.level == "token":
+        top = raters[0]["prompts"][0]["s_token"]
+    elif config.level == "sentence":
+        top = raters[0]["s_sent"]
+    else:
+        top = s_model
+    if top is not None and not math.isfinite(top):
+        top = None
+        reasons.append("non_finite_score")
+    return {
+        "selectit": top,
+        "level": config.level,
+        "s_model": s_model,
+        "raters": raters,
+        "skip_reason": "; ".join(reasons) if top is None else None,
+    }
