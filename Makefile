@@ -9,7 +9,7 @@ DATA ?= ../shared/data/instruct/alpaca_random_9k.json
 DEMO_N ?= 300
 OUT ?= out
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install browser demo test test-all lint bench clean
 
 install: $(VENV)/.installed
 
@@ -29,13 +29,21 @@ demo: install
 	mkdir -p $(OUT)
 	$(BIN)/python -c "import json,sys; json.dump(json.load(open('$(DATA)'))[:$(DEMO_N)], open('$(OUT)/example_pool.json','w'), indent=1)"
 	$(BIN)/tunesift run cherry $(OUT)/example_pool.json --rate 0.1 --out $(OUT)/cherry_subset.json --scores-out $(OUT)/scores.jsonl
-	@echo "subset: $(OUT)/cherry_subset.json  manifest: $(OUT)/cherry_subset.manifest.json  scores: $(OUT)/scores.jsonl"
+	$(BIN)/tunesift report $(OUT)/example_pool.json --scores $(OUT)/scores.jsonl --selection $(OUT)/cherry_subset.json --out $(OUT)/report.html
+	@echo "subset: $(OUT)/cherry_subset.json (manifest beside it); scores: $(OUT)/scores.jsonl; report: $(OUT)/report.html"
+
+# The report's browser test drives Debian's chromium through chromedriver (never a downloaded browser).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
 # Unit tests plus the few real-model tests marked 'ci'; `make test-all` runs every slow test too.
-test: install
+test: install browser
 	$(BIN)/python -m pytest -m "not slow or ci"
 
-test-all: install
+test-all: install browser
 	$(BIN)/python -m pytest
 
 lint: install

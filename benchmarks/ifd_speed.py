@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
-from pathlib import Path
 
 import torch
+from _common import DATA, linear_params, matmul_peak_gflops
 
 from tunesift.data.pools import record_to_sample
 from tunesift.models.causal_lm import CausalLM
 from tunesift.scorers.ifd import IFDConfig, IFDScorer
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "instruct" / "alpaca_random_9k.json"
 ALPACA = {
     False: "Below is an instruction that describes a task. Write a response that appropriately completes the request."
     "\n\n### Instruction:\n{instruction}\n\n### Response:",
@@ -30,18 +28,6 @@ ALPACA = {
     "Write a response that appropriately completes the request."
     "\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:",
 }
-
-
-def matmul_peak_gflops(size: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(3):
-        a @ b
-    best = math.inf
-    for _ in range(reps):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
 
 
 @torch.no_grad()
@@ -78,10 +64,7 @@ def main() -> None:
     scorer = IFDScorer(lm, IFDConfig(variant="cherry", template="alpaca"), token_budget=args.batch_tokens)
     samples = [record_to_sample(r, i, DATA) for i, r in enumerate(records)]
     hidden = lm.model.config.hidden_size
-    head_params = lm.model.get_output_embeddings().weight.numel()
-    body_params = sum(p.numel() for p in lm.model.parameters()) - lm.model.get_input_embeddings().weight.numel()
-    if not lm.model.config.tie_word_embeddings:
-        body_params -= head_params
+    body_params, head_params = linear_params(lm.model)
 
     peak = matmul_peak_gflops()
     scorer.score(samples[:8])  # warm-up

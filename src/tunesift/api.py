@@ -75,6 +75,7 @@ def _fill_store(
     progress: bool,
     desc: str,
     units_per_item: int = 1,
+    unit: str = "sample",
 ) -> None:
     """Compute the ``(key, item)`` pairs the store lacks, a chunk at a time, appending each chunk.
 
@@ -93,12 +94,20 @@ def _fill_store(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(missing), unit="sample", desc=desc, dynamic_ncols=True)
+        bar = tqdm(total=len(missing), unit=unit, desc=desc, dynamic_ncols=True)
     done = 0
+    texts = 0
+
+    def tick(n: float) -> None:
+        # texts finished -> whole samples finished, so the bar never shows half a sample
+        nonlocal texts
+        texts += n
+        bar.update(min(done + int(texts // units_per_item), len(missing)) - bar.n)
+
     for begin in range(0, len(missing), chunk_size):
         chunk = missing[begin : begin + chunk_size]
-        tick = (lambda n: bar.update(n / units_per_item)) if bar is not None else None
-        results = compute([item for _, item in chunk], tick)
+        texts = 0
+        results = compute([item for _, item in chunk], tick if bar is not None else None)
         rows = [{"id": key, **result} for (key, _), result in zip(chunk, results, strict=True)]
         store.append(rows)
         cached.update((row["id"], row) for row in rows)
@@ -201,7 +210,7 @@ def _rater_ratings(
     items = [(f"{s.content_id}:{prompt_id(t)}", (s, t)) for s in pool.samples for t in sentences]
     _fill_store(
         store, cached, items, compute, chunk_size=chunk_size * len(sentences), progress=progress,
-        desc=f"SelectIT ({rater_model.name})",
+        desc=f"SelectIT ({rater_model.name})", unit="rating",
     )  # fmt: skip
     return {
         key: Rating(None if row["p"] is None else tuple(row["p"]), row["skip_reason"]) for key, row in cached.items()

@@ -303,6 +303,31 @@ def run_selectit(
     )  # fmt: skip
 
 
+@app.command("report")
+def report_cmd(
+    data: DataArg,
+    scores: Annotated[list[Path], typer.Option("--scores", help="SCORES.jsonl of DATA; repeat to compare methods.")],
+    out: Annotated[Path, typer.Option("--out", help="Report file to write (report.html, report.md, ...).")],
+    selection: Annotated[
+        list[Path] | None, typer.Option("--selection", help="A subset written by tunesift; repeat to compare.")
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="html (plots inline, plus the statistics as .json beside it), md or json.")
+    ] = "html",
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Model whose tokenizer counts tokens (default: the first score's model).")
+    ] = None,
+) -> None:
+    """What was selected, and why: score histograms with the cut, lengths, composition, agreement, examples."""
+    from tunesift.report import make_report
+
+    try:
+        make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer)
+    except TunesiftError as err:
+        _fail(err)
+    typer.echo(f"report -> {out}", err=True)
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the packaged models that work offline."""

@@ -1,0 +1,124 @@
+"""Reports: what was selected and why, as HTML (plots inline), Markdown or JSON."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tunesift.data.pools import Pool, read_pool
+from tunesift.errors import InputError
+
+__all__ = ["load_selection", "make_report", "score_column"]
+
+
+def score_column(path: str | Path, pool: Pool, label: str | None = None):
+    """A score file as a report column (checked against the pool record by record)."""
+    from tunesift.api import read_scores
+    from tunesift.report.stats import ScoreColumn
+
+    table = read_scores(path, pool)
+    return ScoreColumn(
+        label=label or Path(path).stem,
+        field=table.score_field,
+        values=table.values(),
+        skip_reasons=[row.get("skip_reason") for row in table.rows],
+        config=table.config,
+    )
+
+
+def load_selection(path: str | Path, pool: Pool, label: str | None = None):
+    """A subset written by tunesift, as pool indices in rank order.
+
+    Uses the manifest beside it when it belongs to this pool; otherwise matches records to the pool by
+    content (each pool record used once), and a record not in the pool is an error naming it.
+    """
+    from tunesift.api import manifest_path
+    from tunesift.report.stats import SelectionSet
+
+    path = Path(path)
+    label = label or path.stem
+    manifest = manifest_path(path)
+    if manifest.exists():
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+        indices = meta.get("selected_indices")
+        if indices is not None and meta.get("counts", {}).get("pool") == len(pool):
+            return SelectionSet(label, list(indices), meta.get("score_field"))
+    subset = read_pool(path)
+    where: dict[str, deque[int]] = defaultdict(deque)
+    for sample in pool.samples:
+        where[sample.content_id].append(sample.index)
+    indices = []
+    for sample in subset.samples:
+        if not where[sample.content_id]:
+            raise InputError(f"is not a record of {pool.path}", path=path, record=sample.index)
+        indices.append(where[sample.content_id].popleft())
+    fields = [f for f in ("ifd", "selectit") if f in subset.samples[0].record]
+    return SelectionSet(label, indices, fields[0] if fields else None)
+
+
+def _token_counter(model: str) -> tuple[Callable[[str], int], str]:
+    from transformers import AutoTokenizer
+
+    from tunesift.models.registry import resolve_model
+
+    resolved = resolve_model(model)
+    tok = AutoTokenizer.from_pretrained(resolved.path)
+    return (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])), f"the {resolved.name} tokenizer"
+
+
+def _model_of(config: dict[str, Any]) -> str | None:
+    if "model" in config:
+        return config["model"]
+    raters = config.get("raters") or []
+    return raters[0]["model"] if raters else None
+
+
+def make_report(
+    data: str | Path | Pool,
+    scores: Sequence[str | Path],
+    selections: Sequence[str | Path] = (),
+    out: str | Path = "report.html",
+    fmt: str = "html",
+    tokenizer: str | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+) -> dict[str, Any]:
+    """Write a report (``fmt``: html, md or json) and return its statistics.
+
+    An HTML report also writes its statistics as JSON beside it (``report.json`` for ``report.html``).
+    Tokens are counted with ``tokenizer`` (a model name), else the first score's model, else SmolLM2.
+    """
+    from tunesift.atomic import atomic_open
+    from tunesift.errors import ConfigError
+    from tunesift.report.render import render_html, render_json, render_markdown
+    from tunesift.report.stats import build_stats
+
+    if fmt not in ("html", "md", "json"):
+        raise ConfigError("format", f"unknown format {fmt!r}; choose html, md or json")
+    if not scores:
+        raise ConfigError("scores", "give at least one score file")
+    pool = data if isinstance(data, Pool) else read_pool(data)
+    columns = [score_column(p, pool) for p in scores]
+    chosen = [load_selection(p, pool) for p in selections]
+    if count_tokens is None:
+        from tunesift.models.registry import DEFAULT_MODEL
+
+        count_tokens, token_name = _token_counter(tokenizer or _model_of(columns[0].config) or DEFAULT_MODEL)
+    else:
+        token_name = "the given token counter"
+    stats = build_stats(pool, columns, chosen, count_tokens)
+    stats["tokenizer"] = token_name
+    out = Path(out)
+    if fmt == "html":
+        text = render_html(stats, token_name)
+        with atomic_open(out.with_suffix(".json")) as handle:
+            handle.write(render_json(stats))
+    elif fmt == "md":
+        text = render_markdown(stats, token_name)
+    else:
+        text = render_json(stats)
+    with atomic_open(out) as handle:
+        handle.write(text)
+    return stats

@@ -1,0 +1,180 @@
+# ruff: noqa: E501  (the HTML template keeps its lines whole)
+"""Render report statistics as one self-contained HTML file (images inline), Markdown or JSON."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from jinja2 import Environment
+
+from tunesift import __version__
+from tunesift.report import plots
+from tunesift.report.stats import public
+
+_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>tunesift report: {{ pool.path }}</title>
+<style>
+ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1060px;
+        padding: 24px 28px; color: #1d1d1f; line-height: 1.45; }
+ h1 { font-size: 1.6em; margin-bottom: 0.1em; } h2 { border-bottom: 2px solid #e3e6ea; padding-bottom: 4px;
+ margin-top: 1.8em; } h3 { margin-bottom: 0.3em; }
+ .sub { color: #5f6368; margin-top: 0; }
+ table { border-collapse: collapse; margin: 8px 0 14px; font-size: 0.92em; }
+ th, td { border: 1px solid #d7dbe0; padding: 4px 9px; text-align: right; }
+ th:first-child, td:first-child { text-align: left; } th { background: #f3f5f7; }
+ img { max-width: 100%; display: block; margin: 6px 0 12px; }
+ .example { border-left: 4px solid #9db4d6; background: #f8f9fb; padding: 6px 10px; margin: 6px 0;
+            white-space: pre-wrap; font-size: 0.9em; }
+ .example.bottom { border-left-color: #e4a47c; }
+ .score { font-weight: 600; color: #3b5b92; } .note { color: #5f6368; font-size: 0.9em; }
+ pre { background: #f3f5f7; padding: 8px; overflow-x: auto; font-size: 0.85em; }
+ nav a { margin-right: 12px; }
+</style></head><body>
+<h1>tunesift report</h1>
+<p class="sub">Pool <code>{{ pool.path }}</code>: {{ pool.n }} records; {{ scores|length }} score column(s),
+ {{ overlap.labels|length }} selection(s). tunesift {{ version }}; tokens counted with {{ tokenizer }}.</p>
+<nav><a href="#summary">Summary</a><a href="#scores">Scores</a><a href="#lengths">Lengths</a>
+<a href="#composition">Composition</a><a href="#agreement">Agreement</a><a href="#overlap">Overlap</a>
+<a href="#examples">Examples</a><a href="#configuration">Configuration</a></nav>
+
+<section id="summary"><h2>Summary: pool vs selections</h2>
+<table><tr><th>group</th><th>samples</th><th>instruction tokens (median)</th><th>response tokens (median)</th>
+<th>response chars (median)</th><th>with input</th><th>calculation</th></tr>
+{% for g in groups %}<tr><td>{{ g.label }}</td><td>{{ g.n }}</td><td>{{ fmt(g.instruction_tokens.median) }}</td>
+<td>{{ fmt(g.response_tokens.median) }}</td><td>{{ fmt(g.response_chars.median) }}</td>
+<td>{{ pct(g.share_with_input) }}</td><td>{{ pct(g.share_calculation) }}</td></tr>{% endfor %}
+</table>
+<p class="note">Calculation: {{ definitions.calculation }}.</p></section>
+
+<section id="scores"><h2>Scores</h2>
+{% for s in scores %}<h3>{{ s.label }} <span class="note">({{ s.field }})</span></h3>
+<img src="data:image/png;base64,{{ images['score_' ~ loop.index0] }}" alt="histogram of {{ s.label }}">
+<table><tr><th>scored</th><th>skipped</th><th>mean</th><th>median</th><th>25 %</th><th>75 %</th><th>min</th><th>max</th></tr>
+<tr><td>{{ s.n_scored }}</td><td>{{ s.n_skipped }}</td><td>{{ fmt(s.summary.mean) }}</td><td>{{ fmt(s.summary.median) }}</td>
+<td>{{ fmt(s.summary.p25) }}</td><td>{{ fmt(s.summary.p75) }}</td><td>{{ fmt(s.summary.min) }}</td><td>{{ fmt(s.summary.max) }}</td></tr></table>
+{% if s.skipped_by_reason %}<table><tr><th>skip reason</th><th>samples</th></tr>
+{% for reason, n in s.skipped_by_reason.items() %}<tr><td>{{ reason }}</td><td>{{ n }}</td></tr>{% endfor %}</table>
+{% else %}<p class="note">No sample was skipped.</p>{% endif %}
+{% for c in s.cuts %}<p class="note">Cut of <b>{{ c.selection }}</b>: {{ fmt(c.cut) }} (its best: {{ fmt(c.top) }}).</p>{% endfor %}
+{% endfor %}</section>
+
+<section id="lengths"><h2>Lengths</h2>
+<img src="data:image/png;base64,{{ images.lengths }}" alt="length distributions"></section>
+
+<section id="composition"><h2>Composition</h2>
+<img src="data:image/png;base64,{{ images.composition }}" alt="composition">
+{% if images.sources %}<img src="data:image/png;base64,{{ images.sources }}" alt="source mix">
+{% else %}<p class="note">The pool has no source field ({{ source_fields }}).</p>{% endif %}</section>
+
+<section id="agreement"><h2>Agreement between methods (Spearman)</h2>
+{% if images.agreement %}<img src="data:image/png;base64,{{ images.agreement }}" alt="Spearman correlations">
+<table><tr><th></th>{% for l in agreement.labels %}<th>{{ l }}</th>{% endfor %}</tr>
+{% for row in agreement.spearman %}<tr><td>{{ agreement.labels[loop.index0] }}</td>
+{% set i = loop.index0 %}{% for v in row %}<td>{{ fmt(v) }} <span class="note">(n={{ agreement.n_common[i][loop.index0] }})</span></td>{% endfor %}</tr>{% endfor %}</table>
+{% else %}<p class="note">Give two or more score files to compare methods.</p>{% endif %}</section>
+
+<section id="overlap"><h2>Overlap of selections</h2>
+{% if images.overlap %}<img src="data:image/png;base64,{{ images.overlap }}" alt="Jaccard overlap">
+<table><tr><th>selection</th><th>size</th>{% for l in overlap.labels %}<th>shared with {{ l }}</th>{% endfor %}<th>picked by no other</th></tr>
+{% for row in overlap.intersection %}{% set l = overlap.labels[loop.index0] %}<tr><td>{{ l }}</td><td>{{ row[loop.index0] }}</td>
+{% for v in row %}<td>{{ v }}</td>{% endfor %}<td>{{ pct(overlap.unique_share[l]) }}</td></tr>{% endfor %}</table>
+{% else %}<p class="note">Give two or more selections to compare them.</p>{% endif %}</section>
+
+<section id="examples"><h2>Highest and lowest scored samples</h2>
+{% for s in scores %}<h3>{{ s.label }}</h3>
+{% for kind in ['top', 'bottom'] %}<p class="note">{{ 'Highest' if kind == 'top' else 'Lowest' }} {{ s[kind]|length }}:</p>
+{% for e in s[kind] %}<div class="example {{ kind }}"><span class="score">#{{ e.index }} · {{ s.field }} = {{ fmt(e.score) }}</span>
+<b>Instruction:</b> {{ e.instruction }}{% if e.input %}
+<b>Input:</b> {{ e.input }}{% endif %}
+<b>Response:</b> {{ e.output }}</div>{% endfor %}{% endfor %}{% endfor %}</section>
+
+<section id="configuration"><h2>Configuration of every score</h2>
+{% for s in scores %}<h3>{{ s.label }}</h3><pre>{{ s.config | tojson(indent=2) }}</pre>{% endfor %}</section>
+</body></html>
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def _b64(png: bytes | None) -> str | None:
+    return None if png is None else base64.b64encode(png).decode("ascii")
+
+
+def render_html(stats: dict[str, Any], tokenizer: str) -> str:
+    """One HTML page with every figure inline as a data URI: it opens anywhere, offline."""
+    images: dict[str, str | None] = {
+        f"score_{k}": _b64(plots.score_histogram(s)) for k, s in enumerate(stats["scores"])
+    }
+    images["lengths"] = _b64(plots.length_boxes(stats["groups"]))
+    images["composition"] = _b64(plots.composition_bars(stats["groups"]))
+    images["sources"] = _b64(plots.source_mix_bars(stats["groups"]))
+    agreement, overlap = stats["agreement"], stats["overlap"]
+    images["agreement"] = (
+        _b64(plots.matrix_heatmap(agreement["labels"], agreement["spearman"], "Spearman correlation of scores", -1))
+        if len(agreement["labels"]) >= 2
+        else None
+    )
+    images["overlap"] = (
+        _b64(plots.matrix_heatmap(overlap["labels"], overlap["jaccard"], "Jaccard overlap of selections", 0))
+        if len(overlap["labels"]) >= 2
+        else None
+    )
+    env = Environment(autoescape=True)
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True}
+    template = env.from_string(_HTML)
+    data = public(stats)
+    return template.render(
+        **data, images=images, version=__version__, tokenizer=tokenizer, fmt=_fmt, pct=_pct,
+        source_fields="looked for: source, dataset, category",
+    )  # fmt: skip
+
+
+def render_markdown(stats: dict[str, Any], tokenizer: str) -> str:
+    """A short Markdown summary of the same numbers."""
+    data = public(stats)
+    lines = [f"# tunesift report: `{data['pool']['path']}` ({data['pool']['n']} records)", ""]
+    lines += ["## Pool vs selections", "", "| group | samples | instruction tokens (median) | response tokens "
+              "(median) | with input | calculation |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for g in data["groups"]:
+        lines.append(
+            f"| {g['label']} | {g['n']} | {_fmt(g['instruction_tokens']['median'])} | "
+            f"{_fmt(g['response_tokens']['median'])} | {_pct(g['share_with_input'])} | {_pct(g['share_calculation'])} |"
+        )
+    lines += ["", f"Tokens counted with {tokenizer}. Calculation: {data['definitions']['calculation']}.", ""]
+    lines += ["## Scores", "", "| score | field | scored | skipped | median | cuts |", "|---|---|---|---|---|---|"]
+    for s in data["scores"]:
+        cuts = ", ".join(f"{c['selection']}: {_fmt(c['cut'])}" for c in s["cuts"]) or "–"
+        skipped = ", ".join(f"{k} {v}" for k, v in s["skipped_by_reason"].items())
+        lines.append(
+            f"| {s['label']} | {s['field']} | {s['n_scored']} | {s['n_skipped']}{f' ({skipped})' if skipped else ''} "
+            f"| {_fmt(s['summary']['median'])} | {cuts} |"
+        )
+    agreement = data["agreement"]
+    if len(agreement["labels"]) >= 2:
+        lines += ["", "## Spearman correlation", "", "| | " + " | ".join(agreement["labels"]) + " |",
+                  "|---" * (len(agreement["labels"]) + 1) + "|"]  # fmt: skip
+        for label, row in zip(agreement["labels"], agreement["spearman"], strict=True):
+            lines.append(f"| {label} | " + " | ".join(_fmt(v) for v in row) + " |")
+    overlap = data["overlap"]
+    if len(overlap["labels"]) >= 2:
+        lines += ["", "## Overlap of selections", "", "| selection | size | picked by no other |", "|---|---|---|"]
+        for k, label in enumerate(overlap["labels"]):
+            lines.append(f"| {label} | {overlap['intersection'][k][k]} | {_pct(overlap['unique_share'][label])} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(stats: dict[str, Any]) -> str:
+    return json.dumps(public(stats), indent=2, allow_nan=False)

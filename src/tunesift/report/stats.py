@@ -1,0 +1,218 @@
+"""The numbers behind a report: pool vs selections, score distributions, agreement between methods.
+
+Everything here is plain data (JSON-ready); plotting and rendering read it and compute nothing new.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tunesift.data.pools import Pool
+
+# A "calculation" sample (SelectIT's and Cherry's figures): its instruction holds a number together with
+# an arithmetic expression between numbers or a math word. "Add 5 and 3" is one; "Add a comma" and
+# "Write 5 lines" are not.
+CALCULATION_DEFINITION = (
+    "the instruction (or its input) contains a digit and either an arithmetic expression between numbers "
+    "(such as 3+4, 12 / 4, 5 - 2, 2^8, 15%; a minus only with spaces around it) or a math word "
+    "(calculate, compute, sum, product, multiply, divide, add, subtract, solve, equation, percent, average, ...)"
+)
+# A minus counts only with spaces around it ("5 - 3"), so dates and ranges (2020-01-01, 3-4) do not.
+_ARITHMETIC = re.compile(r"\d\s*(?:[+*/×÷^=]\s*\d|%)|\d\s+-\s+\d")
+_MATH_WORDS = re.compile(
+    r"\b(?:calculate|calculation|compute|sum|total|product|difference|quotient|multiply|multiplied|times|"
+    r"divide|divided|add|plus|subtract|minus|solve|equation|percent|percentage|average|mean|median|"
+    r"square root|cube|factorial|fraction|ratio|area|perimeter|volume|convert)\b",
+    re.IGNORECASE,
+)
+SOURCE_FIELDS = ("source", "dataset", "category")
+
+
+def is_calculation(text: str) -> bool:
+    """True if ``text`` is a calculation task by :data:`CALCULATION_DEFINITION`."""
+    return bool(re.search(r"\d", text)) and bool(_ARITHMETIC.search(text) or _MATH_WORDS.search(text))
+
+
+@dataclass(frozen=True)
+class ScoreColumn:
+    """One score column to report: a label, the values by pool index (None = skipped) and its config."""
+
+    label: str
+    field: str
+    values: Sequence[float | None]
+    skip_reasons: Sequence[str | None]
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SelectionSet:
+    """A selection to report: pool indices in rank order and the score column it was cut from (if known)."""
+
+    label: str
+    indices: Sequence[int]
+    score_field: str | None = None
+
+
+def _summary(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "median": None, "p25": None, "p75": None, "min": None, "max": None}
+    a = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(a.mean()),
+        "median": float(np.median(a)),
+        "p25": float(np.percentile(a, 25)),
+        "p75": float(np.percentile(a, 75)),
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }
+
+
+def _source_field(pool: Pool) -> str | None:
+    for name in SOURCE_FIELDS:
+        if any(name in s.record for s in pool.samples):
+            return name
+    return None
+
+
+def group_stats(pool: Pool, indices: Sequence[int], count_tokens: Callable[[str], int]) -> dict[str, Any]:
+    """Lengths (characters and tokens), share with an input, share of calculations, source mix."""
+    samples = [pool.samples[i] for i in indices]
+    instruction_text = [s.instruction + ("\n" + s.input if s.input else "") for s in samples]
+    response_text = [s.output for s in samples]
+    n = len(samples)
+    source = _source_field(pool)
+    mix = Counter(str(s.record.get(source, "(none)")) for s in samples) if source else None
+    lengths = {
+        "instruction_chars": [len(t) for t in instruction_text],
+        "response_chars": [len(t) for t in response_text],
+        "instruction_tokens": [count_tokens(t) for t in instruction_text],
+        "response_tokens": [count_tokens(t) for t in response_text],
+    }
+    return {
+        "n": n,
+        **{name: _summary(v) for name, v in lengths.items()},
+        "share_with_input": sum(s.has_input for s in samples) / n if n else None,
+        "share_calculation": sum(is_calculation(t) for t in instruction_text) / n if n else None,
+        "source_field": source,
+        "source_mix": None if mix is None else {k: v / n for k, v in sorted(mix.items())},
+        "_lengths": lengths,  # raw values for the plots; dropped from the JSON
+    }
+
+
+def _spearman(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[float | None, int]:
+    from scipy.stats import spearmanr
+
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if _finite(x) and _finite(y)]
+    if len(pairs) < 3:
+        return None, len(pairs)
+    xs, ys = zip(*pairs, strict=True)
+    rho = spearmanr(xs, ys).statistic
+    return (None if not math.isfinite(rho) else float(rho)), len(pairs)
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _examples(pool: Pool, column: ScoreColumn, indices: Sequence[int], max_chars: int) -> list[dict[str, Any]]:
+    def clip(text: str) -> str:
+        return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+    return [
+        {
+            "index": i,
+            "score": column.values[i],
+            "instruction": clip(pool.samples[i].instruction),
+            "input": clip(pool.samples[i].input),
+            "output": clip(pool.samples[i].output),
+        }
+        for i in indices
+    ]
+
+
+def build_stats(
+    pool: Pool,
+    scores: Sequence[ScoreColumn],
+    selections: Sequence[SelectionSet],
+    count_tokens: Callable[[str], int],
+    n_examples: int = 3,
+    bins: int = 30,
+    example_chars: int = 400,
+) -> dict[str, Any]:
+    """Every statistic of the report as one JSON-ready dict (plus ``_lengths`` lists for plotting)."""
+    groups = [{"label": "pool", **group_stats(pool, range(len(pool)), count_tokens)}]
+    groups += [{"label": s.label, **group_stats(pool, s.indices, count_tokens)} for s in selections]
+
+    score_stats = []
+    for column in scores:
+        scored = [(i, v) for i, v in enumerate(column.values) if _finite(v)]
+        values = [v for _, v in scored]
+        ranked = sorted(scored, key=lambda iv: (-iv[1], iv[0]))
+        hist = np.histogram(values, bins=bins) if values else (np.array([]), np.array([]))
+        cuts = []
+        for sel in selections:
+            if sel.score_field == column.field and sel.indices:
+                chosen = [column.values[i] for i in sel.indices if _finite(column.values[i])]
+                if chosen:
+                    cuts.append({"selection": sel.label, "cut": min(chosen), "top": max(chosen)})
+        score_stats.append(
+            {
+                "label": column.label,
+                "field": column.field,
+                "config": column.config,
+                "n_scored": len(values),
+                "n_skipped": len(column.values) - len(values),
+                "skipped_by_reason": dict(Counter(r for r in column.skip_reasons if r)),
+                "summary": _summary(values),
+                "histogram": {"counts": hist[0].tolist(), "edges": hist[1].tolist()},
+                "cuts": cuts,
+                "top": _examples(pool, column, [i for i, _ in ranked[:n_examples]], example_chars),
+                "bottom": _examples(pool, column, [i for i, _ in ranked[::-1][:n_examples]], example_chars),
+                "_values": values,
+            }
+        )
+
+    labels = [c.label for c in scores]
+    rho = [[None] * len(scores) for _ in scores]
+    n_common = [[0] * len(scores) for _ in scores]
+    for a, ca in enumerate(scores):
+        for b, cb in enumerate(scores):
+            rho[a][b], n_common[a][b] = _spearman(ca.values, cb.values)
+
+    sel_labels = [s.label for s in selections]
+    sets = [set(s.indices) for s in selections]
+    intersection = [[len(x & y) for y in sets] for x in sets]
+    jaccard = [[(len(x & y) / len(x | y)) if x | y else None for y in sets] for x in sets]
+    unique = {}
+    for k, (label, own) in enumerate(zip(sel_labels, sets, strict=True)):
+        others = set().union(*(s for j, s in enumerate(sets) if j != k)) if len(sets) > 1 else set()
+        unique[label] = (len(own - others) / len(own)) if own and len(sets) > 1 else None
+
+    return {
+        "pool": {"path": str(pool.path), "n": len(pool)},
+        "definitions": {
+            "calculation": CALCULATION_DEFINITION,
+            "tokens": "tokens of the report's tokenizer (see 'tokenizer'), no special tokens",
+            "cut": "the lowest score among the samples a selection kept",
+        },
+        "groups": groups,
+        "scores": score_stats,
+        "agreement": {"labels": labels, "spearman": rho, "n_common": n_common},
+        "overlap": {"labels": sel_labels, "intersection": intersection, "jaccard": jaccard, "unique_share": unique},
+    }
+
+
+def public(stats: Any) -> Any:
+    """The stats without the raw lists kept for plotting (keys starting with '_')."""
+    if isinstance(stats, dict):
+        return {k: public(v) for k, v in stats.items() if not k.startswith("_")}
+    if isinstance(stats, list):
+        return [public(v) for v in stats]
+    return stats
