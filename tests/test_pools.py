@@ -35,7 +35,8 @@ def test_round_trip_keeps_records(tmp_path):
 
 
 BAD = [
-    ("truncated.json", '[{"instruction": "a", "output": "b"}', None, None, "not valid JSON"),
+    ("truncated.json", '[{"instruction": "a", "output": "b"}', 1, None, "not valid JSON"),
+    ("truncated2.json", '[{"instruction": "a", "outp', 0, None, "not valid JSON"),
     ("notlist.json", '{"instruction": "a", "output": "b"}', None, None, "expected a JSON list"),
     ("badline.jsonl", '{"instruction": "a", "output": "b"}\n{oops\n', 1, None, "line 2 is not valid JSON"),
     ("notobj.json", '[{"instruction": "a", "output": "b"}, 3]', 1, None, "expected a JSON object"),
@@ -43,7 +44,8 @@ BAD = [
     ("noout.json", '[{"instruction": "a"}]', 0, "output", "missing"),
     ("intout.json", '[{"instruction": "a", "output": 5}]', 0, "output", "expected a string"),
     ("listinput.json", '[{"instruction": "a", "input": ["x"], "output": "b"}]', 0, "input", "expected a string"),
-    ("nan.json", '[{"instruction": "a", "output": NaN}]', None, None, "not valid JSON"),
+    ("nan.json", '[{"instruction": "a", "output": NaN}]', 0, None, "not valid JSON"),
+    ("inf.jsonl", '{"instruction": "a", "output": "b", "x": Infinity}', 0, None, "not valid JSON"),
     ("empty.json", "", None, None, "file is empty"),
     ("emptylist.json", "[]", None, None, "holds no records"),
 ]
@@ -56,7 +58,7 @@ def test_bad_pools_name_file_record_and_field(tmp_path, name, text, record, fiel
         read_pool(path)
     err = info.value
     assert err.path == str(path) and err.record == record and err.field == field
-    assert message in str(err) and str(path) in str(err)
+    assert message in str(err) and str(path) in str(err) and "\n" not in str(err)
 
 
 def test_non_utf8_and_missing_file(tmp_path):

@@ -24,7 +24,28 @@ run_app = typer.Typer(help="Score and select in one go with a published method."
 app.add_typer(score_app, name="score")
 app.add_typer(run_app, name="run")
 
-DataArg = Annotated[Path, typer.Argument(help="Instruction pool: Alpaca-style .json list or .jsonl.")]
+DataArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Instruction pool: a .json list, .jsonl, .parquet, or a Hugging Face dataset folder (save_to_disk); "
+        "records in Alpaca/LLaMA-Factory, ShareGPT or OpenAI-messages form."
+    ),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="Record schema: alpaca, sharegpt, messages (default: detected from the records)."),
+]
+OnErrorOpt = Annotated[
+    str,
+    typer.Option(
+        "--on-error",
+        help="raise: stop at the first invalid record (nothing written); skip: leave invalid records out "
+        "(their score is null with the reason) and list them in <out>.rejects.jsonl.",
+    ),
+]
+TurnsOpt = Annotated[
+    str, typer.Option("--turns", help="How a conversation's turn scores combine: mean, min, max, last, wmean.")
+]
 ModelOpt = Annotated[
     str,
     typer.Option(
@@ -68,6 +89,9 @@ def score_ifd_cmd(
     variant: Annotated[
         str, typer.Option(help="cherry: ratio of mean losses; superfilter: ratio of perplexities, no template.")
     ] = "cherry",
+    turns: TurnsOpt = "mean",
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
     batch_tokens: BatchTokensOpt = 4096,
     chunk_size: ChunkOpt = 128,
@@ -77,13 +101,14 @@ def score_ifd_cmd(
     from tunesift import api
 
     try:
-        pool = api.read_pool(data)
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
         table = api.score_ifd(
             pool,
             model=model,
             variant=variant,
             template=template,
             max_length=max_length,
+            turn_rule=turns,
             store_dir=store,
             token_budget=batch_tokens,
             chunk_size=chunk_size,
@@ -91,6 +116,7 @@ def score_ifd_cmd(
             progress=True,
         )
         api.write_scores(out, table)
+        api.write_rejects(out, pool)
     except TunesiftError as err:
         _fail(err)
     skipped = table.skipped()
@@ -135,6 +161,9 @@ def score_selectit_cmd(
     level: LevelOpt = None,
     token_prompt: TokenPromptOpt = 0,
     token_rule: TokenRuleOpt = "paper",
+    turns: TurnsOpt = "mean",
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
     batch_tokens: BatchTokensOpt = 4096,
     chunk_size: ChunkOpt = 128,
@@ -144,13 +173,14 @@ def score_selectit_cmd(
     from tunesift import api
 
     try:
-        pool = api.read_pool(data)
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
         table = api.score_selectit(
             pool, models=_split_models(models), k=k, alpha=alpha, level=level, token_prompt=token_prompt,
-            token_rule=token_rule, prompts_file=prompts, store_dir=store, token_budget=batch_tokens,
+            token_rule=token_rule, prompts_file=prompts, turn_rule=turns, store_dir=store, token_budget=batch_tokens,
             chunk_size=chunk_size, device=device, progress=True,
         )  # fmt: skip
         api.write_scores(out, table)
+        api.write_rejects(out, pool)
     except TunesiftError as err:
         _fail(err)
     skipped = table.skipped()
@@ -182,13 +212,15 @@ def select_cmd(
     ] = None,
     rate: RateOpt = None,
     count: CountOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
 ) -> None:
     """Select a subset from existing scores (no model is loaded)."""
     from tunesift import api
 
     try:
         budget = api.Budget(rate=rate, count=count)
-        pool = api.read_pool(data)
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
         table = api.read_scores(scores, pool, score_field=field)
         rule = rule or ("cherry" if table.score_field == "ifd" else "top")
         selection = api.select(table, rule, budget)
@@ -205,13 +237,15 @@ def _run(
     rate: float | None,
     count: int | None,
     scores_out: Path | None,
+    format: str | None,
+    on_error: str,
     **options: object,
 ) -> None:
     from tunesift import api
 
     try:
         budget = api.Budget(rate=rate, count=count)
-        pool = api.read_pool(data)
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
         result = api.run_recipe(method, pool, out, budget, scores_out=scores_out, progress=True, **options)
     except TunesiftError as err:
         _fail(err)
@@ -237,6 +271,9 @@ def run_cherry(
     template: TemplateOpt = None,
     max_length: MaxLengthOpt = None,
     scores_out: ScoresOutOpt = None,
+    turns: TurnsOpt = "mean",
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
     batch_tokens: BatchTokensOpt = 4096,
     chunk_size: ChunkOpt = 128,
@@ -244,7 +281,7 @@ def run_cherry(
 ) -> None:
     """Cherry LLM: IFD with a template, drop IFD > 1, keep the top rate of the rest (the paper's 5 % used 0.06)."""
     _run(
-        "cherry", data, out, rate, count, scores_out,
+        "cherry", data, out, rate, count, scores_out, format, on_error, turn_rule=turns,
         model=model, template=template, max_length=max_length, store_dir=store,
         token_budget=batch_tokens, chunk_size=chunk_size, device=device,
     )  # fmt: skip
@@ -260,6 +297,9 @@ def run_superfiltering(
     template: TemplateOpt = None,
     max_length: MaxLengthOpt = None,
     scores_out: ScoresOutOpt = None,
+    turns: TurnsOpt = "mean",
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
     batch_tokens: BatchTokensOpt = 4096,
     chunk_size: ChunkOpt = 128,
@@ -267,7 +307,7 @@ def run_superfiltering(
 ) -> None:
     """Superfiltering: IFD from a small model (perplexity ratio, no template), keep < 1, top rate of the pool."""
     _run(
-        "superfiltering", data, out, rate, count, scores_out,
+        "superfiltering", data, out, rate, count, scores_out, format, on_error, turn_rule=turns,
         model=model, template=template, max_length=max_length, store_dir=store,
         token_budget=batch_tokens, chunk_size=chunk_size, device=device,
     )  # fmt: skip
@@ -287,6 +327,9 @@ def run_selectit(
     token_prompt: TokenPromptOpt = 0,
     token_rule: TokenRuleOpt = "paper",
     scores_out: ScoresOutOpt = None,
+    turns: TurnsOpt = "mean",
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
     batch_tokens: BatchTokensOpt = 4096,
     chunk_size: ChunkOpt = 128,
@@ -296,7 +339,7 @@ def run_selectit(
     if rate is None and count is None:
         rate = 0.2
     _run(
-        "selectit", data, out, rate, count, scores_out,
+        "selectit", data, out, rate, count, scores_out, format, on_error, turn_rule=turns,
         models=_split_models(models), k=k, alpha=alpha, level=level, token_prompt=token_prompt,
         token_rule=token_rule, prompts_file=prompts, store_dir=store, token_budget=batch_tokens,
         chunk_size=chunk_size, device=device,

@@ -1,85 +1,160 @@
-"""Read and write Alpaca-style instruction pools (JSON list or JSONL), keeping every record as it came."""
+"""Read and write instruction pools in the formats users have, streaming, keeping every record as it came.
+
+Two things are detected separately: the *container* (JSON list, JSONL, parquet, a Hugging Face dataset
+saved to disk) from the path, and the *schema* (``alpaca``: ``instruction``/``input``/``output`` with an
+optional LLaMA-Factory ``history``; ``sharegpt``: ``conversations`` of ``from``/``value``; ``messages``:
+OpenAI-style ``role``/``content``) from each record's keys, unless ``--format`` names it for all.
+
+Records are streamed: reading a pool keeps one record at a time (plus the reasons of rejected ones).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from tunesift.atomic import atomic_open
-from tunesift.data.sample import Sample
+from tunesift.data.sample import Rejected, Sample, Turn
 from tunesift.errors import InputError
 
-PoolFormat = Literal["json", "jsonl"]
+Container = Literal["json", "jsonl", "parquet", "hf"]
+CONTAINERS: tuple[str, ...] = ("json", "jsonl", "parquet", "hf")
+SCHEMAS: tuple[str, ...] = ("alpaca", "sharegpt", "messages")
 OUTPUT_FIELDS = ("output", "response")
+USER_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
+              "system": "system"}  # fmt: skip
+OnError = Literal["raise", "skip"]
 
 
-@dataclass
-class Pool:
-    """A pool file read into samples; ``format`` is how it is written back."""
+# ----- containers -----
 
-    path: Path
-    format: PoolFormat
-    samples: list[Sample]
 
-    def __len__(self) -> int:
-        return len(self.samples)
+def detect_container(path: Path) -> Container:
+    """From the path: a folder is a saved HF dataset; .parquet; .jsonl/.ndjson; anything else JSON."""
+    if path.is_dir():
+        return "hf"
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return "parquet"
+    return "jsonl" if suffix in {".jsonl", ".ndjson"} else "json"
+
+
+def _iter_json_list(path: Path) -> Iterator[tuple[int, Any]]:
+    import ijson
+
+    with open(path, "rb") as handle:
+        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        if not head:
+            raise InputError("file is empty", path=path)
+        if not head.startswith(b"["):
+            raise InputError(
+                "expected a JSON list of records (for one record per line, name the file .jsonl)", path=path
+            )
+        handle.seek(0)
+        if handle.read(3) != b"\xef\xbb\xbf":
+            handle.seek(0)
+        index = 0
+        try:
+            for record in ijson.items(handle, "item", use_float=True):
+                yield index, record
+                index += 1
+        except ijson.JSONError as err:
+            raise InputError(_ijson_message(err), path=path, record=index) from None
+        except UnicodeDecodeError:
+            raise InputError("not UTF-8 text", path=path, record=index) from None
+
+
+def _ijson_message(err: Exception) -> str:
+    """yajl's multi-line message (sometimes bytes) as one line."""
+    raw = err.args[0] if err.args else ""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    if "UTF8" in first:
+        return "not UTF-8 text"
+    return f"not valid JSON: {first}"
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _loads(text: str) -> Any:
-    # NaN / Infinity are not JSON; Python's json accepts them unless told not to.
-    return json.loads(text, parse_constant=_reject_constant)
-
-
-def detect_format(path: Path) -> PoolFormat:
-    """JSONL by extension (.jsonl/.ndjson), else JSON."""
-    return "jsonl" if path.suffix.lower() in {".jsonl", ".ndjson"} else "json"
-
-
-def _iter_records(path: Path, fmt: PoolFormat) -> Iterable[tuple[int, Any]]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a JSON or JSONL file", path=path) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 text (byte offset {err.start})", path=path) from None
-    if not text.strip():
-        raise InputError("file is empty", path=path)
-    if fmt == "json":
-        try:
-            data = _loads(text)
-        except (json.JSONDecodeError, ValueError) as err:
-            raise InputError(f"not valid JSON: {err}", path=path) from None
-        if not isinstance(data, list):
-            raise InputError(
-                f"expected a JSON list of records, found {type(data).__name__} "
-                "(for one record per line, name the file .jsonl)",
-                path=path,
-            )
-        yield from enumerate(data)
-        return
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     index = 0
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield index, _loads(line)
-        except (json.JSONDecodeError, ValueError) as err:
-            raise InputError(f"line {line_no} is not valid JSON: {err}", path=path, record=index) from None
-        index += 1
+    seen_any = False
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if line_no == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(f"line {line_no} is not UTF-8 (byte {err.start})", path=path, record=index) from None
+            if not line.strip():
+                continue
+            seen_any = True
+            try:
+                record = json.loads(line, parse_constant=_reject_constant)
+            except (json.JSONDecodeError, ValueError) as err:
+                raise InputError(f"line {line_no} is not valid JSON: {err}", path=path, record=index) from None
+            yield index, record
+            index += 1
+    if not seen_any:
+        raise InputError("file is empty", path=path)
 
 
-def _text_field(record: dict[str, Any], name: str, path: Path, index: int, required: bool) -> str:
+def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises several types for a file that is not parquet
+        raise InputError(f"not a parquet file: {err}", path=path) from None
+    index = 0
+    for batch in parquet.iter_batches(batch_size=512):
+        for record in batch.to_pylist():
+            yield index, record
+            index += 1
+
+
+def _iter_hf(path: Path) -> Iterator[tuple[int, Any]]:
+    from datasets import Dataset, load_from_disk
+
+    try:
+        dataset = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as err:
+        raise InputError(f"not a Hugging Face dataset saved with save_to_disk: {err}", path=path) from None
+    if not isinstance(dataset, Dataset):
+        raise InputError(f"holds several splits ({', '.join(dataset)}): give one split's folder", path=path)
+    yield from enumerate(dataset)  # memory-mapped Arrow: rows are read as they are needed
+
+
+def iter_records(path: Path, container: Container) -> Iterator[tuple[int, Any]]:
+    """Stream ``(index, record)`` pairs; a broken file raises :class:`InputError` naming where."""
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    if container != "hf" and path.is_dir():
+        raise InputError("is a directory, expected a pool file", path=path)
+    readers = {"json": _iter_json_list, "jsonl": _iter_jsonl, "parquet": _iter_parquet, "hf": _iter_hf}
+    return readers[container](path)
+
+
+# ----- schemas -----
+
+
+def detect_schema(record: Any) -> str:
+    if isinstance(record, dict):
+        if "conversations" in record:
+            return "sharegpt"
+        if "messages" in record:
+            return "messages"
+    return "alpaca"
+
+
+def _text(record: dict[str, Any], name: str, path: Path, index: int, required: bool) -> str:
     if name not in record or record[name] is None:
         if required:
             raise InputError("missing (a string is required)", path=path, record=index, field=name)
@@ -90,37 +165,219 @@ def _text_field(record: dict[str, Any], name: str, path: Path, index: int, requi
     return value
 
 
-def record_to_sample(record: Any, index: int, path: Path) -> Sample:
-    """Validate one Alpaca-style record (``instruction``, optional ``input``, ``output`` or ``response``)."""
+def _alpaca(record: dict[str, Any], index: int, path: Path) -> Sample:
+    output_field = next((name for name in OUTPUT_FIELDS if name in record), "output")
+    last = Turn(
+        user=_text(record, "instruction", path, index, required=True),
+        assistant=_text(record, output_field, path, index, required=True),
+        input=_text(record, "input", path, index, required=False),
+    )
+    history = record.get("history") or []
+    if not isinstance(history, list):
+        raise InputError("expected a list of [user, assistant] pairs", path=path, record=index, field="history")
+    turns = []
+    for k, pair in enumerate(history):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise InputError("expected a [user, assistant] pair of strings", path=path, record=index,
+                             field=f"history[{k}]")  # fmt: skip
+        turns.append(Turn(pair[0], pair[1]))
+    system = _text(record, "system", path, index, required=False)
+    return Sample(index=index, turns=(*turns, last), record=record, system=system)
+
+
+def _conversation(record: dict[str, Any], index: int, path: Path, key: str, role_key: str, text_key: str) -> Sample:
+    messages = record.get(key)
+    if not isinstance(messages, list):
+        raise InputError("expected a list of messages", path=path, record=index, field=key)
+    if not messages:
+        raise InputError("is an empty conversation", path=path, record=index, field=key)
+    system, turns, pending = "", [], None
+    for k, message in enumerate(messages):
+        where = f"{key}[{k}]"
+        if not isinstance(message, dict):
+            raise InputError("expected an object", path=path, record=index, field=where)
+        role_name = message.get(role_key)
+        role = USER_ROLES.get(role_name) if isinstance(role_name, str) else None
+        if role is None:
+            raise InputError(f"unknown role {role_name!r} (expected one of {', '.join(USER_ROLES)})", path=path,
+                             record=index, field=f"{where}.{role_key}")  # fmt: skip
+        text = message.get(text_key)
+        if not isinstance(text, str):
+            raise InputError(f"expected a string, found {type(text).__name__}", path=path, record=index,
+                             field=f"{where}.{text_key}")  # fmt: skip
+        if role == "system":
+            if k != 0:
+                raise InputError("a system message may only come first", path=path, record=index, field=where)
+            system = text
+        elif role == "user":
+            if pending is not None:
+                raise InputError("two user messages in a row", path=path, record=index, field=where)
+            pending = text
+        else:
+            if pending is None:
+                raise InputError("an assistant message with no user message before it", path=path, record=index,
+                                 field=where)  # fmt: skip
+            turns.append(Turn(pending, text))
+            pending = None
+    if not turns:
+        raise InputError("has no assistant turn", path=path, record=index, field=key)
+    # A last user message with no reply is kept in the record but has nothing to score.
+    return Sample(index=index, turns=tuple(turns), record=record, system=system)
+
+
+def record_to_sample(record: Any, index: int, path: str | Path, schema: str | None = None) -> Sample:
+    """Validate one record of the given (or detected) schema; raise :class:`InputError` naming the field."""
+    path = Path(path)
     if not isinstance(record, dict):
         raise InputError(f"expected a JSON object, found {type(record).__name__}", path=path, record=index)
-    output_field = next((name for name in OUTPUT_FIELDS if name in record), "output")
-    return Sample(
-        index=index,
-        instruction=_text_field(record, "instruction", path, index, required=True),
-        input=_text_field(record, "input", path, index, required=False),
-        output=_text_field(record, output_field, path, index, required=True),
-        record=record,
-    )
+    schema = schema or detect_schema(record)
+    if schema == "sharegpt":
+        return _conversation(record, index, path, "conversations", "from", "value")
+    if schema == "messages":
+        return _conversation(record, index, path, "messages", "role", "content")
+    return _alpaca(record, index, path)
 
 
-def read_pool(path: str | Path, fmt: PoolFormat | None = None) -> Pool:
-    """Read a pool; raise :class:`InputError` naming file, record and field on the first bad record."""
+# ----- pools -----
+
+
+@dataclass
+class Pool:
+    """A pool file: read lazily, as many times as needed, one record at a time.
+
+    ``rejects`` lists records that are not valid samples (only under ``on_error="skip"``); they keep their
+    index, so every other record keeps its own.
+    """
+
+    path: Path
+    container: Container
+    schema: str
+    n_records: int
+    rejects: list[Rejected] = field(default_factory=list)
+    on_error: OnError = "raise"
+    forced_schema: str | None = None  # --format; otherwise each record's schema comes from its keys
+
+    @property
+    def format(self) -> Container:  # the container a subset is written in by default
+        return self.container
+
+    def __len__(self) -> int:
+        return self.n_records
+
+    def __iter__(self) -> Iterator[Sample | Rejected]:
+        rejected = {r.index: r for r in self.rejects}
+        for index, record in iter_records(self.path, self.container):
+            if index in rejected:
+                yield rejected[index]
+            else:
+                yield record_to_sample(record, index, self.path, self.forced_schema)
+
+    def iter_samples(self) -> Iterator[Sample | Rejected]:
+        return iter(self)
+
+    @cached_property
+    def samples(self) -> list[Sample]:
+        """Every sample in memory, for what needs random access (reports, tests); rejects are an error."""
+        if self.rejects:
+            first = self.rejects[0]
+            raise InputError(first.reason, path=self.path, record=first.index, field=first.field)
+        return [s for s in self if isinstance(s, Sample)]
+
+
+def read_pool(
+    path: str | Path, fmt: str | None = None, on_error: OnError = "raise", container: Container | None = None
+) -> Pool:
+    """Check a pool from end to end (streaming) and return it; nothing is kept but the rejects.
+
+    ``fmt`` names the schema (``alpaca``, ``sharegpt``, ``messages``) when detection should not decide.
+    With ``on_error="raise"`` the first invalid record raises :class:`InputError` naming file, record and
+    field; with ``"skip"`` invalid records are listed in ``Pool.rejects`` with their reasons.
+    """
+    from tunesift.errors import ConfigError
+
     path = Path(path)
-    fmt = fmt or detect_format(path)
-    samples = [record_to_sample(record, index, path) for index, record in _iter_records(path, fmt)]
-    if not samples:
+    if fmt is not None and fmt not in SCHEMAS:
+        raise ConfigError("format", f"unknown format {fmt!r}; choose one of {', '.join(SCHEMAS)}")
+    if on_error not in ("raise", "skip"):
+        raise ConfigError("on-error", f"choose raise or skip, got {on_error!r}")
+    container = container or detect_container(path)
+    schemas: set[str] = set()
+    rejects: list[Rejected] = []
+    count = 0
+    for index, record in iter_records(path, container):
+        count += 1
+        schemas.add(fmt or detect_schema(record))
+        try:
+            record_to_sample(record, index, path, fmt)
+        except InputError as err:
+            if on_error == "raise":
+                raise
+            rejects.append(Rejected(index, record, err.field, err.message))
+    if count == 0:
         raise InputError("holds no records", path=path)
-    return Pool(path=path, format=fmt, samples=samples)
+    schema = next(iter(schemas)) if len(schemas) == 1 else "mixed"
+    return Pool(path=path, container=container, schema=schema, n_records=count, rejects=rejects,
+                on_error=on_error, forced_schema=fmt)  # fmt: skip
 
 
-def write_records(path: str | Path, records: Sequence[dict[str, Any]], fmt: PoolFormat) -> None:
-    """Write records atomically in the pool's own format (JSON list, indent 2, or JSONL)."""
-    with atomic_open(path) as handle:
-        if fmt == "json":
-            json.dump(list(records), handle, ensure_ascii=False, indent=2, allow_nan=False)
-            handle.write("\n")
-        else:
+# ----- writing -----
+
+
+def output_container(path: Path, default: Container) -> Container:
+    """The container a file name asks for (.json, .jsonl, .parquet), else ``default``."""
+    suffix = path.suffix.lower()
+    if suffix in {".json", ".jsonl", ".ndjson", ".parquet"}:
+        return detect_container(path) if not path.is_dir() else default
+    return default
+
+
+def _arrow_table(records: list[dict[str, Any]], path: Path) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pylist(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise InputError(f"these records cannot be stored in Arrow ({err}); write .json or .jsonl instead",
+                         path=path) from None  # fmt: skip
+
+
+def write_records(path: str | Path, records: Iterable[dict[str, Any]], container: Container) -> None:
+    """Write records atomically: a JSON list (indent 2), JSONL, parquet, or an HF dataset folder."""
+    path = Path(path)
+    records = list(records) if container in ("parquet", "hf") else records
+    if container == "json":
+        with atomic_open(path) as handle:
+            handle.write("[")
+            for k, record in enumerate(records):
+                handle.write(",\n  " if k else "\n  ")
+                handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False))
+            handle.write("\n]\n")
+    elif container == "jsonl":
+        with atomic_open(path) as handle:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False))
                 handle.write("\n")
+    elif container == "parquet":
+        import pyarrow.parquet as pq
+
+        table = _arrow_table(records, path)
+        with atomic_open(path, "wb", encoding=None) as handle:
+            pq.write_table(table, handle)
+    elif container == "hf":
+        import os
+        import shutil
+        import tempfile
+
+        from datasets import Dataset
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            Dataset(_arrow_table(records, path)).save_to_disk(str(tmp / "data"))
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp / "data", path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:  # pragma: no cover - guarded by the Literal
+        raise ValueError(container)

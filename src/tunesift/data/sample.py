@@ -9,19 +9,44 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Sample:
-    """An instruction/response pair read from a pool.
+class Turn:
+    """One exchange: the user's message (with an optional ``input``, Alpaca's context) and the reply."""
 
+    user: str
+    assistant: str
+    input: str = ""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An instruction/response pair, or a conversation, read from a pool.
+
+    ``turns`` holds every exchange in order; the last one is also ``instruction``/``input``/``output``.
     ``index`` is the 0-based position of the record in its file: every score is written against it,
     so a result can never drift onto another sample. ``record`` is the record exactly as read, so the
     output keeps the user's own fields.
     """
 
     index: int
-    instruction: str
-    output: str
-    input: str = ""
+    turns: tuple[Turn, ...]
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    system: str = ""
+
+    @classmethod
+    def single(cls, index: int, instruction: str, output: str, input: str = "", record: dict | None = None) -> Sample:
+        return cls(index=index, turns=(Turn(instruction, output, input),), record=record or {})
+
+    @property
+    def instruction(self) -> str:
+        return self.turns[-1].user
+
+    @property
+    def input(self) -> str:
+        return self.turns[-1].input
+
+    @property
+    def output(self) -> str:
+        return self.turns[-1].assistant
 
     @property
     def has_input(self) -> bool:
@@ -29,7 +54,24 @@ class Sample:
         return bool(self.input)
 
     @property
+    def is_conversation(self) -> bool:
+        return len(self.turns) > 1
+
+    @property
     def content_id(self) -> str:
         """Hash of the texts a scorer reads: the key of the score cache (identical samples share it)."""
-        payload = json.dumps([self.instruction, self.input, self.output], ensure_ascii=False)
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+        if len(self.turns) == 1 and not self.system:
+            payload: Any = [self.instruction, self.input, self.output]
+        else:
+            payload = [self.system, [[t.user, t.input, t.assistant] for t in self.turns]]
+        return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record that could not be read as a sample (kept under ``--on-error skip``, with the reason)."""
+
+    index: int
+    record: Any
+    field: str | None
+    reason: str

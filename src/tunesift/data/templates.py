@@ -5,9 +5,11 @@ The texts are those of the papers' code (METHODS.md §1-2); the response is appe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tunesift.data.sample import Turn
 from tunesift.errors import ConfigError
 
 
@@ -17,62 +19,97 @@ class Template(Protocol):
     name: str
     direct_prefix: str
 
-    def prompt(self, instruction: str, input: str) -> str: ...
+    def prompt(self, instruction: str, input: str, history: Sequence[Turn] = (), system: str = "") -> str: ...
 
 
 @dataclass(frozen=True)
 class TextTemplate:
-    """A fixed-text template with a no-input and a with-input variant."""
+    """A fixed-text template: a preamble said once, then one block per turn.
+
+    A single turn gives exactly the paper's prompt (preamble + turn). Earlier turns of a conversation are
+    rendered as ``turn + reply + separator`` between the preamble and the last turn, as LLaMA-Factory does.
+    A record's system message is not part of these templates (the ``chat`` template uses it).
+    """
 
     name: str
-    no_input: str
-    with_input: str
+    preamble: str
+    preamble_with_input: str
+    turn: str
+    turn_with_input: str
+    separator: str
     direct_prefix: str
 
-    def prompt(self, instruction: str, input: str) -> str:
+    @property
+    def no_input(self) -> str:
+        return self.preamble + self.turn
+
+    @property
+    def with_input(self) -> str:
+        return self.preamble_with_input + self.turn_with_input
+
+    def prompt(self, instruction: str, input: str, history: Sequence[Turn] = (), system: str = "") -> str:
+        past = "".join(
+            (
+                self.turn_with_input.format(instruction=t.user, input=t.input)
+                if t.input
+                else self.turn.format(instruction=t.user)
+            )
+            + t.assistant
+            + self.separator
+            for t in history
+        )
         if input:
-            return self.with_input.format(instruction=instruction, input=input)
-        return self.no_input.format(instruction=instruction)
+            return self.preamble_with_input + past + self.turn_with_input.format(instruction=instruction, input=input)
+        return self.preamble + past + self.turn.format(instruction=instruction)
 
 
 ALPACA = TextTemplate(
     name="alpaca",
-    no_input=(
-        "Below is an instruction that describes a task. "
-        "Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\n{instruction}\n\n### Response:"
+    preamble=(
+        "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
     ),
-    with_input=(
+    preamble_with_input=(
         "Below is an instruction that describes a task, paired with an input that provides further context. "
         "Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
     ),
+    turn="### Instruction:\n{instruction}\n\n### Response:",
+    turn_with_input="### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:",
+    separator="\n\n",
     direct_prefix="### Response:",
 )
 
 WIZ = TextTemplate(
     name="wiz",
-    no_input="{instruction}\n\n### Response:",
-    with_input="{instruction}\n{input}\n\n### Response:",
+    preamble="",
+    preamble_with_input="",
+    turn="{instruction}\n\n### Response:",
+    turn_with_input="{instruction}\n{input}\n\n### Response:",
+    separator="\n\n",
     direct_prefix="### Response:",
 )
 
 _VICUNA_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+    "The assistant gives helpful, detailed, and polite answers to the user's questions. "
 )
 VICUNA = TextTemplate(
     name="vicuna",
-    no_input=_VICUNA_SYSTEM + " USER: {instruction} ASSISTANT:",
-    with_input=_VICUNA_SYSTEM + " USER: {instruction}\nInput:\n{input} ASSISTANT:",
+    preamble=_VICUNA_SYSTEM,
+    preamble_with_input=_VICUNA_SYSTEM,
+    turn="USER: {instruction} ASSISTANT:",
+    turn_with_input="USER: {instruction}\nInput:\n{input} ASSISTANT:",
+    separator=" ",
     direct_prefix="ASSISTANT:",
 )
 
 # Superfiltering (METHODS.md §2): no template at all; its direct text is the response alone.
 PLAIN = TextTemplate(
     name="plain",
-    no_input="{instruction}\n",
-    with_input="{instruction}\n{input}\n",
+    preamble="",
+    preamble_with_input="",
+    turn="{instruction}\n",
+    turn_with_input="{instruction}\n{input}\n",
+    separator="\n",
     direct_prefix="",
 )
 
@@ -81,9 +118,10 @@ TEMPLATE_NAMES = (*TEXT_TEMPLATES, "chat")
 
 
 class ChatTemplate:
-    """The tokenizer's own chat template: one user turn, then the generation prompt.
+    """The tokenizer's own chat template: the record's system message, the history, the user turn, then the
+    generation prompt: the natural template for conversations.
 
-    The user turn is the instruction, followed by a blank line and the input when there is one. The
+    A user turn is the instruction, followed by a blank line and the input when there is one. The
     direct prefix is what the generation prompt adds (e.g. ``<|im_start|>assistant\\n``), so the direct
     loss sees the assistant header, as Cherry's sees ``### Response:``. A BOS the template writes as text
     is dropped when the tokenizer adds one itself, so BOS is never doubled.
@@ -113,9 +151,17 @@ class ChatTemplate:
             text = text[len(self._strip) :]
         return text
 
-    def prompt(self, instruction: str, input: str) -> str:
-        content = f"{instruction}\n\n{input}" if input else instruction
-        return self._render([{"role": "user", "content": content}], True)
+    def prompt(self, instruction: str, input: str, history: Sequence[Turn] = (), system: str = "") -> str:
+        messages = [{"role": "system", "content": system}] if system else []
+        for t in history:
+            messages += [{"role": "user", "content": _user_content(t.user, t.input)},
+                         {"role": "assistant", "content": t.assistant}]  # fmt: skip
+        messages.append({"role": "user", "content": _user_content(instruction, input)})
+        return self._render(messages, True)
+
+
+def _user_content(instruction: str, input: str) -> str:
+    return f"{instruction}\n\n{input}" if input else instruction
 
 
 def get_template(name: str, tokenizer: Any = None) -> Template:

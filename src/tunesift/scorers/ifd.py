@@ -16,6 +16,7 @@ from tunesift.data.sample import Sample
 from tunesift.data.templates import TEMPLATE_NAMES, Template, get_template
 from tunesift.errors import ConfigError
 from tunesift.models.causal_lm import CausalLM, TargetSpan
+from tunesift.scorers.turns import aggregate, check_turn_rule
 
 Variant = Literal["cherry", "superfilter"]
 VARIANTS: tuple[str, ...] = ("cherry", "superfilter")
@@ -39,6 +40,7 @@ class IFDConfig:
     variant: str = "cherry"
     template: str | None = None
     max_length: int | None = None
+    turn_rule: str = "mean"
 
     def resolved(self) -> IFDConfig:
         """Fill defaults and validate (raises :class:`ConfigError` naming the option)."""
@@ -51,21 +53,30 @@ class IFDConfig:
         max_length = self.max_length if self.max_length is not None else defaults["max_length"]
         if max_length < 2:
             raise ConfigError("max-length", f"must be at least 2 tokens, got {max_length}")
-        return IFDConfig(variant=self.variant, template=template, max_length=max_length)
+        check_turn_rule(self.turn_rule)
+        return IFDConfig(variant=self.variant, template=template, max_length=max_length, turn_rule=self.turn_rule)
 
 
 @dataclass(frozen=True)
 class IFDScore:
-    """One sample's result. ``ifd`` is None exactly when ``skip_reason`` says why."""
+    """One sample's (or one turn's) result. ``ifd`` is None exactly when ``skip_reason`` says why.
+
+    For a conversation, ``turns`` holds each assistant turn's own result and the top-level fields are
+    their combination by the configured rule (``n_tokens``: the sum).
+    """
 
     ifd: float | None
     loss_cond: float | None
     loss_direct: float | None
     n_tokens: int
     skip_reason: str | None = None
+    turns: tuple[IFDScore, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        row = {k: v for k, v in asdict(self).items() if k != "turns"}
+        if self.turns is not None:
+            row["turns"] = [t.to_dict() for t in self.turns]
+        return row
 
 
 @dataclass(frozen=True)
@@ -95,27 +106,35 @@ class IFDScorer:
             "variant": self.config.variant,
             "template": self.config.template,
             "max_length": self.config.max_length,
+            "turn_rule": self.config.turn_rule,
             "model": self.lm.name,
             "model_fingerprint": self.lm.fingerprint,
             "dtype": self.lm.dtype_name,
         }
 
-    def prepare(self, sample: Sample) -> _Prepared | IFDScore:
-        """Build the conditioned and direct token sequences, or the skip result (METHODS.md §1-2)."""
+    def prepare(self, sample: Sample, turn: int = -1) -> _Prepared | IFDScore:
+        """Token sequences of one assistant turn (the last by default), or its skip result.
+
+        METHODS.md §1-2; for a conversation (§5) the conditioned text sees every turn before this one,
+        the direct text only this turn's response.
+        """
+        turn = turn % len(sample.turns)
+        current = sample.turns[turn]
         budget = self.config.max_length
-        prompt = self.template.prompt(sample.instruction, sample.input)
+        prompt = self.template.prompt(current.user, current.input, sample.turns[:turn], sample.system)
         n_prompt = len(self.lm.encode(prompt))
         if n_prompt >= budget:
             return IFDScore(None, None, None, 0, SKIP_PROMPT_FILLS_BUDGET)
-        cond_ids = self.lm.encode(prompt + sample.output)[:budget]
-        cond = TargetSpan(tuple(cond_ids), start=n_prompt, group=f"cond:{sample.has_input}")
+        response = current.assistant
+        cond_ids = self.lm.encode(prompt + response)[:budget]
+        cond = TargetSpan(tuple(cond_ids), start=n_prompt, group=f"cond:{bool(current.input)}")
         if self.config.variant == "cherry":
             prefix = self.template.direct_prefix
             n_prefix = len(self.lm.encode(prefix))
-            direct_ids = self.lm.encode(prefix + sample.output)[: budget - n_prompt + n_prefix]
+            direct_ids = self.lm.encode(prefix + response)[: budget - n_prompt + n_prefix]
             direct = TargetSpan(tuple(direct_ids), start=n_prefix, group="direct")
         else:
-            direct_ids = self.lm.encode(sample.output)[: budget - n_prompt + 1]
+            direct_ids = self.lm.encode(response)[: budget - n_prompt + 1]
             direct = TargetSpan(tuple(direct_ids), start=self._bos_len, group="direct")
         if cond.n_targets == 0 or direct.n_targets == 0:
             return IFDScore(None, None, None, 0, SKIP_NO_RESPONSE_TOKENS)
@@ -134,20 +153,37 @@ class IFDScorer:
         return IFDScore(ifd, loss_cond, loss_direct, n_tokens)
 
     def score(self, samples: Sequence[Sample], on_progress: Callable[[int], None] | None = None) -> list[IFDScore]:
-        """Score samples in order; ``on_progress`` receives a count of finished texts (2 per sample)."""
-        prepared = [self.prepare(s) for s in samples]
+        """Score samples in order; ``on_progress`` receives a count of finished texts (2 per turn)."""
+        units = [(k, t) for k, sample in enumerate(samples) for t in range(len(sample.turns))]
+        prepared = [self.prepare(samples[k], t) for k, t in units]
         todo = [i for i, p in enumerate(prepared) if isinstance(p, _Prepared)]
         spans: list[TargetSpan] = []
         for i in todo:
             spans.extend((prepared[i].cond, prepared[i].direct))
         nll = self.lm.target_nll(spans, self.token_budget, on_batch=on_progress)
-        by_index = dict(zip(todo, range(len(todo)), strict=True))
+        per_unit: list[Any] = list(prepared)  # skips already are results
+        for position, i in enumerate(todo):
+            cond_nll, direct_nll = nll[2 * position], nll[2 * position + 1]
+            per_unit[i] = self._combine(float(cond_nll.mean()), float(direct_nll.mean()), len(cond_nll))
         out: list[IFDScore] = []
-        for i, p in enumerate(prepared):
-            if isinstance(p, IFDScore):
-                out.append(p)
-                continue
-            k = by_index[i]
-            cond_nll, direct_nll = nll[2 * k], nll[2 * k + 1]
-            out.append(self._combine(float(cond_nll.mean()), float(direct_nll.mean()), len(cond_nll)))
+        cursor = 0
+        for sample in samples:
+            turns = per_unit[cursor : cursor + len(sample.turns)]
+            cursor += len(sample.turns)
+            out.append(turns[0] if len(turns) == 1 else self._conversation(turns))
         return out
+
+    def _conversation(self, turns: Sequence[IFDScore]) -> IFDScore:
+        """Combine a conversation's turn results by the configured rule (METHODS.md §5)."""
+        rule = self.config.turn_rule
+        weights = [t.n_tokens for t in turns]
+
+        def combined(name: str) -> float | None:
+            return aggregate([getattr(t, name) if t.ifd is not None else None for t in turns], weights, rule)
+
+        ifd = combined("ifd")
+        reason = None
+        if ifd is None:
+            reasons = sorted({t.skip_reason for t in turns if t.skip_reason})
+            reason = turns[-1].skip_reason if rule == "last" else "no_turn_scored: " + ", ".join(reasons)
+        return IFDScore(ifd, combined("loss_cond"), combined("loss_direct"), sum(weights), reason, tuple(turns))

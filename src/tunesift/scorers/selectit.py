@@ -23,6 +23,7 @@ import numpy as np
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, InputError
 from tunesift.models.causal_lm import CausalLM, TargetSpan
+from tunesift.scorers.turns import aggregate
 
 SCORER_VERSION = 1
 SCALE = (1, 2, 3, 4, 5)
@@ -55,10 +56,24 @@ def prompt_id(sentence: str) -> str:
     return hashlib.sha256(sentence.encode("utf-8")).hexdigest()[:12]
 
 
-def rating_text(sample: Sample, sentence: str) -> str:
-    """The rating prompt of METHODS.md §3; the next token after it is the score."""
-    question = f"{sample.instruction}\n{sample.input}" if sample.input else sample.instruction
-    return f"{sentence}\n\nInstruction:{question}\nResponse:{sample.output}\nThe answer is: \n"
+def rating_text(sample: Sample, sentence: str, turn: int = -1) -> str:
+    """The rating prompt of METHODS.md §3 for one assistant turn; the next token after it is the score.
+
+    For a conversation, the earlier turns come first in the instruction as ``User: ...`` and
+    ``Assistant: ...`` lines; a single turn is exactly the paper's text.
+    """
+    turn = turn % len(sample.turns)
+    current = sample.turns[turn]
+    question = f"{current.user}\n{current.input}" if current.input else current.user
+    if turn:
+        history = "".join(f"User: {t.user}\nAssistant: {t.assistant}\n" for t in sample.turns[:turn])
+        question = f"{history}User: {question}"
+    return f"{sentence}\n\nInstruction:{question}\nResponse:{current.assistant}\nThe answer is: \n"
+
+
+def rating_key(text: str) -> str:
+    """Cache key of one rating: the exact text the rater reads (so equal texts share their rating)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def score_token_ids(lm: CausalLM) -> list[int]:
@@ -107,10 +122,14 @@ def model_level(sentence_scores: Sequence[float], n_parameters: Sequence[float])
 
 @dataclass(frozen=True)
 class Rating:
-    """One rater's renormalised probabilities of scores 1..5 for one (sample, prompt), or why there are none."""
+    """One rater's renormalised probabilities of scores 1..5 for one rating text, or why there are none.
+
+    ``n_tokens`` counts the rated response's tokens (the weight of a turn under the ``wmean`` rule).
+    """
 
     probs: tuple[float, ...] | None
     skip_reason: str | None = None
+    n_tokens: int = 0
 
 
 class SelectITRater:
@@ -124,26 +143,29 @@ class SelectITRater:
 
     def rate(
         self,
-        pairs: Sequence[tuple[Sample, str]],
+        units: Sequence[tuple[Sample, str] | tuple[Sample, str, int]],
         on_progress: Callable[[int], None] | None = None,
     ) -> list[Rating]:
-        """Ratings for (sample, rating sentence) pairs, in order."""
+        """Ratings for (sample, rating sentence[, turn]) units, in order; the last turn by default."""
         texts: list[TargetSpan] = []
         where: list[int] = []
-        ratings: list[Rating | None] = [None] * len(pairs)
-        for i, (sample, sentence) in enumerate(pairs):
-            ids = tuple(self.lm.encode(rating_text(sample, sentence)))
+        ratings: list[Rating | None] = [None] * len(units)
+        n_response = [0] * len(units)
+        for i, (sample, sentence, *turn) in enumerate(units):
+            t = turn[0] if turn else -1
+            n_response[i] = len(self.lm.tokenizer(sample.turns[t].assistant, add_special_tokens=False)["input_ids"])
+            ids = tuple(self.lm.encode(rating_text(sample, sentence, t)))
             if self.context is not None and len(ids) > self.context:
-                ratings[i] = Rating(None, SKIP_TOO_LONG)
+                ratings[i] = Rating(None, SKIP_TOO_LONG, n_response[i])
                 continue
             texts.append(TargetSpan(ids, start=len(ids), group=prompt_id(sentence)))
             where.append(i)
         probs = self.lm.next_token_probs(texts, self.candidates, self.token_budget, on_batch=on_progress)
         for i, row in zip(where, probs, strict=True):
-            finite = bool(np.all(np.isfinite(row)))
-            ratings[i] = (
-                Rating(tuple(float(x) for x in row), None) if finite else Rating(None, "non_finite_probability")
-            )
+            if np.all(np.isfinite(row)):
+                ratings[i] = Rating(tuple(float(x) for x in row), None, n_response[i])
+            else:
+                ratings[i] = Rating(None, "non_finite_probability", n_response[i])
         return [r for r in ratings if r is not None]
 
 
@@ -181,12 +203,38 @@ class SelectITConfig:
 
 
 def combine(
+    ratings: Sequence[Sequence[Sequence[Rating]]],
+    rater_names: Sequence[str],
+    n_parameters: Sequence[float],
+    config: SelectITConfig,
+    turn_rule: str = "mean",
+) -> dict:
+    """Every level for one sample from its ratings ``[rater][turn][prompt]``.
+
+    A single turn gives :func:`combine_turn`'s result; a conversation combines each turn's top level
+    (and ``s_model``) by ``turn_rule`` and keeps every turn's levels under ``turns``.
+    """
+    n_turns = len(ratings[0])
+    per_turn = [combine_turn([r[t] for r in ratings], rater_names, n_parameters, config) for t in range(n_turns)]
+    if n_turns == 1:
+        return per_turn[0]
+    weights = [ratings[0][t][0].n_tokens for t in range(n_turns)]
+    top = aggregate([t["selectit"] for t in per_turn], weights, turn_rule)
+    reason = None
+    if top is None:
+        reasons = sorted({t["skip_reason"] for t in per_turn if t["skip_reason"]})
+        reason = per_turn[-1]["skip_reason"] if turn_rule == "last" else "no_turn_scored: " + "; ".join(reasons)
+    s_model = aggregate([t["s_model"] for t in per_turn], weights, turn_rule)
+    return {"selectit": top, "level": config.level, "s_model": s_model, "skip_reason": reason, "turns": per_turn}
+
+
+def combine_turn(
     ratings: Sequence[Sequence[Rating]],
     rater_names: Sequence[str],
     n_parameters: Sequence[float],
     config: SelectITConfig,
 ) -> dict:
-    """Every level for one sample from its ratings ``[rater][prompt]``; NaN levels carry the reason.
+    """Every level for one turn from its ratings ``[rater][prompt]``; NaN levels carry the reason.
 
     Returns ``selectit`` (the top level in use), ``s_model`` and per rater its prompts' ``p`` and
     ``s_token`` and its ``s_sent``. A failure anywhere makes every level above it NaN (JSON null).

@@ -1,0 +1,150 @@
+"""What tunesift writes: score files, subsets with their manifest, and the rejects of a pool.
+
+Every file is written atomically; a subset keeps the user's own records, in rank order, plus score fields.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tunesift import __version__
+from tunesift.atomic import atomic_open
+from tunesift.data.pools import Pool, output_container, write_records
+from tunesift.data.sample import Rejected
+from tunesift.errors import InputError
+from tunesift.scoring import SUBSET_COLUMNS, ScoreTable
+from tunesift.selectors.rules import Budget, Selection
+
+
+def scores_config_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".config.json")
+
+
+def manifest_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + ".manifest.json")
+
+
+def rejects_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + ".rejects.jsonl")
+
+
+def write_scores(path: str | Path, table: ScoreTable) -> None:
+    """SCORES.jsonl: one line per input record, in input order; the configuration goes beside it."""
+    with atomic_open(path) as handle:
+        for row in table.rows:
+            handle.write(json.dumps(row, allow_nan=False) + "\n")
+    with atomic_open(scores_config_path(path)) as handle:
+        json.dump({"score_field": table.score_field, "config": table.config}, handle, indent=2)
+
+
+def write_rejects(path: str | Path, pool: Pool) -> Path | None:
+    """List the records ``--on-error skip`` left out, with the field and reason; None when there are none."""
+    if not pool.rejects:
+        return None
+    target = rejects_path(path)
+    with atomic_open(target) as handle:
+        for r in pool.rejects:
+            row = {"index": r.index, "field": r.field, "reason": r.reason, "record": r.record}
+            handle.write(json.dumps(row, ensure_ascii=False, default=repr) + "\n")
+    return target
+
+
+def read_scores(path: str | Path, pool: Pool, score_field: str | None = None) -> ScoreTable:
+    """Read a SCORES file and check, streaming, that it belongs to ``pool`` record by record.
+
+    The score column is ``score_field``, else the one named in the configuration written beside the
+    file, else ``ifd``.
+    """
+    path = Path(path)
+    config: dict[str, Any] = {}
+    meta_path = scores_config_path(path)
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        config = meta.get("config", {})
+        score_field = score_field or meta.get("score_field")
+    score_field = score_field or "ifd"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", path=path) from None
+    if len(lines) != len(pool):
+        raise InputError(
+            f"has {len(lines)} score lines but {pool.path} has {len(pool)} records: scores are from another pool",
+            path=path,
+        )
+    rows = []
+    for number, (line, sample) in enumerate(zip(lines, pool, strict=True)):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"not valid JSON: {err}", path=path, record=number) from None
+        if not isinstance(row, dict):
+            raise InputError("expected a JSON object", path=path, record=number)
+        value = row.get(score_field)
+        if score_field not in row or not (value is None or isinstance(value, (int, float))):
+            raise InputError("missing or not a number", path=path, record=number, field=score_field)
+        if row.get("index") != sample.index:
+            raise InputError(f"expected index {sample.index}", path=path, record=number, field="index")
+        expected_id = None if isinstance(sample, Rejected) else sample.content_id
+        if "id" in row and row["id"] != expected_id:
+            raise InputError(
+                f"does not match record {sample.index} of {pool.path}: the pool changed since scoring",
+                path=path, record=number, field="id",
+            )  # fmt: skip
+        row.setdefault("skip_reason", None if value is not None else "missing_score")
+        rows.append(row)
+    columns = SUBSET_COLUMNS.get(score_field, (score_field,))
+    return ScoreTable(config=config, rows=rows, score_field=score_field, columns=columns)
+
+
+def write_subset(
+    path: str | Path, pool: Pool, table: ScoreTable, selection: Selection, budget: Budget | None = None
+) -> Path:
+    """Write the chosen records in rank order, as the user's own records with score fields added.
+
+    The container follows ``path``'s extension (.json, .jsonl, .parquet), else the pool's. Also writes
+    ``<name>.manifest.json``: rule, budget, counts, skipped samples with reasons, configuration. One pass
+    over the pool; only the chosen records are held. Returns the manifest's path.
+    """
+    rank = {index: k for k, index in enumerate(selection.indices)}
+    chosen: list[Any] = [None] * len(rank)
+    for sample in pool:
+        k = rank.get(sample.index)
+        if k is not None and not isinstance(sample, Rejected):
+            row = table.rows[sample.index]
+            chosen[k] = {**sample.record, **{c: row.get(c) for c in table.columns if c in row}}
+    write_records(path, chosen, output_container(Path(path), pool.container))
+    values = [table.rows[i][table.score_field] for i in selection.indices]
+    manifest = {
+        "tunesift_version": __version__,
+        "data": str(pool.path),
+        "format": {"container": pool.container, "schema": pool.schema},
+        "rule": selection.rule,
+        "budget": None if budget is None else {"rate": budget.rate, "count": budget.count},
+        "score_field": table.score_field,
+        "counts": {
+            "pool": selection.n_pool,
+            "scored": selection.n_scored,
+            "skipped": selection.n_pool - selection.n_scored,
+            "rejected": len(pool.rejects),
+            "duplicates": table.duplicates(),
+            "candidates": selection.n_candidates,
+            "selected": len(selection.indices),
+        },
+        "skipped_by_reason": table.skipped(),
+        "skipped": [{"index": row["index"], "reason": row["skip_reason"]} for row in table.rows if row["skip_reason"]],
+        "selected_score_range": [min(values), max(values)] if values else None,
+        "selected_indices": selection.indices,
+        "scorer_config": table.config,
+    }
+    target = manifest_path(path)
+    with atomic_open(target) as handle:
+        json.dump(manifest, handle, indent=2, allow_nan=False)
+    return target

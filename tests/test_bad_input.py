@@ -1,0 +1,84 @@
+"""The bad pools users have: a one-line error naming file, record and field (exit 2, nothing written),
+or, where a user expects the run to go on, the record scored as skipped with its reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tunesift.cli import app
+
+runner = CliRunner()
+GOOD = {"instruction": "Name a colour.", "input": "", "output": "Blue is a colour."}
+
+ERRORS = [
+    ("truncated.json", '[{"instruction": "a", "output": "b"}, {"instr', "record 1", "not valid JSON"),
+    ("badline.jsonl", json.dumps(GOOD) + "\n{not json\n", "record 1", "line 2 is not valid JSON"),
+    ("latin1.jsonl", json.dumps(GOOD).encode() + b'\n{"instruction": "caf\xe9", "output": "x"}\n', "record 1",
+     "not UTF-8"),
+    ("wrongtype.json", json.dumps([GOOD, ["a", "b"]]), "record 1", "expected a JSON object"),
+    ("missing.json", json.dumps([GOOD, {"instruction": "x"}]), "record 1: field 'output'", "missing"),
+    ("fieldtype.json", json.dumps([GOOD, {"instruction": "x", "output": ["y"]}]), "field 'output'",
+     "expected a string"),
+    ("emptyconv.jsonl", json.dumps({"conversations": []}) + "\n", "record 0: field 'conversations'",
+     "empty conversation"),
+    ("noassistant.jsonl", json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n",
+     "field 'messages'", "no assistant turn"),
+    ("badrole.jsonl", json.dumps({"conversations": [{"from": "robot", "value": "x"}]}) + "\n",
+     "field 'conversations[0].from'", "unknown role"),
+    ("nan.json", '[{"instruction": "a", "output": "b", "score": NaN}]', "record 0", "not valid JSON"),
+    ("infinity.jsonl", '{"instruction": "a", "output": "b", "score": Infinity}\n', "record 0", "not valid JSON"),
+    ("empty.json", "", "", "file is empty"),
+    ("empty.jsonl", "\n\n", "", "file is empty"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "content", "where", "message"), ERRORS)
+def test_errors_are_one_line_exit_2_and_write_nothing(tmp_path, name, content, where, message):
+    data = tmp_path / name
+    data.write_bytes(content if isinstance(content, bytes) else content.encode())
+    out = tmp_path / "scores.jsonl"
+    result = runner.invoke(app, ["score", "ifd", str(data), "--out", str(out), "--model", "nonexistent-model"])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert str(data) in line and where in line and message in line
+    assert not out.exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_records_a_user_expects_to_go_on(tmp_path, tiny_model_dir, store_dir):
+    huge = {"instruction": "Write a lot.", "input": "", "output": "word " * 200_000}  # a 1 MB response
+    records = [GOOD, {**GOOD, "output": ""}, huge, GOOD]  # an empty response; a duplicate of record 0
+    data = tmp_path / "pool.json"
+    data.write_text(json.dumps(records))
+    out, subset = tmp_path / "scores.jsonl", tmp_path / "subset.json"
+    result = runner.invoke(app, ["run", "cherry", str(data), "--count", "4", "--out", str(subset), "--scores-out",
+                                 str(out), "--model", str(tiny_model_dir), "--max-length", "256"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[1]["skip_reason"] == "no_response_tokens" and rows[1]["ifd"] is None
+    assert rows[2]["skip_reason"] is None and 0 < rows[2]["n_tokens"] < 256  # truncated to the budget
+    assert rows[3]["id"] == rows[0]["id"] and rows[3]["ifd"] == rows[0]["ifd"]  # duplicates: same score, both kept
+    manifest = json.loads((tmp_path / "subset.manifest.json").read_text())
+    assert manifest["counts"]["duplicates"] == 1 and manifest["skipped_by_reason"] == {"no_response_tokens": 1}
+
+
+def test_on_error_skip_lists_rejects_and_keeps_indices(tmp_path, tiny_model_dir, store_dir):
+    lines = [json.dumps(GOOD), json.dumps({"instruction": 3, "output": "x"}), json.dumps(["list"]),
+             json.dumps({"conversations": []}), json.dumps({**GOOD, "instruction": "Name a fruit."})]  # fmt: skip
+    data = tmp_path / "pool.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "scores.jsonl"
+    args = ["score", "ifd", str(data), "--out", str(out), "--model", str(tiny_model_dir)]
+    assert runner.invoke(app, args).exit_code == 2  # the default stops at the first invalid record
+    result = runner.invoke(app, [*args, "--on-error", "skip"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["index"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["ifd"] is not None for r in rows] == [True, False, False, False, True]
+    assert rows[1]["skip_reason"] == "invalid_record: instruction: expected a string, found int"
+    rejects = [json.loads(line) for line in (tmp_path / "scores.rejects.jsonl").read_text().splitlines()]
+    assert [(r["index"], r["field"]) for r in rejects] == [(1, "instruction"), (2, None), (3, "conversations")]
+    assert rejects[2]["record"] == {"conversations": []}
