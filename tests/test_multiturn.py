@@ -149,3 +149,17 @@ def test_selectit_rates_each_turn_with_its_history(tmp_path, tok_nobos):
         with torch.no_grad():
             probs = torch.softmax(model(torch.tensor([tok_nobos(text).input_ids])).logits[0, -1].double(), -1)[digits]
         np.testing.assert_allclose(rating.probs, (probs / probs.sum()).numpy(), atol=1e-6)
+
+
+def test_another_turn_rule_reuses_the_cached_turns(tmp_path, tok_nobos, store_dir, monkeypatch):
+    model_dir = tmp_path / "m"
+    make_llama(len(tok_nobos), seed=10).save_pretrained(model_dir)
+    tok_nobos.save_pretrained(model_dir)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps([{"instruction": "And 3+3?", "output": "6", "history": [["2+2?", "4"], ["1+1?", "2"]]}]))
+    first = api.score_ifd(path, model=str(model_dir), turn_rule="mean").rows[0]
+    monkeypatch.setattr(CausalLM, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
+    again = api.score_ifd(path, model=str(model_dir), turn_rule="max").rows[0]
+    turn_ifds = [t["ifd"] for t in first["turns"]]
+    assert [t["ifd"] for t in again["turns"]] == turn_ifds
+    assert first["ifd"] == pytest.approx(np.mean(turn_ifds)) and again["ifd"] == max(turn_ifds)

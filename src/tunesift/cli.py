@@ -222,7 +222,7 @@ def select_cmd(
         budget = api.Budget(rate=rate, count=count)
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         table = api.read_scores(scores, pool, score_field=field)
-        rule = rule or ("cherry" if table.score_field == "ifd" else "top")
+        rule = rule or api.DEFAULT_RULES.get(table.score_field, "top")
         selection = api.select(table, rule, budget)
         manifest = api.write_subset(out, pool, table, selection, budget)
     except TunesiftError as err:
@@ -261,56 +261,48 @@ ScoresOutOpt = Annotated[Path | None, typer.Option(help="Also write the SCORES.j
 OutOpt = Annotated[Path, typer.Option("--out", help="Subset to write, in DATA's own format, score fields added.")]
 
 
-@run_app.command("cherry")
-def run_cherry(
-    data: DataArg,
-    out: OutOpt,
-    rate: RateOpt = None,
-    count: CountOpt = None,
-    model: ModelOpt = "smollm2-135m-instruct",
-    template: TemplateOpt = None,
-    max_length: MaxLengthOpt = None,
-    scores_out: ScoresOutOpt = None,
-    turns: TurnsOpt = "mean",
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    batch_tokens: BatchTokensOpt = 4096,
-    chunk_size: ChunkOpt = 128,
-    device: DeviceOpt = None,
-) -> None:
-    """Cherry LLM: IFD with a template, drop IFD > 1, keep the top rate of the rest (the paper's 5 % used 0.06)."""
-    _run(
-        "cherry", data, out, rate, count, scores_out, format, on_error, turn_rule=turns,
-        model=model, template=template, max_length=max_length, store_dir=store,
-        token_budget=batch_tokens, chunk_size=chunk_size, device=device,
-    )  # fmt: skip
+def _ifd_run_command(method: str, doc: str):
+    """The ``run`` command of an IFD method: score with that method's variant, select by its rule."""
+
+    def command(
+        data: DataArg,
+        out: OutOpt,
+        rate: RateOpt = None,
+        count: CountOpt = None,
+        model: ModelOpt = "smollm2-135m-instruct",
+        template: TemplateOpt = None,
+        max_length: MaxLengthOpt = None,
+        scores_out: ScoresOutOpt = None,
+        turns: TurnsOpt = "mean",
+        format: FormatOpt = None,
+        on_error: OnErrorOpt = "raise",
+        store: StoreOpt = None,
+        batch_tokens: BatchTokensOpt = 4096,
+        chunk_size: ChunkOpt = 128,
+        device: DeviceOpt = None,
+    ) -> None:
+        _run(
+            method, data, out, rate, count, scores_out, format, on_error, turn_rule=turns,
+            model=model, template=template, max_length=max_length, store_dir=store,
+            token_budget=batch_tokens, chunk_size=chunk_size, device=device,
+        )  # fmt: skip
+
+    command.__doc__ = doc
+    return command
 
 
-@run_app.command("superfiltering")
-def run_superfiltering(
-    data: DataArg,
-    out: OutOpt,
-    rate: RateOpt = None,
-    count: CountOpt = None,
-    model: ModelOpt = "smollm2-135m-instruct",
-    template: TemplateOpt = None,
-    max_length: MaxLengthOpt = None,
-    scores_out: ScoresOutOpt = None,
-    turns: TurnsOpt = "mean",
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    batch_tokens: BatchTokensOpt = 4096,
-    chunk_size: ChunkOpt = 128,
-    device: DeviceOpt = None,
-) -> None:
-    """Superfiltering: IFD from a small model (perplexity ratio, no template), keep < 1, top rate of the pool."""
-    _run(
-        "superfiltering", data, out, rate, count, scores_out, format, on_error, turn_rule=turns,
-        model=model, template=template, max_length=max_length, store_dir=store,
-        token_budget=batch_tokens, chunk_size=chunk_size, device=device,
-    )  # fmt: skip
+run_app.command("cherry")(
+    _ifd_run_command(
+        "cherry",
+        "Cherry LLM: IFD with a template, drop IFD > 1, keep the top rate of the rest (the paper's 5 % used 0.06).",
+    )
+)
+run_app.command("superfiltering")(
+    _ifd_run_command(
+        "superfiltering",
+        "Superfiltering: IFD from a small model (perplexity ratio, no template), keep < 1, top rate of the pool.",
+    )
+)
 
 
 @run_app.command("selectit")
@@ -337,7 +329,9 @@ def run_selectit(
 ) -> None:
     """SelectIT: rank by the top level in use, highest first; keep 20 % of the pool unless told otherwise."""
     if rate is None and count is None:
-        rate = 0.2
+        from tunesift.api import RECIPES
+
+        rate = RECIPES["selectit"].default_rate
     _run(
         "selectit", data, out, rate, count, scores_out, format, on_error, turn_rule=turns,
         models=_split_models(models), k=k, alpha=alpha, level=level, token_prompt=token_prompt,

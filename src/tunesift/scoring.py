@@ -17,7 +17,7 @@ from tunesift.data.pools import Pool, read_pool
 from tunesift.data.sample import Rejected, Sample
 from tunesift.errors import ConfigError
 from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, cache_root, resolve_model
-from tunesift.scorers.ifd import SCORER_VERSION, IFDConfig, IFDScorer
+from tunesift.scorers.ifd import SCORER_VERSION, IFDConfig, IFDScore, IFDScorer, combine_turns
 from tunesift.scorers.turns import check_turn_rule
 from tunesift.store import ScoreStore
 
@@ -145,7 +145,6 @@ def _ifd_config(resolved: ResolvedModel, config: IFDConfig, dtype: str) -> dict[
         "variant": config.variant,
         "template": config.template,
         "max_length": config.max_length,
-        "turn_rule": config.turn_rule,
         "model": resolved.name,
         "model_fingerprint": resolved.fingerprint,
         "dtype": dtype,
@@ -175,7 +174,7 @@ def score_ifd(
     cfg = IFDConfig(variant=variant, template=template, max_length=max_length, turn_rule=turn_rule).resolved()
     scorer = IFDScorer(lm, cfg, token_budget=token_budget) if lm is not None else None
     config = scorer.describe() if scorer is not None else _ifd_config(resolve_model(model), cfg, "float32")
-    store = ScoreStore(store_root(store_dir), config)
+    store = ScoreStore(store_root(store_dir), config)  # per-turn results: the turn rule is not part of the key
     cached = store.load()
 
     def compute(samples: list[Sample], tick: Callable[[float], None] | None) -> list[dict[str, Any]]:
@@ -197,11 +196,13 @@ def score_ifd(
             rows.append(_rejected_row(sample, IFD_FIELDS[:-1]))
             continue
         hit = cached[sample.content_id]
+        if "turns" in hit:  # a conversation: combine its turns by this run's rule
+            hit = combine_turns([IFDScore.from_dict(t) for t in hit["turns"]], turn_rule).to_dict()
         row = {"index": sample.index, "id": sample.content_id, **{k: hit[k] for k in IFD_FIELDS}}
         if "turns" in hit:
             row["turns"] = hit["turns"]
         rows.append(row)
-    return ScoreTable(config=config, rows=rows)
+    return ScoreTable(config={**config, "turn_rule": turn_rule}, rows=rows)
 
 
 def _rater_ratings(

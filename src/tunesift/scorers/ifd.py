@@ -78,6 +78,27 @@ class IFDScore:
             row["turns"] = [t.to_dict() for t in self.turns]
         return row
 
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> IFDScore:
+        turns = row.get("turns")
+        return cls(row["ifd"], row["loss_cond"], row["loss_direct"], row["n_tokens"], row["skip_reason"],
+                   None if turns is None else tuple(cls.from_dict(t) for t in turns))  # fmt: skip
+
+
+def combine_turns(turns: Sequence[IFDScore], rule: str) -> IFDScore:
+    """A conversation's result from its turns' results, by ``rule`` (METHODS.md §5); ``n_tokens`` sums."""
+    weights = [t.n_tokens for t in turns]
+
+    def combined(name: str) -> float | None:
+        return aggregate([getattr(t, name) if t.ifd is not None else None for t in turns], weights, rule)
+
+    ifd = combined("ifd")
+    reason = None
+    if ifd is None:
+        reasons = sorted({t.skip_reason for t in turns if t.skip_reason})
+        reason = turns[-1].skip_reason if rule == "last" else "no_turn_scored: " + ", ".join(reasons)
+    return IFDScore(ifd, combined("loss_cond"), combined("loss_direct"), sum(weights), reason, tuple(turns))
+
 
 @dataclass(frozen=True)
 class _Prepared:
@@ -99,14 +120,13 @@ class IFDScorer:
         self._bos_len = len(lm.encode(""))
 
     def describe(self) -> dict[str, Any]:
-        """The full configuration a score depends on: the key of the score cache, and the record of it."""
+        """What a turn's score depends on: the key of the score cache (the turn rule is applied after)."""
         return {
             "scorer": self.name,
             "version": SCORER_VERSION,
             "variant": self.config.variant,
             "template": self.config.template,
             "max_length": self.config.max_length,
-            "turn_rule": self.config.turn_rule,
             "model": self.lm.name,
             "model_fingerprint": self.lm.fingerprint,
             "dtype": self.lm.dtype_name,
@@ -170,20 +190,5 @@ class IFDScorer:
         for sample in samples:
             turns = per_unit[cursor : cursor + len(sample.turns)]
             cursor += len(sample.turns)
-            out.append(turns[0] if len(turns) == 1 else self._conversation(turns))
+            out.append(turns[0] if len(turns) == 1 else combine_turns(turns, self.config.turn_rule))
         return out
-
-    def _conversation(self, turns: Sequence[IFDScore]) -> IFDScore:
-        """Combine a conversation's turn results by the configured rule (METHODS.md §5)."""
-        rule = self.config.turn_rule
-        weights = [t.n_tokens for t in turns]
-
-        def combined(name: str) -> float | None:
-            return aggregate([getattr(t, name) if t.ifd is not None else None for t in turns], weights, rule)
-
-        ifd = combined("ifd")
-        reason = None
-        if ifd is None:
-            reasons = sorted({t.skip_reason for t in turns if t.skip_reason})
-            reason = turns[-1].skip_reason if rule == "last" else "no_turn_scored: " + ", ".join(reasons)
-        return IFDScore(ifd, combined("loss_cond"), combined("loss_direct"), sum(weights), reason, tuple(turns))
