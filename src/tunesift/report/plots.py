@@ -37,7 +37,7 @@ def score_histogram(score: dict[str, Any]) -> bytes:
     ax.set_xlabel(f"{score['field']} score")
     ax.set_ylabel("samples")
     if score["cuts"] or score["field"] == "ifd":
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: never over a bar
     return _png(fig)
 
 
@@ -113,8 +113,10 @@ def matrix_heatmap(labels: list[str], matrix: list[list[float | None]], title: s
     ax.set_yticks(range(n), labels, fontsize=8)
     for i in range(n):
         for j in range(n):
-            text = "n/a" if matrix[i][j] is None else f"{matrix[i][j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", color="white", fontsize=9)
+            value = matrix[i][j]
+            text = "n/a" if value is None else f"{value:.2f}"
+            bright = value is not None and (value - vmin) / (1 - vmin) > 0.6  # viridis turns yellow up there
+            ax.text(j, i, text, ha="center", va="center", color="black" if bright else "white", fontsize=9)
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046)
     return _png(fig)

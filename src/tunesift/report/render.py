@@ -136,10 +136,9 @@ def render_html(stats: dict[str, Any], tokenizer: str) -> str:
     env.policies["json.dumps_kwargs"] = {"sort_keys": True}
     template = env.from_string(_HTML)
     data = public(stats)
-    return template.render(
-        **data, images=images, version=__version__, tokenizer=tokenizer, fmt=_fmt, pct=_pct,
-        source_fields="looked for: source, dataset, category",
-    )  # fmt: skip
+    context = {**data, "images": images, "version": __version__, "tokenizer": tokenizer, "fmt": _fmt, "pct": _pct,
+               "source_fields": "looked for: source, dataset, category"}  # fmt: skip
+    return template.render(context)
 
 
 def render_markdown(stats: dict[str, Any], tokenizer: str) -> str:
