@@ -7,8 +7,9 @@ output file is written.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -100,29 +101,31 @@ def score_ifd_cmd(
     """IFD (Cherry LLM / Superfiltering): how much the instruction helps the model predict the response."""
     from tunesift import api
 
+    _score(
+        data, out, format, on_error,
+        lambda pool: api.score_ifd(
+            pool, model=model, variant=variant, template=template, max_length=max_length, turn_rule=turns,
+            store_dir=store, token_budget=batch_tokens, chunk_size=chunk_size, device=device, progress=True,
+        ),
+    )  # fmt: skip
+
+
+def _score(data: Path, out: Path, format: str | None, on_error: str, scorer: Callable[[Any], Any]) -> None:
+    """Read the pool, score it, write SCORES (and the rejects), say what happened; errors exit 2."""
+    from tunesift import api
+
     try:
         pool = api.read_pool(data, fmt=format, on_error=on_error)
-        table = api.score_ifd(
-            pool,
-            model=model,
-            variant=variant,
-            template=template,
-            max_length=max_length,
-            turn_rule=turns,
-            store_dir=store,
-            token_budget=batch_tokens,
-            chunk_size=chunk_size,
-            device=device,
-            progress=True,
-        )
+        table = scorer(pool)
         api.write_scores(out, table)
-        api.write_rejects(out, pool)
+        rejects = api.write_rejects(out, pool)
     except TunesiftError as err:
         _fail(err)
     skipped = table.skipped()
     typer.echo(
         f"scored {len(table.rows) - sum(skipped.values())} of {len(table.rows)} records -> {out}"
-        + (f"; skipped: {skipped}" if skipped else ""),
+        + (f"; skipped: {skipped}" if skipped else "")
+        + (f"; rejects: {rejects}" if rejects else ""),
         err=True,
     )
 
@@ -172,23 +175,14 @@ def score_selectit_cmd(
     """SelectIT: the model rates each sample 1-5; its certainty weighs the rating (token, sentence, model level)."""
     from tunesift import api
 
-    try:
-        pool = api.read_pool(data, fmt=format, on_error=on_error)
-        table = api.score_selectit(
+    _score(
+        data, out, format, on_error,
+        lambda pool: api.score_selectit(
             pool, models=_split_models(models), k=k, alpha=alpha, level=level, token_prompt=token_prompt,
             token_rule=token_rule, prompts_file=prompts, turn_rule=turns, store_dir=store, token_budget=batch_tokens,
             chunk_size=chunk_size, device=device, progress=True,
-        )  # fmt: skip
-        api.write_scores(out, table)
-        api.write_rejects(out, pool)
-    except TunesiftError as err:
-        _fail(err)
-    skipped = table.skipped()
-    typer.echo(
-        f"scored {len(table.rows) - sum(skipped.values())} of {len(table.rows)} records -> {out}"
-        + (f"; skipped: {skipped}" if skipped else ""),
-        err=True,
-    )
+        ),
+    )  # fmt: skip
 
 
 def _split_models(models: str) -> list[str]:
