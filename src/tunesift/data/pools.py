@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from tunesift.atomic import atomic_open
 from tunesift.data.sample import Rejected, Sample, Turn
-from tunesift.errors import InputError
+from tunesift.errors import ConfigError, InputError
 
 Container = Literal["json", "jsonl", "parquet", "hf"]
 CONTAINERS: tuple[str, ...] = ("json", "jsonl", "parquet", "hf")
@@ -120,8 +120,19 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
             index += 1
 
 
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(
+            "format", "Hugging Face dataset folders need the 'datasets' package: pip install 'tunesift[hf]'"
+        ) from None
+    return datasets
+
+
 def _iter_hf(path: Path) -> Iterator[tuple[int, Any]]:
-    from datasets import Dataset, load_from_disk
+    datasets = _datasets()
+    Dataset, load_from_disk = datasets.Dataset, datasets.load_from_disk
 
     try:
         dataset = load_from_disk(str(path))
@@ -293,8 +304,6 @@ def read_pool(
     With ``on_error="raise"`` the first invalid record raises :class:`InputError` naming file, record and
     field; with ``"skip"`` invalid records are listed in ``Pool.rejects`` with their reasons.
     """
-    from tunesift.errors import ConfigError
-
     path = Path(path)
     if fmt is not None and fmt not in SCHEMAS:
         raise ConfigError("format", f"unknown format {fmt!r}; choose one of {', '.join(SCHEMAS)}")
@@ -368,8 +377,7 @@ def write_records(path: str | Path, records: Iterable[dict[str, Any]], container
         import shutil
         import tempfile
 
-        from datasets import Dataset
-
+        Dataset = _datasets().Dataset
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
