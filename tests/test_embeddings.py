@@ -29,3 +29,21 @@ def test_sample_text_is_superfiltering_d_text():
     pool = read_pool(ALPACA_9K)
     with_input = next(s for s in pool.samples[:50] if s.input)
     assert sample_text(with_input) == f"{with_input.instruction}\n{with_input.input}\n{with_input.output}"
+
+
+def test_run_superfiltering_d(tmp_path, tiny_model_dir, store_dir):
+    import json
+
+    from tunesift import api
+    from tunesift.selectors.diversity import facility_location
+
+    records = json.loads(ALPACA_9K.read_text())[:50]
+    data = tmp_path / "pool.json"
+    data.write_text(json.dumps(records))
+    result = api.run_superfiltering_d(data, tmp_path / "sub.json", api.Budget(count=4), model=str(tiny_model_dir))
+    ifd = result.scores.values()
+    top = sorted((i for i, v in enumerate(ifd) if v is not None and v < 1), key=lambda i: (-ifd[i], i))[:10]
+    embeddings = MiniLMEmbedder(device="cpu").embed([sample_text(read_pool(data).samples[i]) for i in top])
+    assert result.selection.indices == [top[p] for p in facility_location(embeddings, 4)]
+    assert len(json.loads((tmp_path / "sub.json").read_text())) == 4
+    assert json.loads((tmp_path / "sub.manifest.json").read_text())["rule"] == "superfiltering-d"

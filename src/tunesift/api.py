@@ -41,6 +41,7 @@ __all__ = [
     "read_scores",
     "rejects_path",
     "run_recipe",
+    "run_superfiltering_d",
     "score_ifd",
     "score_selectit",
     "scores_config_path",
@@ -111,6 +112,42 @@ def run_recipe(
     if scores_out is not None:
         write_scores(scores_out, table)
     selection = select(table, recipe.rule, budget)
+    manifest = write_subset(out, pool, table, selection, budget)
+    write_rejects(out, pool)
+    return RunResult(scores=table, selection=selection, manifest=manifest)
+
+
+def run_superfiltering_d(
+    data: Pool | str | Path,
+    out: str | Path,
+    budget: Budget,
+    *,
+    k1_rate: float = 0.2,
+    scores_out: str | Path | None = None,
+    device: str | None = None,
+    **score_options: Any,
+) -> RunResult:
+    """Superfiltering.D (METHODS.md §2): IFD < 1 ranked, top ``k1_rate`` of the pool, then greedy facility
+    location on all-MiniLM-L6-v2 embeddings down to the budget (the authors: 20 % then 2 %), in pick order.
+    """
+    from tunesift.data.sample import Sample
+    from tunesift.embeddings import MiniLMEmbedder
+    from tunesift.selectors.diversity import facility_location
+    from tunesift.selectors.rules import select_superfilter
+
+    pool = as_pool(data)
+    table = score_ifd(pool, variant="superfilter", device=device, **score_options)
+    if scores_out is not None:
+        write_scores(scores_out, table)
+    first = select_superfilter(table.values(), Budget(rate=k1_rate))
+    wanted = set(first.indices)
+    by_index = {s.index: s for s in pool if isinstance(s, Sample) and s.index in wanted}
+    size = budget.size(base=len(pool), available=len(first.indices))
+    chosen: list[int] = []
+    if size:
+        embeddings = MiniLMEmbedder(device=device).embed_samples([by_index[i] for i in first.indices])
+        chosen = [first.indices[p] for p in facility_location(embeddings, size)]
+    selection = Selection(chosen, first.n_pool, first.n_scored, first.n_candidates, "superfiltering-d")
     manifest = write_subset(out, pool, table, selection, budget)
     write_rejects(out, pool)
     return RunResult(scores=table, selection=selection, manifest=manifest)

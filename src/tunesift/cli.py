@@ -299,6 +299,38 @@ run_app.command("superfiltering")(
 )
 
 
+@run_app.command("superfiltering-d")
+def run_superfiltering_d_cmd(
+    data: DataArg,
+    out: OutOpt,
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    k1_rate: Annotated[float, typer.Option(help="Share of the pool kept by IFD before diversity (k1).")] = 0.2,
+    model: ModelOpt = "smollm2-135m-instruct",
+    max_length: MaxLengthOpt = None,
+    scores_out: ScoresOutOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Superfiltering.D: IFD < 1, top k1 of the pool, then facility location on MiniLM embeddings (default 2 %)."""
+    from tunesift import api
+
+    if rate is None and count is None:
+        rate = 0.02
+    try:
+        budget = api.Budget(rate=rate, count=count)
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        result = api.run_superfiltering_d(
+            pool, out, budget, k1_rate=k1_rate, scores_out=scores_out, model=model, max_length=max_length,
+            store_dir=store, device=device, progress=True,
+        )  # fmt: skip
+    except TunesiftError as err:
+        _fail(err)
+    typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
+
+
 @run_app.command("selectit")
 def run_selectit(
     data: DataArg,
