@@ -29,6 +29,7 @@ from tunesift.scoring import ScoreTable, as_pool, score_ifd, score_selectit
 from tunesift.selectors.rules import Budget, Selection, select_by_rule
 
 __all__ = [
+    "METHODS",
     "RECIPES",
     "Budget",
     "Pool",
@@ -83,6 +84,12 @@ RECIPES: dict[str, Recipe] = {
         default_rate=0.2,
     ),
 }  # fmt: skip
+# Every method `tunesift run` knows, with what it does (recipes plus the multi-stage superfiltering-d).
+METHODS: dict[str, str] = {
+    **{name: recipe.description for name, recipe in RECIPES.items()},
+    "superfiltering-d": "Superfiltering.D: IFD < 1, top 20 % of the pool, then facility location on MiniLM "
+    "embeddings down to the budget (2 % by default)",
+}
 SCORERS: dict[str, Callable[..., ScoreTable]] = {"ifd": score_ifd, "selectit": score_selectit}
 DEFAULT_RULES = {"ifd": "cherry", "selectit": "top"}
 

@@ -404,10 +404,10 @@ def models_cmd() -> None:
 @app.command("methods")
 def methods_cmd() -> None:
     """List the methods 'tunesift run' knows."""
-    from tunesift.api import RECIPES
+    from tunesift.api import METHODS
 
-    for name, recipe in RECIPES.items():
-        typer.echo(f"{name:16s} {recipe.description}")
+    for name, description in METHODS.items():
+        typer.echo(f"{name:18s} {description}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
