@@ -42,6 +42,7 @@ __all__ = [
     "read_scores",
     "rejects_path",
     "run_recipe",
+    "run_set_method",
     "run_superfiltering_d",
     "score_ifd",
     "score_selectit",
@@ -89,6 +90,10 @@ METHODS: dict[str, str] = {
     **{name: recipe.description for name, recipe in RECIPES.items()},
     "superfiltering-d": "Superfiltering.D: IFD < 1, top 20 % of the pool, then facility location on MiniLM "
     "embeddings down to the budget (2 % by default)",
+    "deita-style": "IFD (Cherry) as the quality score, then DEITA's filter: cosine to every admitted sample < tau",
+    "kcenter": "k-center greedy on all-MiniLM-L6-v2 embeddings (coverage, no quality score)",
+    "random": "a seeded uniform sample: the baseline every comparison includes",
+    "longest": "the longest responses (characters): the length baseline",
 }
 SCORERS: dict[str, Callable[..., ScoreTable]] = {"ifd": score_ifd, "selectit": score_selectit}
 DEFAULT_RULES = {"ifd": "cherry", "selectit": "top"}
@@ -155,6 +160,61 @@ def run_superfiltering_d(
         embeddings = MiniLMEmbedder(device=device).embed_samples([by_index[i] for i in first.indices])
         chosen = [first.indices[p] for p in facility_location(embeddings, size)]
     selection = Selection(chosen, first.n_pool, first.n_scored, first.n_candidates, "superfiltering-d")
+    manifest = write_subset(out, pool, table, selection, budget)
+    write_rejects(out, pool)
+    return RunResult(scores=table, selection=selection, manifest=manifest)
+
+
+SET_METHODS = ("random", "longest", "kcenter", "deita-style")
+
+
+def run_set_method(
+    name: str,
+    data: Pool | str | Path,
+    out: str | Path,
+    budget: Budget,
+    *,
+    random_state: int = 0,
+    tau: float = 0.9,
+    device: str | None = None,
+    **score_options: Any,
+) -> RunResult:
+    """Baselines and embedding selectors, all to ``int(rate x pool size)`` or a count:
+
+    ``random`` (seeded), ``longest`` (response characters; model-free), ``kcenter`` (k-center greedy on
+    MiniLM embeddings), ``deita-style`` (IFD, Cherry variant, as the quality score, then DEITA's filter on
+    MiniLM embeddings: cosine to every admitted sample below ``tau``).
+    """
+    from tunesift.data.sample import Sample
+    from tunesift.selectors import diversity
+
+    if name not in SET_METHODS:
+        raise ConfigError("method", f"unknown method {name!r}; choose one of {', '.join(SET_METHODS)}")
+    pool = as_pool(data)
+    samples = {s.index: s for s in pool if isinstance(s, Sample)}
+    valid = sorted(samples)
+    size = budget.size(base=len(pool), available=len(valid))
+    if name == "deita-style":
+        table = score_ifd(pool, variant="cherry", device=device, **score_options)
+    else:  # no model score: the subset and manifest carry each record's response length instead
+        rows = [{"index": i, "id": samples[i].content_id if i in samples else None,
+                 "response_chars": float(len(samples[i].output)) if i in samples else None,
+                 "skip_reason": None if i in samples else "invalid_record"} for i in range(len(pool))]  # fmt: skip
+        table = ScoreTable({"method": name}, rows, score_field="response_chars", columns=("response_chars",))
+    if name == "random":
+        chosen = [valid[p] for p in diversity.random_select(len(valid), size, random_state=random_state)]
+    elif name == "longest":
+        chosen = [valid[p] for p in diversity.longest([len(samples[i].output) for i in valid], size)]
+    else:
+        from tunesift.embeddings import MiniLMEmbedder
+
+        embeddings = MiniLMEmbedder(device=device).embed_samples([samples[i] for i in valid])
+        if name == "kcenter":
+            chosen = [valid[p] for p in diversity.kcenter_greedy(embeddings, size, random_state=random_state)]
+        else:
+            scores = [table.rows[i]["ifd"] for i in valid]
+            chosen = [valid[p] for p in diversity.deita_filter(scores, embeddings, size, tau=tau)]
+    selection = Selection(chosen, len(pool), len(valid), len(valid), name)
     manifest = write_subset(out, pool, table, selection, budget)
     write_rejects(out, pool)
     return RunResult(scores=table, selection=selection, manifest=manifest)

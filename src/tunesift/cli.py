@@ -331,6 +331,47 @@ def run_superfiltering_d_cmd(
     typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
 
 
+def _set_method_command(name: str, doc: str):
+    """The ``run`` command of a baseline or embedding selector."""
+
+    def command(
+        data: DataArg,
+        out: OutOpt,
+        rate: RateOpt = None,
+        count: CountOpt = None,
+        seed: Annotated[int, typer.Option(help="random_state of random / k-center's first point.")] = 0,
+        tau: Annotated[float, typer.Option(help="deita-style: admit only below this cosine similarity.")] = 0.9,
+        model: ModelOpt = "smollm2-135m-instruct",
+        format: FormatOpt = None,
+        on_error: OnErrorOpt = "raise",
+        store: StoreOpt = None,
+        device: DeviceOpt = None,
+    ) -> None:
+        from tunesift import api
+
+        try:
+            budget = api.Budget(rate=rate, count=count)
+            pool = api.read_pool(data, fmt=format, on_error=on_error)
+            options = {"model": model, "store_dir": store, "progress": True} if name == "deita-style" else {}
+            result = api.run_set_method(name, pool, out, budget, random_state=seed, tau=tau, device=device, **options)
+        except TunesiftError as err:
+            _fail(err)
+        typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
+
+    command.__doc__ = doc
+    return command
+
+
+def _register_set_methods() -> None:
+    from tunesift.api import METHODS, SET_METHODS
+
+    for name in SET_METHODS:
+        run_app.command(name)(_set_method_command(name, METHODS[name]))
+
+
+_register_set_methods()
+
+
 @run_app.command("selectit")
 def run_selectit(
     data: DataArg,
