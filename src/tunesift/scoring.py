@@ -17,7 +17,8 @@ from tunesift.data.pools import Pool, read_pool
 from tunesift.data.sample import Rejected, Sample
 from tunesift.errors import ConfigError
 from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, cache_root, resolve_model
-from tunesift.scorers.ifd import SCORER_VERSION, IFDConfig, IFDScore, IFDScorer, combine_turns
+from tunesift.scorers.ifd import IFDConfig, IFDScore, IFDScorer, combine_turns
+from tunesift.scorers.ifd import cache_key as ifd_cache_key
 from tunesift.scorers.turns import check_turn_rule
 from tunesift.store import ScoreStore
 
@@ -138,19 +139,6 @@ def store_root(store_dir: str | Path | None) -> Path:
     return Path(store_dir) if store_dir else cache_root() / "scores"
 
 
-def _ifd_config(resolved: ResolvedModel, config: IFDConfig, dtype: str) -> dict[str, Any]:
-    return {
-        "scorer": "ifd",
-        "version": SCORER_VERSION,
-        "variant": config.variant,
-        "template": config.template,
-        "max_length": config.max_length,
-        "model": resolved.name,
-        "model_fingerprint": resolved.fingerprint,
-        "dtype": dtype,
-    }
-
-
 def score_ifd(
     data: Pool | str | Path,
     *,
@@ -173,7 +161,11 @@ def score_ifd(
     pool = as_pool(data)
     cfg = IFDConfig(variant=variant, template=template, max_length=max_length, turn_rule=turn_rule).resolved()
     scorer = IFDScorer(lm, cfg, token_budget=token_budget) if lm is not None else None
-    config = scorer.describe() if scorer is not None else _ifd_config(resolve_model(model), cfg, "float32")
+    if scorer is not None:
+        config = scorer.describe()
+    else:
+        resolved = resolve_model(model)
+        config = ifd_cache_key(cfg, resolved.name, resolved.fingerprint, "float32")
     store = ScoreStore(store_root(store_dir), config)  # per-turn results: the turn rule is not part of the key
     cached = store.load()
 

@@ -283,9 +283,6 @@ class Pool:
             else:
                 yield record_to_sample(record, index, self.path, self.forced_schema)
 
-    def iter_samples(self) -> Iterator[Sample | Rejected]:
-        return iter(self)
-
     @cached_property
     def samples(self) -> list[Sample]:
         """Every sample in memory, for what needs random access (reports, tests); rejects are an error."""

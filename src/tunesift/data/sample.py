@@ -32,10 +32,6 @@ class Sample:
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     system: str = ""
 
-    @classmethod
-    def single(cls, index: int, instruction: str, output: str, input: str = "", record: dict | None = None) -> Sample:
-        return cls(index=index, turns=(Turn(instruction, output, input),), record=record or {})
-
     @property
     def instruction(self) -> str:
         return self.turns[-1].user

@@ -151,10 +151,6 @@ class CausalLM:
     def dtype_name(self) -> str:
         return str(next(self.model.parameters()).dtype).removeprefix("torch.")
 
-    @property
-    def n_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
     def encode(self, text: str) -> list[int]:
         """Token ids with the tokenizer's own special tokens (a BOS where the model uses one)."""
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])

@@ -100,6 +100,20 @@ def combine_turns(turns: Sequence[IFDScore], rule: str) -> IFDScore:
     return IFDScore(ifd, combined("loss_cond"), combined("loss_direct"), sum(weights), reason, tuple(turns))
 
 
+def cache_key(config: IFDConfig, model: str, fingerprint: str, dtype: str) -> dict[str, Any]:
+    """The configuration an IFD score depends on (not the turn rule, applied after): its cache key."""
+    return {
+        "scorer": "ifd",
+        "version": SCORER_VERSION,
+        "variant": config.variant,
+        "template": config.template,
+        "max_length": config.max_length,
+        "model": model,
+        "model_fingerprint": fingerprint,
+        "dtype": dtype,
+    }
+
+
 @dataclass(frozen=True)
 class _Prepared:
     cond: TargetSpan
@@ -121,16 +135,7 @@ class IFDScorer:
 
     def describe(self) -> dict[str, Any]:
         """What a turn's score depends on: the key of the score cache (the turn rule is applied after)."""
-        return {
-            "scorer": self.name,
-            "version": SCORER_VERSION,
-            "variant": self.config.variant,
-            "template": self.config.template,
-            "max_length": self.config.max_length,
-            "model": self.lm.name,
-            "model_fingerprint": self.lm.fingerprint,
-            "dtype": self.lm.dtype_name,
-        }
+        return cache_key(self.config, self.lm.name, self.lm.fingerprint, self.lm.dtype_name)
 
     def prepare(self, sample: Sample, turn: int = -1) -> _Prepared | IFDScore:
         """Token sequences of one assistant turn (the last by default), or its skip result.
