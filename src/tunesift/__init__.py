@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from tunesift.api import (
-    RECIPES,
+    METHODS,
     ScoreTable,
     read_scores,
     run_recipe,
@@ -17,7 +17,7 @@ from tunesift.data import Pool, Sample, read_pool, write_records
 from tunesift.selectors import Budget, Selection
 
 __all__ = [
-    "RECIPES",
+    "METHODS",
     "Budget",
     "Pool",
     "Sample",

@@ -9,8 +9,7 @@ write_subset("subset.json", pool, scores, chosen)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,22 @@ from tunesift.outputs import (
     write_scores,
     write_subset,
 )
+from tunesift.recipes import Recipe, builtin_names, execute, load_recipe
+from tunesift.score_indicators import fit_indicators, score_indicators
+from tunesift.score_judge import score_alpagasus
 from tunesift.scoring import ScoreTable, as_pool, score_ifd, score_selectit
 from tunesift.selectors.rules import Budget, Selection, select_by_rule
 
 __all__ = [
     "METHODS",
-    "RECIPES",
     "Budget",
     "Pool",
     "Recipe",
     "RunResult",
     "ScoreTable",
     "Selection",
+    "fit_indicators",
+    "load_recipe",
     "manifest_path",
     "read_pool",
     "read_scores",
@@ -44,7 +47,9 @@ __all__ = [
     "run_recipe",
     "run_set_method",
     "run_superfiltering_d",
+    "score_alpagasus",
     "score_ifd",
+    "score_indicators",
     "score_selectit",
     "scores_config_path",
     "select",
@@ -59,44 +64,18 @@ def select(table: ScoreTable, rule: str, budget: Budget) -> Selection:
     return select_by_rule(rule, table.values(), budget)
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """A published method: a scorer with fixed options, then a selection rule."""
-
-    scorer: str
-    options: dict[str, Any]
-    rule: str
-    description: str
-    default_rate: float | None = None
+def _methods() -> dict[str, str]:
+    names = {name: load_recipe(name).description for name in builtin_names()}
+    names["cherry-pre"] = ("Cherry's pre-experienced model: cluster-sample ~1,000 prompts (k-means 100, perplexity "
+                           "25-75 band), LoRA-tune 1 epoch on them, then Cherry with the tuned model")  # fmt: skip
+    return dict(sorted(names.items()))
 
 
-RECIPES: dict[str, Recipe] = {
-    "cherry": Recipe(
-        "ifd", {"variant": "cherry"}, "cherry",
-        "Cherry LLM: IFD with the alpaca template; drop IFD > 1; keep the top rate of the rest",
-    ),
-    "superfiltering": Recipe(
-        "ifd", {"variant": "superfilter"}, "superfilter",
-        "Superfiltering: IFD (perplexity ratio, no template) from a small model; keep < 1; top rate of the pool",
-    ),
-    "selectit": Recipe(
-        "selectit", {}, "top",
-        "SelectIT: the raters' uncertainty-aware self-ratings (token/sentence/model level); top 20 % by default",
-        default_rate=0.2,
-    ),
-}  # fmt: skip
-# Every method `tunesift run` knows, with what it does (recipes plus the multi-stage superfiltering-d).
-METHODS: dict[str, str] = {
-    **{name: recipe.description for name, recipe in RECIPES.items()},
-    "superfiltering-d": "Superfiltering.D: IFD < 1, top 20 % of the pool, then facility location on MiniLM "
-    "embeddings down to the budget (2 % by default)",
-    "deita-style": "IFD (Cherry) as the quality score, then DEITA's filter: cosine to every admitted sample < tau",
-    "kcenter": "k-center greedy on all-MiniLM-L6-v2 embeddings (coverage, no quality score)",
-    "random": "a seeded uniform sample: the baseline every comparison includes",
-    "longest": "the longest responses (characters): the length baseline",
-}
-SCORERS: dict[str, Callable[..., ScoreTable]] = {"ifd": score_ifd, "selectit": score_selectit}
-DEFAULT_RULES = {"ifd": "cherry", "selectit": "top"}
+# Every method `tunesift run` knows, with what it does: the built-in YAML recipes plus cherry-pre.
+METHODS: dict[str, str] = _methods()
+SET_METHODS = ("random", "longest", "kcenter", "deita-style")
+# The rule `tunesift select` applies to a score column unless told otherwise.
+DEFAULT_RULES = {"ifd": "cherry", "selectit": "top", "alpagasus": "alpagasus", "instructmining": "bottom"}
 
 
 @dataclass
@@ -107,65 +86,50 @@ class RunResult:
 
 
 def run_recipe(
-    name: str,
+    recipe: str | Path | Recipe,
     data: Pool | str | Path,
     out: str | Path,
-    budget: Budget,
+    budget: Budget | None = None,
     *,
     scores_out: str | Path | None = None,
+    select_options: dict[str, Any] | None = None,
+    store_dir: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = False,
     **score_options: Any,
 ) -> RunResult:
-    """Score and select in one go with a named method (``cherry``, ``superfiltering``, ``selectit``)."""
-    if name not in RECIPES:
-        raise ConfigError("method", f"unknown method {name!r}; choose one of {', '.join(RECIPES)}")
-    recipe = RECIPES[name]
+    """Score and select in one go with a recipe: a built-in name (``cherry``, ``superfiltering``,
+    ``selectit``, ``alpagasus``, ...), a YAML file of one's own, or a loaded :class:`Recipe`.
+
+    ``score_options`` go to the recipe's scorer (``model``, ``max_length``, ...) over the recipe's own;
+    without a budget from the caller or the recipe, every candidate the steps leave is kept.
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
     pool = as_pool(data)
-    table = SCORERS[recipe.scorer](pool, **recipe.options, **score_options)
+    run = execute(recipe, pool, budget, score_options=score_options, select_options=select_options,
+                  store_dir=store_dir, device=device, progress=progress)  # fmt: skip
     if scores_out is not None:
-        write_scores(scores_out, table)
-    selection = select(table, recipe.rule, budget)
-    manifest = write_subset(out, pool, table, selection, budget)
+        write_scores(scores_out, run.scores)
+    manifest = write_subset(out, pool, run.scores, run.selection, budget or recipe.budget)
     write_rejects(out, pool)
-    return RunResult(scores=table, selection=selection, manifest=manifest)
+    return RunResult(scores=run.scores, selection=run.selection, manifest=manifest)
 
 
 def run_superfiltering_d(
     data: Pool | str | Path,
     out: str | Path,
-    budget: Budget,
+    budget: Budget | None = None,
     *,
     k1_rate: float = 0.2,
-    scores_out: str | Path | None = None,
-    device: str | None = None,
-    **score_options: Any,
+    **options: Any,
 ) -> RunResult:
     """Superfiltering.D (METHODS.md §2): IFD < 1 ranked, top ``k1_rate`` of the pool, then greedy facility
     location on all-MiniLM-L6-v2 embeddings down to the budget (the authors: 20 % then 2 %), in pick order.
     """
-    from tunesift.data.sample import Sample
-    from tunesift.embeddings import MiniLMEmbedder
-    from tunesift.selectors.diversity import facility_location
-    from tunesift.selectors.rules import select_superfilter
-
-    pool = as_pool(data)
-    table = score_ifd(pool, variant="superfilter", device=device, **score_options)
-    if scores_out is not None:
-        write_scores(scores_out, table)
-    first = select_superfilter(table.values(), Budget(rate=k1_rate))
-    wanted = set(first.indices)
-    by_index = {s.index: s for s in pool if isinstance(s, Sample) and s.index in wanted}
-    size = budget.size(base=len(pool), available=len(first.indices))
-    chosen: list[int] = []
-    if size:
-        embeddings = MiniLMEmbedder(device=device).embed_samples([by_index[i] for i in first.indices])
-        chosen = [first.indices[p] for p in facility_location(embeddings, size)]
-    selection = Selection(chosen, first.n_pool, first.n_scored, first.n_candidates, "superfiltering-d")
-    manifest = write_subset(out, pool, table, selection, budget)
-    write_rejects(out, pool)
-    return RunResult(scores=table, selection=selection, manifest=manifest)
-
-
-SET_METHODS = ("random", "longest", "kcenter", "deita-style")
+    recipe = load_recipe("superfiltering-d")
+    steps = tuple({"cut": {**s["cut"], "rate": k1_rate}} if "cut" in s else s for s in recipe.steps)
+    return run_recipe(replace(recipe, steps=steps), data, out, budget, **options)
 
 
 def run_set_method(
@@ -176,8 +140,7 @@ def run_set_method(
     *,
     random_state: int = 0,
     tau: float = 0.9,
-    device: str | None = None,
-    **score_options: Any,
+    **options: Any,
 ) -> RunResult:
     """Baselines and embedding selectors, all to ``int(rate x pool size)`` or a count:
 
@@ -185,36 +148,8 @@ def run_set_method(
     MiniLM embeddings), ``deita-style`` (IFD, Cherry variant, as the quality score, then DEITA's filter on
     MiniLM embeddings: cosine to every admitted sample below ``tau``).
     """
-    from tunesift.data.sample import Sample
-    from tunesift.selectors import diversity
-
     if name not in SET_METHODS:
         raise ConfigError("method", f"unknown method {name!r}; choose one of {', '.join(SET_METHODS)}")
-    pool = as_pool(data)
-    samples = {s.index: s for s in pool if isinstance(s, Sample)}
-    valid = sorted(samples)
-    size = budget.size(base=len(pool), available=len(valid))
-    if name == "deita-style":
-        table = score_ifd(pool, variant="cherry", device=device, **score_options)
-    else:  # no model score: the subset and manifest carry each record's response length instead
-        rows = [{"index": i, "id": samples[i].content_id if i in samples else None,
-                 "response_chars": float(len(samples[i].output)) if i in samples else None,
-                 "skip_reason": None if i in samples else "invalid_record"} for i in range(len(pool))]  # fmt: skip
-        table = ScoreTable({"method": name}, rows, score_field="response_chars", columns=("response_chars",))
-    if name == "random":
-        chosen = [valid[p] for p in diversity.random_select(len(valid), size, random_state=random_state)]
-    elif name == "longest":
-        chosen = [valid[p] for p in diversity.longest([len(samples[i].output) for i in valid], size)]
-    else:
-        from tunesift.embeddings import MiniLMEmbedder
-
-        embeddings = MiniLMEmbedder(device=device).embed_samples([samples[i] for i in valid])
-        if name == "kcenter":
-            chosen = [valid[p] for p in diversity.kcenter_greedy(embeddings, size, random_state=random_state)]
-        else:
-            scores = [table.rows[i]["ifd"] for i in valid]
-            chosen = [valid[p] for p in diversity.deita_filter(scores, embeddings, size, tau=tau)]
-    selection = Selection(chosen, len(pool), len(valid), len(valid), name)
-    manifest = write_subset(out, pool, table, selection, budget)
-    write_rejects(out, pool)
-    return RunResult(scores=table, selection=selection, manifest=manifest)
+    select_options = {"random": {"random_state": random_state}, "kcenter": {"random_state": random_state},
+                      "deita-style": {"tau": tau}}.get(name, {})  # fmt: skip
+    return run_recipe(name, data, out, budget, select_options=select_options, **options)

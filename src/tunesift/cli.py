@@ -238,7 +238,7 @@ def _run(
     from tunesift import api
 
     try:
-        budget = api.Budget(rate=rate, count=count)
+        budget = None if rate is None and count is None else api.Budget(rate=rate, count=count)
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         result = api.run_recipe(method, pool, out, budget, scores_out=scores_out, progress=True, **options)
     except TunesiftError as err:
@@ -317,10 +317,8 @@ def run_superfiltering_d_cmd(
     """Superfiltering.D: IFD < 1, top k1 of the pool, then facility location on MiniLM embeddings (default 2 %)."""
     from tunesift import api
 
-    if rate is None and count is None:
-        rate = 0.02
     try:
-        budget = api.Budget(rate=rate, count=count)
+        budget = None if rate is None and count is None else api.Budget(rate=rate, count=count)
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         result = api.run_superfiltering_d(
             pool, out, budget, k1_rate=k1_rate, scores_out=scores_out, model=model, max_length=max_length,
@@ -352,8 +350,9 @@ def _set_method_command(name: str, doc: str):
         try:
             budget = api.Budget(rate=rate, count=count)
             pool = api.read_pool(data, fmt=format, on_error=on_error)
-            options = {"model": model, "store_dir": store, "progress": True} if name == "deita-style" else {}
-            result = api.run_set_method(name, pool, out, budget, random_state=seed, tau=tau, device=device, **options)
+            options = {"model": model} if name == "deita-style" else {}
+            result = api.run_set_method(name, pool, out, budget, random_state=seed, tau=tau, device=device,
+                                        store_dir=store, progress=True, **options)  # fmt: skip
         except TunesiftError as err:
             _fail(err)
         typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
@@ -395,16 +394,220 @@ def run_selectit(
     device: DeviceOpt = None,
 ) -> None:
     """SelectIT: rank by the top level in use, highest first; keep 20 % of the pool unless told otherwise."""
-    if rate is None and count is None:
-        from tunesift.api import RECIPES
-
-        rate = RECIPES["selectit"].default_rate
     _run(
         "selectit", data, out, rate, count, scores_out, format, on_error, turn_rule=turns,
         models=_split_models(models), k=k, alpha=alpha, level=level, token_prompt=token_prompt,
         token_rule=token_rule, prompts_file=prompts, store_dir=store, token_budget=batch_tokens,
         chunk_size=chunk_size, device=device,
     )  # fmt: skip
+
+
+JudgeModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Judge: with --base-url, the model name the endpoint serves; without, a local model (packaged name "
+        "or checkpoint dir; default smollm2-135m-instruct) read through its probabilities of the scores 0-5.",
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000/v1."),
+]
+ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the endpoint's API key.")]
+ConcurrencyOpt = Annotated[int, typer.Option(help="Requests in flight at once.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds before a request is abandoned (then retried).")]
+RetriesOpt = Annotated[int, typer.Option(help="Retries with exponential backoff on 429, 5xx and network errors.")]
+KnnOpt = Annotated[int, typer.Option("--knn", help="kNN-i: distance to the i-th nearest other sample (MiniLM).")]
+RuleFileOpt = Annotated[Path | None, typer.Option("--rule", help="Indicator rule JSON written by fit-indicators.")]
+IndicatorModelOpt = Annotated[
+    str, typer.Option("--model", help="Model for token lengths and response perplexity.")
+]
+
+
+def _judge_options(model, base_url, api_key_env, concurrency, timeout, retries, batch_tokens, chunk_size):
+    return {"model": model, "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
+            "timeout": timeout, "retries": retries, "token_budget": batch_tokens, "chunk_size": chunk_size}  # fmt: skip
+
+
+@score_app.command("alpagasus")
+def score_alpagasus_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="SCORES.jsonl to write (index, id, alpagasus, judge_reply).")],
+    model: JudgeModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 4,
+    timeout: TimeoutOpt = 60.0,
+    retries: RetriesOpt = 4,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    batch_tokens: BatchTokensOpt = 4096,
+    chunk_size: ChunkOpt = 64,
+    device: DeviceOpt = None,
+) -> None:
+    """AlpaGasus: an LLM judge rates each response's accuracy 0-5 (unreadable replies: null, raw reply kept)."""
+    from tunesift import api
+
+    options = _judge_options(model, base_url, api_key_env, concurrency, timeout, retries, batch_tokens, chunk_size)
+    _score(
+        data, out, format, on_error,
+        lambda pool: api.score_alpagasus(pool, store_dir=store, device=device, progress=True, **options),
+    )  # fmt: skip
+
+
+@score_app.command("indicators")
+def score_indicators_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="SCORES.jsonl to write (every indicator; instructmining).")],
+    rule: RuleFileOpt = None,
+    model: IndicatorModelOpt = "smollm2-135m-instruct",
+    knn: KnnOpt = 6,
+    max_length: Annotated[int, typer.Option(help="Tokens of the response scored for perplexity.")] = 1024,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """InstructMining's indicators: lengths, response perplexity, MTLD, kNN-i; with --rule, the predicted loss."""
+    from tunesift import api
+
+    _score(data, out, format, on_error,
+           lambda pool: api.score_indicators(pool, rule=rule, model=model, knn=knn, max_length=max_length,
+                                             store_dir=store, device=device, progress=True))  # fmt: skip
+
+
+@app.command("fit-indicators")
+def fit_indicators_cmd(
+    table: Annotated[
+        Path,
+        typer.Argument(help="A .csv, .json or .jsonl table with fields subset (a pool file, relative to the table) "
+                       "and eval_loss (the loss of a model tuned on that subset)."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Rule JSON to write (for score/run --rule).")],
+    indicators: Annotated[
+        str, typer.Option(help="Comma-separated indicators to fit.")
+    ] = "len_instruction,len_input,len_response,ppl,mtld,knn",
+    model: IndicatorModelOpt = "smollm2-135m-instruct",
+    knn: KnnOpt = 6,
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Fit InstructMining's rule log(eval_loss) ~ b0 + sum b_i * mean indicator_i by least squares."""
+    from tunesift import api
+
+    try:
+        rule = api.fit_indicators(table, indicators=_split_models(indicators), model=model, knn=knn,
+                                  store_dir=store, device=device, progress=True)  # fmt: skip
+        rule.save(out)
+    except TunesiftError as err:
+        _fail(err)
+    terms = " ".join(f"{c:+.4g}*{n}" for n, c in zip(rule.indicators, rule.coefficients, strict=True))
+    typer.echo(f"log(eval_loss) ~ {rule.intercept:.4g} {terms} (R^2 {rule.fit['r2']:.3f}, "
+               f"{rule.fit['n_subsets']} subsets) -> {out}", err=True)  # fmt: skip
+
+
+@run_app.command("alpagasus")
+def run_alpagasus(
+    data: DataArg,
+    out: OutOpt,
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    model: JudgeModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    concurrency: ConcurrencyOpt = 4,
+    timeout: TimeoutOpt = 60.0,
+    retries: RetriesOpt = 4,
+    scores_out: ScoresOutOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    batch_tokens: BatchTokensOpt = 4096,
+    chunk_size: ChunkOpt = 64,
+    device: DeviceOpt = None,
+) -> None:
+    """AlpaGasus: keep every sample the judge scores >= 4.5 (or the best of them, to --rate / --count)."""
+    options = _judge_options(model, base_url, api_key_env, concurrency, timeout, retries, batch_tokens, chunk_size)
+    _run("alpagasus", data, out, rate, count, scores_out, format, on_error, store_dir=store, device=device, **options)
+
+
+@run_app.command("instructmining")
+def run_instructmining(
+    data: DataArg,
+    out: OutOpt,
+    rule: Annotated[Path, typer.Option("--rule", help="Indicator rule JSON written by fit-indicators.")],
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    model: IndicatorModelOpt = "smollm2-135m-instruct",
+    knn: KnnOpt = 6,
+    scores_out: ScoresOutOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """InstructMining: rank by the fitted rule's predicted eval loss, lowest first."""
+    _run("instructmining", data, out, rate, count, scores_out, format, on_error, rule=rule, model=model, knn=knn,
+         store_dir=store, device=device)  # fmt: skip
+
+
+@run_app.command("cluster-ifd")
+def run_cluster_ifd(
+    data: DataArg,
+    out: OutOpt,
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    clusters: Annotated[int, typer.Option(help="k-means clusters on MiniLM embeddings.")] = 100,
+    model: ModelOpt = "smollm2-135m-instruct",
+    scores_out: ScoresOutOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Per-cluster top-k: k-means on MiniLM embeddings, then the highest IFD (<= 1) samples of every cluster."""
+    from tunesift import api
+
+    try:
+        budget = api.Budget(rate=rate, count=count)
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        result = api.run_recipe("cluster-ifd", pool, out, budget, scores_out=scores_out, model=model,
+                                select_options={"clusters": clusters}, store_dir=store, device=device,
+                                progress=True)  # fmt: skip
+    except TunesiftError as err:
+        _fail(err)
+    typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
+
+
+@run_app.command("recipe")
+def run_recipe_cmd(
+    recipe: Annotated[str, typer.Argument(help="A recipe YAML file of your own, or a built-in recipe's name.")],
+    data: DataArg,
+    out: OutOpt,
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="KEY=VALUE for the recipe's scorer (e.g. model=gemma-3-270m); repeat."),
+    ] = None,
+    scores_out: ScoresOutOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Run a recipe: a scorer, then filter / rank / cut / select steps (see 'tunesift methods' for built-ins)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(TunesiftError(f"option '--option': expected KEY=VALUE, got {item!r}"))
+        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    _run(recipe, data, out, rate, count, scores_out, format, on_error, store_dir=store, device=device, **options)
 
 
 @app.command("report")

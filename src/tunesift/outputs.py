@@ -121,7 +121,7 @@ def write_subset(
             row = table.rows[sample.index]
             chosen[k] = {**sample.record, **{c: row.get(c) for c in table.columns if c in row}}
     write_records(path, chosen, output_container(Path(path), pool.container))
-    values = [table.rows[i][table.score_field] for i in selection.indices]
+    values = [v for i in selection.indices if (v := table.rows[i].get(table.score_field)) is not None]
     manifest = {
         "tunesift_version": __version__,
         "data": str(pool.path),

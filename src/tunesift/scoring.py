@@ -83,12 +83,14 @@ def fill_store(
     desc: str,
     units_per_item: int = 1,
     unit: str = "sample",
+    cacheable: Callable[[dict[str, Any]], bool] | None = None,
 ) -> None:
     """Compute the ``(key, item)`` pairs the store lacks, streaming, a chunk at a time.
 
     ``compute`` gets a chunk of items (and a progress callback counting finished texts) and returns one
     result row per item; each chunk is appended to the store before the next starts, so a killed run
-    loses at most the chunk in flight. Items whose key is cached (or repeated) cost nothing.
+    loses at most the chunk in flight. Items whose key is cached (or repeated) cost nothing. Rows that
+    ``cacheable`` rejects (a transient failure) serve this run but are not stored, so a later run retries.
     """
     bar = None
     if progress:
@@ -111,7 +113,7 @@ def fill_store(
         texts = 0.0
         results = compute([item for _, item in chunk], tick if bar is not None else None)
         rows = [{"id": key, **result} for (key, _), result in zip(chunk, results, strict=True)]
-        store.append(rows)
+        store.append(row for row in rows if cacheable is None or cacheable(row))
         cached.update((row["id"], row) for row in rows)
         base += len(chunk)
         if bar is not None:

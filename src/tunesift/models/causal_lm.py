@@ -210,6 +210,32 @@ class CausalLM:
                 on_batch(len(batch))
         return out
 
+    @torch.inference_mode()
+    def mean_hidden_and_loss(
+        self, texts: Sequence[Sequence[int]], token_budget: int = 4096
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per text: the mean of the last hidden state (after the final norm) over all its tokens, not
+        normalised, and the mean NLL of its tokens after the first (HF ``labels=input_ids``).
+
+        Cherry's pre-experienced embedding and prompt perplexity (METHODS.md §1) in one pass; a
+        one-token text has no loss (NaN).
+        """
+        spans = [TargetSpan(tuple(ids), start=1) for ids in texts]
+        width = self.model.config.get_text_config().hidden_size
+        means = np.zeros((len(spans), width), dtype=np.float32)
+        losses = np.full(len(spans), np.nan)
+        for batch in plan_batches(spans, token_budget):
+            items = [spans[i] for i in batch]
+            hidden, _ = self._decode_batch(items)  # start=1 needs every position: no shared prefix
+            for row, (i, span) in enumerate(zip(batch, items, strict=True)):
+                n = len(span.ids)
+                means[i] = hidden[row, :n].float().mean(dim=0).cpu().numpy()
+                if n > 1:
+                    targets = torch.tensor(span.ids[1:], device=self.device)
+                    losses[i] = float(self._nll(hidden[row, : n - 1], targets).double().mean())
+            self.stats["output_positions"] += sum(len(s.ids) - 1 for s in items)
+        return means, losses
+
     def _decode_batch(self, items: Sequence[TargetSpan]) -> tuple[torch.Tensor, int]:
         """Last hidden states of a batch, from its shared prefix on; returns them and the prefix length.
 

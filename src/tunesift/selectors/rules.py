@@ -76,10 +76,27 @@ def select_top(scores: Sequence[float | None], budget: Budget) -> Selection:
     return Selection(ranked[:size], len(scores), _n_scored(scores), len(ranked), "top")
 
 
+def select_bottom(scores: Sequence[float | None], budget: Budget) -> Selection:
+    """Rank every scored sample lowest first (a predicted loss: InstructMining); ``int(rate * pool size)``."""
+    candidates = [i for i, s in enumerate(scores) if s is not None and math.isfinite(s)]
+    ranked = sorted(candidates, key=lambda i: (scores[i], i))
+    size = budget.size(base=len(scores), available=len(ranked))
+    return Selection(ranked[:size], len(scores), _n_scored(scores), len(ranked), "bottom")
+
+
+def select_alpagasus(scores: Sequence[float | None], budget: Budget) -> Selection:
+    """AlpaGasus: keep judge scores >= 4.5, highest first; ``int(rate * pool size)``."""
+    ranked = _rank(scores, lambda s: s >= 4.5)
+    size = budget.size(base=len(scores), available=len(ranked))
+    return Selection(ranked[:size], len(scores), _n_scored(scores), len(ranked), "alpagasus")
+
+
 RULES: dict[str, Callable[[Sequence[float | None], Budget], Selection]] = {
     "cherry": select_cherry,
     "superfilter": select_superfilter,
     "top": select_top,
+    "bottom": select_bottom,
+    "alpagasus": select_alpagasus,
 }
 
 

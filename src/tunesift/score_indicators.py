@@ -1,0 +1,193 @@
+"""Score a pool with InstructMining's indicators (cached), and fit or apply its rule.
+
+Lengths and response perplexity are per sample and cached in the score store with the model's
+fingerprint; MTLD is computed on the fly (cheap); kNN-i is a property of the set, computed on cached
+MiniLM embeddings of the pool being scored. A conversation is described by its last turn.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunesift.data.pools import Pool, read_pool
+from tunesift.data.sample import Rejected, Sample
+from tunesift.errors import ConfigError, InputError
+from tunesift.models.registry import DEFAULT_MODEL, resolve_model
+from tunesift.scorers.indicators import INDICATORS, IndicatorRule, fit_rule, knn_distance, mtld, subset_means
+from tunesift.scoring import ScoreTable, _rejected_row, as_pool, fill_store, store_root
+from tunesift.store import ScoreStore
+
+# Bump when a computation changes, so cached values from older code are not reused.
+INDICATOR_VERSION = 1
+
+
+def _lm_indicators(
+    samples: list[Sample], model: str, max_length: int, store_dir: str | Path | None, token_budget: int,
+    device: str | None, progress: bool,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    """Token lengths and response loss of each sample, by content id (cached per model)."""
+    resolved = resolve_model(model)
+    config = {"scorer": "indicators-lm", "version": INDICATOR_VERSION, "model": resolved.name,
+              "model_fingerprint": resolved.fingerprint, "max_length": max_length, "dtype": "float32"}  # fmt: skip
+    store = ScoreStore(store_root(store_dir), config)
+    cached = store.load()
+    lm: Any = None
+
+    def compute(chunk: list[Sample], tick: Callable[[float], None] | None) -> list[dict[str, Any]]:
+        nonlocal lm
+        from tunesift.models.causal_lm import CausalLM, TargetSpan
+
+        if lm is None:
+            lm = CausalLM.load(resolved.name, device=device)
+        bos = len(lm.encode(""))
+
+        def count(text: str) -> int:
+            return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+        spans = [TargetSpan(tuple(lm.encode(s.output)[:max_length]), start=bos) for s in chunk]
+        nll = lm.target_nll(spans, token_budget, on_batch=tick)
+        rows = []
+        for sample, span, values in zip(chunk, spans, nll, strict=True):
+            loss = float(values.mean()) if len(values) else math.nan
+            reason = None
+            if not math.isfinite(loss):
+                reason = "no_response_tokens" if span.n_targets == 0 else "non_finite_loss"
+            rows.append({"len_instruction": count(sample.instruction), "len_input": count(sample.input),
+                         "len_response": count(sample.output), "response_loss": loss if reason is None else None,
+                         "response_tokens": span.n_targets, "ppl_skip_reason": reason})  # fmt: skip
+        return rows
+
+    fill_store(store, cached, ((s.content_id, s) for s in samples), compute, chunk_size=128, progress=progress,
+               total=len(samples), desc="indicators (lengths, perplexity)")  # fmt: skip
+    return cached, config
+
+
+def score_indicators(
+    data: Pool | str | Path,
+    *,
+    model: str = DEFAULT_MODEL,
+    knn: int = 6,
+    max_length: int = 1024,
+    rule: IndicatorRule | str | Path | None = None,
+    store_dir: str | Path | None = None,
+    token_budget: int = 4096,
+    device: str | None = None,
+    progress: bool = False,
+) -> ScoreTable:
+    """Every indicator for every record; with a ``rule``, also ``instructmining``, the predicted log eval
+    loss (lower is better), None with the reason where an indicator the rule uses is undefined."""
+    from tunesift.embeddings import embed_pool
+
+    pool = as_pool(data)
+    if isinstance(rule, (str, Path)):
+        rule = IndicatorRule.load(rule)
+    samples = [s for s in pool if isinstance(s, Sample)]
+    per_sample, lm_config = _lm_indicators(samples, model, max_length, store_dir, token_budget, device, progress)
+    knn_values = np.full(len(samples), np.nan)
+    embed_config: dict[str, Any] = {}
+    if samples:
+        table = embed_pool(pool, embedder="minilm", store_dir=store_dir, device=device, progress=progress)
+        knn_values = knn_distance(table.vectors, knn)
+        embed_config = table.config
+    knn_of = {s.index: float(v) for s, v in zip(samples, knn_values, strict=True)}
+    columns = (*INDICATORS, *(("instructmining",) if rule else ()))
+    rows: list[dict[str, Any]] = []
+    for item in pool:
+        if isinstance(item, Rejected):
+            rows.append(_rejected_row(item, columns))
+            continue
+        hit = per_sample[item.content_id]
+        loss = hit["response_loss"]
+        values: dict[str, Any] = {
+            "len_instruction": float(hit["len_instruction"]),
+            "len_input": float(hit["len_input"]),
+            "len_response": float(hit["len_response"]),
+            "ppl": math.exp(loss) if loss is not None else None,
+            "mtld": _finite_or_none(mtld(item.output)),
+            "knn": _finite_or_none(knn_of[item.index]),
+        }
+        row: dict[str, Any] = {"index": item.index, "id": item.content_id, **values, "skip_reason": None}
+        if rule is not None:
+            row["instructmining"] = rule.predict(values)
+            if row["instructmining"] is None:
+                missing = [n for n in rule.indicators if values.get(n) is None]
+                row["skip_reason"] = f"indicator_undefined: {', '.join(missing)}"
+        rows.append(row)
+    config = {"scorer": "indicators", "version": INDICATOR_VERSION, "lm": lm_config, "embedding": embed_config,
+              "knn": knn, "mtld": {"threshold": 0.72, "min_factor": 10}}  # fmt: skip
+    if rule is not None:
+        config["rule"] = {"indicators": list(rule.indicators), "coefficients": list(rule.coefficients),
+                          "intercept": rule.intercept}  # fmt: skip
+        return ScoreTable(config, rows, score_field="instructmining", columns=columns)
+    return ScoreTable(config, rows, score_field="len_response", columns=columns)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def read_fit_table(path: str | Path) -> list[tuple[Path, float]]:
+    """(subset file, eval loss) pairs from a .csv / .json / .jsonl table with fields ``subset`` and
+    ``eval_loss``; subset paths are relative to the table's folder."""
+    path = Path(path)
+    try:
+        if path.suffix == ".csv":
+            with open(path, newline="", encoding="utf-8") as handle:
+                records: list[Any] = list(csv.DictReader(handle))
+        elif path.suffix == ".jsonl":
+            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, csv.Error) as err:
+        raise InputError(f"cannot read the table: {err}", path=path) from None
+    if not isinstance(records, list) or not records:
+        raise InputError("expected a non-empty list of {subset, eval_loss} records", path=path)
+    pairs = []
+    for number, record in enumerate(records):
+        for key in ("subset", "eval_loss"):
+            if not isinstance(record, dict) or key not in record:
+                raise InputError("missing", path=path, record=number, field=key)
+        try:
+            loss = float(record["eval_loss"])
+        except (TypeError, ValueError):
+            raise InputError(
+                f"not a number: {record['eval_loss']!r}", path=path, record=number, field="eval_loss"
+            ) from None
+        if not math.isfinite(loss) or loss <= 0:
+            raise InputError(f"must be a positive number, got {loss}", path=path, record=number, field="eval_loss")
+        subset = Path(record["subset"])
+        pairs.append((subset if subset.is_absolute() else path.parent / subset, loss))
+    return pairs
+
+
+def fit_indicators(
+    table: str | Path,
+    *,
+    indicators: Sequence[str] = INDICATORS,
+    model: str = DEFAULT_MODEL,
+    knn: int = 6,
+    max_length: int = 1024,
+    store_dir: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = False,
+) -> IndicatorRule:
+    """Fit InstructMining's rule from a table of (subset file, eval loss): each subset's mean indicators
+    (kNN-i within that subset) against ``log(eval_loss)``."""
+    pairs = read_fit_table(table)
+    features = []
+    for subset, _ in pairs:
+        scores = score_indicators(read_pool(subset), model=model, knn=knn, max_length=max_length,
+                                  store_dir=store_dir, device=device, progress=progress)  # fmt: skip
+        features.append(subset_means(scores.rows, indicators))
+    config = {"model": resolve_model(model).name, "knn": knn, "max_length": max_length}
+    try:
+        return fit_rule(features, [loss for _, loss in pairs], indicators, config)
+    except ConfigError as err:
+        raise InputError(str(err), path=table) from None

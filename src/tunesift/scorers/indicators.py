@@ -1,0 +1,182 @@
+"""InstructMining's indicators and its fitted linear rule (METHODS.md §4).
+
+Per sample: instruction / input / response length in tokens, response perplexity under a causal LM
+(the response alone, after the model's BOS where it has one), MTLD lexical diversity of the response,
+and kNN-i, the Euclidean distance to the i-th nearest other sample in all-MiniLM-L6-v2 space (within
+the set being scored). A rule ``log(eval_loss) ~ b0 + sum b_i * indicator_i`` is fitted by least squares
+on (subset, eval loss) pairs, each subset described by its indicators' means; samples are then ranked by
+the rule's prediction, lowest predicted loss first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tunesift.atomic import atomic_open
+from tunesift.errors import ConfigError, InputError
+
+INDICATORS = ("len_instruction", "len_input", "len_response", "ppl", "mtld", "knn")
+MTLD_THRESHOLD = 0.72
+MTLD_MIN_FACTOR = 10  # as the ``lexical_diversity`` package: a factor needs at least 10 words
+RULE_KIND = "tunesift-indicator-rule"
+
+_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words with punctuation removed (the usual MTLD preprocessing)."""
+    return _PUNCTUATION.sub("", text).lower().split()
+
+
+def _mtld_pass(tokens: Sequence[str], threshold: float, min_factor: int) -> float:
+    factors = 0.0
+    counted = 0
+    start = 0
+    types: set[str] = set()
+    for x, token in enumerate(tokens):
+        types.add(token)
+        length = x + 1 - start
+        ttr = len(types) / length
+        if x + 1 == len(tokens):  # the last, partial factor counts by how far its TTR fell
+            factors += (1.0 - ttr) / (1.0 - threshold)
+            counted += length
+        elif ttr < threshold and length >= min_factor:
+            factors += 1.0
+            counted += length
+            start = x + 1
+            types = set()
+    return counted / factors if factors > 0 else math.nan
+
+
+def mtld(text: str, threshold: float = MTLD_THRESHOLD, min_factor: int = MTLD_MIN_FACTOR) -> float:
+    """MTLD (McCarthy & Jarvis 2010): mean length of word runs keeping TTR above ``threshold``, averaged
+    over a forward and a backward pass. NaN where it is undefined: no words, or a text whose TTR never
+    falls (every factor count is 0)."""
+    tokens = words(text)
+    if not tokens:
+        return math.nan
+    forward = _mtld_pass(tokens, threshold, min_factor)
+    backward = _mtld_pass(tokens[::-1], threshold, min_factor)
+    return (forward + backward) / 2.0
+
+
+def knn_distance(x: np.ndarray, i: int = 6, block: int = 512) -> np.ndarray:
+    """Euclidean distance from every row to its ``i``-th nearest *other* row (NaN when there are fewer
+    than ``i`` others), a block of rows at a time so no N x N matrix is held."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if i < 1:
+        raise ConfigError("knn", f"must be a positive number, got {i}")
+    if n <= i:
+        return out
+    norms = (x * x).sum(axis=1)
+    for begin in range(0, n, block):
+        rows = slice(begin, min(begin + block, n))
+        d2 = np.maximum(norms[rows, None] - 2.0 * (x[rows] @ x.T) + norms[None, :], 0.0)
+        d2[np.arange(d2.shape[0]), np.arange(begin, rows.stop)] = np.inf  # never its own neighbour
+        out[rows] = np.sqrt(np.partition(d2, i - 1, axis=1)[:, i - 1])
+    return out
+
+
+@dataclass(frozen=True)
+class IndicatorRule:
+    """A fitted InstructMining rule: predicted ``log(eval_loss) = intercept + sum coef_i * indicator_i``."""
+
+    indicators: tuple[str, ...]
+    coefficients: tuple[float, ...]
+    intercept: float
+    fit: dict[str, Any] = field(default_factory=dict)
+    indicator_config: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, values: dict[str, float | None]) -> float | None:
+        """Predicted log eval loss of one sample (or subset); None when an indicator it uses is missing."""
+        total = self.intercept
+        for name, coef in zip(self.indicators, self.coefficients, strict=True):
+            value = values.get(name)
+            if value is None or not math.isfinite(value):
+                return None
+            total += coef * value
+        return total
+
+    def save(self, path: str | Path) -> None:
+        with atomic_open(Path(path)) as handle:
+            json.dump({"kind": RULE_KIND, **asdict(self)}, handle, indent=2)
+
+    @classmethod
+    def load(cls, path: str | Path) -> IndicatorRule:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(f"cannot read the indicator rule: {err}", path=path) from None
+        if not isinstance(raw, dict) or raw.get("kind") != RULE_KIND:
+            raise InputError(f"not a tunesift indicator rule (expected kind {RULE_KIND!r})", path=path, field="kind")
+        for key in ("indicators", "coefficients", "intercept"):
+            if key not in raw:
+                raise InputError("missing", path=path, field=key)
+        unknown = [name for name in raw["indicators"] if name not in INDICATORS]
+        if unknown:
+            raise InputError(
+                f"unknown indicator(s) {unknown}; known: {list(INDICATORS)}", path=path, field="indicators"
+            )
+        if len(raw["indicators"]) != len(raw["coefficients"]):
+            raise InputError("one coefficient per indicator expected", path=path, field="coefficients")
+        return cls(tuple(raw["indicators"]), tuple(float(c) for c in raw["coefficients"]), float(raw["intercept"]),
+                   raw.get("fit", {}), raw.get("indicator_config", {}))  # fmt: skip
+
+
+def fit_rule(
+    features: Sequence[dict[str, float]],
+    eval_losses: Sequence[float],
+    indicators: Sequence[str] = INDICATORS,
+    indicator_config: dict[str, Any] | None = None,
+) -> IndicatorRule:
+    """Least squares of ``log(eval_loss)`` on the subsets' mean indicators (with an intercept)."""
+    unknown = [name for name in indicators if name not in INDICATORS]
+    if unknown:
+        raise ConfigError("indicators", f"unknown indicator(s) {unknown}; choose from {', '.join(INDICATORS)}")
+    n, p = len(features), len(indicators)
+    if n < p + 1:
+        raise ConfigError("table", f"{n} subsets cannot fit {p} indicators and an intercept: give at least {p + 1}")
+    losses = np.asarray(eval_losses, dtype=np.float64)
+    if np.any(~np.isfinite(losses)) or np.any(losses <= 0):
+        raise ConfigError("table", "every eval loss must be a positive number")
+    design = np.ones((n, p + 1))
+    for row, feature in enumerate(features):
+        for col, name in enumerate(indicators):
+            value = feature.get(name)
+            if value is None or not math.isfinite(value):
+                raise ConfigError("table", f"subset {row + 1} has no finite mean for indicator {name!r}")
+            design[row, col + 1] = value
+    target = np.log(losses)
+    coef, _, rank, _ = np.linalg.lstsq(design, target, rcond=None)
+    predicted = design @ coef
+    total = float(((target - target.mean()) ** 2).sum())
+    r2 = 1.0 - float(((target - predicted) ** 2).sum()) / total if total > 0 else math.nan
+    fit = {
+        "n_subsets": n,
+        "r2": r2,
+        "rank": int(rank),
+        "residual_rmse": float(np.sqrt(((target - predicted) ** 2).mean())),
+    }
+    return IndicatorRule(tuple(indicators), tuple(float(c) for c in coef[1:]), float(coef[0]), fit,
+                         indicator_config or {})  # fmt: skip
+
+
+def subset_means(rows: Sequence[dict[str, Any]], indicators: Sequence[str] = INDICATORS) -> dict[str, float]:
+    """Mean of each indicator over the rows where it is defined (NaN if nowhere)."""
+    means = {}
+    for name in indicators:
+        values = [r[name] for r in rows if r.get(name) is not None and math.isfinite(r[name])]
+        means[name] = float(np.mean(values)) if values else math.nan
+    return means

@@ -1,0 +1,233 @@
+"""AlpaGasus: an LLM rates each response's accuracy 0-5, the number first (METHODS.md §4).
+
+Two judges behind one result type:
+
+* :class:`EndpointJudge`: any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, vLLM,
+  llama.cpp's server, ...), temperature 0, a bounded number of requests in flight, timeouts, retries
+  with exponential backoff on 429/5xx/network errors. A reply whose score cannot be read is an error
+  that keeps the raw reply, never a default score.
+* :class:`LocalJudge`: a local causal LM; instead of sampling a reply it reads the probabilities of the
+  six score tokens 0..5 right after the prompt (as SelectIT does) and reports their expectation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from tunesift.data.sample import Sample
+from tunesift.errors import ConfigError
+
+SCALE = (0, 1, 2, 3, 4, 5)
+# Bump when the prompt or the parsing changes, so cached ratings from older code are not reused.
+JUDGE_VERSION = 1
+
+SYSTEM_PROMPT = "You are a helpful and precise assistant for checking the quality of the answer."
+# AlpaGasus's rating prompt (accuracy dimension), in the authors' words.
+USER_TEMPLATE = (
+    "###Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n{response}\n\n"
+    "We would like to request your feedback on the performance of AI assistant in response to the instruction "
+    "and the given input displayed following.\n\n"
+    "Please rate according to the accuracy of the response to the instruction and the input. Each assistant "
+    "receives a score on a scale of 0 to 5, where a higher score indicates higher level of accuracy. Please "
+    "first output a single line containing the value indicating the scores. In the subsequent line, please "
+    "provide a comprehensive explanation of your evaluation, avoiding any potential bias."
+)
+
+# A number at the start of the reply, optionally after "Score:" and markdown; "4", "4.5", "Score: 4/5".
+_LEADING = re.compile(r"^\W*(?:score\W*)?(\d+(?:\.\d+)?)(?:\s*/\s*5(?:\.0)?)?(?!\d)", re.IGNORECASE)
+_LABELLED = re.compile(r"\bscore\s*(?:is|of|:)?\s*(\d+(?:\.\d+)?)(?:\s*/\s*5)?(?!\d)", re.IGNORECASE)
+
+
+class UnparseableReply(ValueError):
+    """The judge's reply holds no readable 0-5 score; ``reply`` is the raw text."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        super().__init__(f"no 0-5 score at the start of the reply: {reply[:200]!r}")
+
+
+def judge_messages(sample: Sample) -> list[dict[str, str]]:
+    """The chat messages that ask for one sample's rating (a conversation is judged on its last turn)."""
+    user = USER_TEMPLATE.format(instruction=sample.instruction, input=sample.input, response=sample.output)
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def parse_score(reply: str) -> float:
+    """The score on the reply's first non-empty line (or a line that says "score: N"), in [0, 5]."""
+    lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
+    candidates = []
+    if lines:
+        match = _LEADING.match(lines[0])
+        if match:
+            candidates.append(match.group(1))
+    if not candidates:
+        match = _LABELLED.search(reply)
+        if match:
+            candidates.append(match.group(1))
+    for text in candidates:
+        value = float(text)
+        if 0.0 <= value <= 5.0:
+            return value
+    raise UnparseableReply(reply)
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """One rating. ``score`` is None exactly when ``error`` says why; ``transient`` errors (network, server
+    overload after every retry) are not cached, so a later run asks again."""
+
+    score: float | None
+    reply: str | None = None
+    error: str | None = None
+    transient: bool = False
+    probs: tuple[float, ...] | None = None
+
+
+class EndpointJudge:
+    """An OpenAI-compatible chat endpoint. The key is read from the environment variable ``api_key_env``
+    (none is sent when it is unset, as local servers expect)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 4,
+        timeout: float = 60.0,
+        retries: int = 4,
+        backoff: float = 1.0,
+        max_tokens: int = 256,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError("base-url", f"expected an http(s) URL, got {base_url!r}")
+        if concurrency < 1 or retries < 0 or timeout <= 0:
+            raise ConfigError("concurrency", "concurrency >= 1, retries >= 0 and timeout > 0 are required")
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key = os.environ.get(api_key_env)
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_tokens = max_tokens
+
+    def describe(self) -> dict[str, object]:
+        return {"judge": "endpoint", "url": self.url, "model": self.model, "temperature": 0,
+                "max_tokens": self.max_tokens}  # fmt: skip
+
+    def _post(self, messages: list[dict[str, str]]) -> str:
+        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0,
+                           "max_tokens": self.max_tokens}).encode("utf-8")  # fmt: skip
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            payload = json.loads(response.read().decode("utf-8"))
+        try:
+            content = payload["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(f"not a chat completion: {json.dumps(payload)[:200]}") from None
+        if not isinstance(content, str):
+            raise ValueError(f"reply content is not text: {content!r}")
+        return content
+
+    def rate_one(self, sample: Sample) -> JudgeResult:
+        messages = judge_messages(sample)
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                reply = self._post(messages)
+            except urllib.error.HTTPError as err:
+                last = f"HTTP {err.code}"
+                if err.code == 429 or err.code >= 500:
+                    continue
+                return JudgeResult(None, None, f"request_failed: {last} (not retried)")
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+                last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+                continue
+            except ValueError as err:
+                return JudgeResult(None, None, f"bad_response: {err}")
+            try:
+                return JudgeResult(parse_score(reply), reply)
+            except UnparseableReply:
+                return JudgeResult(None, reply, "unparseable_reply")
+        return JudgeResult(None, None, f"request_failed: {last} after {self.retries + 1} attempts", transient=True)
+
+    def rate(self, samples: Sequence[Sample], on_progress: Callable[[float], None] | None = None) -> list[JudgeResult]:
+        """Ratings in the order of ``samples``, at most ``concurrency`` requests in flight."""
+
+        def one(sample: Sample) -> JudgeResult:
+            result = self.rate_one(sample)
+            if on_progress is not None:
+                on_progress(1)
+            return result
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(one, samples))
+
+
+class LocalJudge:
+    """A local causal LM as the judge: the expected score under its probabilities of the tokens 0..5
+    right after the prompt (renormalised over those six), rendered with the model's chat template, or as
+    plain text ending in ``Score:`` for a model without one."""
+
+    def __init__(self, lm, token_budget: int = 4096) -> None:  # lm: tunesift.models.CausalLM
+        self.lm = lm
+        self.token_budget = token_budget
+        self.chat = bool(getattr(lm.tokenizer, "chat_template", None))
+        probe = self._text([{"role": "user", "content": "x"}])
+        base = lm.encode(probe)
+        self.candidates = []
+        for digit in SCALE:
+            ids = lm.encode(probe + str(digit))
+            if ids[: len(base)] != base or len(ids) != len(base) + 1:
+                raise ConfigError("judge", f"judge {lm.name}: the score {digit} is not one token after the prompt")
+            self.candidates.append(ids[-1])
+
+    def describe(self) -> dict[str, object]:
+        return {"judge": "local", "model": self.lm.name, "model_fingerprint": self.lm.fingerprint,
+                "chat_template": self.chat, "dtype": "float32"}  # fmt: skip
+
+    def _text(self, messages: list[dict[str, str]]) -> str:
+        if self.chat:
+            text = self.lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            bos = self.lm.tokenizer.bos_token
+            if bos and text.startswith(bos) and self.lm.encode("")[:1] == [self.lm.tokenizer.bos_token_id]:
+                text = text[len(bos) :]  # the tokenizer adds it: never twice
+            return text
+        return "\n\n".join(m["content"] for m in messages) + "\n\nScore: "
+
+    def rate(self, samples: Sequence[Sample], on_progress: Callable[[float], None] | None = None) -> list[JudgeResult]:
+        from tunesift.models.causal_lm import TargetSpan
+
+        limit = getattr(self.lm.model.config, "max_position_embeddings", None)
+        spans, keep = [], []
+        results: list[JudgeResult | None] = [None] * len(samples)
+        for i, sample in enumerate(samples):
+            ids = self.lm.encode(self._text(judge_messages(sample)))
+            if limit is not None and len(ids) > limit:
+                results[i] = JudgeResult(None, None, f"too_long: {len(ids)} tokens > the judge's {limit}")
+                continue
+            spans.append(TargetSpan(tuple(ids), start=len(ids), group="judge"))
+            keep.append(i)
+        probs = self.lm.next_token_probs(spans, self.candidates, self.token_budget, on_batch=on_progress)
+        for i, p in zip(keep, probs, strict=True):
+            if not all(math.isfinite(x) for x in p):
+                results[i] = JudgeResult(None, None, "non_finite_probabilities")
+            else:
+                results[i] = JudgeResult(float(sum(d * x for d, x in zip(SCALE, p, strict=True))), None, None,
+                                         probs=tuple(float(x) for x in p))  # fmt: skip
+        return [r for r in results if r is not None]

@@ -1,0 +1,77 @@
+"""Cluster-based selectors: Cherry's pre-experienced sampling (METHODS.md §1) and per-cluster top-k.
+
+Both cluster with scikit-learn's k-means (the authors' own call: ``KMeans(n_clusters, random_state=0)``)
+and return positions into the embedding matrix, deterministic given ``random_state``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tunesift.errors import ConfigError
+
+
+def kmeans_labels(x: np.ndarray, n_clusters: int = 100, *, random_state: int = 0) -> np.ndarray:
+    """Cluster label of every row (k-means, scikit-learn's defaults otherwise); fewer rows than clusters
+    gives one cluster per row."""
+    from sklearn.cluster import KMeans
+
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ConfigError("embeddings", f"expected a non-empty (n, d) matrix, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ConfigError("embeddings", "holds NaN or infinite values")
+    if n_clusters < 1:
+        raise ConfigError("clusters", f"must be a positive number, got {n_clusters}")
+    n_clusters = min(n_clusters, x.shape[0])
+    return KMeans(n_clusters=n_clusters, random_state=random_state).fit(x).labels_.astype(np.int64)
+
+
+def middle_band_sample(
+    labels: Sequence[int], perplexity: Sequence[float], per_cluster: int = 10, low: float = 25, high: float = 75
+) -> list[int]:
+    """Cherry's pre-experienced sample: per cluster (in label order), the members whose perplexity lies
+    within its ``low``-``high`` percentile band (inclusive), in dataset order, then every
+    ``floor(count / per_cluster)``-th of them, at most ``per_cluster``. A cluster with fewer than
+    ``per_cluster`` members, or a band that small, is taken whole.
+    """
+    labels = np.asarray(labels)
+    ppl = np.asarray(perplexity, dtype=np.float64)
+    if len(labels) != len(ppl):
+        raise ConfigError("perplexity", f"{len(ppl)} perplexities for {len(labels)} cluster labels")
+    if not np.all(np.isfinite(ppl)):
+        raise ConfigError("perplexity", "holds NaN or infinite values: drop those samples first")
+    if not 0 <= low <= high <= 100:
+        raise ConfigError("band", f"need 0 <= low <= high <= 100, got {low}, {high}")
+    chosen: list[int] = []
+    for cluster in np.unique(labels):
+        members = np.flatnonzero(labels == cluster)
+        if len(members) < per_cluster:
+            chosen.extend(int(i) for i in members)
+            continue
+        values = ppl[members]
+        lower, upper = np.percentile(values, low), np.percentile(values, high)
+        band = members[(values >= lower) & (values <= upper)]
+        if len(band) < per_cluster:
+            chosen.extend(int(i) for i in band)
+        else:
+            chosen.extend(int(i) for i in band[:: len(band) // per_cluster][:per_cluster])
+    return chosen
+
+
+def cluster_top_k(labels: Sequence[int], scores: Sequence[float | None], k: int) -> list[int]:
+    """The ``k`` best-scored members of every cluster (highest first, ties by position), clusters in label
+    order; unscored members are never taken."""
+    if k < 1:
+        raise ConfigError("per-cluster", f"must be a positive number, got {k}")
+    labels = np.asarray(labels)
+    if len(labels) != len(scores):
+        raise ConfigError("scores", f"{len(scores)} scores for {len(labels)} cluster labels")
+    chosen: list[int] = []
+    for cluster in np.unique(labels):
+        members = [int(i) for i in np.flatnonzero(labels == cluster)]
+        scored = [i for i in members if scores[i] is not None and np.isfinite(scores[i])]
+        chosen.extend(sorted(scored, key=lambda i: (-scores[i], i))[:k])
+    return chosen
