@@ -420,9 +420,7 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds before a request is aba
 RetriesOpt = Annotated[int, typer.Option(help="Retries with exponential backoff on 429, 5xx and network errors.")]
 KnnOpt = Annotated[int, typer.Option("--knn", help="kNN-i: distance to the i-th nearest other sample (MiniLM).")]
 RuleFileOpt = Annotated[Path | None, typer.Option("--rule", help="Indicator rule JSON written by fit-indicators.")]
-IndicatorModelOpt = Annotated[
-    str, typer.Option("--model", help="Model for token lengths and response perplexity.")
-]
+IndicatorModelOpt = Annotated[str, typer.Option("--model", help="Model for token lengths and response perplexity.")]
 
 
 def _judge_options(model, base_url, api_key_env, concurrency, timeout, retries, batch_tokens, chunk_size):
@@ -482,8 +480,10 @@ def score_indicators_cmd(
 def fit_indicators_cmd(
     table: Annotated[
         Path,
-        typer.Argument(help="A .csv, .json or .jsonl table with fields subset (a pool file, relative to the table) "
-                       "and eval_loss (the loss of a model tuned on that subset)."),
+        typer.Argument(
+            help="A .csv, .json or .jsonl table with fields subset (a pool file, relative to the table) "
+            "and eval_loss (the loss of a model tuned on that subset)."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Rule JSON to write (for score/run --rule).")],
     indicators: Annotated[
