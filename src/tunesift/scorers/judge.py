@@ -43,7 +43,7 @@ USER_TEMPLATE = (
 )
 
 # A number at the start of the reply, optionally after "Score:" and markdown; "4", "4.5", "Score: 4/5".
-_LEADING = re.compile(r"^\W*(?:score\W*)?(\d+(?:\.\d+)?)(?:\s*/\s*5(?:\.0)?)?(?!\d)", re.IGNORECASE)
+_LEADING = re.compile(r"^[\s*#>`_\[(]*(?:score[\s:*]*)?(\d+(?:\.\d+)?)(?:\s*/\s*5(?:\.0)?)?(?![\d.])", re.IGNORECASE)
 _LABELLED = re.compile(r"\bscore\s*(?:is|of|:)?\s*(\d+(?:\.\d+)?)(?:\s*/\s*5)?(?!\d)", re.IGNORECASE)
 
 

@@ -1,0 +1,303 @@
+"""Fine-tune a causal LM on a pool or subset: LoRA (peft) or full, loss on response tokens only.
+
+Built for small budgets on a CPU as much as for GPUs: examples are batched by length under a token
+budget, and the output layer (with Gemma's 262k-row vocabulary, the dominant cost) runs only at response
+positions. Training is resumable: a checkpoint (trainable weights, optimizer, scheduler, step) is written
+atomically every ``save_every`` steps, the batch order is a pure function of the seed and the epoch, so a
+resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tunesift.data.pools import Pool
+from tunesift.data.sample import Sample
+from tunesift.errors import ConfigError
+
+CHECKPOINT = "checkpoint"
+MODEL_DIR = "model"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a fine-tune depends on (saved in ``run.json``; a resume must match it)."""
+
+    base: str
+    template: str = "alpaca"
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: str | tuple[str, ...] = "all-linear"
+    learning_rate: float | None = None  # None: 5e-4 with LoRA, 2e-5 full
+    epochs: int = 1
+    batch_tokens: int = 2048
+    max_length: int = 512
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    seed: int = 0
+    append_eos: bool = True
+
+    def resolved(self) -> TrainConfig:
+        if self.epochs < 1 or self.batch_tokens < 1 or self.max_length < 2:
+            raise ConfigError("epochs", "epochs >= 1, batch-tokens >= 1 and max-length >= 2 are required")
+        lr = self.learning_rate if self.learning_rate is not None else (5e-4 if self.lora else 2e-5)
+        if not lr > 0:
+            raise ConfigError("lr", f"must be positive, got {lr}")
+        target = self.target_modules
+        if isinstance(target, str) and target != "all-linear":
+            target = tuple(t.strip() for t in target.split(",") if t.strip())
+        return TrainConfig(**{**asdict(self), "learning_rate": lr, "target_modules": target})
+
+
+@dataclass(frozen=True)
+class Example:
+    """One assistant turn to learn: token ids, and where the response (the scored part) begins."""
+
+    index: int
+    ids: tuple[int, ...]
+    start: int
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_dir: Path
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    response_tokens: int = 0
+
+
+def build_examples(samples: Sequence[Sample], tokenizer: Any, template: Any, max_length: int,
+                   append_eos: bool = True) -> list[Example]:  # fmt: skip
+    """Every assistant turn (history as its prompt) as token ids cut to ``max_length``; a turn whose prompt
+    fills the budget teaches nothing and is left out."""
+    examples = []
+    eos = tokenizer.eos_token_id
+    for sample in samples:
+        for turn, current in enumerate(sample.turns):
+            prompt = template.prompt(current.user, current.input, sample.turns[:turn], sample.system)
+            n_prompt = len(tokenizer(prompt)["input_ids"])
+            ids = list(tokenizer(prompt + current.assistant)["input_ids"])
+            if append_eos and eos is not None:
+                ids.append(eos)
+            ids = ids[:max_length]
+            if len(ids) > n_prompt:
+                examples.append(Example(sample.index, tuple(ids), n_prompt))
+    return examples
+
+
+def batch_order(examples: Sequence[Example], batch_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+    """Length-sorted batches under the token budget, in an order shuffled by (seed, epoch)."""
+    from tunesift.models.causal_lm import TargetSpan, plan_batches
+
+    batches = plan_batches([TargetSpan(e.ids, e.start) for e in examples], batch_tokens)
+    order = np.random.default_rng([seed, epoch]).permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def response_loss(model: Any, batch: Sequence[Example], pad_id: int) -> tuple[torch.Tensor, int]:
+    """Summed NLL of the response tokens of a batch (right padding), and their count; the output layer runs
+    only at the positions that predict a response token."""
+    device = next(model.parameters()).device
+    width = max(len(e.ids) for e in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    rows, cols, targets = [], [], []
+    for r, e in enumerate(batch):
+        input_ids[r, : len(e.ids)] = torch.tensor(e.ids)
+        attention[r, : len(e.ids)] = 1
+        first = max(e.start, 1)
+        rows += [r] * (len(e.ids) - first)
+        cols += list(range(first - 1, len(e.ids) - 1))
+        targets += e.ids[first:]
+    hidden = model.get_decoder()(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
+    picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+    logits = model.get_output_embeddings()(picked).float()
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    nll = torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=device), reduction="sum")
+    return nll, len(targets)
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict[str, Any]) -> None:
+    """Write the checkpoint to a temporary folder, then swap it in: a kill never leaves half of one."""
+    from safetensors.torch import save_file
+
+    tmp = run_dir / f".{CHECKPOINT}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({n: t.contiguous() for n, t in _trainable_state(model).items()}, str(tmp / "trainable.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")  # fmt: skip
+    (tmp / "state.json").write_text(json.dumps(state))
+    final = run_dir / CHECKPOINT
+    old = run_dir / f".{CHECKPOINT}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(run_dir: Path, model, optimizer, scheduler) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    folder = run_dir / CHECKPOINT
+    weights = load_file(str(folder / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
+    extra = torch.load(folder / "optimizer.pt", weights_only=False)
+    optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    torch.set_rng_state(extra["torch_rng"])
+    return json.loads((folder / "state.json").read_text())
+
+
+def train(
+    data: Pool | str | Path,
+    out: str | Path,
+    config: TrainConfig,
+    *,
+    device: str | None = None,
+    save_every: int = 50,
+    stop_after: int | None = None,
+    progress: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Fine-tune ``config.base`` on ``data`` into ``out`` (a run folder; an unfinished run there resumes).
+
+    Writes ``out/model`` (the tuned model, LoRA merged, with its tokenizer: loadable by every tunesift
+    command) and ``out/run.json`` (configuration, per-step loss, time). ``stop_after`` ends the run after
+    that many steps with a checkpoint (for tests of resuming).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesift.data.templates import get_template
+    from tunesift.models.registry import resolve_model
+    from tunesift.scoring import as_pool
+
+    cfg = config.resolved()
+    run_dir = Path(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = run_dir / "run.json"
+    pool = as_pool(data)
+    samples = [s for s in pool if isinstance(s, Sample)]
+    resolved = resolve_model(cfg.base)
+    described = {**asdict(cfg), "base": resolved.name, "base_fingerprint": resolved.fingerprint,
+                 "data": str(pool.path), "data_ids": _ids_hash(samples)}  # fmt: skip
+    if meta_path.exists():
+        previous = json.loads(meta_path.read_text())
+        if previous.get("done"):
+            return TrainResult(run_dir, run_dir / MODEL_DIR, previous["steps"], previous["losses"],
+                               previous["seconds"], previous["response_tokens"])  # fmt: skip
+        if previous["config"] != json.loads(json.dumps(described)):
+            raise ConfigError("out", f"{run_dir} holds an unfinished run with another configuration; use a new folder")
+    torch.manual_seed(cfg.seed)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch.float32).to(dev)
+    if cfg.lora:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=list(cfg.target_modules) if not isinstance(cfg.target_modules, str)
+                          else cfg.target_modules, task_type="CAUSAL_LM")  # fmt: skip
+        model = get_peft_model(model, lora)
+    model.train()
+    inner = model.get_base_model() if cfg.lora else model
+    template = get_template(cfg.template, tokenizer)
+    examples = build_examples(samples, tokenizer, template, cfg.max_length, cfg.append_eos)
+    if not examples:
+        raise ConfigError("data", f"{pool.path}: no sample has a response token within max-length {cfg.max_length}")
+    per_epoch = len(batch_order(examples, cfg.batch_tokens, cfg.seed, 0))
+    total_steps = per_epoch * cfg.epochs
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    warmup = int(cfg.warmup_ratio * total_steps)
+
+    def schedule(step: int) -> float:  # linear warm-up, then linear decay to 0
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    state: dict[str, Any] = {"step": 0, "losses": [], "seconds": 0.0, "response_tokens": 0}
+    if (run_dir / CHECKPOINT).exists():
+        state = _load_checkpoint(run_dir, model, optimizer, scheduler)
+    meta_path.write_text(json.dumps({"config": described, "done": False, "total_steps": total_steps}, indent=2))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=state["step"], unit="step", desc="train", dynamic_ncols=True)
+    started = time.perf_counter() - state["seconds"]
+    step = state["step"]
+    for epoch in range(cfg.epochs):
+        order = batch_order(examples, cfg.batch_tokens, cfg.seed, epoch)
+        for position, batch in enumerate(order):
+            if epoch * per_epoch + position < step:
+                continue  # done before the resume
+            nll, count = response_loss(inner, [examples[i] for i in batch], pad)
+            loss = nll / count
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            state["losses"].append(float(loss.detach()))
+            state["response_tokens"] += count
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.3f}")
+            if on_step is not None:
+                on_step(step, float(loss))
+            state.update(step=step, seconds=time.perf_counter() - started)
+            if step % save_every == 0 or step == stop_after:
+                _save_checkpoint(run_dir, model, optimizer, scheduler, state)
+            if step == stop_after and step < total_steps:
+                if bar is not None:
+                    bar.close()
+                return TrainResult(run_dir, run_dir / MODEL_DIR, step, state["losses"], state["seconds"],
+                                   state["response_tokens"])  # fmt: skip
+    if bar is not None:
+        bar.close()
+    final = model.merge_and_unload() if cfg.lora else model
+    tmp = run_dir / f".{MODEL_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    final.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(run_dir / MODEL_DIR, ignore_errors=True)
+    os.replace(tmp, run_dir / MODEL_DIR)
+    seconds = time.perf_counter() - started
+    meta_path.write_text(json.dumps({"config": described, "done": True, "steps": step, "losses": state["losses"],
+                                     "seconds": seconds, "response_tokens": state["response_tokens"],
+                                     "examples": len(examples)}, indent=2))  # fmt: skip
+    shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
+    return TrainResult(run_dir, run_dir / MODEL_DIR, step, state["losses"], seconds, state["response_tokens"])
+
+
+def _ids_hash(samples: Sequence[Sample]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(s.content_id for s in samples).encode()).hexdigest()[:16]

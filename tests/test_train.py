@@ -1,0 +1,91 @@
+"""Fine-tuning: the response-only loss is exact, a tiny model learns, and a resumed run ends where an
+uninterrupted one does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import alpaca_records
+from safetensors.torch import load_file
+
+from tunesift.data.pools import read_pool
+from tunesift.data.templates import get_template
+from tunesift.eval.train import TrainConfig, build_examples, response_loss, train
+
+
+@pytest.fixture
+def pool_path(tmp_path):
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(alpaca_records(24)))
+    return path
+
+
+def test_response_loss_equals_hf_loss_with_masked_prompt(pool_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    examples = build_examples(read_pool(pool_path).samples, tok, get_template("alpaca"), max_length=96)
+    with torch.no_grad():
+        nll, count = response_loss(model, examples[:7], pad_id=0)
+    total, tokens = 0.0, 0
+    for e in examples[:7]:  # one at a time, HF's own loss with the prompt masked out
+        ids = torch.tensor([e.ids])
+        labels = ids.clone()
+        labels[0, : e.start] = -100
+        with torch.no_grad():
+            loss = model(ids, labels=labels).loss.item()
+        n = len(e.ids) - e.start
+        total += loss * n
+        tokens += n
+    assert count == tokens
+    assert nll.item() == pytest.approx(total, rel=1e-5)
+    # the response includes the EOS that ends it, and the mask starts exactly at the response
+    sample = read_pool(pool_path).samples[examples[0].index]
+    prompt = get_template("alpaca").prompt(sample.instruction, sample.input)
+    assert examples[0].start == len(tok(prompt).input_ids)
+    assert all(e.ids[-1] == tok.eos_token_id for e in examples if len(e.ids) < 96)  # not cut: ends in EOS
+
+
+@pytest.mark.parametrize(("lora", "lr", "drop"), [(False, 3e-3, 0.9), (True, 3e-2, 0.99)])
+def test_tiny_model_learns(tmp_path, pool_path, tiny_model_dir, lora, lr, drop):
+    cfg = TrainConfig(base=str(tiny_model_dir), lora=lora, template="plain", epochs=5, batch_tokens=700,
+                      max_length=128, learning_rate=lr)  # fmt: skip
+    result = train(pool_path, tmp_path / "run", cfg)
+    per_epoch = len(result.losses) // 5
+    assert per_epoch >= 3
+    first, last = result.losses[:per_epoch], result.losses[-per_epoch:]
+    assert sum(last) / len(last) < drop * sum(first) / len(first)
+    assert (result.model_dir / "config.json").exists() and not (tmp_path / "run" / "checkpoint").exists()
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["done"] and meta["steps"] == len(result.losses)
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_resume_gives_the_same_weights(tmp_path, pool_path, tiny_model_dir, lora):
+    cfg = TrainConfig(base=str(tiny_model_dir), lora=lora, template="plain", epochs=2, batch_tokens=600, max_length=80,
+                      learning_rate=1e-3, seed=3)  # fmt: skip
+    straight = train(pool_path, tmp_path / "a", cfg)
+    stopped = train(pool_path, tmp_path / "b", cfg, stop_after=3, save_every=100)
+    assert stopped.steps == 3 and (tmp_path / "b" / "checkpoint").exists()
+    resumed = train(pool_path, tmp_path / "b", cfg)
+    assert resumed.steps == straight.steps
+    assert resumed.losses == pytest.approx(straight.losses, rel=1e-6)
+    a = load_file(str(straight.model_dir / "model.safetensors"))
+    b = load_file(str(resumed.model_dir / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    base = load_file(str(next(tiny_model_dir.glob("*.safetensors"))))
+    assert any(not torch.equal(base[n], a[n]) for n in base if n in a)  # training changed something
+
+
+def test_unfinished_run_with_other_config_is_refused(tmp_path, pool_path, tiny_model_dir):
+    from tunesift.errors import ConfigError
+
+    cfg = TrainConfig(base=str(tiny_model_dir), template="plain", epochs=2, batch_tokens=600, max_length=80)
+    train(pool_path, tmp_path / "r", cfg, stop_after=1)
+    with pytest.raises(ConfigError, match="another configuration"):
+        train(pool_path, tmp_path / "r", TrainConfig(**{**cfg.__dict__, "epochs": 3}))
