@@ -51,7 +51,7 @@ def test_middle_band_worked_example():
     # -> step 10 // 10 = 1 -> all ten; a cluster of 3 is taken whole.
     labels = [0] * 20 + [1] * 3
     ppl = [float(v) for v in range(1, 21)] + [9.0, 1.0, 100.0]
-    assert middle_band_sample(labels, ppl) == list(range(5, 15)) + [20, 21, 22]
+    assert middle_band_sample(labels, ppl) == [*range(5, 15), 20, 21, 22]
     # a band of 30 -> every 3rd, at most 10
     labels = [0] * 60
     ppl = [float(v) for v in range(60)]
@@ -92,8 +92,8 @@ def test_lm_prompt_embedding_matches_hf_one_at_a_time(tmp_path, tiny_model_dir, 
     """Mean of the last hidden state over every prompt token, and the prompt's loss (HF labels=input_ids)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunesift.data.templates import get_template
     from tunesift.data.pools import read_pool
+    from tunesift.data.templates import get_template
 
     path = tmp_path / "pool.json"
     path.write_text(json.dumps(alpaca_records(24)))

@@ -101,8 +101,8 @@ def test_score_indicators_against_one_sample_reference(tmp_path, tiny_model_dir,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunesift import api
-    from tunesift.embeddings import MiniLMEmbedder
     from tunesift.data.pools import read_pool
+    from tunesift.embeddings import MiniLMEmbedder
 
     records = alpaca_records(20)
     path = tmp_path / "pool.json"
@@ -113,7 +113,9 @@ def test_score_indicators_against_one_sample_reference(tmp_path, tiny_model_dir,
     vectors = MiniLMEmbedder(device="cpu").embed_samples(read_pool(path).samples)
     for row, record in zip(table.rows, records, strict=True):
         assert row["len_response"] == len(tok(record["output"], add_special_tokens=False).input_ids)
-        assert row["len_input"] == (len(tok(record["input"], add_special_tokens=False).input_ids) if record["input"] else 0)
+        assert row["len_input"] == (
+            len(tok(record["input"], add_special_tokens=False).input_ids) if record["input"] else 0
+        )
         ids = tok(record["output"], return_tensors="pt").input_ids[:, :64]
         with torch.no_grad():
             loss = model(ids, labels=ids).loss.item()  # no BOS: the first token is not scored
@@ -151,7 +153,9 @@ def test_fit_indicators_then_run_instructmining(tmp_path, tiny_model_dir, store_
     assert predicted == sorted(predicted) and len(chosen) == 5
     # the rule's prediction, recomputed by hand from the written indicators
     for r in chosen:
-        manual = rule["intercept"] + sum(c * r[n] for n, c in zip(rule["indicators"], rule["coefficients"], strict=True))
+        manual = rule["intercept"] + sum(
+            c * r[n] for n, c in zip(rule["indicators"], rule["coefficients"], strict=True)
+        )
         assert r["instructmining"] == pytest.approx(manual)
     # a table that names a missing field fails naming file, record and field
     (tmp_path / "bad.csv").write_text("subset,loss\ns0.json,1.0\n")

@@ -90,3 +90,32 @@ def test_cluster_top_recipe_against_the_selectors(tmp_path, tiny_model_dir, stor
     picks = cluster_top_k(labels, [ifd[i] for i in kept], 2)
     expected = sorted((kept[p] for p in picks), key=lambda i: (-ifd[i], i))[:8]
     assert json.loads((tmp_path / "s.manifest.json").read_text())["selected_indices"] == expected
+
+
+def test_cherry_pre_end_to_end(tmp_path, tiny_model_dir, store_dir):
+    """Cluster sample of the prompts -> fine-tune -> Cherry with the tuned model, each step checked."""
+    import math
+
+    from tunesift.embeddings import embed_pool
+    from tunesift.selectors.clusters import kmeans_labels, middle_band_sample
+
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(60)))
+    out = tmp_path / "sub.json"
+    result = CliRunner().invoke(app, ["run", "cherry-pre", str(pool), "--rate", "0.2", "--model", str(tiny_model_dir),
+                                      "--template", "plain", "--clusters", "3", "--per-cluster", "4",
+                                      "--batch-tokens", "800", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "sub.manifest.json").read_text())
+    pre = manifest["pre_experienced"]
+    table = embed_pool(pool, embedder="lm", model=str(tiny_model_dir), template="plain")
+    labels = kmeans_labels(table.vectors, 3, random_state=0)
+    expected = middle_band_sample(labels, [math.exp(x) for x in table.prompt_loss], 4)
+    assert pre["sample_indices"] == expected and len(expected) == 12
+    tuned = tmp_path / "sub.json.pre" / "run" / "model"
+    assert json.loads((tmp_path / "sub.json.pre" / "run" / "run.json").read_text())["done"]
+    # Cherry with the tuned model, by hand
+    ifd = [r["ifd"] for r in api.score_ifd(pool, model=str(tuned), template="plain").rows]
+    survivors = sorted((i for i, v in enumerate(ifd) if v is not None and v <= 1), key=lambda i: (-ifd[i], i))
+    assert manifest["selected_indices"] == survivors[: int(0.2 * len(survivors))]
+    assert manifest["rule"] == "cherry-pre"

@@ -9,10 +9,12 @@ write_subset("subset.json", pool, scores, chosen)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tunesift.atomic import atomic_open
 from tunesift.data.pools import Pool, read_pool
 from tunesift.errors import ConfigError
 from tunesift.outputs import (
@@ -153,3 +155,64 @@ def run_set_method(
     select_options = {"random": {"random_state": random_state}, "kcenter": {"random_state": random_state},
                       "deita-style": {"tau": tau}}.get(name, {})  # fmt: skip
     return run_recipe(name, data, out, budget, select_options=select_options, **options)
+
+
+def run_cherry_pre(
+    data: Pool | str | Path,
+    out: str | Path,
+    budget: Budget | None = None,
+    *,
+    model: str = "smollm2-135m-instruct",
+    template: str = "alpaca",
+    clusters: int = 100,
+    per_cluster: int = 10,
+    band: tuple[float, float] = (25, 75),
+    train_options: dict[str, Any] | None = None,
+    work_dir: str | Path | None = None,
+    store_dir: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = False,
+    **score_options: Any,
+) -> RunResult:
+    """Cherry with a pre-experienced model (METHODS.md §1): embed every prompt with ``model`` (mean last
+    hidden state) and take its perplexity, k-means (``clusters``, random_state 0), per cluster the
+    ``band`` percentile range of perplexity sampled evenly (``per_cluster`` at most), fine-tune ``model``
+    one epoch on that sample (LoRA by default), then score IFD with the tuned model and select as Cherry.
+
+    The sample, the fine-tune and its model live in ``work_dir`` (default ``<out>.pre``); a rerun reuses them.
+    """
+    import math
+
+    from tunesift.embeddings import embed_pool
+    from tunesift.eval.train import TrainConfig, train
+    from tunesift.outputs import write_records
+    from tunesift.selectors.clusters import kmeans_labels, middle_band_sample
+
+    pool = as_pool(data)
+    work = Path(work_dir) if work_dir else Path(f"{out}.pre")
+    table = embed_pool(pool, embedder="lm", model=model, template=template, text="prompt", max_length=512,
+                       store_dir=store_dir, device=device, progress=progress)  # fmt: skip
+    usable = [r for r, loss in enumerate(table.prompt_loss) if math.isfinite(loss)]
+    labels = kmeans_labels(table.vectors[usable], clusters, random_state=0)
+    ppl = [math.exp(table.prompt_loss[r]) for r in usable]
+    picked = [table.indices[usable[p]] for p in middle_band_sample(labels, ppl, per_cluster, *band)]
+    by_index = {s.index: s for s in pool.samples}
+    work.mkdir(parents=True, exist_ok=True)
+    sample_path = work / "pre_experience.json"
+    write_records(sample_path, [by_index[i].record for i in picked], "json")
+    config = TrainConfig(base=model, template=template, **(train_options or {}))
+    tuned = train(sample_path, work / "run", config, device=device, progress=progress)
+    result = run_recipe("cherry", pool, out, budget, model=str(tuned.model_dir), template=template,
+                        store_dir=store_dir, device=device, progress=progress, **score_options)  # fmt: skip
+    manifest = json.loads(result.manifest.read_text())
+    manifest["rule"] = "cherry-pre"
+    manifest["pre_experienced"] = {
+        "embedding": table.config, "clusters": len(set(labels.tolist())), "per_cluster": per_cluster,
+        "band": list(band), "sample": str(sample_path), "sample_indices": picked,
+        "unembeddable": len(table.indices) - len(usable),
+        "train": {"run_dir": str(tuned.run_dir), "steps": tuned.steps, "seconds": round(tuned.seconds, 1),
+                  "final_loss": tuned.losses[-1] if tuned.losses else None},
+    }  # fmt: skip
+    with atomic_open(result.manifest) as handle:
+        json.dump(manifest, handle, indent=2, allow_nan=False)
+    return result

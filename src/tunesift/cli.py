@@ -610,6 +610,88 @@ def run_recipe_cmd(
     _run(recipe, data, out, rate, count, scores_out, format, on_error, store_dir=store, device=device, **options)
 
 
+LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged at the end) or every weight.")]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default 5e-4 LoRA, 2e-5 full).")]
+EpochsOpt = Annotated[int, typer.Option(help="Passes over the data.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the initialisation and of the batch order.")]
+
+
+@app.command("train")
+def train_cmd(
+    data: DataArg,
+    base: Annotated[str, typer.Option(help="Model to tune: packaged name or checkpoint dir.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (an unfinished run there resumes).")],
+    lora: LoraOpt = True,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha (scale alpha / r).")] = 32,
+    lr: LrOpt = None,
+    epochs: EpochsOpt = 1,
+    batch_tokens: Annotated[int, typer.Option(help="Tokens per step (batch size x longest example).")] = 2048,
+    max_length: Annotated[int, typer.Option(help="Tokens per example (prompt + response).")] = 512,
+    template: Annotated[
+        str, typer.Option(help="Prompt template, as for scoring: alpaca, wiz, vicuna, plain, chat.")
+    ] = "alpaca",
+    seed: SeedOpt = 0,
+    save_every: Annotated[int, typer.Option(help="Steps between two checkpoints.")] = 50,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    device: DeviceOpt = None,
+) -> None:
+    """Fine-tune on a pool or subset; loss on response tokens only; writes RUN/model (merged, loadable anywhere)."""
+    from tunesift import api
+    from tunesift.eval.train import TrainConfig, train
+
+    try:
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        config = TrainConfig(base=base, template=template, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha,
+                             learning_rate=lr, epochs=epochs, batch_tokens=batch_tokens, max_length=max_length,
+                             seed=seed)  # fmt: skip
+        result = train(pool, out, config, device=device, save_every=save_every, progress=True)
+    except TunesiftError as err:
+        _fail(err)
+    last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    typer.echo(f"{result.steps} steps, {result.response_tokens} response tokens, final loss {last}, "
+               f"{result.seconds:.0f} s -> {result.model_dir}", err=True)  # fmt: skip
+
+
+@run_app.command("cherry-pre")
+def run_cherry_pre_cmd(
+    data: DataArg,
+    out: OutOpt,
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    model: ModelOpt = "smollm2-135m-instruct",
+    template: Annotated[str, typer.Option(help="Template of the embedded prompts, the fine-tune and IFD.")] = "alpaca",
+    clusters: Annotated[int, typer.Option(help="k-means clusters of the prompt embeddings.")] = 100,
+    per_cluster: Annotated[int, typer.Option(help="Samples taken from each cluster's perplexity band.")] = 10,
+    lora: LoraOpt = True,
+    lr: LrOpt = None,
+    batch_tokens: Annotated[int, typer.Option(help="Tokens per fine-tuning step.")] = 2048,
+    work_dir: Annotated[Path | None, typer.Option(help="Where the sample and the tuned model go (<out>.pre).")] = None,
+    scores_out: ScoresOutOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Cherry with a pre-experienced model: cluster-sample ~1,000 prompts, tune 1 epoch on them, then Cherry."""
+    from tunesift import api
+
+    try:
+        budget = api.Budget(rate=rate, count=count)
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        result = api.run_cherry_pre(
+            pool, out, budget, model=model, template=template, clusters=clusters, per_cluster=per_cluster,
+            train_options={"lora": lora, "learning_rate": lr, "batch_tokens": batch_tokens}, work_dir=work_dir,
+            store_dir=store, device=device, progress=True,
+        )  # fmt: skip
+        if scores_out is not None:
+            api.write_scores(scores_out, result.scores)
+    except TunesiftError as err:
+        _fail(err)
+    typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
+
+
 @app.command("report")
 def report_cmd(
     data: DataArg,
