@@ -92,7 +92,7 @@ def test_rule_round_trip_and_bad_file(tmp_path):
     assert IndicatorRule.load(tmp_path / "r.json").predict({"ppl": None}) is None
     (tmp_path / "bad.json").write_text(json.dumps({"kind": "tunesift-indicator-rule", "indicators": ["x"],
                                                    "coefficients": [1], "intercept": 0}))  # fmt: skip
-    with pytest.raises(TunesiftError, match="bad.json.*indicators"):
+    with pytest.raises(TunesiftError, match=r"bad\.json.*indicators"):
         IndicatorRule.load(tmp_path / "bad.json")
 
 
@@ -145,8 +145,9 @@ def test_fit_indicators_then_run_instructmining(tmp_path, tiny_model_dir, store_
     assert rule["indicators"] == ["len_response", "mtld"] and rule["fit"]["n_subsets"] == 8
     (tmp_path / "pool.json").write_text(json.dumps(records[:30]))
     out = tmp_path / "sub.json"
-    run = runner.invoke(app, ["run", "instructmining", str(tmp_path / "pool.json"), "--rule", str(tmp_path / "rule.json"),
-                              "--count", "5", "--model", str(tiny_model_dir), "--out", str(out)])  # fmt: skip
+    args = ["run", "instructmining", str(tmp_path / "pool.json"), "--rule", str(tmp_path / "rule.json"),
+            "--count", "5", "--model", str(tiny_model_dir), "--out", str(out)]  # fmt: skip
+    run = runner.invoke(app, args)
     assert run.exit_code == 0, run.output
     chosen = json.loads(out.read_text())
     predicted = [r["instructmining"] for r in chosen]
