@@ -6,6 +6,7 @@ output file is written.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -690,6 +691,74 @@ def run_cherry_pre_cmd(
     except TunesiftError as err:
         _fail(err)
     typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
+
+
+@app.command("eval")
+def eval_cmd(
+    runs: Annotated[
+        list[str], typer.Argument(help="Run folders from 'tunesift train' (or model names/paths, e.g. the base).")
+    ],
+    suite: Annotated[
+        str,
+        typer.Option(
+            help="cpu: AlpacaEval loss, GSM8K reference loss, MMLU 5-shot; gpu: + GSM8K accuracy; "
+            "pairwise: two runs' answers judged in both orders."
+        ),
+    ] = "cpu",
+    n_alpaca: Annotated[int, typer.Option(help="AlpacaEval items (GPT-4 outputs) for the response loss.")] = 200,
+    n_gsm8k: Annotated[int, typer.Option(help="GSM8K test items.")] = 200,
+    n_mmlu: Annotated[int, typer.Option(help="MMLU test questions, drawn with seed 0 across subjects.")] = 300,
+    template: Annotated[str, typer.Option(help="Prompt template of the loss metrics (as in training).")] = "alpaca",
+    testset: Annotated[
+        str, typer.Option(help="pairwise: vicuna, koala, wizardlm, sinstruct or lima (Cherry's test sets).")
+    ] = "vicuna",
+    n_questions: Annotated[int | None, typer.Option(help="pairwise: only the first N questions.")] = None,
+    judge_model: JudgeModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    data_dir: Annotated[Path | None, typer.Option(help="Evaluation sets (default ../shared/data/eval).")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Evaluate tuned models; prints a JSON line per run (also saved as RUN/eval-SUITE.json)."""
+    from tunesift.eval.suite import EvalSettings, evaluate
+
+    try:
+        if suite == "pairwise":
+            from tunesift.eval.pairwise_run import run_pairwise
+
+            if len(runs) != 2:
+                raise TunesiftError("suite 'pairwise' compares exactly two runs")
+            summary = run_pairwise(runs[0], runs[1], testset=testset, n=n_questions, judge_model=judge_model,
+                                   base_url=base_url, api_key_env=api_key_env, data_dir=data_dir, device=device,
+                                   template=template)  # fmt: skip
+            typer.echo(json.dumps(summary))
+            return
+        settings = EvalSettings(data_dir=str(data_dir) if data_dir else None, template=template, n_alpaca=n_alpaca,
+                                n_gsm8k=n_gsm8k, n_mmlu=n_mmlu)  # fmt: skip
+        for run in runs:
+            typer.echo(json.dumps(evaluate(run, suite, settings, device)))
+    except TunesiftError as err:
+        _fail(err)
+
+
+@app.command("compare")
+def compare_cmd(
+    config: Annotated[Path, typer.Argument(help="Comparison config (YAML): pool, budget, base, methods, seeds.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for subsets, runs, results.json, table and plot.")],
+    device: DeviceOpt = None,
+) -> None:
+    """Method subsets vs random subsets of the same size vs the full pool: train each, evaluate, tabulate, plot."""
+    from tunesift.eval.compare import compare, load_config, plot, table
+
+    try:
+        results = compare(load_config(config), out, device=device, progress=True,
+                          log=lambda m: typer.echo(m, err=True))  # fmt: skip
+    except TunesiftError as err:
+        _fail(err)
+    text = table(results)
+    (out / "results.md").write_text(text + "\n", encoding="utf-8")
+    plot(results, out / "results.png")
+    typer.echo(text)
 
 
 @app.command("report")

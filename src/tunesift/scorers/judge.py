@@ -142,29 +142,35 @@ class EndpointJudge:
             raise ValueError(f"reply content is not text: {content!r}")
         return content
 
-    def rate_one(self, sample: Sample) -> JudgeResult:
-        messages = judge_messages(sample)
+    def complete(self, messages: list[dict[str, str]]) -> tuple[str | None, str | None, bool]:
+        """(reply, error, transient) of one chat request, retried with exponential backoff on 429, 5xx and
+        network errors; other HTTP errors and malformed responses are not retried."""
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                reply = self._post(messages)
+                return self._post(messages), None, False
             except urllib.error.HTTPError as err:
                 last = f"HTTP {err.code}"
                 if err.code == 429 or err.code >= 500:
                     continue
-                return JudgeResult(None, None, f"request_failed: {last} (not retried)")
+                return None, f"request_failed: {last} (not retried)", False
             except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
                 last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
                 continue
             except ValueError as err:
-                return JudgeResult(None, None, f"bad_response: {err}")
-            try:
-                return JudgeResult(parse_score(reply), reply)
-            except UnparseableReply:
-                return JudgeResult(None, reply, "unparseable_reply")
-        return JudgeResult(None, None, f"request_failed: {last} after {self.retries + 1} attempts", transient=True)
+                return None, f"bad_response: {err}", False
+        return None, f"request_failed: {last} after {self.retries + 1} attempts", True
+
+    def rate_one(self, sample: Sample) -> JudgeResult:
+        reply, error, transient = self.complete(judge_messages(sample))
+        if reply is None:
+            return JudgeResult(None, None, error, transient)
+        try:
+            return JudgeResult(parse_score(reply), reply)
+        except UnparseableReply:
+            return JudgeResult(None, reply, "unparseable_reply")
 
     def rate(self, samples: Sequence[Sample], on_progress: Callable[[float], None] | None = None) -> list[JudgeResult]:
         """Ratings in the order of ``samples``, at most ``concurrency`` requests in flight."""
@@ -231,3 +237,27 @@ class LocalJudge:
                 results[i] = JudgeResult(float(sum(d * x for d, x in zip(SCALE, p, strict=True))), None, None,
                                          probs=tuple(float(x) for x in p))  # fmt: skip
         return [r for r in results if r is not None]
+
+
+class LocalChat:
+    """A local model answering chat messages by greedy generation: the local counterpart of
+    :meth:`EndpointJudge.complete` for judges that must write a reply (pairwise comparison)."""
+
+    def __init__(self, lm, max_new_tokens: int = 64) -> None:  # lm: tunesift.models.CausalLM
+        self.lm = lm
+        self.max_new_tokens = max_new_tokens
+
+    def describe(self) -> dict[str, object]:
+        return {"judge": "local-generate", "model": self.lm.name, "max_new_tokens": self.max_new_tokens}
+
+    def complete(self, messages: list[dict[str, str]]) -> tuple[str | None, str | None, bool]:
+        from tunesift.eval.metrics import generate
+
+        tok = self.lm.tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            if tok.bos_token and text.startswith(tok.bos_token) and self.lm.encode("")[:1] == [tok.bos_token_id]:
+                text = text[len(tok.bos_token) :]
+        else:
+            text = "\n\n".join(m["content"] for m in messages) + "\n\n"
+        return generate(self.lm, [text], self.max_new_tokens)[0], None, False
