@@ -143,7 +143,8 @@ def compare(config: CompareConfig, out: str | Path, *, device: str | None = None
         floor_dir = out / "runs" / "base"
         floor_dir.mkdir(parents=True, exist_ok=True)
         scores = _cached_eval(floor_dir, config.suite, lambda: evaluate(config.base, config.suite, settings, device))
-        rows.append({"method": "base (untuned)", "n": 0, **headline(scores)})
+        eval_s = sum(v.get("seconds", 0) for v in scores.values() if isinstance(v, dict))
+        rows.append({"method": "base (untuned)", "n": 0, **headline(scores), "eval_s": round(eval_s, 1)})
     results = {"config": config.__dict__, "size": size, "pool": str(pool_path), "rows": rows}
     _write_json(out / "results.json", results)
     return results
@@ -165,14 +166,16 @@ def table(results: dict[str, Any]) -> str:
     rows = results["rows"]
     metrics = [m for m in HIGHER_IS_BETTER if any(m in r for r in rows)]
     randoms = [r for r in rows if r["method"].startswith("random-")]
-    lines = ["| method | n | " + " | ".join(metrics) + " | train s |", "|---|---|" + "---|" * (len(metrics) + 1)]
+    lines = ["| method | n | " + " | ".join(metrics) + " | select s | train s | eval s |",
+             "|---|---|" + "---|" * (len(metrics) + 3)]  # fmt: skip
     for r in rows:
         cells = [f"{r[m]:.4f}" if m in r else "" for m in metrics]
-        lines.append(f"| {r['method']} | {r['n']} | " + " | ".join(cells) + f" | {r.get('train_s', '')} |")
+        times = " | ".join(str(r.get(k, "")) for k in ("select_s", "train_s", "eval_s"))
+        lines.append(f"| {r['method']} | {r['n']} | " + " | ".join(cells) + f" | {times} |")
     if len(randoms) > 1:
         cells = [f"{np.mean([r[m] for r in randoms]):.4f} ± {np.std([r[m] for r in randoms], ddof=1):.4f}"
                  for m in metrics]  # fmt: skip
-        lines.append(f"| random (mean ± sd of {len(randoms)}) | {randoms[0]['n']} | " + " | ".join(cells) + " | |")
+        lines.append(f"| random (mean ± sd of {len(randoms)}) | {randoms[0]['n']} | " + " | ".join(cells) + " | | | |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,171 @@
+"""Evaluation: metrics against one-at-a-time references on a tiny model, answer extraction and the pairwise
+rule on hand-made cases, and the comparison protocol end to end (tiny model, tiny sets)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_DATA, alpaca_records
+
+from tunesift.data.templates import get_template
+from tunesift.eval import metrics
+from tunesift.eval.pairwise import combine, judge_pairwise, outcome, parse_pair, winning_score
+from tunesift.models.causal_lm import CausalLM
+from tunesift.scorers.judge import UnparseableReply
+
+EVAL = SHARED_DATA / "eval"
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [("She makes 9 * 2 = $18.\n#### 18", "18"), ("So the total is 1,234 apples.", "1234"),
+     ("The answer is 5.5.", "5.5"), ("It costs $20.00", "20"), ("#### -3", "-3"), ("no number here", None),
+     ("First 3, then 4, so 7", "7"), ("#### 12\nQuestion: 99", "12")],
+)  # fmt: skip
+def test_gsm8k_answer_extraction(text, answer):
+    assert metrics.extract_answer(text) == answer
+
+
+def test_gsm8k_reader_strips_calculator_annotations():
+    question, solution = metrics.read_gsm8k(EVAL / "gsm8k_test.jsonl", 1)[0]
+    assert question.startswith("Janet") and "<<" not in solution and metrics.extract_answer(solution) == "18"
+
+
+def test_pairwise_rule_on_every_combination():
+    table = {("win", "win"): "win", ("win", "tie"): "win", ("tie", "win"): "win",
+             ("lose", "lose"): "lose", ("lose", "tie"): "lose", ("tie", "lose"): "lose",
+             ("tie", "tie"): "tie", ("win", "lose"): "tie", ("lose", "win"): "tie"}  # fmt: skip
+    for (a, b), expected in table.items():
+        assert combine(a, b) == expected
+    assert outcome(8, 7) == "win" and outcome(7, 7) == "tie" and outcome(6, 7) == "lose"
+    assert winning_score(["win", "win", "tie", "lose"]) == pytest.approx(1.25)
+    assert winning_score(["lose"] * 3) == 0.0
+
+
+def test_judge_pairwise_both_orders_and_unreadable_replies():
+    """Scripted judge: scores depend on which answer sits where, so both orders are exercised."""
+    good = {"q1": "A", "q2": "A", "q3": None, "q4": "B"}  # which model's answer the judge prefers; None: tie
+
+    def complete(messages):
+        text = messages[1]["content"]
+        q = text.split("\n")[1]
+        first = text.split("[The Start of Assistant 1's Answer]\n")[1].split("\n")[0]
+        if q == "q5":
+            return "I cannot decide.", None, False
+        if good[q] is None:
+            return "5 5\nequal", None, False
+        return ("9 4" if first == f"answer-{good[q]}" else "4 9") + "\nreasons", None, False
+
+    questions = ["q1", "q2", "q3", "q4", "q5"]
+    result = judge_pairwise(questions, ["answer-A"] * 5, ["answer-B"] * 5, complete)
+    assert result.outcomes == ["win", "win", "tie", "lose", None]
+    assert result.errors[4].startswith("unparseable_reply")
+    assert result.summary() == {"wins": 2, "ties": 1, "losses": 1, "unjudged": 1, "winning_score": 1.25}
+    assert parse_pair("Score: 7 8\n") == (7.0, 8.0) and parse_pair("7.5, 6") == (7.5, 6.0)
+    with pytest.raises(UnparseableReply):
+        parse_pair("Assistant 1 is better")
+
+
+@pytest.fixture
+def tiny_lm(tiny_model_dir):
+    return CausalLM.load(str(tiny_model_dir), device="cpu")
+
+
+def test_response_loss_matches_hf_reference(tiny_lm, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    pairs = metrics.read_alpaca_eval(EVAL / "alpaca_eval_805_gpt4_1106_preview.json", 6)
+    template = get_template("alpaca")
+    got = metrics.response_loss(tiny_lm, pairs, template, max_length=200, token_budget=600)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    total, count, means = 0.0, 0, []
+    for instruction, response in pairs:
+        prompt = template.prompt(instruction, "")
+        ids = tok(prompt + response, return_tensors="pt").input_ids[:, :200]
+        labels = ids.clone()
+        labels[0, : len(tok(prompt).input_ids)] = -100
+        with torch.no_grad():
+            loss = model(ids, labels=labels).loss.item()
+        n = int((labels[0, 1:] != -100).sum())
+        total, count = total + loss * n, count + n
+        means.append(loss)
+    assert got["tokens"] == count and got["n"] == 6
+    assert got["loss"] == pytest.approx(total / count, rel=1e-5)
+    assert got["loss_per_sample"] == pytest.approx(np.mean(means), rel=1e-5)
+
+
+def test_mmlu_prompt_and_accuracy_against_reference(tmp_path, tiny_lm, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    (tmp_path / "test").mkdir()
+    (tmp_path / "dev").mkdir()
+    rows = [["What is 1+1?", "1", "2", "3", "4", "B"], ["Pick C", "x", "y", "z", "w", "C"]]
+    for subject in ("toy_math", "toy_logic"):
+        for split in ("test", "dev"):
+            with open(tmp_path / split / f"{subject}_{split}.csv", "w", newline="") as handle:
+                import csv
+
+                csv.writer(handle).writerows(rows * (3 if split == "test" else 1))
+    items, dev = metrics.read_mmlu(tmp_path, n=None)
+    assert len(items) == 12 and set(dev) == {"toy_math", "toy_logic"}
+    prompt = metrics.mmlu_prompt(items[0], dev["toy_logic"][:1])
+    assert prompt == ("The following are multiple choice questions (with answers) about toy logic.\n\n"
+                      "What is 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n"
+                      "What is 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:")  # fmt: skip
+    got = metrics.mmlu_accuracy(tiny_lm, items, dev, shots=2, token_budget=400)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    letters = [tok(f"Answer: {x}").input_ids[-1] for x in "ABCD"]
+    expected = []
+    for item in items:
+        ids = tok(metrics.mmlu_prompt(item, dev[item.subject][:2]), return_tensors="pt").input_ids
+        with torch.no_grad():
+            logits = model(ids).logits[0, -1, letters]
+        expected.append("ABCD"[int(torch.argmax(logits))])
+    assert got["predicted"] == expected
+    assert got["accuracy"] == pytest.approx(np.mean([p == i.answer for p, i in zip(expected, items, strict=True)]))
+    sample, _ = metrics.read_mmlu(EVAL / "mmlu", n=300, seed=0)
+    assert len(sample) == 300 and sample == metrics.read_mmlu(EVAL / "mmlu", n=300, seed=0)[0]
+
+
+def test_greedy_generation_batched_equals_one_at_a_time(tiny_lm):
+    prompts = ["Question: what is two plus two?\nAnswer:", "Hi", "Name three colours of the rainbow, please."]
+    batched = metrics.generate(tiny_lm, prompts, max_new_tokens=6, batch_size=3)
+    single = [metrics.generate(tiny_lm, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
+    assert batched == single
+    items = metrics.read_gsm8k(EVAL / "gsm8k_test.jsonl", 3)
+    shots = metrics.read_gsm8k(EVAL / "gsm8k_train.jsonl", 1)
+    result = metrics.gsm8k_accuracy(tiny_lm, items, shots, max_new_tokens=8)
+    replies = metrics.generate(tiny_lm, [metrics.gsm8k_prompt(q, shots) for q, _ in items], 8, ("\n\nQuestion:",))
+    right = [metrics.extract_answer(r) == metrics.extract_answer(a) for r, (_, a) in zip(replies, items, strict=True)]
+    assert result["accuracy"] == pytest.approx(np.mean(right)) and result["n"] == 3
+
+
+def test_compare_protocol_end_to_end(tmp_path, tiny_model_dir, store_dir):
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+
+    (tmp_path / "pool.json").write_text(json.dumps(alpaca_records(40)))
+    config = {"pool": "pool.json", "pool_size": 30, "budget": {"count": 6}, "base": str(tiny_model_dir),
+              "train": {"template": "plain", "max_length": 128, "batch_tokens": 600},
+              "methods": {"longest": {"recipe": "longest"}}, "random_seeds": [0, 1], "full": True,
+              "eval": {"n_alpaca": 2, "n_gsm8k": 2, "n_mmlu": 4, "max_length": 128}}  # fmt: skip
+    (tmp_path / "cmp.yaml").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["compare", str(tmp_path / "cmp.yaml"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in results["rows"]] == ["longest", "random-0", "random-1", "full", "base (untuned)"]
+    assert [r["n"] for r in results["rows"]] == [6, 6, 6, 30, 0]
+    longest = json.loads((out / "subsets" / "longest.json").read_text())
+    pool = json.loads((out / "pool.json").read_text())
+    assert sorted(len(r["output"]) for r in longest) == sorted(len(r["output"]) for r in pool)[-6:]
+    assert "random (mean ± sd of 2)" in (out / "results.md").read_text() and (out / "results.png").stat().st_size
+    first = (out / "runs" / "longest" / "run.json").stat().st_mtime
+    again = CliRunner().invoke(app, ["compare", str(tmp_path / "cmp.yaml"), "--out", str(out)])
+    assert again.exit_code == 0 and (out / "runs" / "longest" / "run.json").stat().st_mtime == first  # resumed
