@@ -217,7 +217,10 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch.float32).to(dev)
     if cfg.lora:
-        from peft import LoraConfig, get_peft_model
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError:
+            raise ConfigError("lora", "LoRA needs peft: pip install 'tunesift[eval]' (or train with --full)") from None
 
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(cfg.target_modules) if not isinstance(cfg.target_modules, str)
