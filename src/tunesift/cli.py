@@ -569,17 +569,8 @@ def run_cluster_ifd(
     device: DeviceOpt = None,
 ) -> None:
     """Per-cluster top-k: k-means on MiniLM embeddings, then the highest IFD (<= 1) samples of every cluster."""
-    from tunesift import api
-
-    try:
-        budget = api.Budget(rate=rate, count=count)
-        pool = api.read_pool(data, fmt=format, on_error=on_error)
-        result = api.run_recipe("cluster-ifd", pool, out, budget, scores_out=scores_out, model=model,
-                                select_options={"clusters": clusters}, store_dir=store, device=device,
-                                progress=True)  # fmt: skip
-    except TunesiftError as err:
-        _fail(err)
-    typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
+    _run("cluster-ifd", data, out, rate, count, scores_out, format, on_error, model=model, store_dir=store,
+         device=device, select_options={"clusters": clusters})  # fmt: skip
 
 
 @run_app.command("recipe")

@@ -99,11 +99,6 @@ class EmbeddingTable:
     prompt_loss: np.ndarray | None = None
     ids: list[str] = field(default_factory=list)
 
-    def rows_of(self, pool_indices: Sequence[int]) -> np.ndarray:
-        """Vectors of the given pool records, in that order."""
-        position = {index: row for row, index in enumerate(self.indices)}
-        return self.vectors[[position[i] for i in pool_indices]]
-
 
 def embed_pool(
     data: Pool | str | Path,
