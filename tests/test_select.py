@@ -49,3 +49,15 @@ def test_bad_budgets_are_rejected(kwargs):
 def test_unknown_rule():
     with pytest.raises(ConfigError, match="unknown rule"):
         select_by_rule("best", SCORES, Budget(count=1))
+
+
+def test_bottom_ranks_lowest_first_over_the_pool():
+    scores = [0.5, None, -1.0, 0.5, math.nan, 2.0]
+    chosen = select_by_rule("bottom", scores, Budget(rate=0.5))
+    assert chosen.indices == [2, 0, 3] and chosen.n_candidates == 4
+
+
+def test_alpagasus_keeps_at_or_above_4_5():
+    scores = [4.5, 5.0, 4.49, None, 4.8, 3.0]
+    assert select_by_rule("alpagasus", scores, Budget(count=10)).indices == [1, 4, 0]
+    assert select_by_rule("alpagasus", scores, Budget(rate=0.34)).indices == [1, 4]  # int(0.34 x 6) = 2
