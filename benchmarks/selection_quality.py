@@ -10,7 +10,7 @@ in this project: Gemma's 262k-token output layer makes each scored or trained to
 the scorers run on SmolLM2-135M-Instruct (IFD: Superfiltering's observation that a small model's IFD
 ranks like a larger one's; SelectIT: it needs an instruction-tuned rater, and the token level rates with
 one prompt instead of five), training texts are cut at 256 tokens and the evaluation sets are cut
-(AlpacaEval 60 items and GSM8K 60, each text at most 192 tokens; MMLU 150 questions). Every one of these is
+(AlpacaEval 50 items and GSM8K 50, each text at most 160 tokens; MMLU 100 questions). Every one of these is
 a flag: the issue's full sizes are ``--n-alpaca 200 --n-gsm8k 200 --n-mmlu 300 --eval-max-length 1024
 --train-max-length 512 --selectit-level sentence --ifd-model gemma-3-270m`` (about 2.5 h here).
 """
@@ -39,10 +39,10 @@ def main() -> None:
     parser.add_argument("--ifd-model", default="smollm2-135m-instruct")
     parser.add_argument("--selectit-model", default="smollm2-135m-instruct")
     parser.add_argument("--selectit-level", default="token", choices=["token", "sentence"])
-    parser.add_argument("--n-alpaca", type=int, default=60)
-    parser.add_argument("--n-gsm8k", type=int, default=60)
-    parser.add_argument("--n-mmlu", type=int, default=150)
-    parser.add_argument("--eval-max-length", type=int, default=192)
+    parser.add_argument("--n-alpaca", type=int, default=50)
+    parser.add_argument("--n-gsm8k", type=int, default=50)
+    parser.add_argument("--n-mmlu", type=int, default=100)
+    parser.add_argument("--eval-max-length", type=int, default=160)
     parser.add_argument("--train-max-length", type=int, default=256)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--threads", type=int, default=None)

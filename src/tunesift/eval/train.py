@@ -272,7 +272,7 @@ def train(
             state["response_tokens"] += count
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{state['losses'][-1]:.3f}")
             if on_step is not None:
                 on_step(step, float(loss))
             state.update(step=step, seconds=time.perf_counter() - started)
