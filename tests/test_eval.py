@@ -169,3 +169,42 @@ def test_compare_protocol_end_to_end(tmp_path, tiny_model_dir, store_dir):
     first = (out / "runs" / "longest" / "run.json").stat().st_mtime
     again = CliRunner().invoke(app, ["compare", str(tmp_path / "cmp.yaml"), "--out", str(out)])
     assert again.exit_code == 0 and (out / "runs" / "longest" / "run.json").stat().st_mtime == first  # resumed
+
+
+def test_eval_pairwise_cli_over_http(tmp_path, tiny_model_dir):
+    """Two models answer Cherry's Vicuna questions; an endpoint judge on localhost scores both orders."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+
+    seen = []
+
+    class Judge(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body["messages"][1]["content"])
+            data = json.dumps({"choices": [{"message": {"content": "7 5\nAssistant 1 is better."}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        result = CliRunner().invoke(app, ["eval", str(tiny_model_dir), str(tiny_model_dir), "--suite", "pairwise",
+                                          "--n-questions", "3", "--judge-model", "j", "--template", "plain",
+                                          "--base-url", f"http://127.0.0.1:{httpd.server_address[1]}/v1"])  # fmt: skip
+    finally:
+        httpd.shutdown()
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index('{"a"') :].splitlines()[0])
+    # the judge always prefers whichever answer it sees first: a win and a loss per question, so a tie
+    assert summary["n"] == 3 and summary["ties"] == 3 and summary["winning_score"] == 1.0
+    assert len(seen) == 6 and seen[0].startswith("[Question]\nHow can I improve my time management skills?")

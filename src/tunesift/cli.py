@@ -704,7 +704,13 @@ def eval_cmd(
         str, typer.Option(help="pairwise: vicuna, koala, wizardlm, sinstruct or lima (Cherry's test sets).")
     ] = "vicuna",
     n_questions: Annotated[int | None, typer.Option(help="pairwise: only the first N questions.")] = None,
-    judge_model: JudgeModelOpt = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            help="pairwise judge: with --base-url the served model's name; without, a local model "
+            "(default smollm2-135m-instruct) that writes its reply greedily."
+        ),
+    ] = None,
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     data_dir: Annotated[Path | None, typer.Option(help="Evaluation sets (default ../shared/data/eval).")] = None,
