@@ -3,7 +3,7 @@
 compare by likelihood: response loss on AlpacaEval's GPT-4 outputs, loss of GSM8K reference solutions,
 MMLU 5-shot letter accuracy; the untuned base model is the floor.
 
-    python benchmarks/selection_quality.py            # prints the table, saves results.png; ~1 h on 2 cores
+    python benchmarks/selection_quality.py            # prints the table, saves results.png; 60-70 min on 2 cores
 
 Every step is cached in --out, so a killed run resumes. What fits the hour on the 2-core CPU (measured
 in this project: Gemma's 262k-token output layer makes each scored or trained token cost ~0.5 GFLOP):
