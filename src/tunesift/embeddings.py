@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,6 @@ class EmbeddingTable:
     vectors: np.ndarray
     config: dict[str, Any]
     prompt_loss: np.ndarray | None = None
-    ids: list[str] = field(default_factory=list)
 
 
 def embed_pool(
@@ -180,5 +179,4 @@ def embed_pool(
     loss = None
     if embedder == "lm":
         loss = np.array([np.nan if (x := cached[s.content_id]["loss"]) is None else x for s in samples])
-    return EmbeddingTable([s.index for s in samples], vectors.astype(np.float32), config, loss,
-                          [s.content_id for s in samples])  # fmt: skip
+    return EmbeddingTable([s.index for s in samples], vectors.astype(np.float32), config, loss)
