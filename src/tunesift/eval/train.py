@@ -24,6 +24,7 @@ import torch
 from tunesift.data.pools import Pool
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
+from tunesift.models.output_layer import linear_cross_entropy
 
 CHECKPOINT = "checkpoint"
 MODEL_DIR = "model"
@@ -78,6 +79,9 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     response_tokens: int = 0
+    # The tuned model still in memory (LoRA merged, eval mode) when this call trained it; None when the
+    # run was already done. Lets a caller evaluate without reloading the checkpoint it just wrote.
+    model: Any = field(default=None, repr=False, compare=False)
 
 
 def build_examples(samples: Sequence[Sample], tokenizer: Any, template: Any, max_length: int,
@@ -125,12 +129,15 @@ def response_loss(model: Any, batch: Sequence[Example], pad_id: int) -> tuple[to
         targets += e.ids[first:]
     hidden = model.get_decoder()(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state
     picked = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
-    logits = model.get_output_embeddings()(picked).float()
+    head = model.get_output_embeddings()
     softcap = getattr(model.config, "final_logit_softcapping", None)
+    wanted = torch.tensor(targets, device=device)
+    if head.bias is None:
+        return linear_cross_entropy(picked, head.weight, wanted, softcap), len(targets)
+    logits = head(picked).float()
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    nll = torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=device), reduction="sum")
-    return nll, len(targets)
+    return torch.nn.functional.cross_entropy(logits, wanted, reduction="sum"), len(targets)
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -297,7 +304,8 @@ def train(
                                      "seconds": seconds, "response_tokens": state["response_tokens"],
                                      "examples": len(examples)}, indent=2))  # fmt: skip
     shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
-    return TrainResult(run_dir, run_dir / MODEL_DIR, step, state["losses"], seconds, state["response_tokens"])
+    return TrainResult(run_dir, run_dir / MODEL_DIR, step, state["losses"], seconds, state["response_tokens"],
+                       model=final.eval())  # fmt: skip
 
 
 def _ids_hash(samples: Sequence[Sample]) -> str:

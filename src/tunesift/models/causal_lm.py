@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tunesift.models.output_layer import token_nll
 from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, resolve_model
 
 # A shared prefix shorter than this is not worth a forward pass of its own.
 MIN_SHARED_PREFIX = 8
 # Fixed cost of one forward pass (Python, kernel launches), in tokens' worth of compute.
 BATCH_OVERHEAD_TOKENS = 32
-# Rows of logits materialised at once: bounds memory to ~128 MiB of fp32 whatever the vocabulary.
-LOGIT_ELEMENTS_PER_CHUNK = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -290,18 +289,5 @@ class CausalLM:
         nll = self._nll(picked, torch.tensor(targets, device=self.device))
         return [part.numpy() for part in torch.split(nll.double().cpu(), counts)]
 
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self._lm_head(hidden).float()
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        return logits
-
     def _nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        vocab = self._lm_head.weight.shape[0]
-        step = max(1, LOGIT_ELEMENTS_PER_CHUNK // vocab)
-        parts = []
-        for begin in range(0, hidden.shape[0], step):
-            logits = self._logits(hidden[begin : begin + step])
-            chosen = logits.gather(1, targets[begin : begin + step, None]).squeeze(1)
-            parts.append(torch.logsumexp(logits, dim=-1) - chosen)
-        return torch.cat(parts)
+        return token_nll(hidden, self._lm_head.weight, targets, self._lm_head.bias, self._softcap)
