@@ -169,6 +169,16 @@ def test_compare_protocol_end_to_end(tmp_path, tiny_model_dir, store_dir):
     first = (out / "runs" / "longest" / "run.json").stat().st_mtime
     again = CliRunner().invoke(app, ["compare", str(tmp_path / "cmp.yaml"), "--out", str(out)])
     assert again.exit_code == 0 and (out / "runs" / "longest" / "run.json").stat().st_mtime == first  # resumed
+    # The scores were taken from the tuned model in memory; the model written to disk gives the same.
+    from tunesift.eval.suite import EvalSettings, evaluate, headline
+
+    settings = EvalSettings(template="plain", **config["eval"])
+    in_memory = json.loads((out / "runs" / "longest" / "eval-cpu.json").read_text())
+    (out / "runs" / "longest" / "eval-cpu.json").rename(out / "runs" / "longest" / "kept.json")
+    from_disk = evaluate(out / "runs" / "longest", "cpu", settings)
+    assert (
+        headline(from_disk) == pytest.approx(headline(in_memory), rel=1e-6) and from_disk["model"] == in_memory["model"]
+    )
 
 
 def test_eval_pairwise_cli_over_http(tmp_path, tiny_model_dir):

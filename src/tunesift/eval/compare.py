@@ -133,7 +133,10 @@ def compare(config: CompareConfig, out: str | Path, *, device: str | None = None
         started = time.perf_counter()
         result = train(subset, run_dir, TrainConfig(base=config.base, **base_cfg), device=device, progress=progress)
         train_s = time.perf_counter() - started
-        scores = _cached_eval(run_dir, config.suite, lambda r=run_dir: evaluate(r, config.suite, settings, device))
+        scores = _cached_eval(run_dir, config.suite,
+                              lambda r=run_dir, m=result.model: evaluate(r, config.suite, settings, device,
+                                                                         lm=_in_memory(m, r)))  # fmt: skip
+        result.model = None  # free it before the next run trains
         eval_s = sum(v.get("seconds", 0) for v in scores.values() if isinstance(v, dict))
         rows.append({"method": name, "n": len(read_pool(subset)), "train_steps": result.steps,
                      "train_s": round(result.seconds, 1), **timings.get(name, {}), **headline(scores),
@@ -148,6 +151,21 @@ def compare(config: CompareConfig, out: str | Path, *, device: str | None = None
     results = {"config": config.__dict__, "size": size, "pool": str(pool_path), "rows": rows}
     _write_json(out / "results.json", results)
     return results
+
+
+def _in_memory(model: Any, run_dir: Path) -> Any:
+    """The model ``train`` just wrote, as a CausalLM without reading it back (None: load from disk)."""
+    if model is None:
+        return None
+    from transformers import AutoTokenizer
+
+    from tunesift.models.causal_lm import CausalLM
+    from tunesift.models.registry import resolve_model
+
+    resolved = resolve_model(str(run_dir / "model"))
+    device = next(model.parameters()).device
+    return CausalLM(model=model, tokenizer=AutoTokenizer.from_pretrained(resolved.path), name=resolved.name,
+                    fingerprint=resolved.fingerprint, device=device)  # fmt: skip
 
 
 def _cached_eval(folder: Path, suite: str, run: Any) -> dict[str, Any]:
