@@ -45,14 +45,14 @@ def _buffer(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor | None:
     return torch.empty((rows, weight.shape[0]), dtype=torch.float32, device=hidden.device)
 
 
-def _softcap_(logits: torch.Tensor, softcap: float | None) -> torch.Tensor | None:
-    """Gemma-2's ``c * tanh(x / c)`` in place; returns ``1 - tanh^2`` (its derivative) or None."""
+def _softcap_(logits: torch.Tensor, softcap: float | None, derivative: bool = False) -> torch.Tensor | None:
+    """Gemma-2's ``c * tanh(x / c)`` in place; returns ``1 - tanh^2`` (its derivative) when asked, else None."""
     if not softcap:
         return None
     logits.div_(softcap).tanh_()
-    derivative = 1 - logits * logits
+    slope = 1 - logits * logits if derivative else None
     logits.mul_(softcap)
-    return derivative
+    return slope
 
 
 def _shifted_exp_(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,7 +93,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             rows = hidden[begin : begin + step]
             wanted = targets[begin : begin + step]
             logits = _chunk_logits(rows, weight, None, buffer)
-            derivative = _softcap_(logits, softcap)
+            derivative = _softcap_(logits, softcap, derivative=True)
             log_total, chosen = _shifted_exp_(logits, wanted)
             total += (log_total - chosen).sum(dtype=torch.float64)
             probs = logits.div_(log_total.exp()[:, None])  # softmax
