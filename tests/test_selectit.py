@@ -68,12 +68,11 @@ def test_packaged_prompts_are_five_distinct_sentences():
 
 
 def test_score_digit_that_is_not_one_token_is_an_error():
-    class Merging:
-        def __call__(self, text, add_special_tokens=False):
-            return {"input_ids": {"\n": [7], "\n1": [7, 8, 9]}.get(text, [7, 10])}
+    def encode(text, add_special_tokens=True):  # a backend whose tokenizer merges "1" into two tokens
+        return {"\n": [7], "\n1": [7, 8, 9]}.get(text, [7, 10])
 
     with pytest.raises(ConfigError, match="digit 1 is not one token"):
-        score_token_ids(SimpleNamespace(tokenizer=Merging(), name="fake"))
+        score_token_ids(SimpleNamespace(encode=encode, name="fake"))
 
 
 @pytest.mark.parametrize(

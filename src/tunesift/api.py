@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesift.atomic import atomic_open
 from tunesift.data.pools import Pool, read_pool
@@ -31,6 +31,9 @@ from tunesift.score_indicators import fit_indicators, score_indicators
 from tunesift.score_judge import score_alpagasus
 from tunesift.scoring import ScoreTable, as_pool, score_ifd, score_selectit
 from tunesift.selectors.rules import Budget, Selection, select_by_rule
+
+if TYPE_CHECKING:
+    from tunesift.execution import Executor
 
 __all__ = [
     "METHODS",
@@ -76,8 +79,6 @@ def _methods() -> dict[str, str]:
 # Every method `tunesift run` knows, with what it does: the built-in YAML recipes plus cherry-pre.
 METHODS: dict[str, str] = _methods()
 SET_METHODS = ("random", "longest", "kcenter", "deita-style")
-# The rule `tunesift select` applies to a score column unless told otherwise.
-DEFAULT_RULES = {"ifd": "cherry", "selectit": "top", "alpagasus": "alpagasus", "instructmining": "bottom"}
 
 
 @dataclass
@@ -97,6 +98,7 @@ def run_recipe(
     select_options: dict[str, Any] | None = None,
     store_dir: str | Path | None = None,
     device: str | None = None,
+    executor: Executor | None = None,
     progress: bool = False,
     **score_options: Any,
 ) -> RunResult:
@@ -110,7 +112,7 @@ def run_recipe(
         recipe = load_recipe(recipe)
     pool = as_pool(data)
     run = execute(recipe, pool, budget, score_options=score_options, select_options=select_options,
-                  store_dir=store_dir, device=device, progress=progress)  # fmt: skip
+                  store_dir=store_dir, device=device, executor=executor, progress=progress)  # fmt: skip
     if scores_out is not None:
         write_scores(scores_out, run.scores)
     manifest = write_subset(out, pool, run.scores, run.selection, budget or recipe.budget)

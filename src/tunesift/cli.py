@@ -1,11 +1,14 @@
 """The ``tunesift`` command: a thin shell over :mod:`tunesift.api`.
 
 Every user error (bad pool, unknown model, bad option) is one line on stderr and exit status 2, and no
-output file is written.
+output file is written. The ``score`` and ``run`` commands are built from the scorer registry and the
+built-in recipes: each per-method option is declared once (:mod:`tunesift.scorers.registry`) and reaches
+the scoring function under the same name.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -15,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from tunesift.errors import TunesiftError
+from tunesift.scorers.registry import SCORERS, Option, ScorerInfo
 
 app = typer.Typer(
     help="Pick the best instruction-tuning data out of a pool: score it, select a subset, explain it.",
@@ -45,35 +49,45 @@ OnErrorOpt = Annotated[
         "(their score is null with the reason) and list them in <out>.rejects.jsonl.",
     ),
 ]
-TurnsOpt = Annotated[
-    str, typer.Option("--turns", help="How a conversation's turn scores combine: mean, min, max, last, wmean.")
-]
 ModelOpt = Annotated[
     str,
     typer.Option(
         help="Packaged model short name (smollm2-135m-instruct, gemma-3-270m) or a local HF checkpoint directory."
     ),
 ]
-TemplateOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Prompt template: alpaca, wiz, vicuna, plain, chat. Default: alpaca (cherry), plain (superfilter)."
-    ),
-]
-MaxLengthOpt = Annotated[
-    int | None, typer.Option(help="Token budget M per text. Default: 512 (cherry), 1024 (superfilter).")
-]
 StoreOpt = Annotated[
     Path | None,
     typer.Option(help="Score cache folder (default $TUNESIFT_CACHE/scores or ~/.cache/tunesift/scores)."),
 ]
-BatchTokensOpt = Annotated[int, typer.Option(help="Tokens per forward batch (batch size x longest text).")]
-ChunkOpt = Annotated[
-    int, typer.Option(help="Samples scored between two writes to the score store (a kill loses at most one chunk).")
-]
 DeviceOpt = Annotated[str | None, typer.Option(help="torch device (default: cuda if available, else cpu).")]
 RateOpt = Annotated[float | None, typer.Option(help="Share to keep, in (0, 1]; the base count depends on the rule.")]
 CountOpt = Annotated[int | None, typer.Option(help="Exact number of records to keep (instead of --rate).")]
+ScoresOutOpt = Annotated[Path | None, typer.Option(help="Also write the SCORES.jsonl here.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Subset to write, in DATA's own format, score fields added.")]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000/v1."),
+]
+ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the endpoint's API key.")]
+
+# Where scoring runs: declared once, added to every score and run command.
+EXECUTOR_OPTIONS = (
+    Option("executor", str | None, None, "Where scoring runs: local (this process) or ray (a Ray cluster: a "
+           "local Ray instance unless --ray-address names one; pip install 'tunesift[ray]'). Default: the "
+           "recipe's 'executor', else local."),  # fmt: skip
+    Option("ray_address", str | None, None, "Ray cluster to join: auto (the one 'ray start' runs on this node) or "
+           "ray://HOST:10001."),  # fmt: skip
+    Option("actors", int | None, None, "Ray actors, each holding one model (default: as many as the cluster's GPUs, "
+           "or its CPUs less one, allow)."),  # fmt: skip
+    Option("gpus_per_actor", float | None, None, "GPUs per Ray actor (default 1 when the cluster has GPUs, else 0; "
+           "a fraction packs small models onto one GPU)."),  # fmt: skip
+    Option("cpus_per_actor", float | None, None, "CPUs per Ray actor, also its torch threads (default 1)."),
+)
+# Common options of the generated commands: (keyword, annotation, default).
+_IO_PARAMS: tuple[tuple[str, Any, Any], ...] = (
+    ("format", FormatOpt, None), ("on_error", OnErrorOpt, "raise"), ("store", StoreOpt, None),
+    ("device", DeviceOpt, None),
+)  # fmt: skip
 
 
 def _fail(err: Exception) -> None:
@@ -81,113 +95,164 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-@score_app.command("ifd")
-def score_ifd_cmd(
-    data: DataArg,
-    out: Annotated[Path, typer.Option("--out", help="SCORES.jsonl to write (index, id, ifd, losses, skip_reason).")],
-    model: ModelOpt = "smollm2-135m-instruct",
-    template: TemplateOpt = None,
-    max_length: MaxLengthOpt = None,
-    variant: Annotated[
-        str, typer.Option(help="cherry: ratio of mean losses; superfilter: ratio of perplexities, no template.")
-    ] = "cherry",
-    turns: TurnsOpt = "mean",
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    batch_tokens: BatchTokensOpt = 4096,
-    chunk_size: ChunkOpt = 128,
-    device: DeviceOpt = None,
-) -> None:
-    """IFD (Cherry LLM / Superfiltering): how much the instruction helps the model predict the response."""
-    from tunesift import api
-
-    _score(
-        data, out, format, on_error,
-        lambda pool: api.score_ifd(
-            pool, model=model, variant=variant, template=template, max_length=max_length, turn_rule=turns,
-            store_dir=store, token_budget=batch_tokens, chunk_size=chunk_size, device=device, progress=True,
-        ),
-    )  # fmt: skip
+def _param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-def _score(data: Path, out: Path, format: str | None, on_error: str, scorer: Callable[[Any], Any]) -> None:
-    """Read the pool, score it, write SCORES (and the rejects), say what happened; errors exit 2."""
+def _option_param(option: Option, unset: bool = False) -> inspect.Parameter:
+    """A Typer option for ``option``; ``unset``: default None, so only what the user gives overrides a recipe."""
+    help_text = option.help + (" Comma-separated." if option.split and "comma" not in option.help else "")
+    if not unset:
+        return _param(option.name, Annotated[option.type, typer.Option(option.cli_flag, help=help_text)], option.default)
+    if option.default is not None:
+        help_text += f" [default: the recipe's, else {option.default}]"
+    annotation = Annotated[option.type | None, typer.Option(option.cli_flag, help=help_text)]
+    return _param(option.name, annotation, None)
+
+
+def _command(body: Callable[..., None], params: list[inspect.Parameter], doc: str) -> Callable[..., None]:
+    """A Typer command whose parameters are ``params``: Typer reads the signature we give it."""
+
+    def command(**kwargs: Any) -> None:
+        body(**kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = doc
+    return command
+
+
+def _option_values(options: tuple[Option, ...], kwargs: dict[str, Any], given_only: bool = False) -> dict[str, Any]:
+    """The scoring function's keywords from parsed CLI values (comma lists split); ``given_only`` leaves out
+    what the user did not set."""
+    values = {}
+    for option in options:
+        value = kwargs[option.name]
+        if given_only and value is None:
+            continue
+        if option.split and isinstance(value, str):
+            value = [m.strip() for m in value.split(",") if m.strip()]
+        values[option.name] = value
+    return values
+
+
+def _executor(kwargs: dict[str, Any], defaults: dict[str, Any] | None = None) -> Any:
+    """The executor the options ask for (a recipe's ``defaults`` fill what the user left unset), checked: an
+    unreachable cluster or a bad option raises before any work."""
+    from tunesift.execution import make_executor
+
+    defaults = defaults or {}
+    value = {o.name: kwargs[o.name] if kwargs[o.name] is not None else defaults.get(o.name) for o in EXECUTOR_OPTIONS}
+    name = kwargs["executor"] or defaults.get("name") or "local"
+    value.pop("executor")
+    return make_executor(name, device=kwargs["device"], **value)
+
+
+def _say_summary(executor: Any) -> None:
+    for line in executor.summary():
+        typer.echo(line, err=True)
+
+
+def _score_command(info: ScorerInfo) -> Callable[..., None]:
+    """``tunesift score NAME``: every option the scorer declares, plus input, output and executor options."""
+
+    def body(**kw: Any) -> None:
+        from tunesift import api
+
+        try:
+            pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
+            executor = _executor(kw)
+            table = info.load()(pool, **_option_values(info.options, kw), store_dir=kw["store"], executor=executor,
+                                progress=True)  # fmt: skip
+            api.write_scores(kw["out"], table)
+            rejects = api.write_rejects(kw["out"], pool)
+        except TunesiftError as err:
+            _fail(err)
+        _say_summary(executor)
+        skipped = table.skipped()
+        typer.echo(
+            f"scored {len(table.rows) - sum(skipped.values())} of {len(table.rows)} records -> {kw['out']}"
+            + (f"; skipped: {skipped}" if skipped else "")
+            + (f"; rejects: {rejects}" if rejects else ""),
+            err=True,
+        )
+
+    out = Annotated[Path, typer.Option("--out", help=f"SCORES.jsonl to write (index, id, {', '.join(info.columns)}, "
+                                       "skip_reason), one line per input record.")]  # fmt: skip
+    params = [_param("data", DataArg), _param("out", out), *(_option_param(o) for o in info.options),
+              *(_param(n, a, d) for n, a, d in _IO_PARAMS), *(_option_param(o) for o in EXECUTOR_OPTIONS)]  # fmt: skip
+    return _command(body, params, info.summary)
+
+
+def _run(method: str, kw: dict[str, Any], score_options: dict[str, Any], select_options: dict[str, Any] | None = None,
+         recipe: Any = None) -> None:  # fmt: skip
+    """Read, score and select with a recipe; say what was selected and how the executor ran."""
     from tunesift import api
 
     try:
-        pool = api.read_pool(data, fmt=format, on_error=on_error)
-        table = scorer(pool)
-        api.write_scores(out, table)
-        rejects = api.write_rejects(out, pool)
+        rate, count = kw["rate"], kw["count"]
+        budget = None if rate is None and count is None else api.Budget(rate=rate, count=count)
+        recipe = recipe or api.load_recipe(method)
+        pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
+        executor = _executor(kw, recipe.executor)
+        result = api.run_recipe(recipe, pool, kw["out"], budget, scores_out=kw["scores_out"],
+                                select_options=select_options or None, store_dir=kw["store"], executor=executor,
+                                progress=True, **score_options)  # fmt: skip
     except TunesiftError as err:
         _fail(err)
-    skipped = table.skipped()
+    _say_summary(executor)
+    skipped = result.scores.skipped()
     typer.echo(
-        f"scored {len(table.rows) - sum(skipped.values())} of {len(table.rows)} records -> {out}"
-        + (f"; skipped: {skipped}" if skipped else "")
-        + (f"; rejects: {rejects}" if rejects else ""),
+        f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {kw['out']}"
+        + (f"; skipped: {skipped}" if skipped else ""),
         err=True,
     )
 
 
-ModelsOpt = Annotated[
-    str,
-    typer.Option(
-        help="Raters, comma-separated (packaged names or checkpoint dirs); two or more give the model level. "
-        "SelectIT wants instruction-tuned raters, the larger the better: a base model such as gemma-3-270m "
-        "rated no better than chance in our measurements."
-    ),
-]
-KOpt = Annotated[int, typer.Option("--k", help="Number of rating prompts pooled at the sentence level.")]
-AlphaOpt = Annotated[float, typer.Option(help="Penalty on the spread of the prompts' token scores.")]
-PromptsOpt = Annotated[
-    Path | None, typer.Option(help="Your own rating sentences, one per line (default: tunesift's five).")
-]
-LevelOpt = Annotated[
-    str | None,
-    typer.Option(help="token | sentence | model (default: model with two or more raters, else sentence)."),
-]
-TokenPromptOpt = Annotated[int, typer.Option(help="Token level: the 0-based index of the one prompt used.")]
-TokenRuleOpt = Annotated[
-    str, typer.Option(help="paper (METHODS.md) or authors-code (an extra softmax, as in the authors' code).")
-]
+def _run_command(name: str) -> Callable[..., None]:
+    """``tunesift run NAME`` for a built-in recipe: its scorer's options, its final selection's and cut's
+    options (default: the recipe's own values), budget, outputs and executor options."""
+    from dataclasses import replace
+
+    from tunesift.recipes import CUT_RATE, SELECT_OVERRIDES, load_recipe
+
+    recipe = load_recipe(name)
+    scorer_options = SCORERS[recipe.scorer].options if recipe.scorer else ()
+    final = recipe.steps[-1]["select"]
+    overrides = [o for key, o in SELECT_OVERRIDES.items() if key in final or key in _SELECT_KEYS.get(final["method"], ())]
+    has_cut = any("cut" in step for step in recipe.steps)
+
+    def body(**kw: Any) -> None:
+        chosen = recipe
+        if has_cut and kw.get("cut_rate") is not None:
+            steps = tuple({"cut": {**s["cut"], "rate": kw["cut_rate"]}} if "cut" in s else s for s in recipe.steps)
+            chosen = replace(recipe, steps=steps)
+        select_options = {o.name: kw[o.name] for o in overrides if kw[o.name] is not None}
+        _run(name, kw, _option_values(scorer_options, kw, given_only=True), select_options, recipe=chosen)
+
+    params = [_param("data", DataArg), _param("out", OutOpt), _param("rate", RateOpt, None),
+              _param("count", CountOpt, None), *(_option_param(o, unset=True) for o in scorer_options),
+              *(_option_param(o) for o in overrides), *([_option_param(CUT_RATE)] if has_cut else []),
+              _param("scores_out", ScoresOutOpt, None), *(_param(n, a, d) for n, a, d in _IO_PARAMS),
+              *(_option_param(o) for o in EXECUTOR_OPTIONS)]  # fmt: skip
+    return _command(body, params, recipe.description)
 
 
-@score_app.command("selectit")
-def score_selectit_cmd(
-    data: DataArg,
-    out: Annotated[Path, typer.Option("--out", help="SCORES.jsonl to write (index, id, selectit, every level).")],
-    models: ModelsOpt = "smollm2-135m-instruct",
-    k: KOpt = 5,
-    alpha: AlphaOpt = 0.2,
-    prompts: PromptsOpt = None,
-    level: LevelOpt = None,
-    token_prompt: TokenPromptOpt = 0,
-    token_rule: TokenRuleOpt = "paper",
-    turns: TurnsOpt = "mean",
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    batch_tokens: BatchTokensOpt = 4096,
-    chunk_size: ChunkOpt = 128,
-    device: DeviceOpt = None,
-) -> None:
-    """SelectIT: the model rates each sample 1-5; its certainty weighs the rating (token, sentence, model level)."""
-    from tunesift import api
-
-    _score(
-        data, out, format, on_error,
-        lambda pool: api.score_selectit(
-            pool, models=_split_models(models), k=k, alpha=alpha, level=level, token_prompt=token_prompt,
-            token_rule=token_rule, prompts_file=prompts, turn_rule=turns, store_dir=store, token_budget=batch_tokens,
-            chunk_size=chunk_size, device=device, progress=True,
-        ),
-    )  # fmt: skip
+# Select options a method takes even where its recipe leaves them at their default.
+_SELECT_KEYS = {"random": ("random_state",), "kcenter": ("random_state",), "deita": ("tau",),
+                "cluster-top": ("clusters", "per_cluster", "random_state")}  # fmt: skip
 
 
-def _split_models(models: str) -> list[str]:
-    return [m.strip() for m in models.split(",") if m.strip()]
+def _register() -> None:
+    from tunesift.recipes import builtin_names
+
+    for info in SCORERS.values():
+        score_app.command(info.name)(_score_command(info))
+    for name in builtin_names():
+        run_app.command(name)(_run_command(name))
+
+
+_register()
 
 
 @app.command("select")
@@ -199,7 +264,8 @@ def select_cmd(
         str | None,
         typer.Option(
             help="cherry: drop IFD > 1, rate of survivors; superfilter: keep IFD < 1, rate of pool; "
-            "top: highest first, rate of pool. Default: cherry for IFD scores, top for others."
+            "top / bottom: highest / lowest first, rate of pool; alpagasus: keep >= 4.5. Default: the score "
+            "column's own (cherry for IFD, alpagasus for the judge, bottom for InstructMining, else top)."
         ),
     ] = None,
     field: Annotated[
@@ -212,269 +278,18 @@ def select_cmd(
 ) -> None:
     """Select a subset from existing scores (no model is loaded)."""
     from tunesift import api
+    from tunesift.scorers.registry import default_rule
 
     try:
         budget = api.Budget(rate=rate, count=count)
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         table = api.read_scores(scores, pool, score_field=field)
-        rule = rule or api.DEFAULT_RULES.get(table.score_field, "top")
+        rule = rule or default_rule(table.score_field)
         selection = api.select(table, rule, budget)
         manifest = api.write_subset(out, pool, table, selection, budget)
     except TunesiftError as err:
         _fail(err)
     typer.echo(f"selected {len(selection.indices)} of {selection.n_pool} records -> {out} ({manifest.name})", err=True)
-
-
-def _run(
-    method: str,
-    data: Path,
-    out: Path,
-    rate: float | None,
-    count: int | None,
-    scores_out: Path | None,
-    format: str | None,
-    on_error: str,
-    **options: object,
-) -> None:
-    from tunesift import api
-
-    try:
-        budget = None if rate is None and count is None else api.Budget(rate=rate, count=count)
-        pool = api.read_pool(data, fmt=format, on_error=on_error)
-        result = api.run_recipe(method, pool, out, budget, scores_out=scores_out, progress=True, **options)
-    except TunesiftError as err:
-        _fail(err)
-    skipped = result.scores.skipped()
-    typer.echo(
-        f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}"
-        + (f"; skipped: {skipped}" if skipped else ""),
-        err=True,
-    )
-
-
-ScoresOutOpt = Annotated[Path | None, typer.Option(help="Also write the SCORES.jsonl here.")]
-OutOpt = Annotated[Path, typer.Option("--out", help="Subset to write, in DATA's own format, score fields added.")]
-
-
-def _ifd_run_command(method: str, doc: str):
-    """The ``run`` command of an IFD method: score with that method's variant, select by its rule."""
-
-    def command(
-        data: DataArg,
-        out: OutOpt,
-        rate: RateOpt = None,
-        count: CountOpt = None,
-        model: ModelOpt = "smollm2-135m-instruct",
-        template: TemplateOpt = None,
-        max_length: MaxLengthOpt = None,
-        scores_out: ScoresOutOpt = None,
-        turns: TurnsOpt = "mean",
-        format: FormatOpt = None,
-        on_error: OnErrorOpt = "raise",
-        store: StoreOpt = None,
-        batch_tokens: BatchTokensOpt = 4096,
-        chunk_size: ChunkOpt = 128,
-        device: DeviceOpt = None,
-    ) -> None:
-        _run(
-            method, data, out, rate, count, scores_out, format, on_error, turn_rule=turns,
-            model=model, template=template, max_length=max_length, store_dir=store,
-            token_budget=batch_tokens, chunk_size=chunk_size, device=device,
-        )  # fmt: skip
-
-    command.__doc__ = doc
-    return command
-
-
-run_app.command("cherry")(
-    _ifd_run_command(
-        "cherry",
-        "Cherry LLM: IFD with a template, drop IFD > 1, keep the top rate of the rest (the paper's 5 % used 0.06).",
-    )
-)
-run_app.command("superfiltering")(
-    _ifd_run_command(
-        "superfiltering",
-        "Superfiltering: IFD from a small model (perplexity ratio, no template), keep < 1, top rate of the pool.",
-    )
-)
-
-
-@run_app.command("superfiltering-d")
-def run_superfiltering_d_cmd(
-    data: DataArg,
-    out: OutOpt,
-    rate: RateOpt = None,
-    count: CountOpt = None,
-    k1_rate: Annotated[float, typer.Option(help="Share of the pool kept by IFD before diversity (k1).")] = 0.2,
-    model: ModelOpt = "smollm2-135m-instruct",
-    max_length: MaxLengthOpt = None,
-    scores_out: ScoresOutOpt = None,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    device: DeviceOpt = None,
-) -> None:
-    """Superfiltering.D: IFD < 1, top k1 of the pool, then facility location on MiniLM embeddings (default 2 %)."""
-    from tunesift import api
-
-    try:
-        budget = None if rate is None and count is None else api.Budget(rate=rate, count=count)
-        pool = api.read_pool(data, fmt=format, on_error=on_error)
-        result = api.run_superfiltering_d(
-            pool, out, budget, k1_rate=k1_rate, scores_out=scores_out, model=model, max_length=max_length,
-            store_dir=store, device=device, progress=True,
-        )  # fmt: skip
-    except TunesiftError as err:
-        _fail(err)
-    typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
-
-
-def _set_method_command(name: str, doc: str):
-    """The ``run`` command of a baseline or embedding selector."""
-
-    def command(
-        data: DataArg,
-        out: OutOpt,
-        rate: RateOpt = None,
-        count: CountOpt = None,
-        seed: Annotated[int, typer.Option(help="random_state of random / k-center's first point.")] = 0,
-        tau: Annotated[float, typer.Option(help="deita-style: admit only below this cosine similarity.")] = 0.9,
-        model: ModelOpt = "smollm2-135m-instruct",
-        format: FormatOpt = None,
-        on_error: OnErrorOpt = "raise",
-        store: StoreOpt = None,
-        device: DeviceOpt = None,
-    ) -> None:
-        from tunesift import api
-
-        try:
-            budget = api.Budget(rate=rate, count=count)
-            pool = api.read_pool(data, fmt=format, on_error=on_error)
-            options = {"model": model} if name == "deita-style" else {}
-            result = api.run_set_method(name, pool, out, budget, random_state=seed, tau=tau, device=device,
-                                        store_dir=store, progress=True, **options)  # fmt: skip
-        except TunesiftError as err:
-            _fail(err)
-        typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
-
-    command.__doc__ = doc
-    return command
-
-
-def _register_set_methods() -> None:
-    from tunesift.api import METHODS, SET_METHODS
-
-    for name in SET_METHODS:
-        run_app.command(name)(_set_method_command(name, METHODS[name]))
-
-
-_register_set_methods()
-
-
-@run_app.command("selectit")
-def run_selectit(
-    data: DataArg,
-    out: OutOpt,
-    rate: RateOpt = None,
-    count: CountOpt = None,
-    models: ModelsOpt = "smollm2-135m-instruct",
-    k: KOpt = 5,
-    alpha: AlphaOpt = 0.2,
-    prompts: PromptsOpt = None,
-    level: LevelOpt = None,
-    token_prompt: TokenPromptOpt = 0,
-    token_rule: TokenRuleOpt = "paper",
-    scores_out: ScoresOutOpt = None,
-    turns: TurnsOpt = "mean",
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    batch_tokens: BatchTokensOpt = 4096,
-    chunk_size: ChunkOpt = 128,
-    device: DeviceOpt = None,
-) -> None:
-    """SelectIT: rank by the top level in use, highest first; keep 20 % of the pool unless told otherwise."""
-    _run(
-        "selectit", data, out, rate, count, scores_out, format, on_error, turn_rule=turns,
-        models=_split_models(models), k=k, alpha=alpha, level=level, token_prompt=token_prompt,
-        token_rule=token_rule, prompts_file=prompts, store_dir=store, token_budget=batch_tokens,
-        chunk_size=chunk_size, device=device,
-    )  # fmt: skip
-
-
-JudgeModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        help="Judge: with --base-url, the model name the endpoint serves; without, a local model (packaged name "
-        "or checkpoint dir; default smollm2-135m-instruct) read through its probabilities of the scores 0-5.",
-    ),
-]
-BaseUrlOpt = Annotated[
-    str | None,
-    typer.Option(help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000/v1."),
-]
-ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the endpoint's API key.")]
-ConcurrencyOpt = Annotated[int, typer.Option(help="Requests in flight at once.")]
-TimeoutOpt = Annotated[float, typer.Option(help="Seconds before a request is abandoned (then retried).")]
-RetriesOpt = Annotated[int, typer.Option(help="Retries with exponential backoff on 429, 5xx and network errors.")]
-KnnOpt = Annotated[int, typer.Option("--knn", help="kNN-i: distance to the i-th nearest other sample (MiniLM).")]
-RuleFileOpt = Annotated[Path | None, typer.Option("--rule", help="Indicator rule JSON written by fit-indicators.")]
-IndicatorModelOpt = Annotated[str, typer.Option("--model", help="Model for token lengths and response perplexity.")]
-
-
-def _judge_options(model, base_url, api_key_env, concurrency, timeout, retries, batch_tokens, chunk_size):
-    return {"model": model, "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
-            "timeout": timeout, "retries": retries, "token_budget": batch_tokens, "chunk_size": chunk_size}  # fmt: skip
-
-
-@score_app.command("alpagasus")
-def score_alpagasus_cmd(
-    data: DataArg,
-    out: Annotated[Path, typer.Option("--out", help="SCORES.jsonl to write (index, id, alpagasus, judge_reply).")],
-    model: JudgeModelOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    concurrency: ConcurrencyOpt = 4,
-    timeout: TimeoutOpt = 60.0,
-    retries: RetriesOpt = 4,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    batch_tokens: BatchTokensOpt = 4096,
-    chunk_size: ChunkOpt = 64,
-    device: DeviceOpt = None,
-) -> None:
-    """AlpaGasus: an LLM judge rates each response's accuracy 0-5 (unreadable replies: null, raw reply kept)."""
-    from tunesift import api
-
-    options = _judge_options(model, base_url, api_key_env, concurrency, timeout, retries, batch_tokens, chunk_size)
-    _score(
-        data, out, format, on_error,
-        lambda pool: api.score_alpagasus(pool, store_dir=store, device=device, progress=True, **options),
-    )  # fmt: skip
-
-
-@score_app.command("indicators")
-def score_indicators_cmd(
-    data: DataArg,
-    out: Annotated[Path, typer.Option("--out", help="SCORES.jsonl to write (every indicator; instructmining).")],
-    rule: RuleFileOpt = None,
-    model: IndicatorModelOpt = "smollm2-135m-instruct",
-    knn: KnnOpt = 6,
-    max_length: Annotated[int, typer.Option(help="Tokens of the response scored for perplexity.")] = 1024,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    device: DeviceOpt = None,
-) -> None:
-    """InstructMining's indicators: lengths, response perplexity, MTLD, kNN-i; with --rule, the predicted loss."""
-    from tunesift import api
-
-    _score(data, out, format, on_error,
-           lambda pool: api.score_indicators(pool, rule=rule, model=model, knn=knn, max_length=max_length,
-                                             store_dir=store, device=device, progress=True))  # fmt: skip
 
 
 @app.command("fit-indicators")
@@ -490,8 +305,10 @@ def fit_indicators_cmd(
     indicators: Annotated[
         str, typer.Option(help="Comma-separated indicators to fit.")
     ] = "len_instruction,len_input,len_response,ppl,mtld,knn",
-    model: IndicatorModelOpt = "smollm2-135m-instruct",
-    knn: KnnOpt = 6,
+    model: Annotated[str, typer.Option("--model", help="Model for token lengths and response perplexity.")] = (
+        "smollm2-135m-instruct"
+    ),
+    knn: Annotated[int, typer.Option("--knn", help="kNN-i: distance to the i-th nearest other sample (MiniLM).")] = 6,
     store: StoreOpt = None,
     device: DeviceOpt = None,
 ) -> None:
@@ -499,78 +316,15 @@ def fit_indicators_cmd(
     from tunesift import api
 
     try:
-        rule = api.fit_indicators(table, indicators=_split_models(indicators), model=model, knn=knn,
-                                  store_dir=store, device=device, progress=True)  # fmt: skip
+        names = [m.strip() for m in indicators.split(",") if m.strip()]
+        rule = api.fit_indicators(table, indicators=names, model=model, knn=knn, store_dir=store, device=device,
+                                  progress=True)  # fmt: skip
         rule.save(out)
     except TunesiftError as err:
         _fail(err)
     terms = " ".join(f"{c:+.4g}*{n}" for n, c in zip(rule.indicators, rule.coefficients, strict=True))
     typer.echo(f"log(eval_loss) ~ {rule.intercept:.4g} {terms} (R^2 {rule.fit['r2']:.3f}, "
                f"{rule.fit['n_subsets']} subsets) -> {out}", err=True)  # fmt: skip
-
-
-@run_app.command("alpagasus")
-def run_alpagasus(
-    data: DataArg,
-    out: OutOpt,
-    rate: RateOpt = None,
-    count: CountOpt = None,
-    model: JudgeModelOpt = None,
-    base_url: BaseUrlOpt = None,
-    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    concurrency: ConcurrencyOpt = 4,
-    timeout: TimeoutOpt = 60.0,
-    retries: RetriesOpt = 4,
-    scores_out: ScoresOutOpt = None,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    batch_tokens: BatchTokensOpt = 4096,
-    chunk_size: ChunkOpt = 64,
-    device: DeviceOpt = None,
-) -> None:
-    """AlpaGasus: keep every sample the judge scores >= 4.5 (or the best of them, to --rate / --count)."""
-    options = _judge_options(model, base_url, api_key_env, concurrency, timeout, retries, batch_tokens, chunk_size)
-    _run("alpagasus", data, out, rate, count, scores_out, format, on_error, store_dir=store, device=device, **options)
-
-
-@run_app.command("instructmining")
-def run_instructmining(
-    data: DataArg,
-    out: OutOpt,
-    rule: Annotated[Path, typer.Option("--rule", help="Indicator rule JSON written by fit-indicators.")],
-    rate: RateOpt = None,
-    count: CountOpt = None,
-    model: IndicatorModelOpt = "smollm2-135m-instruct",
-    knn: KnnOpt = 6,
-    scores_out: ScoresOutOpt = None,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    device: DeviceOpt = None,
-) -> None:
-    """InstructMining: rank by the fitted rule's predicted eval loss, lowest first."""
-    _run("instructmining", data, out, rate, count, scores_out, format, on_error, rule=rule, model=model, knn=knn,
-         store_dir=store, device=device)  # fmt: skip
-
-
-@run_app.command("cluster-ifd")
-def run_cluster_ifd(
-    data: DataArg,
-    out: OutOpt,
-    rate: RateOpt = None,
-    count: CountOpt = None,
-    clusters: Annotated[int, typer.Option(help="k-means clusters on MiniLM embeddings.")] = 100,
-    model: ModelOpt = "smollm2-135m-instruct",
-    scores_out: ScoresOutOpt = None,
-    format: FormatOpt = None,
-    on_error: OnErrorOpt = "raise",
-    store: StoreOpt = None,
-    device: DeviceOpt = None,
-) -> None:
-    """Per-cluster top-k: k-means on MiniLM embeddings, then the highest IFD (<= 1) samples of every cluster."""
-    _run("cluster-ifd", data, out, rate, count, scores_out, format, on_error, model=model, store_dir=store,
-         device=device, select_options={"clusters": clusters})  # fmt: skip
 
 
 @run_app.command("recipe")
@@ -589,8 +343,15 @@ def run_recipe_cmd(
     on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
     device: DeviceOpt = None,
+    executor: Annotated[str | None, typer.Option(help=EXECUTOR_OPTIONS[0].help)] = None,
+    ray_address: Annotated[str | None, typer.Option(help=EXECUTOR_OPTIONS[1].help)] = None,
+    actors: Annotated[int | None, typer.Option(help=EXECUTOR_OPTIONS[2].help)] = None,
+    gpus_per_actor: Annotated[float | None, typer.Option(help=EXECUTOR_OPTIONS[3].help)] = None,
+    cpus_per_actor: Annotated[float | None, typer.Option(help=EXECUTOR_OPTIONS[4].help)] = None,
 ) -> None:
-    """Run a recipe: a scorer, then filter / rank / cut / select steps (see 'tunesift methods' for built-ins)."""
+    """Run a recipe: a scorer, then filter / rank / cut / select steps (see 'tunesift methods' for built-ins).
+
+    A recipe may name its executor (``executor: ray``); --executor on the command line wins."""
     import yaml
 
     options: dict[str, Any] = {}
@@ -599,7 +360,9 @@ def run_recipe_cmd(
         if not sep or not key:
             _fail(TunesiftError(f"option '--option': expected KEY=VALUE, got {item!r}"))
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    _run(recipe, data, out, rate, count, scores_out, format, on_error, store_dir=store, device=device, **options)
+    kw = dict(locals())
+    kw.pop("options")
+    _run(recipe, kw, options)
 
 
 LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged at the end) or every weight.")]

@@ -16,10 +16,10 @@ Vectors are stored as base64 float32 per sample content id, so every later selec
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,11 @@ import torch
 from tunesift.data.pools import Pool
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
+from tunesift.models.registry import ResolvedModel
+from tunesift.scorers.base import Progress, Scorer, Unit
+
+if TYPE_CHECKING:
+    from tunesift.execution import Executor
 
 MINILM = "all-minilm-l6-v2"
 EMBEDDERS = ("minilm", "lm")
@@ -99,11 +104,91 @@ class EmbeddingTable:
     prompt_loss: np.ndarray | None = None
 
 
+class MiniLMEmbedding(Scorer):
+    """all-MiniLM-L6-v2 vectors on the scorer contract: a unit per sample, the vector as base64 float32."""
+
+    name = "embedding"
+    result_fields = ("vec",)
+    chunk_size = 256
+
+    def cache_config(self) -> dict[str, Any]:
+        return {"scorer": "embedding", "version": EMBEDDING_VERSION, "embedder": MINILM, "max_length": 256,
+                "text": "instruction\\ninput\\noutput"}  # fmt: skip
+
+    def describe(self) -> str:
+        return "embeddings (minilm)"
+
+    def units(self, sample: Sample) -> list[Unit]:
+        return [Unit(sample.content_id, sample)]
+
+    def load_backend(self, device: str | None = None) -> MiniLMEmbedder:
+        return MiniLMEmbedder(device=device)
+
+    def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
+        vectors = backend.embed_samples([u.payload for u in units])
+        if on_progress is not None:
+            on_progress(len(units))
+        return [{"vec": encode_vector(v)} for v in vectors]
+
+
+class LMEmbedding(Scorer):
+    """A causal LM's mean last hidden state and the embedded text's mean NLL (Cherry's pre-experienced
+    embedding and prompt perplexity), on the scorer contract."""
+
+    name = "embedding"
+    result_fields = ("vec", "loss")
+    chunk_size = 256
+
+    def __init__(self, model: ResolvedModel, template: str = "alpaca", text: str = "prompt", max_length: int = 512,
+                 token_budget: int = 4096) -> None:  # fmt: skip
+        if text not in LM_TEXTS:
+            raise ConfigError("text", f"unknown text {text!r}; choose one of {', '.join(LM_TEXTS)}")
+        self.model = model
+        self.template = template
+        self.text = text
+        self.max_length = max_length
+        self.token_budget = token_budget
+
+    def cache_config(self) -> dict[str, Any]:
+        return {"scorer": "embedding", "version": EMBEDDING_VERSION, "embedder": "lm", "model": self.model.name,
+                "model_fingerprint": self.model.fingerprint, "text": self.text, "max_length": self.max_length,
+                "template": self.template if self.text == "prompt" else None, "dtype": "float32"}  # fmt: skip
+
+    def describe(self) -> str:
+        return "embeddings (lm)"
+
+    def units(self, sample: Sample) -> list[Unit]:
+        return [Unit(sample.content_id, sample)]
+
+    def load_backend(self, device: str | None = None) -> Any:
+        from tunesift.models.causal_lm import CausalLM
+
+        return CausalLM.load(self.model, device=device)
+
+    def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
+        from tunesift.data.templates import get_template
+
+        samples = [u.payload for u in units]
+        if self.text == "prompt":
+            tmpl = get_template(self.template, backend)
+            texts = [tmpl.prompt(s.instruction, s.input, s.turns[:-1], s.system) for s in samples]
+        else:
+            texts = [sample_text(s) for s in samples]
+        ids = [backend.encode(t)[: self.max_length] for t in texts]
+        means, losses = backend.mean_hidden_and_loss(ids, self.token_budget)
+        if on_progress is not None:
+            on_progress(len(units))
+        return [
+            {"vec": encode_vector(v), "loss": float(x) if np.isfinite(x) else None}
+            for v, x in zip(means, losses, strict=True)
+        ]
+
+
 def embed_pool(
     data: Pool | str | Path,
     *,
     embedder: str = "minilm",
-    model: str | None = None,
+    model: str | ResolvedModel | None = None,
     template: str = "alpaca",
     text: str = "prompt",
     max_length: int = 512,
@@ -112,71 +197,35 @@ def embed_pool(
     token_budget: int = 4096,
     chunk_size: int = 256,
     device: str | None = None,
+    executor: Executor | None = None,
     progress: bool = False,
 ) -> EmbeddingTable:
     """Embed the valid samples of a pool (or only the records at ``indices``, in that order), computing
     only what the score store lacks."""
     from tunesift.models.registry import DEFAULT_MODEL, resolve_model
-    from tunesift.scoring import as_pool, fill_store, store_root
-    from tunesift.store import ScoreStore
+    from tunesift.scoring import as_pool, compute_units, default_executor
 
     if embedder not in EMBEDDERS:
         raise ConfigError("embedder", f"unknown embedder {embedder!r}; choose one of {', '.join(EMBEDDERS)}")
     if text not in LM_TEXTS:
         raise ConfigError("text", f"unknown text {text!r}; choose one of {', '.join(LM_TEXTS)}")
     pool = as_pool(data)
-    compute: Callable[[list[Sample], Callable[[float], None] | None], list[dict[str, Any]]]
+    scorer: Scorer
     if embedder == "minilm":
-        config: dict[str, Any] = {"scorer": "embedding", "version": EMBEDDING_VERSION, "embedder": MINILM,
-                                  "max_length": 256, "text": "instruction\\ninput\\noutput"}  # fmt: skip
-        minilm: MiniLMEmbedder | None = None
-
-        def compute(samples: list[Sample], tick: Callable[[float], None] | None) -> list[dict[str, Any]]:
-            nonlocal minilm
-            minilm = minilm or MiniLMEmbedder(device=device)
-            vectors = minilm.embed_samples(samples)
-            if tick is not None:
-                tick(len(samples))
-            return [{"vec": encode_vector(v)} for v in vectors]
+        scorer = MiniLMEmbedding()
     else:
-        from tunesift.data.templates import get_template
-
-        resolved = resolve_model(model or DEFAULT_MODEL)
-        config = {"scorer": "embedding", "version": EMBEDDING_VERSION, "embedder": "lm", "model": resolved.name,
-                  "model_fingerprint": resolved.fingerprint, "text": text, "max_length": max_length,
-                  "template": template if text == "prompt" else None, "dtype": "float32"}  # fmt: skip
-        lm: Any = None
-
-        def compute(samples: list[Sample], tick: Callable[[float], None] | None) -> list[dict[str, Any]]:
-            nonlocal lm
-            if lm is None:
-                from tunesift.models.causal_lm import CausalLM
-
-                lm = CausalLM.load(resolved.name, device=device)
-            if text == "prompt":
-                tmpl = get_template(template, lm.tokenizer)
-                texts = [tmpl.prompt(s.instruction, s.input, s.turns[:-1], s.system) for s in samples]
-            else:
-                texts = [sample_text(s) for s in samples]
-            ids = [lm.encode(t)[:max_length] for t in texts]
-            means, losses = lm.mean_hidden_and_loss(ids, token_budget)
-            if tick is not None:
-                tick(len(samples))
-            return [
-                {"vec": encode_vector(v), "loss": float(x) if np.isfinite(x) else None}
-                for v, x in zip(means, losses, strict=True)
-            ]
-
-    store = ScoreStore(store_root(store_dir), config)
-    cached = store.load()
+        resolved = model if isinstance(model, ResolvedModel) else resolve_model(model or DEFAULT_MODEL)
+        scorer = LMEmbedding(resolved, template, text, max_length, token_budget)
+    scorer.chunk_size = chunk_size
     samples = [s for s in pool if isinstance(s, Sample)]
     if indices is not None:
         by_index = {s.index: s for s in samples}
         samples = [by_index[i] for i in indices]
-    fill_store(store, cached, ((s.content_id, s) for s in samples), compute, chunk_size=chunk_size,
-               progress=progress, total=len(samples), desc=f"embeddings ({embedder})")  # fmt: skip
+    cached = compute_units(scorer, (u for s in samples for u in scorer.units(s)), store_dir=store_dir,
+                           executor=default_executor(executor, device), progress=progress,
+                           total=len(samples))  # fmt: skip
     vectors = np.stack([decode_vector(cached[s.content_id]["vec"]) for s in samples]) if samples else np.zeros((0, 0))
     loss = None
     if embedder == "lm":
         loss = np.array([np.nan if (x := cached[s.content_id]["loss"]) is None else x for s in samples])
-    return EmbeddingTable([s.index for s in samples], vectors.astype(np.float32), config, loss)
+    return EmbeddingTable([s.index for s in samples], vectors.astype(np.float32), scorer.cache_config(), loss)

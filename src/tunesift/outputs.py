@@ -14,7 +14,8 @@ from tunesift.atomic import atomic_open
 from tunesift.data.pools import Pool, output_container, write_records
 from tunesift.data.sample import Rejected
 from tunesift.errors import InputError
-from tunesift.scoring import SUBSET_COLUMNS, ScoreTable
+from tunesift.scorers.registry import subset_columns
+from tunesift.scoring import ScoreTable
 from tunesift.selectors.rules import Budget, Selection
 
 
@@ -100,7 +101,7 @@ def read_scores(path: str | Path, pool: Pool, score_field: str | None = None) ->
             )  # fmt: skip
         row.setdefault("skip_reason", None if value is not None else "missing_score")
         rows.append(row)
-    columns = SUBSET_COLUMNS.get(score_field, (score_field,))
+    columns = subset_columns(score_field)
     return ScoreTable(config=config, rows=rows, score_field=score_field, columns=columns)
 
 

@@ -10,75 +10,42 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunesift.data.pools import Pool, read_pool
 from tunesift.data.sample import Rejected, Sample
 from tunesift.errors import ConfigError, InputError
-from tunesift.models.registry import DEFAULT_MODEL, resolve_model
-from tunesift.scorers.indicators import INDICATORS, IndicatorRule, fit_rule, knn_distance, mtld, subset_means
-from tunesift.scoring import ScoreTable, _rejected_row, as_pool, fill_store, store_root
-from tunesift.store import ScoreStore
+from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, resolve_model
+from tunesift.scorers.indicators import (
+    INDICATOR_VERSION,
+    INDICATORS,
+    IndicatorLM,
+    IndicatorRule,
+    fit_rule,
+    knn_distance,
+    mtld,
+    subset_means,
+)
+from tunesift.scoring import ScoreTable, as_pool, compute_units, default_executor, rejected_row
 
-# Bump when a computation changes, so cached values from older code are not reused.
-INDICATOR_VERSION = 1
-
-
-def _lm_indicators(
-    samples: list[Sample], model: str, max_length: int, store_dir: str | Path | None, token_budget: int,
-    device: str | None, progress: bool,
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:  # fmt: skip
-    """Token lengths and response loss of each sample, by content id (cached per model)."""
-    resolved = resolve_model(model)
-    config = {"scorer": "indicators-lm", "version": INDICATOR_VERSION, "model": resolved.name,
-              "model_fingerprint": resolved.fingerprint, "max_length": max_length, "dtype": "float32"}  # fmt: skip
-    store = ScoreStore(store_root(store_dir), config)
-    cached = store.load()
-    lm: Any = None
-
-    def compute(chunk: list[Sample], tick: Callable[[float], None] | None) -> list[dict[str, Any]]:
-        nonlocal lm
-        from tunesift.models.causal_lm import CausalLM, TargetSpan
-
-        if lm is None:
-            lm = CausalLM.load(resolved.name, device=device)
-        bos = len(lm.encode(""))
-
-        def count(text: str) -> int:
-            return len(lm.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
-
-        spans = [TargetSpan(tuple(lm.encode(s.output)[:max_length]), start=bos) for s in chunk]
-        nll = lm.target_nll(spans, token_budget, on_batch=tick)
-        rows = []
-        for sample, span, values in zip(chunk, spans, nll, strict=True):
-            loss = float(values.mean()) if len(values) else math.nan
-            reason = None
-            if not math.isfinite(loss):
-                reason = "no_response_tokens" if span.n_targets == 0 else "non_finite_loss"
-            rows.append({"len_instruction": count(sample.instruction), "len_input": count(sample.input),
-                         "len_response": count(sample.output), "response_loss": loss if reason is None else None,
-                         "response_tokens": span.n_targets, "ppl_skip_reason": reason})  # fmt: skip
-        return rows
-
-    fill_store(store, cached, ((s.content_id, s) for s in samples), compute, chunk_size=128, progress=progress,
-               total=len(samples), desc="indicators (lengths, perplexity)")  # fmt: skip
-    return cached, config
-
+if TYPE_CHECKING:
+    from tunesift.execution import Executor
 
 def score_indicators(
     data: Pool | str | Path,
     *,
-    model: str = DEFAULT_MODEL,
+    model: str | ResolvedModel = DEFAULT_MODEL,
     knn: int = 6,
     max_length: int = 1024,
     rule: IndicatorRule | str | Path | None = None,
     store_dir: str | Path | None = None,
     token_budget: int = 4096,
     device: str | None = None,
+    executor: Executor | None = None,
     progress: bool = False,
 ) -> ScoreTable:
     """Every indicator for every record; with a ``rule``, also ``instructmining``, the predicted log eval
@@ -89,11 +56,15 @@ def score_indicators(
     if isinstance(rule, (str, Path)):
         rule = IndicatorRule.load(rule)
     samples = [s for s in pool if isinstance(s, Sample)]
-    per_sample, lm_config = _lm_indicators(samples, model, max_length, store_dir, token_budget, device, progress)
+    executor = default_executor(executor, device)
+    scorer = IndicatorLM(model if isinstance(model, ResolvedModel) else resolve_model(model), max_length, token_budget)
+    per_sample = compute_units(scorer, (u for s in samples for u in scorer.units(s)), store_dir=store_dir,
+                               executor=executor, progress=progress, total=len(samples))  # fmt: skip
+    lm_config = scorer.cache_config()
     knn_values = np.full(len(samples), np.nan)
     embed_config: dict[str, Any] = {}
     if samples:
-        table = embed_pool(pool, embedder="minilm", store_dir=store_dir, device=device, progress=progress)
+        table = embed_pool(pool, embedder="minilm", store_dir=store_dir, executor=executor, progress=progress)
         knn_values = knn_distance(table.vectors, knn)
         embed_config = table.config
     knn_of = {s.index: float(v) for s, v in zip(samples, knn_values, strict=True)}
@@ -101,14 +72,14 @@ def score_indicators(
     rows: list[dict[str, Any]] = []
     for item in pool:
         if isinstance(item, Rejected):
-            rows.append(_rejected_row(item, columns))
+            rows.append(rejected_row(item, columns))
             continue
         hit = per_sample[item.content_id]
         loss = hit["response_loss"]
         values: dict[str, Any] = {
-            "len_instruction": float(hit["len_instruction"]),
-            "len_input": float(hit["len_input"]),
-            "len_response": float(hit["len_response"]),
+            "len_instruction": _float_or_none(hit["len_instruction"]),
+            "len_input": _float_or_none(hit["len_input"]),
+            "len_response": _float_or_none(hit["len_response"]),
             "ppl": math.exp(loss) if loss is not None else None,
             "mtld": _finite_or_none(mtld(item.output)),
             "knn": _finite_or_none(knn_of[item.index]),
@@ -127,6 +98,10 @@ def score_indicators(
                           "intercept": rule.intercept}  # fmt: skip
         return ScoreTable(config, rows, score_field="instructmining", columns=columns)
     return ScoreTable(config, rows, score_field="len_response", columns=columns)
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -6,26 +6,25 @@ goes away) resumes where it stopped; transient request failures are reported but
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tunesift.data.pools import Pool
-from tunesift.data.sample import Rejected, Sample
 from tunesift.errors import ConfigError
-from tunesift.scorers.judge import JUDGE_VERSION, SYSTEM_PROMPT, USER_TEMPLATE, EndpointJudge, LocalJudge
-from tunesift.scoring import ScoreTable, _rejected_row, as_pool, fill_store, store_root
-from tunesift.store import ScoreStore
+from tunesift.models.registry import ResolvedModel
+from tunesift.scorers.judge import AlpaGasus, EndpointSpec
+from tunesift.scoring import ScoreTable, as_pool, default_executor, score_pool
+
+if TYPE_CHECKING:
+    from tunesift.execution import Executor
 
 JUDGE_COLUMNS = ("alpagasus", "judge_reply")
-PROMPT_SHA256 = hashlib.sha256((SYSTEM_PROMPT + "\n" + USER_TEMPLATE).encode("utf-8")).hexdigest()
 
 
 def score_alpagasus(
     data: Pool | str | Path,
     *,
-    model: str | None = None,
+    model: str | ResolvedModel | None = None,
     base_url: str | None = None,
     api_key_env: str = "OPENAI_API_KEY",
     concurrency: int = 4,
@@ -35,6 +34,7 @@ def score_alpagasus(
     token_budget: int = 4096,
     chunk_size: int = 64,
     device: str | None = None,
+    executor: Executor | None = None,
     progress: bool = False,
 ) -> ScoreTable:
     """The judge's 0-5 accuracy rating of every record (``alpagasus``), with the raw reply where there is
@@ -44,49 +44,14 @@ def score_alpagasus(
     from tunesift.models.registry import DEFAULT_MODEL, resolve_model
 
     pool = as_pool(data)
-    judge: Any
+    judge: EndpointSpec | ResolvedModel
     if base_url:
         if not model:
             raise ConfigError("model", "an endpoint judge needs the model name the server serves")
-        judge = EndpointJudge(base_url, model, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout,
-                              retries=retries)  # fmt: skip
-        config: dict[str, Any] = dict(judge.describe())
+        judge = EndpointSpec(base_url, str(model), api_key_env, concurrency, timeout, retries)
     else:
-        resolved = resolve_model(model or DEFAULT_MODEL)
-        judge = None
-        config = {"judge": "local", "model": resolved.name, "model_fingerprint": resolved.fingerprint,
-                  "dtype": "float32"}  # fmt: skip
-    config.update({"scorer": "alpagasus", "version": JUDGE_VERSION, "prompt_sha256": PROMPT_SHA256})
-    store = ScoreStore(store_root(store_dir), config)
-    cached = store.load()
-
-    def compute(samples: list[Sample], tick: Callable[[float], None] | None) -> list[dict[str, Any]]:
-        nonlocal judge
-        if judge is None:
-            from tunesift.models.causal_lm import CausalLM
-
-            judge = LocalJudge(CausalLM.load(resolved.name, device=device), token_budget)
-        return [
-            {
-                "alpagasus": r.score,
-                "judge_reply": r.reply,
-                "probs": list(r.probs) if r.probs else None,
-                "skip_reason": r.error,
-                "transient": r.transient,
-            }
-            for r in judge.rate(samples, on_progress=tick)
-        ]
-
-    fill_store(
-        store, cached, ((s.content_id, s) for s in pool if isinstance(s, Sample)), compute, chunk_size=chunk_size,
-        progress=progress, total=len(pool), desc="AlpaGasus judge", cacheable=lambda row: not row["transient"],
-    )  # fmt: skip
-    rows = []
-    for item in pool:
-        if isinstance(item, Rejected):
-            rows.append(_rejected_row(item, JUDGE_COLUMNS))
-            continue
-        hit = cached[item.content_id]
-        rows.append({"index": item.index, "id": item.content_id, "alpagasus": hit["alpagasus"],
-                     "judge_reply": hit["judge_reply"], "skip_reason": hit["skip_reason"]})  # fmt: skip
-    return ScoreTable(config, rows, score_field="alpagasus", columns=JUDGE_COLUMNS)
+        judge = model if isinstance(model, ResolvedModel) else resolve_model(model or DEFAULT_MODEL)
+    scorer = AlpaGasus(judge, token_budget)
+    scorer.chunk_size = chunk_size
+    return score_pool(scorer, pool, columns=JUDGE_COLUMNS, score_field="alpagasus", store_dir=store_dir,
+                      executor=default_executor(executor, device), progress=progress)  # fmt: skip

@@ -1,30 +1,30 @@
 """Score a pool, streaming, computing only what the score store does not hold yet.
 
-Each scorer's results are cached by sample content (or, for SelectIT, by the exact rating text) and
-configuration, appended a chunk at a time: a killed run resumes where it stopped, and a second run with
-another budget or aggregation reuses everything without loading a model.
+One driver loop serves every scorer (:func:`score_pool`): it walks the pool, hands the units the store
+lacks to an executor (in-process by default, or Ray), which computes them a chunk at a time and appends
+each chunk to the store, and then combines each sample's cached results into its row. A killed run
+resumes where it stopped, and a second run with another budget or aggregation reuses everything without
+loading a model. ``score_ifd`` and ``score_selectit`` are the public entry points of their methods.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesift.data.pools import Pool, read_pool
 from tunesift.data.sample import Rejected, Sample
 from tunesift.errors import ConfigError
 from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, cache_root, resolve_model
-from tunesift.scorers.ifd import IFDConfig, IFDScore, IFDScorer, combine_turns
-from tunesift.scorers.ifd import cache_key as ifd_cache_key
-from tunesift.scorers.turns import check_turn_rule
+from tunesift.scorers.base import Scorer, Unit
+from tunesift.scorers.ifd import IFD, IFD_COLUMNS, IFD_FIELDS, IFDConfig
 from tunesift.store import ScoreStore
 
-IFD_FIELDS = ("ifd", "loss_cond", "loss_direct", "n_tokens", "skip_reason")
-# The fields a subset record gets from each kind of score (the first is the one ranked by).
-SUBSET_COLUMNS = {"ifd": ("ifd", "loss_cond", "loss_direct", "n_tokens"), "selectit": ("selectit",)}
+if TYPE_CHECKING:
+    from tunesift.execution import Executor
 
 
 @dataclass
@@ -38,7 +38,7 @@ class ScoreTable:
     config: dict[str, Any]
     rows: list[dict[str, Any]]
     score_field: str = "ifd"
-    columns: tuple[str, ...] = ("ifd", "loss_cond", "loss_direct", "n_tokens")
+    columns: tuple[str, ...] = IFD_COLUMNS
 
     def values(self) -> list[float | None]:
         return [row.get(self.score_field) for row in self.rows]
@@ -53,7 +53,7 @@ class ScoreTable:
 
 
 def _reason_kind(reason: str) -> str:
-    return reason.split(":", 1)[0] if reason.startswith(("invalid_record", "no_turn_scored")) else reason
+    return reason.split(":", 1)[0] if reason.startswith(("invalid_record", "no_turn_scored", "error")) else reason
 
 
 def as_pool(data: Pool | str | Path) -> Pool:
@@ -64,197 +64,154 @@ def _valid(pool: Pool) -> Iterator[Sample]:
     return (s for s in pool if isinstance(s, Sample))
 
 
-def _rejected_row(rejected: Rejected, fields: Iterable[str]) -> dict[str, Any]:
+def rejected_row(rejected: Rejected, fields: Iterable[str]) -> dict[str, Any]:
+    """The row of a record that is not a valid sample: null fields and the reason, tied to its index."""
     where = f"{rejected.field}: " if rejected.field else ""
     row: dict[str, Any] = {"index": rejected.index, "id": None, **dict.fromkeys(fields)}
     row["skip_reason"] = f"invalid_record: {where}{rejected.reason}"
     return row
 
 
-def fill_store(
-    store: ScoreStore,
-    cached: dict[str, dict[str, Any]],
-    items: Iterable[tuple[str, Any]],
-    compute: Callable[[list[Any], Callable[[float], None] | None], list[dict[str, Any]]],
-    *,
-    chunk_size: int,
-    progress: bool,
-    total: int | None,
-    desc: str,
-    units_per_item: int = 1,
-    unit: str = "sample",
-    cacheable: Callable[[dict[str, Any]], bool] | None = None,
-) -> None:
-    """Compute the ``(key, item)`` pairs the store lacks, streaming, a chunk at a time.
+def store_root(store_dir: str | Path | None) -> Path:
+    return Path(store_dir) if store_dir else cache_root() / "scores"
 
-    ``compute`` gets a chunk of items (and a progress callback counting finished texts) and returns one
-    result row per item; each chunk is appended to the store before the next starts, so a killed run
-    loses at most the chunk in flight. Items whose key is cached (or repeated) cost nothing. Rows that
-    ``cacheable`` rejects (a transient failure) serve this run but are not stored, so a later run retries.
+
+def default_executor(executor: Executor | None, device: str | None) -> Executor:
+    """``executor``, else the in-process one on ``device``."""
+    if executor is not None:
+        return executor
+    from tunesift.execution.local import LocalExecutor
+
+    return LocalExecutor(device=device)
+
+
+def compute_units(
+    scorer: Scorer,
+    units: Iterable[Unit],
+    *,
+    store_dir: str | Path | None = None,
+    executor: Executor | None = None,
+    progress: bool = False,
+    total: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every unit's result by key: what the store holds, plus what ``executor`` computes for the rest.
+
+    Units are streamed; a key already stored (or already seen in this run) costs nothing. Results that
+    shards of an earlier, interrupted distributed run hold are merged into the store first.
     """
+    store = ScoreStore(store_root(store_dir), scorer.cache_config())
+    store.merge_shards()
+    cached = store.load()
+    executor = default_executor(executor, None)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True)
+        bar = tqdm(total=total, unit=scorer.unit_name, desc=scorer.describe(), dynamic_ncols=True)
     seen: set[str] = set()
-    chunk: list[tuple[str, Any]] = []
-    texts = 0.0
-    base = 0
+    done_texts = 0.0
 
-    def tick(n: float) -> None:
-        # texts finished -> whole items finished, so the bar never shows half a sample
-        nonlocal texts
-        texts += n
-        bar.update(min(base + int(texts // units_per_item), base + len(chunk)) - bar.n)
+    def missing() -> Iterator[Unit]:
+        for unit in units:
+            if unit.key in cached or unit.key in seen:
+                if bar is not None:
+                    bar.update(1)
+                continue
+            seen.add(unit.key)
+            yield unit
 
-    def run_chunk() -> None:
-        nonlocal texts, base
-        texts = 0.0
-        results = compute([item for _, item in chunk], tick if bar is not None else None)
-        rows = [{"id": key, **result} for (key, _), result in zip(chunk, results, strict=True)]
-        store.append(row for row in rows if cacheable is None or cacheable(row))
-        cached.update((row["id"], row) for row in rows)
-        base += len(chunk)
-        if bar is not None:
-            bar.n = base
-            bar.refresh()
-        chunk.clear()
+    def tick(texts: float) -> None:  # texts finished -> whole units, so the bar never shows half a sample
+        nonlocal done_texts
+        done_texts += texts
+        whole = int(done_texts // scorer.texts_per_unit)
+        done_texts -= whole * scorer.texts_per_unit
+        bar.update(whole)
 
-    for key, item in items:
-        if key in cached or key in seen:
-            base += 1
-            if bar is not None:
-                bar.update(1)
-            continue
-        seen.add(key)
-        chunk.append((key, item))
-        if len(chunk) >= chunk_size:
-            run_chunk()
-    if chunk:
-        run_chunk()
+    for key, row in executor.map_units(scorer, missing(), store, on_progress=tick if bar is not None else None):
+        cached[key] = row
     if bar is not None:
+        bar.n = bar.total if bar.total is not None else bar.n
         bar.close()
+    return cached
 
 
-def store_root(store_dir: str | Path | None) -> Path:
-    return Path(store_dir) if store_dir else cache_root() / "scores"
+def score_pool(
+    scorer: Scorer,
+    pool: Pool,
+    *,
+    columns: Sequence[str],
+    score_field: str,
+    config: dict[str, Any] | None = None,
+    store_dir: str | Path | None = None,
+    executor: Executor | None = None,
+    progress: bool = False,
+) -> ScoreTable:
+    """A scorer over a pool: compute what the store lacks, then each sample's row by ``scorer.combine``.
+
+    ``columns`` are the fields a subset record gets (the first is ranked by); rejected records get null
+    fields and their reason, at their own index.
+    """
+    units = (unit for sample in _valid(pool) for unit in scorer.units(sample))
+    results = compute_units(scorer, units, store_dir=store_dir, executor=executor, progress=progress,
+                            total=None if len(pool.rejects) else _n_units(scorer, pool))  # fmt: skip
+    rows = []
+    for sample in pool:
+        if isinstance(sample, Rejected):
+            rows.append(rejected_row(sample, columns))
+            continue
+        combined = scorer.combine(sample, [results[u.key] for u in scorer.units(sample)])
+        rows.append({"index": sample.index, "id": sample.content_id, **combined})
+    return ScoreTable(config=config or scorer.cache_config(), rows=rows, score_field=score_field,
+                      columns=tuple(columns))  # fmt: skip
+
+
+def _n_units(scorer: Scorer, pool: Pool) -> int | None:
+    """Units of the pool for the progress bar's total, when it is one per sample; else unknown."""
+    return len(pool) if scorer.unit_name == "sample" else None
 
 
 def score_ifd(
     data: Pool | str | Path,
     *,
-    model: str = DEFAULT_MODEL,
+    model: str | ResolvedModel = DEFAULT_MODEL,
     variant: str = "cherry",
     template: str | None = None,
     max_length: int | None = None,
     turn_rule: str = "mean",
     store_dir: str | Path | None = None,
     token_budget: int = 4096,
-    chunk_size: int = 128,
+    chunk_size: int | None = None,
     device: str | None = None,
     lm: Any = None,
+    executor: Executor | None = None,
     progress: bool = False,
 ) -> ScoreTable:
     """IFD for every record of a pool (conversations turn by turn, combined by ``turn_rule``).
 
-    ``lm`` may be a loaded :class:`~tunesift.models.CausalLM` (then ``model`` is ignored).
+    ``lm`` may be a loaded backend (a :class:`~tunesift.models.CausalLM`; then ``model`` is ignored).
     """
     pool = as_pool(data)
-    cfg = IFDConfig(variant=variant, template=template, max_length=max_length, turn_rule=turn_rule).resolved()
-    scorer = IFDScorer(lm, cfg, token_budget=token_budget) if lm is not None else None
-    if scorer is not None:
-        config = scorer.describe()
+    IFDConfig(variant, template, max_length, turn_rule).resolved()  # bad options fail before a model is resolved
+    if lm is not None:
+        resolved = ResolvedModel(lm.name, Path(), lm.fingerprint)
+        scorer = IFD(resolved, variant, template, max_length, turn_rule, token_budget, dtype=lm.dtype_name)
+        from tunesift.execution.local import LocalExecutor
+
+        executor = LocalExecutor(backend=lm)
     else:
-        resolved = resolve_model(model)
-        config = ifd_cache_key(cfg, resolved.name, resolved.fingerprint, "float32")
-    store = ScoreStore(store_root(store_dir), config)  # per-turn results: the turn rule is not part of the key
-    cached = store.load()
-
-    def compute(samples: list[Sample], tick: Callable[[float], None] | None) -> list[dict[str, Any]]:
-        nonlocal scorer
-        if scorer is None:
-            from tunesift.models.causal_lm import CausalLM
-
-            scorer = IFDScorer(CausalLM.load(model, device=device), cfg, token_budget=token_budget)
-        results = scorer.score(samples, on_progress=tick)
-        return [r.to_dict() for r in results]
-
-    fill_store(
-        store, cached, ((s.content_id, s) for s in _valid(pool)), compute, chunk_size=chunk_size,
-        progress=progress, total=len(pool), desc=f"IFD ({cfg.variant})", units_per_item=2,
-    )  # fmt: skip
-    rows = []
-    for sample in pool:
-        if isinstance(sample, Rejected):
-            rows.append(_rejected_row(sample, IFD_FIELDS[:-1]))
-            continue
-        hit = cached[sample.content_id]
-        if "turns" in hit:  # a conversation: combine its turns by this run's rule
-            hit = combine_turns([IFDScore.from_dict(t) for t in hit["turns"]], turn_rule).to_dict()
-        row = {"index": sample.index, "id": sample.content_id, **{k: hit[k] for k in IFD_FIELDS}}
-        if "turns" in hit:
-            row["turns"] = hit["turns"]
-        rows.append(row)
-    return ScoreTable(config={**config, "turn_rule": turn_rule}, rows=rows)
-
-
-def _rater_ratings(
-    pool: Pool,
-    sentences: Sequence[str],
-    rater_model: ResolvedModel,
-    store_dir: str | Path | None,
-    token_budget: int,
-    chunk_size: int,
-    device: str | None,
-    progress: bool,
-) -> dict[str, Any]:
-    """One rater's ratings of every (sample, turn, sentence), keyed by rating text; loads it only if needed."""
-    from tunesift.scorers.selectit import SCORER_VERSION as VERSION
-    from tunesift.scorers.selectit import Rating, SelectITRater, rating_key, rating_text
-
-    store = ScoreStore(
-        store_root(store_dir),
-        {
-            "scorer": "selectit-rater",
-            "version": VERSION,
-            "model": rater_model.name,
-            "model_fingerprint": rater_model.fingerprint,
-            "dtype": "float32",
-        },
-    )
-    cached = store.load()
-    rater: SelectITRater | None = None
-
-    def compute(units: list[tuple[Sample, str, int]], tick: Callable[[float], None] | None) -> list[dict[str, Any]]:
-        nonlocal rater
-        if rater is None:
-            from tunesift.models.causal_lm import CausalLM
-
-            rater = SelectITRater(CausalLM.load(rater_model.name, device=device), token_budget)
-        ratings = rater.rate(units, on_progress=tick)
-        return [{"p": r.probs, "skip_reason": r.skip_reason, "n_tokens": r.n_tokens} for r in ratings]
-
-    items = (
-        (rating_key(rating_text(s, t, turn)), (s, t, turn))
-        for s in _valid(pool)
-        for turn in range(len(s.turns))
-        for t in sentences
-    )
-    fill_store(
-        store, cached, items, compute, chunk_size=chunk_size * len(sentences), progress=progress, total=None,
-        desc=f"SelectIT ({rater_model.name})", unit="rating",
-    )  # fmt: skip
-    return {
-        key: Rating(None if row["p"] is None else tuple(row["p"]), row["skip_reason"], row.get("n_tokens", 0))
-        for key, row in cached.items()
-    }
+        resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
+        scorer = IFD(resolved, variant, template, max_length, turn_rule, token_budget)
+    scorer.chunk_size = chunk_size or scorer.chunk_size
+    # per-turn results are cached: the turn rule is not part of the key, only of the table's configuration
+    return score_pool(scorer, pool, columns=IFD_COLUMNS, score_field="ifd",
+                      config={**scorer.cache_config(), "turn_rule": turn_rule}, store_dir=store_dir,
+                      executor=default_executor(executor, device), progress=progress)  # fmt: skip
 
 
 def score_selectit(
     data: Pool | str | Path,
     *,
-    models: Sequence[str] = (DEFAULT_MODEL,),
+    models: Sequence[str | ResolvedModel] = (DEFAULT_MODEL,),
     k: int = 5,
     alpha: float = 0.2,
     level: str | None = None,
@@ -264,8 +221,9 @@ def score_selectit(
     turn_rule: str = "mean",
     store_dir: str | Path | None = None,
     token_budget: int = 4096,
-    chunk_size: int = 128,
+    chunk_size: int | None = None,
     device: str | None = None,
+    executor: Executor | None = None,
     progress: bool = False,
 ) -> ScoreTable:
     """SelectIT scores (METHODS.md §3) for every record, every level kept.
@@ -277,7 +235,8 @@ def score_selectit(
 
     from tunesift.models.registry import count_parameters
     from tunesift.scorers.selectit import SCORER_VERSION as VERSION
-    from tunesift.scorers.selectit import SelectITConfig, combine, load_prompts, rating_key, rating_text
+    from tunesift.scorers.selectit import SelectITConfig, SelectITRating, combine, load_prompts
+    from tunesift.scorers.turns import check_turn_rule
 
     pool = as_pool(data)
     if not models:
@@ -286,21 +245,26 @@ def score_selectit(
     prompts = load_prompts(prompts_file)
     cfg = SelectITConfig(k, alpha, level, token_prompt, token_rule).resolved(len(models), len(prompts))
     sentences = [prompts[i] for i in cfg.prompt_indices()]
-    resolved = [resolve_model(m) for m in models]
+    resolved = [m if isinstance(m, ResolvedModel) else resolve_model(m) for m in models]
     n_parameters = [count_parameters(r) for r in resolved]
-    ratings = [
-        _rater_ratings(pool, sentences, r, store_dir, token_budget, chunk_size, device, progress) for r in resolved
-    ]
+    executor = default_executor(executor, device)
+    raters = [SelectITRating(r, sentences, token_budget) for r in resolved]
+    for rater in raters:  # a chunk is counted in samples: each has a rating per prompt
+        rater.chunk_size = (chunk_size or 128) * len(sentences)
+    ratings = []
+    for rater in raters:
+        units = (u for s in _valid(pool) for u in rater.units(s))
+        ratings.append(compute_units(rater, units, store_dir=store_dir, executor=executor, progress=progress))
     names = [r.name for r in resolved]
     rows = []
     for sample in pool:
         if isinstance(sample, Rejected):
-            rows.append(_rejected_row(sample, ("selectit", "s_model")))
+            rows.append(rejected_row(sample, ("selectit", "s_model")))
             continue
-        per_rater = [
-            [[by_key[rating_key(rating_text(sample, t, turn))] for t in sentences] for turn in range(len(sample.turns))]
-            for by_key in ratings
-        ]
+        per_rater = []
+        for rater, by_key in zip(raters, ratings, strict=True):
+            flat = [SelectITRating.rating(by_key[u.key]) for u in rater.units(sample)]
+            per_rater.append([flat[t * len(sentences) : (t + 1) * len(sentences)] for t in range(len(sample.turns))])
         combined = combine(per_rater, names, n_parameters, cfg, turn_rule)
         rows.append({"index": sample.index, "id": sample.content_id, **combined})
     config = {
@@ -320,4 +284,7 @@ def score_selectit(
         "turn_rule": turn_rule,
         "dtype": "float32",
     }
-    return ScoreTable(config=config, rows=rows, score_field="selectit", columns=SUBSET_COLUMNS["selectit"])
+    return ScoreTable(config=config, rows=rows, score_field="selectit", columns=("selectit",))
+
+
+__all__ = ["IFD_FIELDS", "ScoreTable", "compute_units", "score_ifd", "score_pool", "score_selectit"]

@@ -130,12 +130,15 @@ class ChatTemplate:
     name = "chat"
 
     def __init__(self, tokenizer: Any) -> None:
-        if not getattr(tokenizer, "chat_template", None):
-            raise ConfigError("template", "'chat' needs a tokenizer with a chat template; this model has none")
-        self._tokenizer = tokenizer
-        bos = tokenizer.bos_token
-        adds_bos = bos is not None and tokenizer("").input_ids[:1] == [tokenizer.bos_token_id]
-        self._strip = bos if adds_bos else None
+        """``tokenizer``: a Hugging Face tokenizer, or a backend with ``render_chat`` (an LMBackend)."""
+        if hasattr(tokenizer, "render_chat"):
+            if not tokenizer.has_chat_template:
+                raise ConfigError("template", "'chat' needs a tokenizer with a chat template; this model has none")
+            self._render_fn = tokenizer.render_chat
+        else:
+            if not getattr(tokenizer, "chat_template", None):
+                raise ConfigError("template", "'chat' needs a tokenizer with a chat template; this model has none")
+            self._render_fn = lambda messages, gen: render_chat(tokenizer, messages, gen)
         probe = [{"role": "user", "content": "x"}]
         with_gen = self._render(probe, True)
         without = self._render(probe, False)
@@ -144,12 +147,7 @@ class ChatTemplate:
         self.direct_prefix = with_gen[len(without) :]
 
     def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-        text = self._tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
-        if self._strip and text.startswith(self._strip):
-            text = text[len(self._strip) :]
-        return text
+        return self._render_fn(messages, add_generation_prompt)
 
     def prompt(self, instruction: str, input: str, history: Sequence[Turn] = (), system: str = "") -> str:
         messages = [{"role": "system", "content": system}] if system else []
@@ -158,6 +156,16 @@ class ChatTemplate:
                          {"role": "assistant", "content": t.assistant}]  # fmt: skip
         messages.append({"role": "user", "content": _user_content(instruction, input)})
         return self._render(messages, True)
+
+
+def render_chat(tokenizer: Any, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """A tokenizer's chat template as text; a BOS the template writes is dropped when the tokenizer adds one
+    itself, so BOS is never doubled."""
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and tokenizer("").input_ids[:1] == [tokenizer.bos_token_id]:
+        text = text[len(bos) :]
+    return text
 
 
 def _user_content(instruction: str, input: str) -> str:

@@ -123,12 +123,16 @@ class CausalLM:
 
     @classmethod
     def load(
-        cls, name_or_path: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype = torch.float32
+        cls,
+        name_or_path: str | ResolvedModel = DEFAULT_MODEL,
+        device: str | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> CausalLM:
-        """Load a packaged model by short name, or a local checkpoint directory (no network)."""
+        """Load a packaged model by short name, a local checkpoint directory, or an already resolved model
+        (no network)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        resolved: ResolvedModel = resolve_model(name_or_path)
+        resolved = name_or_path if isinstance(name_or_path, ResolvedModel) else resolve_model(name_or_path)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
         model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype)
@@ -150,9 +154,27 @@ class CausalLM:
     def dtype_name(self) -> str:
         return str(next(self.model.parameters()).dtype).removeprefix("torch.")
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids with the tokenizer's own special tokens (a BOS where the model uses one)."""
-        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids, by default with the tokenizer's own special tokens (a BOS where the model uses one)."""
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` alone, without special tokens (0 for an empty text)."""
+        return len(self.encode(text, add_special_tokens=False)) if text else 0
+
+    @property
+    def context_length(self) -> int | None:
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render_chat(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The tokenizer's chat template as text; a BOS it writes is dropped where :meth:`encode` adds one."""
+        from tunesift.data.templates import render_chat
+
+        return render_chat(self.tokenizer, messages, add_generation_prompt)
 
     @torch.inference_mode()
     def target_nll(

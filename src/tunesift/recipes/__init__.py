@@ -21,17 +21,20 @@ own options; ``embedder: minilm | lm``). ``of`` says what a rate counts: the who
 
 from __future__ import annotations
 
-import inspect
 import math
 import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesift.errors import ConfigError, InputError
-from tunesift.selectors.rules import Budget, Selection
+from tunesift.scorers.registry import SCORERS, Option, check_options, columns_of, get_scorer
+from tunesift.selectors.rules import Budget, Selection, apply_steps
+
+if TYPE_CHECKING:
+    from tunesift.execution import Executor
 
 BUILTIN_DIR = Path(__file__).parent
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -49,24 +52,19 @@ SELECT_OPTIONS: dict[str, set[str]] = {
 }
 EMBEDDER_OPTIONS = {"embedder", "embed_model", "embed_text", "embed_template"}
 STEP_KINDS = ("filter", "rank", "cut", "select")
+EXECUTOR_KEYS = {"name", "ray_address", "actors", "gpus_per_actor", "cpus_per_actor"}
 
-
-def _scorers() -> dict[str, Callable[..., Any]]:
-    from tunesift.score_indicators import score_indicators
-    from tunesift.score_judge import score_alpagasus
-    from tunesift.scoring import score_ifd, score_selectit
-
-    return {"ifd": score_ifd, "selectit": score_selectit, "alpagasus": score_alpagasus, "indicators": score_indicators}
-
-
-# Columns each scorer writes (what filter / rank / by may name); no scorer: the response length.
-SCORER_COLUMNS = {
-    "ifd": ("ifd", "loss_cond", "loss_direct", "n_tokens"),
-    "selectit": ("selectit", "s_model"),
-    "alpagasus": ("alpagasus",),
-    "indicators": ("len_instruction", "len_input", "len_response", "ppl", "mtld", "knn", "instructmining"),
-    None: ("response_chars",),
+# Options of a run that change the recipe's final selection or its cut (default: the recipe's own values).
+SELECT_OVERRIDES: dict[str, Option] = {
+    "random_state": Option("random_state", int | None, None, "Seed of the random, k-center or k-means selection "
+                           "(default: the recipe's, 0).", flag="--seed"),  # fmt: skip
+    "tau": Option("tau", float | None, None, "deita: admit a sample only below this cosine similarity to every "
+                  "admitted one (default: the recipe's, 0.9)."),  # fmt: skip
+    "clusters": Option("clusters", int | None, None, "k-means clusters on the embeddings (default: the recipe's)."),
+    "per_cluster": Option("per_cluster", int | None, None, "Samples taken per cluster (default: budget / clusters)."),
 }
+CUT_RATE = Option("cut_rate", float | None, None, "Share of the pool kept by the cut before the final selection "
+                  "(Superfiltering.D's k1; default: the recipe's, 0.2).", flag="--k1-rate")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -80,6 +78,7 @@ class Recipe:
     budget: Budget | None = None
     source: str = ""
     keep_all: bool = False  # with no budget from the user, keep every candidate (AlpaGasus keeps all >= 4.5)
+    executor: dict[str, Any] | None = None  # where it runs unless the user says: {name: ray, actors: 2, ...}
 
     @property
     def scorer(self) -> str | None:
@@ -115,14 +114,14 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
 
     if not isinstance(raw, dict):
         raise bad("a recipe is a mapping with name, description, score and steps")
-    unknown = set(raw) - {"name", "description", "budget", "score", "steps"}
+    unknown = set(raw) - {"name", "description", "budget", "score", "steps", "executor"}
     if unknown:
         raise bad(f"unknown key(s) {sorted(unknown)}", sorted(unknown)[0])
     name = raw.get("name") or Path(source).stem
     score = dict(raw.get("score") or {})
     scorer = score.get("scorer")
-    if score and scorer not in _scorers():
-        raise bad(f"unknown scorer {scorer!r}; choose one of {', '.join(_scorers())}", "score.scorer")
+    if score and scorer not in SCORERS:
+        raise bad(f"unknown scorer {scorer!r}; choose one of {', '.join(SCORERS)}", "score.scorer")
     if scorer:
         check_options(scorer, {k: v for k, v in score.items() if k != "scorer"}, where=f"{source}: score")
     budget = None
@@ -135,7 +134,7 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
     steps = raw.get("steps")
     if not isinstance(steps, list) or not steps:
         raise bad("needs a non-empty list of steps", "steps")
-    columns = SCORER_COLUMNS[scorer]
+    columns = columns_of(scorer)
     checked = []
     for number, step in enumerate(steps):
         where = f"steps[{number}]"
@@ -179,18 +178,12 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
         checked.append({kind: body})
     if "select" not in checked[-1]:
         raise bad("the last step must be a select", f"steps[{len(steps) - 1}]")
-    return Recipe(name, str(raw.get("description", "")), tuple(checked), score, budget, source, keep_all)
-
-
-def check_options(scorer: str, options: dict[str, Any], where: str = "score") -> None:
-    """Every option must be a parameter of the scorer function (named in the error otherwise)."""
-    accepted = set(inspect.signature(_scorers()[scorer]).parameters) - {"data"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        takes = ", ".join(sorted(accepted))
-        raise ConfigError(
-            unknown[0].replace("_", "-"), f"{where}: scorer {scorer!r} has no such option; it takes {takes}"
-        )
+    executor = raw.get("executor")
+    if executor is not None:
+        executor = {"name": executor} if isinstance(executor, str) else executor
+        if not isinstance(executor, dict) or executor.get("name") not in ("local", "ray") or set(executor) - EXECUTOR_KEYS:
+            raise bad(f"executor is local or ray, or a mapping of {sorted(EXECUTOR_KEYS)}", "executor")
+    return Recipe(name, str(raw.get("description", "")), tuple(checked), score, budget, source, keep_all, executor)
 
 
 @dataclass
@@ -208,63 +201,74 @@ def execute(
     select_options: dict[str, Any] | None = None,
     store_dir: str | Path | None = None,
     device: str | None = None,
+    executor: Executor | None = None,
     progress: bool = False,
 ) -> RecipeRun:
     """Score ``pool`` as the recipe says (user ``score_options`` win over the recipe's), then run its steps.
 
     ``select_options`` override the final select step's options (e.g. ``random_state``, ``tau``); with no
-    budget from the user or the recipe, the final select keeps every candidate.
+    budget from the user or the recipe, the final select keeps every candidate. The pool is streamed: what
+    is kept per record is its score row, never the record itself.
     """
-    from tunesift.data.sample import Sample
-    from tunesift.scoring import ScoreTable
+    from tunesift.scoring import ScoreTable, default_executor
 
-    samples = {s.index: s for s in pool if isinstance(s, Sample)}
+    executor = default_executor(executor, device)
     if recipe.scorer:
         options = {k: v for k, v in recipe.score.items() if k != "scorer"}
         options.update(score_options or {})
-        runtime = {"store_dir": store_dir, "device": device, "progress": progress}
         check_options(recipe.scorer, options, where=recipe.name)
-        table = _scorers()[recipe.scorer](pool, **options, **runtime)
+        _check_needs(recipe, options)
+        table = get_scorer(recipe.scorer).load()(pool, **options, store_dir=store_dir, executor=executor,
+                                                 progress=progress)  # fmt: skip
     else:  # no model score: the subset and manifest carry each record's response length
-        rows = [{"index": i, "id": samples[i].content_id if i in samples else None,
-                 "response_chars": float(len(samples[i].output)) if i in samples else None,
-                 "skip_reason": None if i in samples else "invalid_record"} for i in range(len(pool))]  # fmt: skip
+        rows = [{"index": item.index, "id": getattr(item, "content_id", None),
+                 "response_chars": float(len(item.output)) if hasattr(item, "output") else None,
+                 "skip_reason": None if hasattr(item, "output") else "invalid_record"} for item in pool]  # fmt: skip
         table = ScoreTable({"method": recipe.name}, rows, score_field="response_chars", columns=("response_chars",))
     budget = budget or recipe.budget
     if budget is None and not recipe.keep_all:
         raise ConfigError("rate/count", f"recipe {recipe.name!r} has no default budget: give --rate or --count")
-    candidates = sorted(samples)
     rows = table.rows
+    valid = [row["index"] for row in rows if row.get("id") is not None]
 
     def value(i: int, column: str) -> float | None:
         v = rows[i].get(column)
         return v if v is not None and math.isfinite(v) else None
 
-    chosen: list[int] = []
-    for step in recipe.steps:
-        kind, body = next(iter(step.items()))
-        if kind == "filter":
-            op = OPERATORS[body["op"]]
-            candidates = [i for i in candidates if (v := value(i, body["column"])) is not None and op(v, body["value"])]
-        elif kind == "rank":
-            sign = -1.0 if body.get("order", "desc") == "desc" else 1.0
-            scored = [i for i in candidates if value(i, body["by"]) is not None]
-            candidates = sorted(scored, key=lambda i: (sign * value(i, body["by"]), i))
-        elif kind == "cut":
-            base = len(pool) if body.get("of", "pool") == "pool" else len(candidates)
-            cut = Budget(rate=body.get("rate"), count=body.get("count"))
-            candidates = candidates[: cut.size(base=base, available=len(candidates))]
-        else:
-            body = {**body, **(select_options or {})}
-            base = len(pool) if body.get("of", "pool") == "pool" else len(candidates)
-            size = budget.size(base=base, available=len(candidates)) if budget else len(candidates)
-            chosen = _select(body, candidates, size, samples, value, table, pool, store_dir, device, progress)
-    n_scored = sum(1 for i in samples if value(i, table.score_field) is not None)
+    steps = list(recipe.steps)
+    if select_options:
+        steps[-1] = {"select": {**steps[-1]["select"], **select_options}}
+
+    def select(body: dict[str, Any], candidates: list[int], size: int) -> list[int]:
+        return _select(body, candidates, size, value, table, pool, store_dir, executor, progress)
+
+    chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select)
+    n_scored = sum(1 for i in valid if value(i, table.score_field) is not None)
     selection = Selection(chosen, len(pool), n_scored, len(candidates), recipe.name)
     return RecipeRun(table, selection)
 
 
-def _select(body, candidates, size, samples, value, table, pool, store_dir, device, progress) -> list[int]:
+def _check_needs(recipe: Recipe, options: dict[str, Any]) -> None:
+    """A step over a column that only exists with an option (InstructMining's ``rule``) needs that option."""
+    needs = get_scorer(recipe.scorer).needs
+    for step in recipe.steps:
+        for body in step.values():
+            for column in (body.get("by"), body.get("column")):
+                option = needs.get(column) if column else None
+                if option and options.get(option) is None:
+                    flag = "--" + option.replace("_", "-")
+                    raise ConfigError(option.replace("_", "-"), f"recipe {recipe.name!r} uses the column {column!r}, "
+                                      f"which needs {flag} (e.g. a rule written by fit-indicators)")  # fmt: skip
+
+
+def _response_chars(pool: Any, indices: list[int]) -> list[int]:
+    """Response lengths (characters) of the records at ``indices``, in that order, in one streaming pass."""
+    wanted = set(indices)
+    lengths = {item.index: len(item.output) for item in pool if item.index in wanted}
+    return [lengths[i] for i in indices]
+
+
+def _select(body, candidates, size, value, table, pool, store_dir, executor, progress) -> list[int]:
     """The final set-level selection over ``candidates`` (pool indices, in their current order)."""
     from tunesift.selectors import clusters, diversity
 
@@ -277,14 +281,14 @@ def _select(body, candidates, size, samples, value, table, pool, store_dir, devi
         return [candidates[p] for p in diversity.random_select(len(candidates), size,
                                                                random_state=body.get("random_state", 0))]  # fmt: skip
     if method == "longest":
-        return [candidates[p] for p in diversity.longest([len(samples[i].output) for i in candidates], size)]
+        return [candidates[p] for p in diversity.longest(_response_chars(pool, candidates), size)]
     from tunesift.embeddings import embed_pool
 
     embed = {"embedder": body.get("embedder", "minilm")}
     for key in ("model", "text", "template"):
         if f"embed_{key}" in body:
             embed[key] = body[f"embed_{key}"]
-    vectors = embed_pool(pool, indices=candidates, store_dir=store_dir, device=device, progress=progress,
+    vectors = embed_pool(pool, indices=candidates, store_dir=store_dir, executor=executor, progress=progress,
                          **embed).vectors  # fmt: skip
     by = body.get("by", table.score_field)
     if method == "kcenter":

@@ -16,12 +16,18 @@ from tunesift.data.sample import Sample
 from tunesift.data.templates import TEMPLATE_NAMES, Template, get_template
 from tunesift.errors import ConfigError
 from tunesift.models.causal_lm import CausalLM, TargetSpan
+from tunesift.models.registry import ResolvedModel
+from tunesift.scorers.base import Progress, Scorer, Unit
 from tunesift.scorers.turns import aggregate, check_turn_rule
 
 Variant = Literal["cherry", "superfilter"]
 VARIANTS: tuple[str, ...] = ("cherry", "superfilter")
 # Bump when the computation changes, so cached scores from older code are not reused.
 SCORER_VERSION = 1
+
+# A sample's fields in SCORES (the first is the one ranked by) and the fields of its cached result.
+IFD_COLUMNS = ("ifd", "loss_cond", "loss_direct", "n_tokens")
+IFD_FIELDS = (*IFD_COLUMNS, "skip_reason")
 
 SKIP_PROMPT_FILLS_BUDGET = "prompt_fills_budget"
 SKIP_NO_RESPONSE_TOKENS = "no_response_tokens"
@@ -130,7 +136,7 @@ class IFDScorer:
         self.lm = lm
         self.config = (config or IFDConfig()).resolved()
         self.token_budget = token_budget
-        self.template: Template = get_template(self.config.template, lm.tokenizer)
+        self.template: Template = get_template(self.config.template, lm)
         self._bos_len = len(lm.encode(""))
 
     def describe(self) -> dict[str, Any]:
@@ -197,3 +203,55 @@ class IFDScorer:
             cursor += len(sample.turns)
             out.append(turns[0] if len(turns) == 1 else combine_turns(turns, self.config.turn_rule))
         return out
+
+
+class IFD(Scorer):
+    """IFD on the scorer contract: one unit per sample (its turns inside), computed by :class:`IFDScorer`.
+
+    The turn rule is applied in :meth:`combine`, after the cache: changing it recomputes nothing.
+    """
+
+    name = "ifd"
+    result_fields = IFD_FIELDS
+    texts_per_unit = 2
+
+    def __init__(
+        self,
+        model: ResolvedModel,
+        variant: str = "cherry",
+        template: str | None = None,
+        max_length: int | None = None,
+        turn_rule: str = "mean",
+        token_budget: int = 4096,
+        dtype: str = "float32",
+    ) -> None:
+        self.model = model
+        self.config = IFDConfig(variant=variant, template=template, max_length=max_length,
+                                turn_rule=turn_rule).resolved()  # fmt: skip
+        self.token_budget = token_budget
+        self.dtype = dtype
+
+    def cache_config(self) -> dict[str, Any]:
+        return cache_key(self.config, self.model.name, self.model.fingerprint, self.dtype)
+
+    def describe(self) -> str:
+        return f"IFD ({self.config.variant})"
+
+    def units(self, sample: Sample) -> list[Unit]:
+        return [Unit(sample.content_id, sample)]
+
+    def load_backend(self, device: str | None = None) -> CausalLM:
+        return CausalLM.load(self.model, device=device)
+
+    def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
+        scorer = IFDScorer(backend, self.config, token_budget=self.token_budget)
+        return [r.to_dict() for r in scorer.score([u.payload for u in units], on_progress=on_progress)]
+
+    def combine(self, sample: Sample, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        hit = results[0]
+        if "turns" in hit:  # a conversation: combine its turns by this run's rule
+            hit = combine_turns([IFDScore.from_dict(t) for t in hit["turns"]], self.config.turn_rule).to_dict()
+        row = {k: hit[k] for k in IFD_FIELDS}
+        if "turns" in hit:
+            row["turns"] = hit["turns"]
+        return row

@@ -22,7 +22,10 @@ from typing import Any
 import numpy as np
 
 from tunesift.atomic import atomic_open
+from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, InputError
+from tunesift.models.registry import ResolvedModel
+from tunesift.scorers.base import Progress, Scorer, Unit
 
 INDICATORS = ("len_instruction", "len_input", "len_response", "ppl", "mtld", "knn")
 MTLD_THRESHOLD = 0.72
@@ -180,3 +183,61 @@ def subset_means(rows: Sequence[dict[str, Any]], indicators: Sequence[str] = IND
         values = [r[name] for r in rows if r.get(name) is not None and math.isfinite(r[name])]
         means[name] = float(np.mean(values)) if values else math.nan
     return means
+
+
+# Bump when a computation changes, so cached values from older code are not reused.
+INDICATOR_VERSION = 1
+
+
+class IndicatorLM(Scorer):
+    """The model-dependent indicators on the scorer contract: token lengths of instruction, input and
+    response, and the response's mean NLL (its perplexity's log). A conversation is described by its last
+    turn. MTLD and kNN-i are computed by the pool-level function (cheap, or a property of the set)."""
+
+    name = "indicators-lm"
+    result_fields = ("len_instruction", "len_input", "len_response", "response_loss", "response_tokens",
+                     "ppl_skip_reason")  # fmt: skip
+
+    def __init__(self, model: ResolvedModel, max_length: int = 1024, token_budget: int = 4096) -> None:
+        self.model = model
+        self.max_length = max_length
+        self.token_budget = token_budget
+
+    def cache_config(self) -> dict[str, Any]:
+        return {"scorer": "indicators-lm", "version": INDICATOR_VERSION, "model": self.model.name,
+                "model_fingerprint": self.model.fingerprint, "max_length": self.max_length,
+                "dtype": "float32"}  # fmt: skip
+
+    def describe(self) -> str:
+        return "indicators (lengths, perplexity)"
+
+    def units(self, sample: Sample) -> list[Unit]:
+        return [Unit(sample.content_id, sample)]
+
+    def load_backend(self, device: str | None = None) -> Any:
+        from tunesift.models.causal_lm import CausalLM
+
+        return CausalLM.load(self.model, device=device)
+
+    def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
+        from tunesift.models.causal_lm import TargetSpan
+
+        chunk: list[Sample] = [u.payload for u in units]
+        bos = len(backend.encode(""))
+        spans = [TargetSpan(tuple(backend.encode(s.output)[: self.max_length]), start=bos) for s in chunk]
+        nll = backend.target_nll(spans, self.token_budget, on_batch=on_progress)
+        rows = []
+        for sample, span, values in zip(chunk, spans, nll, strict=True):
+            loss = float(values.mean()) if len(values) else math.nan
+            reason = None
+            if not math.isfinite(loss):
+                reason = "no_response_tokens" if span.n_targets == 0 else "non_finite_loss"
+            rows.append({"len_instruction": backend.count_tokens(sample.instruction),
+                         "len_input": backend.count_tokens(sample.input),
+                         "len_response": backend.count_tokens(sample.output),
+                         "response_loss": loss if reason is None else None,
+                         "response_tokens": span.n_targets, "ppl_skip_reason": reason})  # fmt: skip
+        return rows
+
+    def failure(self, reason: str) -> dict[str, Any]:
+        return {**super().failure(reason), "ppl_skip_reason": f"error: {reason}"}

@@ -12,6 +12,7 @@ Two judges behind one result type:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,9 +23,15 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
+from tunesift.models.registry import ResolvedModel
+from tunesift.scorers.base import Progress, Scorer, Unit
+
+if TYPE_CHECKING:
+    from tunesift.models.backend import LMBackend
 
 SCALE = (0, 1, 2, 3, 4, 5)
 # Bump when the prompt or the parsing changes, so cached ratings from older code are not reused.
@@ -190,10 +197,10 @@ class LocalJudge:
     right after the prompt (renormalised over those six), rendered with the model's chat template, or as
     plain text ending in ``Score:`` for a model without one."""
 
-    def __init__(self, lm, token_budget: int = 4096) -> None:  # lm: tunesift.models.CausalLM
+    def __init__(self, lm: LMBackend, token_budget: int = 4096) -> None:
         self.lm = lm
         self.token_budget = token_budget
-        self.chat = bool(getattr(lm.tokenizer, "chat_template", None))
+        self.chat = lm.has_chat_template
         probe = self._text([{"role": "user", "content": "x"}])
         base = lm.encode(probe)
         self.candidates = []
@@ -209,17 +216,13 @@ class LocalJudge:
 
     def _text(self, messages: list[dict[str, str]]) -> str:
         if self.chat:
-            text = self.lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            bos = self.lm.tokenizer.bos_token
-            if bos and text.startswith(bos) and self.lm.encode("")[:1] == [self.lm.tokenizer.bos_token_id]:
-                text = text[len(bos) :]  # the tokenizer adds it: never twice
-            return text
+            return self.lm.render_chat(messages, add_generation_prompt=True)
         return "\n\n".join(m["content"] for m in messages) + "\n\nScore: "
 
     def rate(self, samples: Sequence[Sample], on_progress: Callable[[float], None] | None = None) -> list[JudgeResult]:
         from tunesift.models.causal_lm import TargetSpan
 
-        limit = getattr(self.lm.model.config, "max_position_embeddings", None)
+        limit = self.lm.context_length
         spans, keep = [], []
         results: list[JudgeResult | None] = [None] * len(samples)
         for i, sample in enumerate(samples):
@@ -261,3 +264,70 @@ class LocalChat:
         else:
             text = "\n\n".join(m["content"] for m in messages) + "\n\n"
         return generate(self.lm, [text], self.max_new_tokens)[0], None, False
+
+
+PROMPT_SHA256 = hashlib.sha256((SYSTEM_PROMPT + "\n" + USER_TEMPLATE).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """An OpenAI-compatible judge endpoint, as parameters (the worker builds the client)."""
+
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 4
+    timeout: float = 60.0
+    retries: int = 4
+
+    def client(self) -> EndpointJudge:
+        return EndpointJudge(self.base_url, self.model, api_key_env=self.api_key_env, concurrency=self.concurrency,
+                             timeout=self.timeout, retries=self.retries)  # fmt: skip
+
+
+class AlpaGasus(Scorer):
+    """The AlpaGasus judge on the scorer contract: a unit per sample; the judge is an endpoint
+    (:class:`EndpointSpec`) or a local causal LM (a resolved model). Transient request failures are
+    reported but never cached."""
+
+    name = "alpagasus"
+    result_fields = ("alpagasus", "judge_reply", "probs", "skip_reason", "transient")
+    chunk_size = 64
+
+    def __init__(self, judge: EndpointSpec | ResolvedModel, token_budget: int = 4096) -> None:
+        self.judge = judge
+        self.token_budget = token_budget
+        if isinstance(judge, EndpointSpec):
+            judge.client()  # checks the URL and limits now, on the driver, before any work
+
+    def cache_config(self) -> dict[str, Any]:
+        if isinstance(self.judge, EndpointSpec):
+            config: dict[str, Any] = dict(self.judge.client().describe())
+        else:
+            config = {"judge": "local", "model": self.judge.name, "model_fingerprint": self.judge.fingerprint,
+                      "dtype": "float32"}  # fmt: skip
+        return {**config, "scorer": "alpagasus", "version": JUDGE_VERSION, "prompt_sha256": PROMPT_SHA256}
+
+    def describe(self) -> str:
+        return "AlpaGasus judge"
+
+    def units(self, sample: Sample) -> list[Unit]:
+        return [Unit(sample.content_id, sample)]
+
+    def load_backend(self, device: str | None = None) -> Any:
+        if isinstance(self.judge, EndpointSpec):
+            return self.judge.client()
+        from tunesift.models.causal_lm import CausalLM
+
+        return LocalJudge(CausalLM.load(self.judge, device=device), self.token_budget)
+
+    def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
+        return [
+            {"alpagasus": r.score, "judge_reply": r.reply, "probs": list(r.probs) if r.probs else None,
+             "skip_reason": r.error, "transient": r.transient}  # fmt: skip
+            for r in backend.rate([u.payload for u in units], on_progress=on_progress)
+        ]
+
+    def combine(self, sample: Sample, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        hit = results[0]
+        return {"alpagasus": hit["alpagasus"], "judge_reply": hit["judge_reply"], "skip_reason": hit["skip_reason"]}

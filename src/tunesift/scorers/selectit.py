@@ -15,6 +15,7 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from importlib import resources
 from pathlib import Path
 
@@ -22,8 +23,13 @@ import numpy as np
 
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, InputError
-from tunesift.models.causal_lm import CausalLM, TargetSpan
+from tunesift.models.registry import ResolvedModel
+from tunesift.scorers.base import Progress, Scorer, Unit
+from tunesift.models.causal_lm import TargetSpan
 from tunesift.scorers.turns import aggregate
+
+if TYPE_CHECKING:
+    from tunesift.models.backend import LMBackend
 
 SCORER_VERSION = 1
 SCALE = (1, 2, 3, 4, 5)
@@ -76,13 +82,12 @@ def rating_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def score_token_ids(lm: CausalLM) -> list[int]:
+def score_token_ids(lm: LMBackend) -> list[int]:
     """Token of each digit 1..5 as it follows a newline: what tokenising ``"\\n" + d`` adds to ``"\\n"``."""
-    tok = lm.tokenizer
-    newline = tok("\n", add_special_tokens=False)["input_ids"]
+    newline = lm.encode("\n", add_special_tokens=False)
     ids = []
     for digit in SCALE:
-        with_digit = tok(f"\n{digit}", add_special_tokens=False)["input_ids"]
+        with_digit = lm.encode(f"\n{digit}", add_special_tokens=False)
         added = with_digit[len(newline) :]
         if with_digit[: len(newline)] != newline or len(added) != 1:
             raise ConfigError("models", f"rater {lm.name}: the score digit {digit!r} is not one token after a newline")
@@ -135,11 +140,11 @@ class Rating:
 class SelectITRater:
     """Reads the five score-token probabilities of one rater, batched behind the shared rating sentence."""
 
-    def __init__(self, lm: CausalLM, token_budget: int = 4096) -> None:
+    def __init__(self, lm: LMBackend, token_budget: int = 4096) -> None:
         self.lm = lm
         self.token_budget = token_budget
         self.candidates = score_token_ids(lm)
-        self.context = getattr(lm.model.config, "max_position_embeddings", None)
+        self.context = lm.context_length
 
     def rate(
         self,
@@ -153,7 +158,7 @@ class SelectITRater:
         n_response = [0] * len(units)
         for i, (sample, sentence, *turn) in enumerate(units):
             t = turn[0] if turn else -1
-            n_response[i] = len(self.lm.tokenizer(sample.turns[t].assistant, add_special_tokens=False)["input_ids"])
+            n_response[i] = self.lm.count_tokens(sample.turns[t].assistant)
             ids = tuple(self.lm.encode(rating_text(sample, sentence, t)))
             if self.context is not None and len(ids) > self.context:
                 ratings[i] = Rating(None, SKIP_TOO_LONG, n_response[i])
@@ -270,3 +275,47 @@ def combine_turn(
         "raters": raters,
         "skip_reason": "; ".join(reasons) if top is None else None,
     }
+
+
+class SelectITRating(Scorer):
+    """One rater's ratings on the scorer contract: a unit per (sample, turn, rating sentence), keyed by the
+    exact text the rater reads, so alpha, the level, the turn rule and the raters' mix recompute nothing.
+    :func:`combine` pools the raters' results into a sample's levels."""
+
+    name = "selectit-rater"
+    result_fields = ("p", "skip_reason", "n_tokens")
+    unit_name = "rating"
+
+    def __init__(self, model: ResolvedModel, sentences: Sequence[str], token_budget: int = 4096) -> None:
+        self.model = model
+        self.sentences = tuple(sentences)
+        self.token_budget = token_budget
+        self.chunk_size = 128 * max(1, len(self.sentences))
+
+    def cache_config(self) -> dict[str, Any]:
+        return {"scorer": "selectit-rater", "version": SCORER_VERSION, "model": self.model.name,
+                "model_fingerprint": self.model.fingerprint, "dtype": "float32"}  # fmt: skip
+
+    def describe(self) -> str:
+        return f"SelectIT ({self.model.name})"
+
+    def units(self, sample: Sample) -> list[Unit]:
+        return [
+            Unit(rating_key(rating_text(sample, sentence, turn)), (sample, sentence, turn))
+            for turn in range(len(sample.turns))
+            for sentence in self.sentences
+        ]
+
+    def load_backend(self, device: str | None = None) -> Any:
+        from tunesift.models.causal_lm import CausalLM
+
+        return CausalLM.load(self.model, device=device)
+
+    def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
+        ratings = SelectITRater(backend, self.token_budget).rate([u.payload for u in units], on_progress=on_progress)
+        return [{"p": r.probs, "skip_reason": r.skip_reason, "n_tokens": r.n_tokens} for r in ratings]
+
+    @staticmethod
+    def rating(result: dict[str, Any]) -> Rating:
+        p = result["p"]
+        return Rating(None if p is None else tuple(p), result["skip_reason"], result.get("n_tokens", 0))

@@ -1,5 +1,7 @@
-"""Threshold-and-rank selection rules over one score column (they never call a model).
+"""Selection rules over score columns, and the one step engine that runs them (they never call a model).
 
+A rule (``cherry``, ``superfilter``, ``top``, ``bottom``, ``alpagasus``) is its built-in recipe's steps run
+over one column, so ``tunesift select --rule cherry`` and ``tunesift run cherry`` share one implementation.
 Ties are broken by pool position (earlier first), so a selection is deterministic.
 """
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tunesift.errors import ConfigError
 
@@ -43,20 +46,91 @@ class Selection:
     rule: str
 
 
-def _rank(scores: Sequence[float | None], keep: Callable[[float], bool]) -> list[int]:
-    candidates = [i for i, s in enumerate(scores) if s is not None and math.isfinite(s) and keep(s)]
-    return sorted(candidates, key=lambda i: (-scores[i], i))
+Value = Callable[[int, str], "float | None"]
+SelectFn = Callable[[dict[str, Any], list[int], int], list[int]]
 
 
-def _n_scored(scores: Sequence[float | None]) -> int:
-    return sum(1 for s in scores if s is not None and math.isfinite(s))
+def apply_steps(
+    steps: Sequence[dict[str, Any]],
+    candidates: list[int],
+    n_pool: int,
+    budget: Budget | None,
+    value: Value,
+    select: SelectFn | None = None,
+) -> tuple[list[int], list[int]]:
+    """Run a recipe's steps over candidate pool indices: the one implementation of every selection rule.
+
+    ``filter`` keeps candidates whose column passes (an unscored sample never does); ``rank`` orders the
+    scored ones (ties: pool order; unscored ones are dropped); ``cut`` keeps an intermediate budget; the
+    final ``select`` takes ``budget`` of ``pool`` (the whole pool's size) or of the ``candidates`` left,
+    by ``top`` here or by ``select(body, candidates, size)`` for set-level methods. Returns the chosen
+    indices in rank order and the candidates the final select saw.
+    """
+    from tunesift.recipes import OPERATORS
+
+    chosen: list[int] = []
+    for step in steps:
+        kind, body = next(iter(step.items()))
+        if kind == "filter":
+            op = OPERATORS[body["op"]]
+            candidates = [i for i in candidates if (v := value(i, body["column"])) is not None and op(v, body["value"])]
+        elif kind == "rank":
+            sign = -1.0 if body.get("order", "desc") == "desc" else 1.0
+            scored = [i for i in candidates if value(i, body["by"]) is not None]
+            candidates = sorted(scored, key=lambda i: (sign * value(i, body["by"]), i))
+        elif kind == "cut":
+            base = n_pool if body.get("of", "pool") == "pool" else len(candidates)
+            cut = Budget(rate=body.get("rate"), count=body.get("count"))
+            candidates = candidates[: cut.size(base=base, available=len(candidates))]
+        else:
+            base = n_pool if body.get("of", "pool") == "pool" else len(candidates)
+            size = budget.size(base=base, available=len(candidates)) if budget else len(candidates)
+            if body["method"] == "top":
+                chosen = candidates[:size]
+            elif select is None:
+                raise ConfigError("method", f"select {body['method']!r} needs the recipe executor")
+            else:
+                chosen = select(body, candidates, size)
+    return chosen, candidates
+
+
+# A rule is a built-in recipe's steps, run over any one score column: the recipe's own column is renamed.
+RULE_RECIPES = {"cherry": "cherry", "superfilter": "superfiltering", "top": "selectit", "alpagasus": "alpagasus",
+                "bottom": "instructmining"}  # fmt: skip
+
+
+def rule_steps(rule: str, column: str = "score") -> list[dict[str, Any]]:
+    """The steps of a rule, over ``column``: those of its built-in recipe (``RULE_RECIPES``)."""
+    from tunesift.recipes import load_recipe
+
+    if rule not in RULE_RECIPES:
+        raise ConfigError("rule", f"unknown rule {rule!r}; choose one of {', '.join(RULE_RECIPES)}")
+    recipe = load_recipe(RULE_RECIPES[rule])
+    own = [body.get("by") or body.get("column") for step in recipe.steps for body in step.values()]
+    renamed = {c: column for c in own if c}
+
+    def rename(body: dict[str, Any]) -> dict[str, Any]:
+        return {k: renamed.get(v, v) if k in ("by", "column") else v for k, v in body.items()}
+
+    return [{kind: rename(body) for kind, body in step.items()} for step in recipe.steps]
+
+
+def select_by_rule(rule: str, scores: Sequence[float | None], budget: Budget) -> Selection:
+    """Apply a rule to one score column (never calls a model)."""
+    steps = rule_steps(rule)
+
+    def value(i: int, column: str) -> float | None:
+        v = scores[i]
+        return v if v is not None and math.isfinite(v) else None
+
+    n_scored = sum(1 for i in range(len(scores)) if value(i, "score") is not None)
+    chosen, candidates = apply_steps(steps, list(range(len(scores))), len(scores), budget, value)
+    return Selection(chosen, len(scores), n_scored, len(candidates), rule)
 
 
 def select_cherry(scores: Sequence[float | None], budget: Budget) -> Selection:
     """Cherry: drop IFD > 1 (exactly 1 is kept), rank the rest highest first, keep ``int(rate * survivors)``."""
-    ranked = _rank(scores, lambda s: s <= 1.0)
-    size = budget.size(base=len(ranked), available=len(ranked))
-    return Selection(ranked[:size], len(scores), _n_scored(scores), len(ranked), "cherry")
+    return select_by_rule("cherry", scores, budget)
 
 
 def select_superfilter(scores: Sequence[float | None], budget: Budget) -> Selection:
@@ -64,31 +138,22 @@ def select_superfilter(scores: Sequence[float | None], budget: Budget) -> Select
 
     The rate counts the whole pool (their script uses the Alpaca size, 52002), not the survivors.
     """
-    ranked = _rank(scores, lambda s: s < 1.0)
-    size = budget.size(base=len(scores), available=len(ranked))
-    return Selection(ranked[:size], len(scores), _n_scored(scores), len(ranked), "superfilter")
+    return select_by_rule("superfilter", scores, budget)
 
 
 def select_top(scores: Sequence[float | None], budget: Budget) -> Selection:
     """Rank every scored sample highest first, no threshold; ``int(rate * pool size)`` (SelectIT)."""
-    ranked = _rank(scores, lambda s: True)
-    size = budget.size(base=len(scores), available=len(ranked))
-    return Selection(ranked[:size], len(scores), _n_scored(scores), len(ranked), "top")
+    return select_by_rule("top", scores, budget)
 
 
 def select_bottom(scores: Sequence[float | None], budget: Budget) -> Selection:
     """Rank every scored sample lowest first (a predicted loss: InstructMining); ``int(rate * pool size)``."""
-    candidates = [i for i, s in enumerate(scores) if s is not None and math.isfinite(s)]
-    ranked = sorted(candidates, key=lambda i: (scores[i], i))
-    size = budget.size(base=len(scores), available=len(ranked))
-    return Selection(ranked[:size], len(scores), _n_scored(scores), len(ranked), "bottom")
+    return select_by_rule("bottom", scores, budget)
 
 
 def select_alpagasus(scores: Sequence[float | None], budget: Budget) -> Selection:
     """AlpaGasus: keep judge scores >= 4.5, highest first; ``int(rate * pool size)``."""
-    ranked = _rank(scores, lambda s: s >= 4.5)
-    size = budget.size(base=len(scores), available=len(ranked))
-    return Selection(ranked[:size], len(scores), _n_scored(scores), len(ranked), "alpagasus")
+    return select_by_rule("alpagasus", scores, budget)
 
 
 RULES: dict[str, Callable[[Sequence[float | None], Budget], Selection]] = {
@@ -98,10 +163,3 @@ RULES: dict[str, Callable[[Sequence[float | None], Budget], Selection]] = {
     "bottom": select_bottom,
     "alpagasus": select_alpagasus,
 }
-
-
-def select_by_rule(rule: str, scores: Sequence[float | None], budget: Budget) -> Selection:
-    try:
-        return RULES[rule](scores, budget)
-    except KeyError:
-        raise ConfigError("rule", f"unknown rule {rule!r}; choose one of {', '.join(RULES)}") from None

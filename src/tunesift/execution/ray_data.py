@@ -1,0 +1,211 @@
+"""The Ray executor: a scorer's units through Ray Data, on an actor pool that loads the model once per actor.
+
+The driver streams the units the store lacks into ``ray.data.from_items`` (a window at a time, so memory
+does not grow with the pool), and ``map_batches`` sends batches of them to a pool of actors
+(:class:`ScoreActor`, a callable class on ``ActorPoolStrategy``), each holding one backend on its own GPU
+(or CPUs). An actor computes a batch exactly as the local executor computes a chunk, writes the results
+as a shard named by the batch's keys (a temporary file renamed, so a retried batch rewrites the same
+shard and never duplicates), and returns them; the driver appends them to the store and drops the shard.
+A driver that dies leaves its finished shards, merged into the store by the next run before it decides
+what is missing. Actors that die are restarted and their batch retried, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from tunesift.errors import ConfigError
+from tunesift.scorers.base import Progress, Scorer, Unit, compute_safely
+from tunesift.store import ScoreStore
+
+# Units handed to one Ray dataset: the actor pool (and its models) lives as long as one window.
+WINDOW_UNITS = 100_000
+# Restarts of a dead actor, and retries of the batch it held (Ray Data's actor pools default to infinite).
+MAX_RETRIES = 3
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("executor", "the Ray executor needs Ray: pip install 'tunesift[ray]'") from None
+    return ray
+
+
+def shard_name(keys: Iterable[str]) -> str:
+    """A batch's shard name, from its units' keys: the same batch always gets the same name."""
+    return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:24]
+
+
+class ScoreActor:
+    """One worker of the pool: rebuilds the scorer from its pickled parameters and loads its backend once."""
+
+    def __init__(self, scorer: bytes, store_root: str, device: str | None, threads: int) -> None:
+        import ray
+        import torch
+        from ray import cloudpickle
+
+        self.scorer: Scorer = cloudpickle.loads(scorer)
+        self.store = ScoreStore(store_root, self.scorer.cache_config())
+        self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+        torch.set_num_threads(max(1, threads))
+        if device is None:
+            device = "cuda" if self.gpu_ids and torch.cuda.is_available() else "cpu"
+        self.device = device
+        self.actor_id = ray.get_runtime_context().get_actor_id() or f"pid-{os.getpid()}"
+        started = time.perf_counter()
+        self.backend = self.scorer.load_backend(device)
+        self.load_seconds = time.perf_counter() - started
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from ray import cloudpickle
+
+        keys = [str(k) for k in batch["key"]]
+        units = [Unit(k, cloudpickle.loads(blob)) for k, blob in zip(keys, batch["unit"], strict=True)]
+        started = time.perf_counter()
+        results = compute_safely(self.scorer, units, self.backend)
+        seconds = time.perf_counter() - started
+        rows = [{"id": key, **result} for key, result in zip(keys, results, strict=True)]
+        name = shard_name(keys)
+        self.store.write_shard(name, [row for row in rows if self.scorer.cacheable(row)])
+        n = len(rows)
+        return {
+            "row": [json.dumps(row, allow_nan=False) for row in rows],
+            "shard": [name] * n,
+            "actor": [self.actor_id] * n,
+            "gpus": [",".join(self.gpu_ids)] * n,
+            "seconds": [seconds / n] * n,
+            "load_seconds": [self.load_seconds] * n,
+        }
+
+
+@dataclass
+class RayExecutor:
+    """Computes units on a Ray cluster (a local Ray instance when ``address`` is None).
+
+    ``actors``: pool size (default: as many as the cluster's GPUs or CPUs allow, one model each, leaving
+    a CPU for Ray's own tasks); ``gpus_per_actor`` (default 1 when the cluster has GPUs, else 0; a fraction
+    packs small models onto one GPU); ``cpus_per_actor`` (default 1; also the actor's torch threads).
+    """
+
+    address: str | None = None
+    actors: int | None = None
+    gpus_per_actor: float | None = None
+    cpus_per_actor: float | None = None
+    device: str | None = None
+    max_retries: int = MAX_RETRIES
+    window: int = WINDOW_UNITS
+    runtime_env: dict[str, Any] | None = None
+    name: str = "ray"
+    _stats: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def connect(self) -> None:
+        """Join (or start) Ray and check the options against the cluster; errors name the option."""
+        ray = _ray()
+        if self.actors is not None and self.actors < 1:
+            raise ConfigError("actors", f"must be at least 1, got {self.actors}")
+        if self.gpus_per_actor is not None and self.gpus_per_actor < 0:
+            raise ConfigError("gpus-per-actor", f"must be >= 0, got {self.gpus_per_actor}")
+        if self.cpus_per_actor is not None and self.cpus_per_actor <= 0:
+            raise ConfigError("cpus-per-actor", f"must be > 0, got {self.cpus_per_actor}")
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, logging_level="WARNING",
+                         log_to_driver=False, ignore_reinit_error=True)  # fmt: skip
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                where = self.address or "a local instance"
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ConfigError("ray-address", f"cannot reach Ray at {where}: {first}; start it with "
+                                  "'ray start --head' or give --ray-address auto | ray://HOST:10001") from None  # fmt: skip
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False  # tunesift draws its own
+        resources = ray.cluster_resources()
+        cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
+        if self.gpus_per_actor is None:
+            self.gpus_per_actor = 1.0 if gpus >= 1 else 0.0
+        if self.gpus_per_actor > gpus:
+            raise ConfigError("gpus-per-actor", f"asks {self.gpus_per_actor:g} GPU(s) per actor but the cluster has "
+                              f"{gpus:g}; use --gpus-per-actor 0 to score on CPUs")  # fmt: skip
+        if self.cpus_per_actor is None:
+            self.cpus_per_actor = 1.0 if self.gpus_per_actor == 0 or cpus >= 2 else max(cpus / 2, 0.1)
+        if self.gpus_per_actor > 0:
+            fit = math.floor(gpus / self.gpus_per_actor + 1e-9)
+        else:  # leave one CPU for Ray Data's own tasks: a pool on every CPU starves the dataset
+            fit = math.floor(max(cpus - 1, self.cpus_per_actor) / self.cpus_per_actor + 1e-9)
+        if self.actors is None:
+            self.actors = max(1, fit)
+        elif self.actors > max(1, fit):
+            raise ConfigError("actors", f"{self.actors} actors need {self.actors * self.cpus_per_actor:g} CPU(s) and "
+                              f"{self.actors * self.gpus_per_actor:g} GPU(s); the cluster has {cpus:g} CPU(s) and "
+                              f"{gpus:g} GPU(s) (one CPU is left to Ray)")  # fmt: skip
+
+    def map_units(
+        self, scorer: Scorer, units: Iterable[Unit], store: ScoreStore, on_progress: Progress = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.actors is None:
+            self.connect()
+        ray = _ray()
+        from ray import cloudpickle
+
+        size = scorer.chunk_size  # units per batch, as a local chunk
+        blob = cloudpickle.dumps(scorer)
+        store.root.mkdir(parents=True, exist_ok=True)
+        iterator = iter(units)
+        while window := list(islice(iterator, self.window)):
+            items = [{"key": u.key, "unit": cloudpickle.dumps(u.payload)} for u in window]
+            dataset = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(items) / size)))
+            mapped = dataset.map_batches(
+                ScoreActor,
+                fn_constructor_kwargs={"scorer": blob, "store_root": str(store.root), "device": self.device,
+                                       "threads": max(1, int(self.cpus_per_actor or 1))},  # fmt: skip
+                batch_size=size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=self.actors),
+                num_cpus=self.cpus_per_actor,
+                num_gpus=self.gpus_per_actor or None,
+                runtime_env=self.runtime_env,
+                max_restarts=self.max_retries,
+                max_task_retries=self.max_retries,
+            )
+            started = time.perf_counter()
+            for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+                rows = [json.loads(text) for text in batch["row"]]
+                store.append(row for row in rows if scorer.cacheable(row))
+                for name in set(batch["shard"].tolist()):
+                    store.drop_shard(name)
+                self._record(batch)
+                if on_progress is not None:
+                    on_progress(len(rows) * scorer.texts_per_unit)
+                yield from ((row["id"], row) for row in rows)
+            self._stats["wall"] = self._stats.get("wall", 0.0) + time.perf_counter() - started
+
+    def _record(self, batch: dict[str, Any]) -> None:
+        actors = self._stats.setdefault("actors", {})
+        for actor, gpus, seconds, load in zip(batch["actor"], batch["gpus"], batch["seconds"], batch["load_seconds"],
+                                              strict=True):  # fmt: skip
+            entry = actors.setdefault(str(actor), {"units": 0, "compute": 0.0, "load": float(load), "gpus": str(gpus)})
+            entry["units"] += 1
+            entry["compute"] += float(seconds)
+
+    def actor_stats(self) -> dict[str, dict[str, Any]]:
+        """Per actor that returned results: units, compute and load seconds, and its GPU ids."""
+        return dict(self._stats.get("actors", {}))
+
+    def summary(self) -> list[str]:
+        actors = self.actor_stats()
+        if not actors:
+            return []
+        load = max(a["load"] for a in actors.values())
+        compute = sum(a["compute"] for a in actors.values())
+        return [f"executor ray: {len(actors)} actor(s) ran ({self.actors} in the pool, {self.cpus_per_actor:g} CPU "
+                f"and {self.gpus_per_actor:g} GPU each); model load {load:.1f} s (slowest actor), compute "
+                f"{compute:.1f} actor-s, wall {self._stats.get('wall', 0.0):.1f} s"]  # fmt: skip

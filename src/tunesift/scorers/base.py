@@ -1,0 +1,112 @@
+"""The scorer contract: what every method's per-sample work looks like, wherever it runs.
+
+A :class:`Scorer` holds parameters only (set in its constructor, no model loaded there), so it can be
+pickled and rebuilt on any worker, as scikit-learn's estimators and data-juicer's operators are. Its work
+splits into four pure steps that an executor (in-process, or a Ray cluster) drives:
+
+* ``cache_config()``: everything a result depends on (parameters, model fingerprint, version); the key of
+  the score store, identical whichever executor computes the results;
+* ``units(sample)``: what is computed and cached (a sample, or one rating text per prompt and turn);
+* ``compute(units, backend)``: the batched work, no I/O and no store; one result dict per unit;
+* ``combine(sample, results)``: the sample's row from its units' results (turn rules, levels).
+
+A unit whose computation raises gets :meth:`Scorer.failure` (null values and the reason, never a default),
+which is reported but not cached, so a later run tries it again.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tunesift.data.sample import Sample
+
+Progress = Callable[[float], None] | None
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One cached computation: ``key`` is its cache key, ``payload`` what :meth:`Scorer.compute` reads."""
+
+    key: str
+    payload: Any
+
+
+class Scorer(ABC):
+    """One method's per-unit computation over one backend (a causal LM, an embedder, a judge endpoint)."""
+
+    #: Name of the store files and of the ``scorer`` field of the cache configuration.
+    name: ClassVar[str]
+    #: The fields of one unit's result (a failure sets every one of them to None).
+    result_fields: ClassVar[tuple[str, ...]]
+    #: What a progress bar counts.
+    unit_name: ClassVar[str] = "sample"
+    #: Progress callbacks count texts; a unit is this many texts (IFD: conditioned + direct).
+    texts_per_unit: ClassVar[int] = 1
+    #: Units computed between two writes to the store (the executor's default chunk).
+    chunk_size: int = 128
+
+    @abstractmethod
+    def cache_config(self) -> dict[str, Any]:
+        """The configuration a unit's result depends on: the store key (stable across processes)."""
+
+    @abstractmethod
+    def units(self, sample: Sample) -> list[Unit]:
+        """The units of one sample, in the order :meth:`combine` expects their results."""
+
+    @abstractmethod
+    def load_backend(self, device: str | None = None) -> Any:
+        """Build the backend :meth:`compute` needs (called once per worker, where the work runs)."""
+
+    @abstractmethod
+    def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
+        """One result per unit, in order; batched; no I/O."""
+
+    def combine(self, sample: Sample, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The sample's fields from its units' results (default: the single unit's result)."""
+        return {k: results[0][k] for k in self.result_fields}
+
+    def failure(self, reason: str) -> dict[str, Any]:
+        """The result of a unit whose computation raised: every field null, the reason kept."""
+        return {**dict.fromkeys(self.result_fields), "skip_reason": f"error: {reason}", "error": True}
+
+    def cacheable(self, result: dict[str, Any]) -> bool:
+        """Whether a result may be stored (a failure, or a transient one, is retried by a later run)."""
+        return not result.get("error") and not result.get("transient")
+
+    def describe(self) -> str:
+        """A short label for progress bars and logs."""
+        return self.name
+
+
+def compute_safely(
+    scorer: Scorer, units: Sequence[Unit], backend: Any, on_progress: Progress = None
+) -> list[dict[str, Any]]:
+    """:meth:`Scorer.compute`, but a batch that raises is retried unit by unit, and a unit that still raises
+    gets :meth:`Scorer.failure` with the exception: one bad sample never stops a job or takes others down.
+
+    Errors a user must act on (:class:`~tunesift.errors.TunesiftError`) still stop the job.
+    """
+    from tunesift.errors import TunesiftError
+
+    try:
+        return scorer.compute(units, backend, on_progress)
+    except TunesiftError:
+        raise
+    except Exception as err:  # noqa: BLE001 - isolated below, unit by unit, and reported per unit
+        if len(units) == 1:
+            return [scorer.failure(f"{type(err).__name__}: {err}")]
+    results = []
+    for unit in units:
+        try:
+            results.extend(scorer.compute([unit], backend, None))
+        except TunesiftError:
+            raise
+        except Exception as err:  # noqa: BLE001 - recorded as this unit's null result with the reason
+            results.append(scorer.failure(f"{type(err).__name__}: {err}"))
+        if on_progress is not None:
+            on_progress(scorer.texts_per_unit)
+    return results
+
