@@ -12,11 +12,13 @@ what is missing. Actors that die are restarted and their batch retried, a bounde
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -106,6 +108,7 @@ class RayExecutor:
     runtime_env: dict[str, Any] | None = None
     name: str = "ray"
     _stats: dict[str, Any] = field(default_factory=dict, repr=False)
+    _connected: bool = field(default=False, repr=False)
 
     def connect(self) -> None:
         """Join (or start) Ray and check the options against the cluster; errors name the option."""
@@ -125,9 +128,14 @@ class RayExecutor:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise ConfigError("ray-address", f"cannot reach Ray at {where}: {first}; start it with "
                                   "'ray start --head' or give --ray-address auto | ray://HOST:10001") from None  # fmt: skip
+        import logging
+
         from ray.data import DataContext
 
-        DataContext.get_current().enable_progress_bars = False  # tunesift draws its own
+        context = DataContext.get_current()
+        context.enable_progress_bars = False  # tunesift draws its own
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         resources = ray.cluster_resources()
         cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
         if self.gpus_per_actor is None:
@@ -147,11 +155,12 @@ class RayExecutor:
             raise ConfigError("actors", f"{self.actors} actors need {self.actors * self.cpus_per_actor:g} CPU(s) and "
                               f"{self.actors * self.gpus_per_actor:g} GPU(s); the cluster has {cpus:g} CPU(s) and "
                               f"{gpus:g} GPU(s) (one CPU is left to Ray)")  # fmt: skip
+        self._connected = True
 
     def map_units(
         self, scorer: Scorer, units: Iterable[Unit], store: ScoreStore, on_progress: Progress = None
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        if self.actors is None:
+        if not self._connected:
             self.connect()
         ray = _ray()
         from ray import cloudpickle
@@ -163,7 +172,26 @@ class RayExecutor:
         while window := list(islice(iterator, self.window)):
             items = [{"key": u.key, "unit": cloudpickle.dumps(u.payload)} for u in window]
             dataset = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(items) / size)))
-            mapped = dataset.map_batches(
+            with warnings.catch_warnings():  # per-actor retry settings are deprecated keywords until Ray 2.64
+                warnings.simplefilter("ignore", DeprecationWarning)
+                mapped = self._map(ray, dataset, blob, store, size)
+            started = time.perf_counter()
+            for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+                rows = [json.loads(text) for text in batch["row"]]
+                store.append(row for row in rows if scorer.cacheable(row))
+                for name in set(batch["shard"].tolist()):
+                    store.drop_shard(name)
+                self._record(batch)
+                if on_progress is not None:
+                    on_progress(len(rows) * scorer.texts_per_unit)
+                yield from ((row["id"], row) for row in rows)
+            self._stats["wall"] = self._stats.get("wall", 0.0) + time.perf_counter() - started
+        with contextlib.suppress(OSError):
+            store.shard_dir.rmdir()  # only when empty
+
+    def _map(self, ray: Any, dataset: Any, blob: bytes, store: ScoreStore, size: int) -> Any:
+        """The dataset mapped through the actor pool, with the retry limits set explicitly."""
+        return dataset.map_batches(
                 ScoreActor,
                 fn_constructor_kwargs={"scorer": blob, "store_root": str(store.root), "device": self.device,
                                        "threads": max(1, int(self.cpus_per_actor or 1))},  # fmt: skip
@@ -176,17 +204,6 @@ class RayExecutor:
                 max_restarts=self.max_retries,
                 max_task_retries=self.max_retries,
             )
-            started = time.perf_counter()
-            for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
-                rows = [json.loads(text) for text in batch["row"]]
-                store.append(row for row in rows if scorer.cacheable(row))
-                for name in set(batch["shard"].tolist()):
-                    store.drop_shard(name)
-                self._record(batch)
-                if on_progress is not None:
-                    on_progress(len(rows) * scorer.texts_per_unit)
-                yield from ((row["id"], row) for row in rows)
-            self._stats["wall"] = self._stats.get("wall", 0.0) + time.perf_counter() - started
 
     def _record(self, batch: dict[str, Any]) -> None:
         actors = self._stats.setdefault("actors", {})

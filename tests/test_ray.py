@@ -1,0 +1,200 @@
+"""The Ray executor on a local Ray instance: the local executor's scores, a killed worker, a stopped driver,
+one device per actor, and the CLI's options and errors.
+
+One Ray instance serves the whole session (2 CPUs, 2 fake GPUs: Ray only counts them, torch sees none).
+Pools are scored with at most one CPU of actors, leaving one to Ray Data's own tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import alpaca_records
+from typer.testing import CliRunner
+
+from tunesift import api
+from tunesift.cli import app
+from tunesift.scorers.ifd import IFD
+from tunesift.scoring import compute_units
+from tunesift.store import ScoreStore
+
+ray = pytest.importorskip("ray")
+from tunesift.execution.ray_data import RayExecutor  # noqa: E402 - needs ray
+
+CPU_ONLY = {"gpus_per_actor": 0, "actors": 1, "cpus_per_actor": 1}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_instance():
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    # a scorer defined in this file must reach the workers by value: they cannot import the test module
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def pool_path(tmp_path):
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(alpaca_records(24)))
+    return path
+
+
+def _ifd_values(table):
+    return [r["ifd"] for r in table.rows]
+
+
+def _assert_same(a, b):
+    assert [r["id"] for r in a.rows] == [r["id"] for r in b.rows]
+    for x, y in zip(a.rows, b.rows, strict=True):
+        for key in ("ifd", "loss_cond", "loss_direct", "selectit"):
+            if key in x:
+                assert (x[key] is None) == (y[key] is None)
+                if x[key] is not None:
+                    assert y[key] == pytest.approx(x[key], abs=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_packaged_smollm2_on_ray_gives_the_local_scores(tmp_path, pool_path):
+    """IFD and SelectIT with the packaged SmolLM2 on 24 real records: Ray's scores are the local ones."""
+    local = api.score_ifd(pool_path, store_dir=tmp_path / "local", chunk_size=8)
+    remote = api.score_ifd(pool_path, store_dir=tmp_path / "ray", chunk_size=8, executor=RayExecutor(**CPU_ONLY))
+    _assert_same(local, remote)
+    assert sum(v is not None for v in _ifd_values(remote)) >= 20
+    local_s = api.score_selectit(pool_path, k=2, store_dir=tmp_path / "local", chunk_size=8)
+    remote_s = api.score_selectit(pool_path, k=2, store_dir=tmp_path / "ray", chunk_size=8,
+                                  executor=RayExecutor(**CPU_ONLY))  # fmt: skip
+    _assert_same(local_s, remote_s)
+
+
+class KillOnce(IFD):
+    """IFD whose worker process dies (as if killed, or out of memory) on the first batch it is given."""
+
+    def __init__(self, marker: str, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.marker = marker
+
+    def compute(self, units, backend, on_progress=None):
+        import os
+
+        if not os.path.exists(self.marker):
+            Path(self.marker).write_text("killed")
+            os._exit(1)
+        return super().compute(units, backend, on_progress)
+
+
+def test_a_killed_worker_is_retried_and_every_sample_scored_once(tmp_path, pool_path, tiny_model_dir):
+    from tunesift.models.registry import resolve_model
+
+    model = resolve_model(str(tiny_model_dir))
+    pool = api.read_pool(pool_path)
+    scorer = KillOnce(str(tmp_path / "killed"), model)
+    scorer.chunk_size = 6
+    results = compute_units(scorer, (u for s in pool for u in scorer.units(s)), store_dir=tmp_path / "ray",
+                            executor=RayExecutor(**CPU_ONLY))  # fmt: skip
+    assert (tmp_path / "killed").exists(), "the fault was not injected"
+    store = ScoreStore(tmp_path / "ray", IFD(model).cache_config())
+    ids = [json.loads(line)["id"] for line in store.path.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == len(pool)  # every sample once
+    assert store.shards() == []
+    local = api.score_ifd(pool, model=model, store_dir=tmp_path / "local")
+    for row in local.rows:
+        assert results[row["id"]]["ifd"] == pytest.approx(row["ifd"], abs=1e-5)
+
+
+class Counting(RayExecutor):
+    """Counts the units it is asked to compute; stops (as a driver that dies) after ``stop_after`` results."""
+
+    def __init__(self, stop_after: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stop_after = stop_after
+        self.asked = 0
+
+    def map_units(self, scorer, units, store, on_progress=None):
+        def counted():
+            for unit in units:
+                self.asked += 1
+                yield unit
+
+        for n, pair in enumerate(super().map_units(scorer, counted(), store, on_progress), start=1):
+            yield pair
+            if self.stop_after is not None and n >= self.stop_after:
+                raise KeyboardInterrupt  # the driver stops here
+
+
+def test_a_stopped_driver_resumes_with_only_the_missing_samples(tmp_path, pool_path, tiny_model_dir):
+    options = {"model": str(tiny_model_dir), "store_dir": tmp_path / "ray", "chunk_size": 4}
+    with pytest.raises(KeyboardInterrupt):
+        api.score_ifd(pool_path, executor=Counting(stop_after=8, **CPU_ONLY), **options)
+    from tunesift.models.registry import resolve_model
+
+    store = ScoreStore(tmp_path / "ray", IFD(resolve_model(str(tiny_model_dir))).cache_config())
+    done = len(store.load()) + sum(len(store.read_shard(p)) for p in store.shards())
+    assert 8 <= done < 24
+    again = Counting(**CPU_ONLY)
+    table = api.score_ifd(pool_path, executor=again, **options)
+    assert again.asked == 24 - done  # only the missing samples are computed
+    _assert_same(api.score_ifd(pool_path, model=str(tiny_model_dir), store_dir=tmp_path / "local"), table)
+    ids = [json.loads(line)["id"] for line in store.path.read_text().splitlines()]
+    assert sorted(ids) == sorted({r["id"] for r in table.rows})
+
+
+def test_each_actor_gets_its_own_gpu(tmp_path, pool_path, tiny_model_dir):
+    executor = RayExecutor(actors=2, gpus_per_actor=1, cpus_per_actor=0.5)
+    api.score_ifd(pool_path, model=str(tiny_model_dir), store_dir=tmp_path / "s", chunk_size=2, executor=executor)
+    stats = executor.actor_stats()
+    assert len(stats) == 2, stats
+    gpus = [entry["gpus"] for entry in stats.values()]
+    assert all(g != "" for g in gpus) and len(set(gpus)) == 2  # one device id each, never shared
+
+
+def test_cli_run_on_ray_writes_the_local_subset(tmp_path, pool_path, tiny_model_dir, store_dir):
+    runner = CliRunner()
+    common = ["--rate", "0.5", "--model", str(tiny_model_dir), "--batch-tokens", "1024"]
+    local = runner.invoke(app, ["run", "cherry", str(pool_path), "--out", str(tmp_path / "a.json"), *common,
+                                "--store", str(tmp_path / "local")])  # fmt: skip
+    assert local.exit_code == 0, local.output
+    remote = runner.invoke(app, ["run", "cherry", str(pool_path), "--out", str(tmp_path / "b.json"), *common,
+                                 "--executor", "ray", "--actors", "1", "--gpus-per-actor", "0",
+                                 "--scores-out", str(tmp_path / "b.scores.jsonl")])  # fmt: skip
+    assert remote.exit_code == 0, remote.output
+    assert "executor ray: 1 actor(s) ran" in remote.output
+    a = json.loads((tmp_path / "a.manifest.json").read_text())
+    b = json.loads((tmp_path / "b.manifest.json").read_text())
+    assert a["selected_indices"] == b["selected_indices"] and a["scorer_config"] == b["scorer_config"]
+    # the scores landed in the store: a local selection now reuses them without a model
+    again = runner.invoke(app, ["run", "cherry", str(pool_path), "--out", str(tmp_path / "c.json"), *common])
+    assert again.exit_code == 0 and json.loads((tmp_path / "c.manifest.json").read_text())["selected_indices"] == \
+        b["selected_indices"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--actors", "0"], "option 'actors': must be at least 1"),
+        (["--gpus-per-actor", "4"], "option 'gpus-per-actor': asks 4 GPU(s) per actor but the cluster has 2"),
+        (["--actors", "9", "--gpus-per-actor", "0"], "option 'actors': 9 actors need"),
+    ],
+)
+def test_bad_ray_options_are_one_line_exit_2_nothing_written(tmp_path, pool_path, tiny_model_dir, store_dir, extra,
+                                                              message):  # fmt: skip
+    out = tmp_path / "sub.json"
+    result = CliRunner().invoke(app, ["run", "cherry", str(pool_path), "--rate", "0.5", "--out", str(out),
+                                      "--model", str(tiny_model_dir), "--executor", "ray", *extra])  # fmt: skip
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_bad_pool_fails_on_the_driver_before_any_actor(tmp_path, tiny_model_dir, store_dir):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"instruction": "a", "output": "b"}, {"instruction": 3, "output": "b"}]')
+    runner = CliRunner()
+    args = ["score", "ifd", str(bad), "--out", str(tmp_path / "s.jsonl"), "--model", str(tiny_model_dir)]
+    local = runner.invoke(app, args)
+    remote = runner.invoke(app, [*args, "--executor", "ray", "--actors", "0"])  # the pool fails first
+    assert local.exit_code == remote.exit_code == 2 and local.output == remote.output
+    assert "record 1" in remote.output and "instruction" in remote.output
