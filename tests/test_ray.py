@@ -198,3 +198,30 @@ def test_a_bad_pool_fails_on_the_driver_before_any_actor(tmp_path, tiny_model_di
     remote = runner.invoke(app, [*args, "--executor", "ray", "--actors", "0"])  # the pool fails first
     assert local.exit_code == remote.exit_code == 2 and local.output == remote.output
     assert "record 1" in remote.output and "instruction" in remote.output
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_unreachable_cluster_is_one_line_exit_2(tmp_path, pool_path, tiny_model_dir, store_dir, scheme):
+    out = tmp_path / "s.jsonl"
+    address = f"{scheme}127.0.0.1:{_closed_port()}"
+    result = CliRunner().invoke(app, ["score", "ifd", str(pool_path), "--out", str(out), "--model",
+                                      str(tiny_model_dir), "--executor", "ray", "--ray-address", address])  # fmt: skip
+    assert result.exit_code == 2 and "option 'ray-address': nothing answers at" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_ray_executor_without_ray_installed(tmp_path, pool_path, tiny_model_dir, store_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails as it does without the extra
+    out = tmp_path / "s.jsonl"
+    result = CliRunner().invoke(app, ["score", "ifd", str(pool_path), "--out", str(out), "--model",
+                                      str(tiny_model_dir), "--executor", "ray"])  # fmt: skip
+    assert result.exit_code == 2 and "pip install 'tunesift[ray]'" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()

@@ -72,15 +72,32 @@ ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding th
 
 # Where scoring runs: declared once, added to every score and run command.
 EXECUTOR_OPTIONS = (
-    Option("executor", str | None, None, "Where scoring runs: local (this process) or ray (a Ray cluster: a "
-           "local Ray instance unless --ray-address names one; pip install 'tunesift[ray]'). Default: the "
-           "recipe's 'executor', else local."),  # fmt: skip
-    Option("ray_address", str | None, None, "Ray cluster to join: auto (the one 'ray start' runs on this node) or "
-           "ray://HOST:10001."),  # fmt: skip
-    Option("actors", int | None, None, "Ray actors, each holding one model (default: as many as the cluster's GPUs, "
-           "or its CPUs less one, allow)."),  # fmt: skip
-    Option("gpus_per_actor", float | None, None, "GPUs per Ray actor (default 1 when the cluster has GPUs, else 0; "
-           "a fraction packs small models onto one GPU)."),  # fmt: skip
+    Option(
+        "executor",
+        str | None,
+        None,
+        "Where scoring runs: local (this process) or ray (a Ray cluster: a "
+        "local Ray instance unless --ray-address names one; pip install 'tunesift[ray]'). Default: the "
+        "recipe's 'executor', else local.",
+    ),
+    Option(
+        "ray_address",
+        str | None,
+        None,
+        "Ray cluster to join: auto (the one 'ray start' runs on this node) or ray://HOST:10001.",
+    ),
+    Option(
+        "actors",
+        int | None,
+        None,
+        "Ray actors, each holding one model (default: as many as the cluster's GPUs, or its CPUs less one, allow).",
+    ),
+    Option(
+        "gpus_per_actor",
+        float | None,
+        None,
+        "GPUs per Ray actor (default 1 when the cluster has GPUs, else 0; a fraction packs small models onto one GPU).",
+    ),
     Option("cpus_per_actor", float | None, None, "CPUs per Ray actor, also its torch threads (default 1)."),
 )
 # Common options of the generated commands: (keyword, annotation, default).
@@ -103,7 +120,9 @@ def _option_param(option: Option, unset: bool = False) -> inspect.Parameter:
     """A Typer option for ``option``; ``unset``: default None, so only what the user gives overrides a recipe."""
     help_text = option.help + (" Comma-separated." if option.split and "comma" not in option.help else "")
     if not unset:
-        return _param(option.name, Annotated[option.type, typer.Option(option.cli_flag, help=help_text)], option.default)
+        return _param(
+            option.name, Annotated[option.type, typer.Option(option.cli_flag, help=help_text)], option.default
+        )
     if option.default is not None:
         help_text += f" [default: the recipe's, else {option.default}]"
     annotation = Annotated[option.type | None, typer.Option(option.cli_flag, help=help_text)]
@@ -219,7 +238,9 @@ def _run_command(name: str) -> Callable[..., None]:
     recipe = load_recipe(name)
     scorer_options = SCORERS[recipe.scorer].options if recipe.scorer else ()
     final = recipe.steps[-1]["select"]
-    overrides = [o for key, o in SELECT_OVERRIDES.items() if key in final or key in _SELECT_KEYS.get(final["method"], ())]
+    overrides = [
+        o for key, o in SELECT_OVERRIDES.items() if key in final or key in _SELECT_KEYS.get(final["method"], ())
+    ]
     has_cut = any("cut" in step for step in recipe.steps)
 
     def body(**kw: Any) -> None:

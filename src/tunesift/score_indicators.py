@@ -35,6 +35,7 @@ from tunesift.scoring import ScoreTable, as_pool, compute_units, default_executo
 if TYPE_CHECKING:
     from tunesift.execution import Executor
 
+
 def score_indicators(
     data: Pool | str | Path,
     *,

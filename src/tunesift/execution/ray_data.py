@@ -42,6 +42,24 @@ def _ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail at once, naming the option, when nothing listens at ``HOST:PORT`` (Ray itself waits minutes)."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError("ray-address", f"expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConfigError(
+            "ray-address",
+            f"nothing answers at {address} ({err.strerror or err}); start the head "
+            "node with 'ray start --head', or give --ray-address auto on a node of the cluster",
+        ) from None
+
+
 def shard_name(keys: Iterable[str]) -> str:
     """A batch's shard name, from its units' keys: the same batch always gets the same name."""
     return hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:24]
@@ -119,6 +137,8 @@ class RayExecutor:
             raise ConfigError("gpus-per-actor", f"must be >= 0, got {self.gpus_per_actor}")
         if self.cpus_per_actor is not None and self.cpus_per_actor <= 0:
             raise ConfigError("cpus-per-actor", f"must be > 0, got {self.cpus_per_actor}")
+        if self.address and self.address != "auto":
+            _check_reachable(self.address)
         if not ray.is_initialized():
             try:
                 ray.init(address=self.address, include_dashboard=False, logging_level="WARNING",
@@ -126,8 +146,8 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as err:
                 where = self.address or "a local instance"
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise ConfigError("ray-address", f"cannot reach Ray at {where}: {first}; start it with "
-                                  "'ray start --head' or give --ray-address auto | ray://HOST:10001") from None  # fmt: skip
+                hint = "start it with 'ray start --head' or give --ray-address auto | ray://HOST:10001"
+                raise ConfigError("ray-address", f"cannot reach Ray at {where}: {first}; {hint}") from None
         import logging
 
         from ray.data import DataContext
@@ -192,18 +212,22 @@ class RayExecutor:
     def _map(self, ray: Any, dataset: Any, blob: bytes, store: ScoreStore, size: int) -> Any:
         """The dataset mapped through the actor pool, with the retry limits set explicitly."""
         return dataset.map_batches(
-                ScoreActor,
-                fn_constructor_kwargs={"scorer": blob, "store_root": str(store.root), "device": self.device,
-                                       "threads": max(1, int(self.cpus_per_actor or 1))},  # fmt: skip
-                batch_size=size,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=self.actors),
-                num_cpus=self.cpus_per_actor,
-                num_gpus=self.gpus_per_actor or None,
-                runtime_env=self.runtime_env,
-                max_restarts=self.max_retries,
-                max_task_retries=self.max_retries,
-            )
+            ScoreActor,
+            fn_constructor_kwargs={
+                "scorer": blob,
+                "store_root": str(store.root),
+                "device": self.device,
+                "threads": max(1, int(self.cpus_per_actor or 1)),
+            },
+            batch_size=size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=self.actors),
+            num_cpus=self.cpus_per_actor,
+            num_gpus=self.gpus_per_actor or None,
+            runtime_env=self.runtime_env,
+            max_restarts=self.max_retries,
+            max_task_retries=self.max_retries,
+        )
 
     def _record(self, batch: dict[str, Any]) -> None:
         actors = self._stats.setdefault("actors", {})

@@ -56,10 +56,19 @@ EXECUTOR_KEYS = {"name", "ray_address", "actors", "gpus_per_actor", "cpus_per_ac
 
 # Options of a run that change the recipe's final selection or its cut (default: the recipe's own values).
 SELECT_OVERRIDES: dict[str, Option] = {
-    "random_state": Option("random_state", int | None, None, "Seed of the random, k-center or k-means selection "
-                           "(default: the recipe's, 0).", flag="--seed"),  # fmt: skip
-    "tau": Option("tau", float | None, None, "deita: admit a sample only below this cosine similarity to every "
-                  "admitted one (default: the recipe's, 0.9)."),  # fmt: skip
+    "random_state": Option(
+        "random_state",
+        int | None,
+        None,
+        "Seed of the random, k-center or k-means selection (default: the recipe's, 0).",
+        flag="--seed",
+    ),
+    "tau": Option(
+        "tau",
+        float | None,
+        None,
+        "deita: admit a sample only below this cosine similarity to every admitted one (default: the recipe's, 0.9).",
+    ),
     "clusters": Option("clusters", int | None, None, "k-means clusters on the embeddings (default: the recipe's)."),
     "per_cluster": Option("per_cluster", int | None, None, "Samples taken per cluster (default: budget / clusters)."),
 }
@@ -181,7 +190,11 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
     executor = raw.get("executor")
     if executor is not None:
         executor = {"name": executor} if isinstance(executor, str) else executor
-        if not isinstance(executor, dict) or executor.get("name") not in ("local", "ray") or set(executor) - EXECUTOR_KEYS:
+        if (
+            not isinstance(executor, dict)
+            or executor.get("name") not in ("local", "ray")
+            or set(executor) - EXECUTOR_KEYS
+        ):
             raise bad(f"executor is local or ray, or a mapping of {sorted(EXECUTOR_KEYS)}", "executor")
     return Recipe(name, str(raw.get("description", "")), tuple(checked), score, budget, source, keep_all, executor)
 

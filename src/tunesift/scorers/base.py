@@ -95,7 +95,7 @@ def compute_safely(
         return scorer.compute(units, backend, on_progress)
     except TunesiftError:
         raise
-    except Exception as err:  # noqa: BLE001 - isolated below, unit by unit, and reported per unit
+    except Exception as err:
         if len(units) == 1:
             return [scorer.failure(f"{type(err).__name__}: {err}")]
     results = []
@@ -104,9 +104,8 @@ def compute_safely(
             results.extend(scorer.compute([unit], backend, None))
         except TunesiftError:
             raise
-        except Exception as err:  # noqa: BLE001 - recorded as this unit's null result with the reason
+        except Exception as err:
             results.append(scorer.failure(f"{type(err).__name__}: {err}"))
         if on_progress is not None:
             on_progress(scorer.texts_per_unit)
     return results
-

