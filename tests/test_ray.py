@@ -115,15 +115,21 @@ class Counting(RayExecutor):
         self.asked = 0
 
     def map_units(self, scorer, units, store, on_progress=None):
+        self.present = len(store.load())  # what the store holds when this run starts computing
+
         def counted():
             for unit in units:
                 self.asked += 1
                 yield unit
 
-        for n, pair in enumerate(super().map_units(scorer, counted(), store, on_progress), start=1):
-            yield pair
-            if self.stop_after is not None and n >= self.stop_after:
-                raise KeyboardInterrupt  # the driver stops here
+        results = super().map_units(scorer, counted(), store, on_progress)
+        try:
+            for n, pair in enumerate(results, start=1):
+                yield pair
+                if self.stop_after is not None and n >= self.stop_after:
+                    raise KeyboardInterrupt  # the driver stops here
+        finally:
+            results.close()
 
 
 def test_a_stopped_driver_resumes_with_only_the_missing_samples(tmp_path, pool_path, tiny_model_dir):
@@ -133,11 +139,12 @@ def test_a_stopped_driver_resumes_with_only_the_missing_samples(tmp_path, pool_p
     from tunesift.models.registry import resolve_model
 
     store = ScoreStore(tmp_path / "ray", IFD(resolve_model(str(tiny_model_dir))).cache_config())
-    done = len(store.load()) + sum(len(store.read_shard(p)) for p in store.shards())
-    assert 8 <= done < 24
+    kept = len(store.load()) + sum(len(store.read_shard(p)) for p in store.shards())
+    assert 8 <= kept < 24  # what the stopped driver finished is kept (in the store, or in shards)
     again = Counting(**CPU_ONLY)
     table = api.score_ifd(pool_path, executor=again, **options)
-    assert again.asked == 24 - done  # only the missing samples are computed
+    assert again.present >= kept  # the shards were merged before deciding what is missing
+    assert again.asked == 24 - again.present  # only the missing samples are computed
     _assert_same(api.score_ifd(pool_path, model=str(tiny_model_dir), store_dir=tmp_path / "local"), table)
     ids = [json.loads(line)["id"] for line in store.path.read_text().splitlines()]
     assert sorted(ids) == sorted({r["id"] for r in table.rows})
@@ -225,3 +232,30 @@ def test_ray_executor_without_ray_installed(tmp_path, pool_path, tiny_model_dir,
                                       str(tiny_model_dir), "--executor", "ray"])  # fmt: skip
     assert result.exit_code == 2 and "pip install 'tunesift[ray]'" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_recipe_can_name_its_executor(tmp_path, pool_path, tiny_model_dir, store_dir):
+    from tunesift.errors import TunesiftError
+    from tunesift.recipes import parse_recipe
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("""
+name: cherry-on-ray
+executor: {name: ray, actors: 1, gpus_per_actor: 0}
+score: {scorer: ifd, variant: cherry}
+steps:
+  - filter: "ifd <= 1"
+  - rank: {by: ifd, order: desc}
+  - select: {method: top, of: candidates}
+""")
+    result = CliRunner().invoke(app, ["run", "recipe", str(mine), str(pool_path), "--rate", "0.5", "--out",
+                                      str(tmp_path / "s.json"), "-o", f"model={tiny_model_dir}"])  # fmt: skip
+    assert result.exit_code == 0 and "executor ray: 1 actor(s) ran" in result.output, result.output
+    local = CliRunner().invoke(app, ["run", "recipe", str(mine), str(pool_path), "--rate", "0.5", "--out",
+                                     str(tmp_path / "l.json"), "-o", f"model={tiny_model_dir}",
+                                     "--executor", "local"])  # fmt: skip
+    assert local.exit_code == 0 and "executor ray" not in local.output  # the command line wins
+    assert json.loads((tmp_path / "s.manifest.json").read_text())["selected_indices"] == json.loads(
+        (tmp_path / "l.manifest.json").read_text())["selected_indices"]  # fmt: skip
+    with pytest.raises(TunesiftError, match="executor"):
+        parse_recipe({"executor": "spark", "steps": [{"select": {"method": "top"}}]}, source="x.yaml")

@@ -16,7 +16,7 @@ Vectors are stored as base64 float32 per sample content id, so every later selec
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,15 +217,21 @@ def embed_pool(
         resolved = model if isinstance(model, ResolvedModel) else resolve_model(model or DEFAULT_MODEL)
         scorer = LMEmbedding(resolved, template, text, max_length, token_budget)
     scorer.chunk_size = chunk_size
-    samples = [s for s in pool if isinstance(s, Sample)]
-    if indices is not None:
-        by_index = {s.index: s for s in samples}
-        samples = [by_index[i] for i in indices]
-    cached = compute_units(scorer, (u for s in samples for u in scorer.units(s)), store_dir=store_dir,
-                           executor=default_executor(executor, device), progress=progress,
-                           total=len(samples))  # fmt: skip
-    vectors = np.stack([decode_vector(cached[s.content_id]["vec"]) for s in samples]) if samples else np.zeros((0, 0))
+    wanted = None if indices is None else set(indices)
+    order: dict[int, str] = {}  # pool index -> content id: all that is kept per sample
+
+    def units() -> Iterator[Unit]:
+        for s in pool:
+            if isinstance(s, Sample) and (wanted is None or s.index in wanted):
+                order[s.index] = s.content_id
+                yield from scorer.units(s)
+
+    cached = compute_units(scorer, units(), store_dir=store_dir, executor=default_executor(executor, device),
+                           progress=progress, total=len(wanted) if wanted is not None else len(pool))  # fmt: skip
+    rows = list(order) if indices is None else list(indices)
+    ids = [order[i] for i in rows]
+    vectors = np.stack([decode_vector(cached[k]["vec"]) for k in ids]) if ids else np.zeros((0, 0))
     loss = None
     if embedder == "lm":
-        loss = np.array([np.nan if (x := cached[s.content_id]["loss"]) is None else x for s in samples])
-    return EmbeddingTable([s.index for s in samples], vectors.astype(np.float32), scorer.cache_config(), loss)
+        loss = np.array([np.nan if (x := cached[k]["loss"]) is None else x for k in ids])
+    return EmbeddingTable(rows, vectors.astype(np.float32), scorer.cache_config(), loss)

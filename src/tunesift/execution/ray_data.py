@@ -196,15 +196,21 @@ class RayExecutor:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 mapped = self._map(ray, dataset, blob, store, size)
             started = time.perf_counter()
-            for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
-                rows = [json.loads(text) for text in batch["row"]]
-                store.append(row for row in rows if scorer.cacheable(row))
-                for name in set(batch["shard"].tolist()):
-                    store.drop_shard(name)
-                self._record(batch)
-                if on_progress is not None:
-                    on_progress(len(rows) * scorer.texts_per_unit)
-                yield from ((row["id"], row) for row in rows)
+            batches = mapped.iter_batches(batch_size=None, batch_format="numpy")
+            try:
+                for batch in batches:
+                    rows = [json.loads(text) for text in batch["row"]]
+                    store.append(row for row in rows if scorer.cacheable(row))
+                    for name in set(batch["shard"].tolist()):
+                        store.drop_shard(name)
+                    self._record(batch)
+                    if on_progress is not None:
+                        on_progress(len(rows) * scorer.texts_per_unit)
+                    yield from ((row["id"], row) for row in rows)
+            finally:  # a driver that stops consuming (Ctrl-C, an error) shuts the dataset's execution down
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()
             self._stats["wall"] = self._stats.get("wall", 0.0) + time.perf_counter() - started
         with contextlib.suppress(OSError):
             store.shard_dir.rmdir()  # only when empty

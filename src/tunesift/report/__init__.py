@@ -55,7 +55,9 @@ def load_selection(path: str | Path, pool: Pool, label: str | None = None):
         if not where[sample.content_id]:
             raise InputError(f"is not a record of {pool.path}", path=path, record=sample.index)
         indices.append(where[sample.content_id].popleft())
-    fields = [f for f in ("ifd", "selectit") if f in subset.samples[0].record]
+    from tunesift.scorers.registry import SCORERS
+
+    fields = [i.score_field for i in SCORERS.values() if i.score_field in subset.samples[0].record]
     return SelectionSet(label, indices, fields[0] if fields else None)
 
 
