@@ -28,7 +28,7 @@ from tunesift.data.pools import Pool
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
 from tunesift.models.registry import ResolvedModel
-from tunesift.scorers.base import Progress, Scorer, Unit
+from tunesift.scorers.base import CausalLMScorer, Progress, Scorer, Unit
 
 if TYPE_CHECKING:
     from tunesift.execution import Executor
@@ -118,9 +118,6 @@ class MiniLMEmbedding(Scorer):
     def describe(self) -> str:
         return "embeddings (minilm)"
 
-    def units(self, sample: Sample) -> list[Unit]:
-        return [Unit(sample.content_id, sample)]
-
     def load_backend(self, device: str | None = None) -> MiniLMEmbedder:
         return MiniLMEmbedder(device=device)
 
@@ -131,7 +128,7 @@ class MiniLMEmbedding(Scorer):
         return [{"vec": encode_vector(v)} for v in vectors]
 
 
-class LMEmbedding(Scorer):
+class LMEmbedding(CausalLMScorer):
     """A causal LM's mean last hidden state and the embedded text's mean NLL (Cherry's pre-experienced
     embedding and prompt perplexity), on the scorer contract."""
 
@@ -156,14 +153,6 @@ class LMEmbedding(Scorer):
 
     def describe(self) -> str:
         return "embeddings (lm)"
-
-    def units(self, sample: Sample) -> list[Unit]:
-        return [Unit(sample.content_id, sample)]
-
-    def load_backend(self, device: str | None = None) -> Any:
-        from tunesift.models.causal_lm import CausalLM
-
-        return CausalLM.load(self.model, device=device)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         from tunesift.data.templates import get_template

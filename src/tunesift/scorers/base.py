@@ -52,9 +52,10 @@ class Scorer(ABC):
     def cache_config(self) -> dict[str, Any]:
         """The configuration a unit's result depends on: the store key (stable across processes)."""
 
-    @abstractmethod
     def units(self, sample: Sample) -> list[Unit]:
-        """The units of one sample, in the order :meth:`combine` expects their results."""
+        """The units of one sample, in the order :meth:`combine` expects their results (default: the sample
+        itself, keyed by its content)."""
+        return [Unit(sample.content_id, sample)]
 
     @abstractmethod
     def load_backend(self, device: str | None = None) -> Any:
@@ -79,6 +80,17 @@ class Scorer(ABC):
     def describe(self) -> str:
         """A short label for progress bars and logs."""
         return self.name
+
+
+class CausalLMScorer(Scorer):
+    """A scorer whose backend is a causal LM: ``self.model`` (a resolved checkpoint) loaded on the worker."""
+
+    model: Any  # tunesift.models.registry.ResolvedModel
+
+    def load_backend(self, device: str | None = None) -> Any:
+        from tunesift.models.causal_lm import CausalLM
+
+        return CausalLM.load(self.model, device=device)
 
 
 def compute_safely(

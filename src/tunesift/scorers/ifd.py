@@ -17,7 +17,7 @@ from tunesift.data.templates import TEMPLATE_NAMES, Template, get_template
 from tunesift.errors import ConfigError
 from tunesift.models.causal_lm import CausalLM, TargetSpan
 from tunesift.models.registry import ResolvedModel
-from tunesift.scorers.base import Progress, Scorer, Unit
+from tunesift.scorers.base import CausalLMScorer, Progress, Unit
 from tunesift.scorers.turns import aggregate, check_turn_rule
 
 Variant = Literal["cherry", "superfilter"]
@@ -205,7 +205,7 @@ class IFDScorer:
         return out
 
 
-class IFD(Scorer):
+class IFD(CausalLMScorer):
     """IFD on the scorer contract: one unit per sample (its turns inside), computed by :class:`IFDScorer`.
 
     The turn rule is applied in :meth:`combine`, after the cache: changing it recomputes nothing.
@@ -236,12 +236,6 @@ class IFD(Scorer):
 
     def describe(self) -> str:
         return f"IFD ({self.config.variant})"
-
-    def units(self, sample: Sample) -> list[Unit]:
-        return [Unit(sample.content_id, sample)]
-
-    def load_backend(self, device: str | None = None) -> CausalLM:
-        return CausalLM.load(self.model, device=device)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         scorer = IFDScorer(backend, self.config, token_budget=self.token_budget)

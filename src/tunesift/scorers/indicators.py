@@ -25,7 +25,7 @@ from tunesift.atomic import atomic_open
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, InputError
 from tunesift.models.registry import ResolvedModel
-from tunesift.scorers.base import Progress, Scorer, Unit
+from tunesift.scorers.base import CausalLMScorer, Progress, Unit
 
 INDICATORS = ("len_instruction", "len_input", "len_response", "ppl", "mtld", "knn")
 MTLD_THRESHOLD = 0.72
@@ -189,7 +189,7 @@ def subset_means(rows: Sequence[dict[str, Any]], indicators: Sequence[str] = IND
 INDICATOR_VERSION = 1
 
 
-class IndicatorLM(Scorer):
+class IndicatorLM(CausalLMScorer):
     """The model-dependent indicators on the scorer contract: token lengths of instruction, input and
     response, and the response's mean NLL (its perplexity's log). A conversation is described by its last
     turn. MTLD and kNN-i are computed by the pool-level function (cheap, or a property of the set)."""
@@ -210,14 +210,6 @@ class IndicatorLM(Scorer):
 
     def describe(self) -> str:
         return "indicators (lengths, perplexity)"
-
-    def units(self, sample: Sample) -> list[Unit]:
-        return [Unit(sample.content_id, sample)]
-
-    def load_backend(self, device: str | None = None) -> Any:
-        from tunesift.models.causal_lm import CausalLM
-
-        return CausalLM.load(self.model, device=device)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         from tunesift.models.causal_lm import TargetSpan

@@ -311,9 +311,6 @@ class AlpaGasus(Scorer):
     def describe(self) -> str:
         return "AlpaGasus judge"
 
-    def units(self, sample: Sample) -> list[Unit]:
-        return [Unit(sample.content_id, sample)]
-
     def load_backend(self, device: str | None = None) -> Any:
         if isinstance(self.judge, EndpointSpec):
             return self.judge.client()

@@ -25,7 +25,7 @@ from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, InputError
 from tunesift.models.causal_lm import TargetSpan
 from tunesift.models.registry import ResolvedModel
-from tunesift.scorers.base import Progress, Scorer, Unit
+from tunesift.scorers.base import CausalLMScorer, Progress, Unit
 from tunesift.scorers.turns import aggregate
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ def combine_turn(
     }
 
 
-class SelectITRating(Scorer):
+class SelectITRating(CausalLMScorer):
     """One rater's ratings on the scorer contract: a unit per (sample, turn, rating sentence), keyed by the
     exact text the rater reads, so alpha, the level, the turn rule and the raters' mix recompute nothing.
     :func:`combine` pools the raters' results into a sample's levels."""
@@ -305,11 +305,6 @@ class SelectITRating(Scorer):
             for turn in range(len(sample.turns))
             for sentence in self.sentences
         ]
-
-    def load_backend(self, device: str | None = None) -> Any:
-        from tunesift.models.causal_lm import CausalLM
-
-        return CausalLM.load(self.model, device=device)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         ratings = SelectITRater(backend, self.token_budget).rate([u.payload for u in units], on_progress=on_progress)
