@@ -381,8 +381,9 @@ def run_recipe_cmd(
         if not sep or not key:
             _fail(TunesiftError(f"option '--option': expected KEY=VALUE, got {item!r}"))
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    kw = dict(locals())
-    kw.pop("options")
+    kw = {"data": data, "out": out, "rate": rate, "count": count, "scores_out": scores_out, "format": format,
+          "on_error": on_error, "store": store, "device": device, "executor": executor, "ray_address": ray_address,
+          "actors": actors, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor}  # fmt: skip
     _run(recipe, kw, options)
 
 
