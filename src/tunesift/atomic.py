@@ -15,10 +15,17 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
     On any exception the temporary file is removed and ``path`` is left as it was.
+    Failing to write (no space left, permission denied, a read-only file system) raises
+    :class:`~tunesift.errors.StorageError` naming ``path`` and the cause.
     """
+    from tunesift.errors import StorageError
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        raise StorageError(target, err) from None
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
@@ -26,7 +33,9 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+            raise StorageError(target, err) from None
         raise

@@ -16,11 +16,56 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from tunesift.errors import TunesiftError
 from tunesift.scorers.registry import SCORERS, Option, ScorerInfo
 
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so a command stops as it does on Ctrl-C (a BaseException, as
+    KeyboardInterrupt, so no per-sample error handling mistakes it for a failed sample)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+class _Group(typer.core.TyperGroup):
+    """The root command: whatever stops a command ends in one line and a meaningful exit status.
+
+    Ctrl-C exits 130 and SIGTERM 143, each saying what is safely stored and that the same command resumes
+    (outputs are written atomically, so none is left half-written); a file the system refuses to write or
+    read is one line naming it and the cause (exit 1), never a traceback.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        import signal
+
+        from tunesift import progress
+
+        progress.reset()
+        try:
+            previous = signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:  # not the main thread: leave SIGTERM alone
+            previous = None
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, Terminated) as err:
+            code = 143 if isinstance(err, Terminated) else 130
+            typer.echo(f"\ntunesift: interrupted: {progress.describe()}", err=True)
+            raise typer.Exit(code) from None
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            typer.echo(f"tunesift: error: {where}{err.strerror or err}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Pick the best instruction-tuning data out of a pool: score it, select a subset, explain it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -155,6 +200,30 @@ def _option_values(options: tuple[Option, ...], kwargs: dict[str, Any], given_on
     return values
 
 
+def _refuse(outputs: dict[str, list[Path]], inputs: dict[str, Any]) -> None:
+    """Refuse an output that is one of the command's inputs, before any work (one line, exit 2)."""
+    from tunesift.outputs import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(outputs, inputs)
+
+
+def _probe(paths: list[Path]) -> None:
+    from tunesift.outputs import probe_writable
+
+    probe_writable([Path(p) for p in paths])
+
+
+def files_written(kind: str, path: Path) -> list[Path]:
+    from tunesift.outputs import files_written as written
+
+    return written(kind, path)
+
+
+def _input_options(info: ScorerInfo, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The scorer options that name an input file (a rule, a prompts file)."""
+    return {o.name: kwargs[o.name] for o in info.options if o.type in (Path, Path | None) and kwargs[o.name]}
+
+
 def _executor(kwargs: dict[str, Any], defaults: dict[str, Any] | None = None) -> Any:
     """The executor the options ask for (a recipe's ``defaults`` fill what the user left unset), checked: an
     unreachable cluster or a bad option raises before any work."""
@@ -179,7 +248,9 @@ def _score_command(info: ScorerInfo) -> Callable[..., None]:
         from tunesift import api
 
         try:
+            _refuse({"out": files_written("scores", kw["out"])}, {"pool": kw["data"], **_input_options(info, kw)})
             pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
+            _probe([kw["out"]])
             executor = _executor(kw)
             table = info.load()(pool, **_option_values(info.options, kw), store_dir=kw["store"], executor=executor,
                                 progress=True)  # fmt: skip
@@ -211,8 +282,15 @@ def _run(method: str, kw: dict[str, Any], score_options: dict[str, Any], select_
     try:
         rate, count = kw["rate"], kw["count"]
         budget = None if rate is None and count is None else api.Budget(rate=rate, count=count)
+        outputs = {"out": files_written("subset", kw["out"])}
+        if kw["scores_out"] is not None:
+            outputs["scores-out"] = files_written("scores", kw["scores_out"])
+        recipe_file = Path(method) if Path(method).suffix in (".yaml", ".yml") else None
+        _refuse(outputs, {"pool": kw["data"], "recipe": recipe_file,
+                          **{k: v for k, v in score_options.items() if k in ("rule", "prompts_file")}})  # fmt: skip
         recipe = recipe or api.load_recipe(method)
         pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
+        _probe([files[0] for files in outputs.values()])
         executor = _executor(kw, recipe.executor)
         result = api.run_recipe(recipe, pool, kw["out"], budget, scores_out=kw["scores_out"],
                                 select_options=select_options or None, store_dir=kw["store"], executor=executor,
@@ -302,6 +380,7 @@ def select_cmd(
     from tunesift.scorers.registry import default_rule
 
     try:
+        _refuse({"out": files_written("subset", out)}, {"pool": data, "scores": scores})
         budget = api.Budget(rate=rate, count=count)
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         table = api.read_scores(scores, pool, score_field=field)
@@ -562,6 +641,7 @@ def report_cmd(
     from tunesift.report import make_report
 
     try:
+        _refuse({"out": files_written("report", out)}, {"pool": data, "scores": scores, "selection": selection})
         make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer)
     except TunesiftError as err:
         _fail(err)

@@ -48,3 +48,15 @@ class ConfigError(TunesiftError):
     def __init__(self, option: str, message: str) -> None:
         self.option = option
         super().__init__(f"option '{option}': {message}")
+
+
+class StorageError(TunesiftError):
+    """A file could not be written or read: no space left, permission denied, a read-only file system.
+
+    One line naming the path and the cause, and what was kept, instead of a traceback.
+    """
+
+    def __init__(self, path: str | Path, err: OSError, kept: str = "") -> None:
+        self.path = str(path)
+        self.cause = err.strerror or str(err)
+        super().__init__(f"{path}: cannot write: {self.cause}" + (f" ({kept})" if kept else ""))

@@ -6,6 +6,7 @@ Every file is written atomically; a subset keeps the user's own records, in rank
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,56 @@ def manifest_path(path: str | Path) -> Path:
 def rejects_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.stem + ".rejects.jsonl")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return (a.exists() and b.exists() and os.path.samefile(a, b)) or a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def files_written(kind: str, path: str | Path) -> list[Path]:
+    """Every file a command writes for an output option: the file and what goes beside it."""
+    path = Path(path)
+    beside = {"subset": [manifest_path(path), rejects_path(path)], "scores": [scores_config_path(path),
+              rejects_path(path)], "report": [path.with_suffix(".json")]}  # fmt: skip
+    return [path, *beside.get(kind, [])]
+
+
+def refuse_overwriting_inputs(outputs: dict[str, list[Path]], inputs: dict[str, Any]) -> None:
+    """Refuse, before any work, an output that is the same file as an input (the pool, scores, a recipe).
+
+    ``outputs`` maps an option (``--out``) to the files it writes; ``inputs`` maps a name to a path or a
+    list of paths. Raises :class:`ConfigError` naming both.
+    """
+    from tunesift.errors import ConfigError
+
+    named = [(name, Path(p)) for name, value in inputs.items() if value is not None
+             for p in (value if isinstance(value, (list, tuple)) else [value])]  # fmt: skip
+    for option, files in outputs.items():
+        for written in files:
+            for name, path in named:
+                if _same_file(written, path):
+                    raise ConfigError(option, f"{written} is the same file as the {name} {path}: it would be "
+                                      "overwritten; write to another path (nothing was done)")  # fmt: skip
+
+
+def probe_writable(paths: list[Path]) -> None:
+    """Create and remove a temporary file beside each output, before any work: a folder the system refuses
+    (permission, a read-only file system, no space) is a :class:`StorageError` now, not after hours of work."""
+    import tempfile
+
+    from tunesift.errors import StorageError
+
+    for path in paths:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            os.unlink(name)
+        except OSError as err:
+            raise StorageError(path, err) from None
 
 
 def write_scores(path: str | Path, table: ScoreTable) -> None:

@@ -127,11 +127,21 @@ def compute_units(
         done_texts -= whole * scorer.texts_per_unit
         bar.update(whole)
 
-    for key, row in executor.map_units(scorer, missing(), store, on_progress=tick if bar is not None else None):
-        cached[key] = row
-    if bar is not None:
-        bar.n = bar.total if bar.total is not None else bar.n
-        bar.close()
+    from tunesift import progress as kept
+
+    n_stored = len(cached)
+    kept.stored(scorer.unit_name + "s", n_stored, store.path)
+    try:
+        for key, row in executor.map_units(scorer, missing(), store, on_progress=tick if bar is not None else None):
+            cached[key] = row
+            if scorer.cacheable(row):
+                n_stored += 1
+                kept.stored(scorer.unit_name + "s", n_stored, store.path)
+        if bar is not None:
+            bar.n = bar.total if bar.total is not None else bar.n
+    finally:  # the bar ends before any message about why the run stopped
+        if bar is not None:
+            bar.close()
     return cached
 
 

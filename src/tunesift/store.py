@@ -20,11 +20,13 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tunesift.atomic import atomic_open
+from tunesift.errors import StorageError
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -42,19 +44,22 @@ def _locked(path: Path, flags: int, lock: int) -> Iterator[int]:
         os.close(fd)  # releases the lock
 
 
-def _read_rows(handle: Any, results: dict[str, dict[str, Any]]) -> int:
-    """Read complete lines into ``results``; return the byte offset after the last good one."""
-    good_end = handle.tell()
+def _read_rows(handle: Any, results: dict[str, dict[str, Any]]) -> tuple[int, int]:
+    """Read whole lines into ``results``, skipping any that cannot be read (a bad sector, an interrupted copy);
+    return the byte offset after the last whole line and how many lines were skipped. Only a last line
+    without its newline is left out of the offset: a write cut by a kill."""
+    end = handle.tell()
+    skipped = 0
     for line in handle:
         if not line.endswith(b"\n"):
             break
+        end += len(line)
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        results[row["id"]] = row
-        good_end += len(line)
-    return good_end
+            results[row["id"]] = row
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError):
+            skipped += line.strip() != b""
+    return end, skipped
 
 
 class ScoreStore:
@@ -71,19 +76,26 @@ class ScoreStore:
         self.shard_dir = self.root / f"{stem}.shards"
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """All cached results by sample content id; cuts a torn last line left by a killed run."""
+        """All cached results by sample content id. A line that cannot be read is skipped, wherever it is, and
+        every other result kept (counted in ``self.skipped_lines`` and said once on stderr); only a torn last
+        line, left by a killed run, is cut off."""
+        self.skipped_lines = 0
         if not self.path.exists():
             return {}
         results: dict[str, dict[str, Any]] = {}
         with _locked(self.path, os.O_RDONLY, fcntl.LOCK_SH) as fd, os.fdopen(os.dup(fd), "rb") as handle:
-            good_end = _read_rows(handle, results)
+            good_end, self.skipped_lines = _read_rows(handle, results)
             torn = good_end != os.fstat(fd).st_size
         if torn:
             with _locked(self.path, os.O_RDWR, fcntl.LOCK_EX) as fd, os.fdopen(os.dup(fd), "r+b") as handle:
                 handle.seek(good_end)
-                good_end = _read_rows(handle, results)  # lines a writer finished meanwhile
+                good_end, more = _read_rows(handle, results)  # lines a writer finished meanwhile
+                self.skipped_lines += more
                 if good_end != os.fstat(fd).st_size:
                     handle.truncate(good_end)
+        if self.skipped_lines:
+            print(f"tunesift: warning: {self.path}: skipped {self.skipped_lines} unreadable line(s); every other "
+                  "cached result is kept, and the skipped samples are computed again", file=sys.stderr)  # fmt: skip
         return results
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -91,13 +103,27 @@ class ScoreStore:
         payload = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows).encode("utf-8")
         if not payload:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StorageError(self.root, err) from None
         if not self.config_path.exists():
             with atomic_open(self.config_path) as handle:
                 json.dump(self.config, handle, indent=2, sort_keys=True)
-        with _locked(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, fcntl.LOCK_EX) as fd:
-            os.write(fd, payload)
-            os.fsync(fd)
+        try:
+            with _locked(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, fcntl.LOCK_EX) as fd:
+                start = os.fstat(fd).st_size
+                try:
+                    rest = memoryview(payload)
+                    while rest:  # a short write is followed by one that says why (no space, file too large)
+                        rest = rest[os.write(fd, rest) :]
+                    os.fsync(fd)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)  # the store ends on its last whole line, as before this chunk
+                    raise
+        except OSError as err:
+            raise StorageError(self.path, err, "every result stored before this chunk is kept") from None
 
     # ----- shards: what distributed workers computed, waiting for the driver to merge it -----
 

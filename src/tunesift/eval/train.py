@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from tunesift import progress as run_progress
 from tunesift.data.pools import Pool
 from tunesift.data.sample import Sample
-from tunesift.errors import ConfigError
+from tunesift.errors import ConfigError, StorageError
 from tunesift.models.output_layer import linear_cross_entropy
 
 CHECKPOINT = "checkpoint"
@@ -150,11 +151,19 @@ def _save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict[str
 
     tmp = run_dir / f".{CHECKPOINT}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({n: t.contiguous() for n, t in _trainable_state(model).items()}, str(tmp / "trainable.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")  # fmt: skip
-    (tmp / "state.json").write_text(json.dumps(state))
+    try:
+        tmp.mkdir(parents=True)
+        save_file({n: t.contiguous() for n, t in _trainable_state(model).items()}, str(tmp / "trainable.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")  # fmt: skip
+        (tmp / "state.json").write_text(json.dumps(state))
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half checkpoint left behind; the last whole one stays
+        # safetensors reports an I/O failure as its own error type, with the OS error in its message
+        if isinstance(err, OSError) or "I/O error" in str(err) or "IoError" in str(err):
+            cause = OSError(0, err.strerror) if isinstance(err, OSError) and err.strerror else OSError(0, str(err))
+            raise StorageError(run_dir / CHECKPOINT, cause, "the last checkpoint is kept") from None
+        raise
     final = run_dir / CHECKPOINT
     old = run_dir / f".{CHECKPOINT}.old"
     shutil.rmtree(old, ignore_errors=True)
@@ -284,7 +293,13 @@ def train(
                 on_step(step, float(loss))
             state.update(step=step, seconds=time.perf_counter() - started)
             if step % save_every == 0 or step == stop_after:
-                _save_checkpoint(run_dir, model, optimizer, scheduler, state)
+                try:
+                    _save_checkpoint(run_dir, model, optimizer, scheduler, state)
+                except BaseException:
+                    if bar is not None:
+                        bar.close()  # the bar ends before the message about why the run stopped
+                    raise
+                run_progress.stored("training steps", step, run_dir)
             if step == stop_after and step < total_steps:
                 if bar is not None:
                     bar.close()

@@ -6,6 +6,7 @@ laptop CPU); the fp32 safetensors copy written here loads in well under a second
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
@@ -109,9 +110,42 @@ def _dequantise_to(gguf: Path, target: Path) -> None:
         raise
 
 
+FINGERPRINT_SUFFIXES = {".safetensors", ".bin", ".json", ".model", ".txt", ".pt", ".pth"}
+
+
 def _dir_fingerprint(path: Path) -> str:
-    files = sorted(p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".json"})
-    return ";".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files)
+    """A content hash of a checkpoint's weights, configuration and tokenizer files: two checkpoints with the
+    same file sizes but other weights never share cached scores.
+
+    Hashing a 7B checkpoint takes seconds, so the hash is kept in ``cache_root()/fingerprints``, keyed by the
+    folder, and reused only while every file keeps its size, modification and change time (a write, a copy or
+    a restore changes the change time, which no tool can set back)."""
+    import hashlib
+    import json
+
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in FINGERPRINT_SUFFIXES)
+    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ctime_ns] for p in files]
+    memo = cache_root() / "fingerprints" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".json")
+    try:
+        saved = json.loads(memo.read_text(encoding="utf-8"))
+        if saved.get("files") == stamp:
+            return saved["sha256"]
+    except (OSError, ValueError):
+        pass
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(f"{p.name}\0{p.stat().st_size}\0".encode())
+        with open(p, "rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+    fingerprint = "sha256:" + digest.hexdigest()
+    from tunesift.atomic import atomic_open
+    from tunesift.errors import StorageError
+
+    with contextlib.suppress(StorageError):  # the memo only saves time; without it the hash is computed again
+        with atomic_open(memo) as handle:
+            json.dump({"path": str(path.resolve()), "files": stamp, "sha256": fingerprint}, handle)
+    return fingerprint
 
 
 def resolve_model(name_or_path: str) -> ResolvedModel:

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 SCALE = (0, 1, 2, 3, 4, 5)
 # Bump when the prompt or the parsing changes, so cached ratings from older code are not reused.
-JUDGE_VERSION = 1
+# 2: a score given on another scale ("3/10") is rejected, no longer read as 3.
+JUDGE_VERSION = 2
 
 SYSTEM_PROMPT = "You are a helpful and precise assistant for checking the quality of the answer."
 # AlpaGasus's rating prompt (accuracy dimension), in the authors' words.
@@ -49,17 +50,20 @@ USER_TEMPLATE = (
     "provide a comprehensive explanation of your evaluation, avoiding any potential bias."
 )
 
-# A number at the start of the reply, optionally after "Score:" and markdown; "4", "4.5", "Score: 4/5".
-_LEADING = re.compile(r"^[\s*#>`_\[(]*(?:score[\s:*]*)?(\d+(?:\.\d+)?)(?:\s*/\s*5(?:\.0)?)?(?![\d.])", re.IGNORECASE)
-_LABELLED = re.compile(r"\bscore\s*(?:is|of|:)?\s*(\d+(?:\.\d+)?)(?:\s*/\s*5)?(?!\d)", re.IGNORECASE)
+# A number at the start of the reply, optionally after "Score:" and markdown, with the scale it gives, if
+# any: "4", "4.5", "Score: 4/5", "3/10", "7 out of 10".
+_OUT_OF = r"(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?"
+_LEADING = re.compile(r"^[\s*#>`_\[(]*(?:score[\s:*]*)?(\d+(?:\.\d+)?)" + _OUT_OF + r"(?![\d.])", re.IGNORECASE)
+_LABELLED = re.compile(r"\bscore\s*(?:is|of|:)?\s*(\d+(?:\.\d+)?)" + _OUT_OF + r"(?!\d)", re.IGNORECASE)
 
 
 class UnparseableReply(ValueError):
-    """The judge's reply holds no readable 0-5 score; ``reply`` is the raw text."""
+    """The judge's reply holds no readable 0-5 score; ``reply`` is the raw text, ``reason`` the skip reason."""
 
-    def __init__(self, reply: str) -> None:
+    def __init__(self, reply: str, reason: str = "unparseable_reply") -> None:
         self.reply = reply
-        super().__init__(f"no 0-5 score at the start of the reply: {reply[:200]!r}")
+        self.reason = reason
+        super().__init__(f"no 0-5 score at the start of the reply ({reason}): {reply[:200]!r}")
 
 
 def judge_messages(sample: Sample) -> list[dict[str, str]]:
@@ -71,19 +75,15 @@ def judge_messages(sample: Sample) -> list[dict[str, str]]:
 def parse_score(reply: str) -> float:
     """The score on the reply's first non-empty line (or a line that says "score: N"), in [0, 5]."""
     lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
-    candidates = []
-    if lines:
-        match = _LEADING.match(lines[0])
-        if match:
-            candidates.append(match.group(1))
-    if not candidates:
-        match = _LABELLED.search(reply)
-        if match:
-            candidates.append(match.group(1))
-    for text in candidates:
-        value = float(text)
-        if 0.0 <= value <= 5.0:
-            return value
+    match = _LEADING.match(lines[0]) if lines else None
+    match = match or _LABELLED.search(reply)
+    if match is None:
+        raise UnparseableReply(reply)
+    value, scale = match.group(1), match.group(2)
+    if scale is not None and float(scale) != 5.0:  # "3/10" is not 3 on the 0-5 scale: rejected, reply kept
+        raise UnparseableReply(reply, f"other_scale: {value}/{scale}")
+    if 0.0 <= float(value) <= 5.0:
+        return float(value)
     raise UnparseableReply(reply)
 
 
@@ -176,8 +176,8 @@ class EndpointJudge:
             return JudgeResult(None, None, error, transient)
         try:
             return JudgeResult(parse_score(reply), reply)
-        except UnparseableReply:
-            return JudgeResult(None, reply, "unparseable_reply")
+        except UnparseableReply as err:
+            return JudgeResult(None, reply, err.reason)
 
     def rate(self, samples: Sequence[Sample], on_progress: Callable[[float], None] | None = None) -> list[JudgeResult]:
         """Ratings in the order of ``samples``, at most ``concurrency`` requests in flight."""
