@@ -216,3 +216,20 @@ def test_a_full_disk_during_training_is_one_line_and_leaves_no_half_checkpoint(t
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"tunesift: error: {run / CHECKPOINT}: cannot write: "), last
     assert not (run / f".{CHECKPOINT}.tmp").exists() and not list(run.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_a_full_disk_under_the_model_cache_is_one_line(tmp_path):
+    """The packaged model is de-quantised into the cache on first use: a cache with no room says so."""
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(2)))
+    cache = tmp_path / "cache"
+    env = {**os.environ, "TUNESIFT_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "tunesift", "score", "ifd", str(pool), "--out", str(tmp_path / "s.jsonl")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env,
+                          preexec_fn=_limited(10_000_000))  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"tunesift: error: {cache / 'models'}") and "cannot write" in last, last
+    assert "TUNESIFT_CACHE" in last and list((cache / "models").iterdir()) == []  # no half-written model left

@@ -60,3 +60,14 @@ class StorageError(TunesiftError):
         self.path = str(path)
         self.cause = err.strerror or str(err)
         super().__init__(f"{path}: cannot write: {self.cause}" + (f" ({kept})" if kept else ""))
+
+
+def as_storage_error(path: str | Path, err: BaseException, kept: str = "") -> StorageError | None:
+    """``err`` as a :class:`StorageError` when it is a failure to write (an ``OSError``, or a library's own
+    error carrying one, as safetensors' "I/O error: ... (os error 28)"); None for anything else."""
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+        return StorageError(path, err, kept)
+    text = str(err)
+    if "I/O error" in text or "IoError" in text or "os error" in text:
+        return StorageError(path, OSError(0, text.split("I/O error: ")[-1]), kept)
+    return None

@@ -24,7 +24,7 @@ import torch
 from tunesift import progress as run_progress
 from tunesift.data.pools import Pool
 from tunesift.data.sample import Sample
-from tunesift.errors import ConfigError, StorageError
+from tunesift.errors import ConfigError, as_storage_error
 from tunesift.models.output_layer import linear_cross_entropy
 
 CHECKPOINT = "checkpoint"
@@ -159,10 +159,9 @@ def _save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: dict[str
         (tmp / "state.json").write_text(json.dumps(state))
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)  # no half checkpoint left behind; the last whole one stays
-        # safetensors reports an I/O failure as its own error type, with the OS error in its message
-        if isinstance(err, OSError) or "I/O error" in str(err) or "IoError" in str(err):
-            cause = OSError(0, err.strerror) if isinstance(err, OSError) and err.strerror else OSError(0, str(err))
-            raise StorageError(run_dir / CHECKPOINT, cause, "the last checkpoint is kept") from None
+        storage = as_storage_error(run_dir / CHECKPOINT, err, "the last checkpoint is kept")
+        if storage is not None:
+            raise storage from None
         raise
     final = run_dir / CHECKPOINT
     old = run_dir / f".{CHECKPOINT}.old"

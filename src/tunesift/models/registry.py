@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunesift.errors import ConfigError
+from tunesift.errors import ConfigError, StorageError, as_storage_error
 
 
 def cache_root() -> Path:
@@ -99,14 +99,20 @@ def _dequantise_to(gguf: Path, target: Path) -> None:
     # The weights are plain fp32 tensors now; drop the GGUF marker so save_pretrained accepts them.
     del model.config.quantization_config
     model.hf_quantizer = None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as err:
+        raise StorageError(target, err, "set TUNESIFT_CACHE to a folder tunesift may write") from None
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        storage = as_storage_error(target, err, "set TUNESIFT_CACHE to a folder with room for the model")
+        if storage is not None:
+            raise storage from None
         raise
 
 
