@@ -107,7 +107,7 @@ def compute_safely(
         return scorer.compute(units, backend, on_progress)
     except TunesiftError:
         raise
-    except Exception as err:
+    except Exception as err:  # any failure of the batch: isolate it below, unit by unit
         if len(units) == 1:
             return [scorer.failure(f"{type(err).__name__}: {err}")]
     results = []
@@ -116,7 +116,7 @@ def compute_safely(
             results.extend(scorer.compute([unit], backend, None))
         except TunesiftError:
             raise
-        except Exception as err:
+        except Exception as err:  # this unit's null result, with the exception as its reason
             results.append(scorer.failure(f"{type(err).__name__}: {err}"))
         if on_progress is not None:
             on_progress(scorer.texts_per_unit)
