@@ -139,10 +139,6 @@ class IFDScorer:
         self.template: Template = get_template(self.config.template, lm)
         self._bos_len = len(lm.encode(""))
 
-    def describe(self) -> dict[str, Any]:
-        """What a turn's score depends on: the key of the score cache (the turn rule is applied after)."""
-        return cache_key(self.config, self.lm.name, self.lm.fingerprint, self.lm.dtype_name)
-
     def prepare(self, sample: Sample, turn: int = -1) -> _Prepared | IFDScore:
         """Token sequences of one assistant turn (the last by default), or its skip result.
 

@@ -197,8 +197,6 @@ SCORERS: dict[str, ScorerInfo] = {
 }
 # With no scorer, a recipe's rows carry each record's response length.
 NO_SCORER_COLUMNS = ("response_chars",)
-# Options every scoring function takes besides its own: where and how the work runs.
-RUNTIME_OPTIONS = ("store_dir", "device", "executor", "progress")
 
 
 def get_scorer(name: str) -> ScorerInfo:
