@@ -132,19 +132,49 @@ class Counting(RayExecutor):
             results.close()
 
 
+class Gate(IFD):
+    """IFD whose first ``open`` batches compute at once and the rest wait (up to a minute) for a release file:
+    a driver stopped after those batches leaves work undone, however fast the actor is."""
+
+    def __init__(self, folder: str, open: int, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.folder, self.open = folder, open
+
+    def compute(self, units, backend, on_progress=None):
+        import os
+        import time
+
+        for ticket in range(self.open):
+            try:
+                os.close(os.open(f"{self.folder}/ticket-{ticket}", os.O_CREAT | os.O_EXCL))
+                return super().compute(units, backend, on_progress)
+            except FileExistsError:
+                continue
+        deadline = time.monotonic() + 60
+        while not os.path.exists(f"{self.folder}/release") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return super().compute(units, backend, on_progress)
+
+
 def test_a_stopped_driver_resumes_with_only_the_missing_samples(tmp_path, pool_path, tiny_model_dir):
-    options = {"model": str(tiny_model_dir), "store_dir": tmp_path / "ray", "chunk_size": 4}
-    with pytest.raises(KeyboardInterrupt):
-        api.score_ifd(pool_path, executor=Counting(stop_after=8, **CPU_ONLY), **options)
     from tunesift.models.registry import resolve_model
 
-    store = ScoreStore(tmp_path / "ray", IFD(resolve_model(str(tiny_model_dir))).cache_config())
-    kept = len(store.load()) + sum(len(store.read_shard(p)) for p in store.shards())
-    assert 8 <= kept < 24  # what the stopped driver finished is kept (in the store, or in shards)
+    model = resolve_model(str(tiny_model_dir))
+    pool = api.read_pool(pool_path)
+    gate = Gate(str(tmp_path), 2, model)
+    gate.chunk_size = 4
+    with pytest.raises(KeyboardInterrupt):
+        compute_units(gate, (u for s in pool for u in gate.units(s)), store_dir=tmp_path / "ray",
+                      executor=Counting(stop_after=8, **CPU_ONLY))  # fmt: skip
+    store = ScoreStore(tmp_path / "ray", IFD(model).cache_config())
+    assert len(store.load()) == 8  # what the stopped driver received is stored at once
+    (tmp_path / "release").touch()  # the batch in flight finishes (into a shard); the queued ones are skipped
+    options = {"model": str(tiny_model_dir), "store_dir": tmp_path / "ray", "chunk_size": 4}
     again = Counting(**CPU_ONLY)
     table = api.score_ifd(pool_path, executor=again, **options)
-    assert again.present >= kept  # the shards were merged before deciding what is missing
+    assert 8 <= again.present < 24  # the stopped run's samples were merged before deciding what is missing
     assert again.asked == 24 - again.present  # only the missing samples are computed
+    assert list(store.shard_dir.glob("stop-*")) == []  # the stopped run's stop file is cleaned up
     _assert_same(api.score_ifd(pool_path, model=str(tiny_model_dir), store_dir=tmp_path / "local"), table)
     ids = [json.loads(line)["id"] for line in store.path.read_text().splitlines()]
     assert sorted(ids) == sorted({r["id"] for r in table.rows})

@@ -7,7 +7,9 @@ does not grow with the pool), and ``map_batches`` sends batches of them to a poo
 as a shard named by the batch's keys (a temporary file renamed, so a retried batch rewrites the same
 shard and never duplicates), and returns them; the driver appends them to the store and drops the shard.
 A driver that dies leaves its finished shards, merged into the store by the next run before it decides
-what is missing. Actors that die are restarted and their batch retried, a bounded number of times.
+what is missing. A driver that stops (Ctrl-C, an error) leaves a stop file that tells the actors to skip
+the batches still queued for them, so the cluster stops working within one batch. Actors that die are
+restarted and their batch retried, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import math
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -68,12 +71,13 @@ def shard_name(keys: Iterable[str]) -> str:
 class ScoreActor:
     """One worker of the pool: rebuilds the scorer from its pickled parameters and loads its backend once."""
 
-    def __init__(self, scorer: bytes, store_root: str, device: str | None, threads: int) -> None:
+    def __init__(self, scorer: bytes, store_root: str, device: str | None, threads: int, stop_file: str) -> None:
         import ray
         import torch
         from ray import cloudpickle
 
         self.scorer: Scorer = cloudpickle.loads(scorer)
+        self.stop_file = stop_file
         self.store = ScoreStore(store_root, self.scorer.cache_config())
         self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
         torch.set_num_threads(max(1, threads))
@@ -89,6 +93,8 @@ class ScoreActor:
         from ray import cloudpickle
 
         keys = [str(k) for k in batch["key"]]
+        if os.path.exists(self.stop_file):  # the driver has stopped: nobody reads this batch's results
+            return {name: [] for name in ("row", "shard", "actor", "gpus", "seconds", "load_seconds")}
         units = [Unit(k, cloudpickle.loads(blob)) for k, blob in zip(keys, batch["unit"], strict=True)]
         started = time.perf_counter()
         results = compute_safely(self.scorer, units, self.backend)
@@ -188,15 +194,18 @@ class RayExecutor:
         size = scorer.chunk_size  # units per batch, as a local chunk
         blob = cloudpickle.dumps(scorer)
         store.root.mkdir(parents=True, exist_ok=True)
+        stop_file = store.shard_dir / f"stop-{uuid.uuid4().hex}"
         iterator = iter(units)
         while window := list(islice(iterator, self.window)):
             items = [{"key": u.key, "unit": cloudpickle.dumps(u.payload)} for u in window]
             dataset = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(items) / size)))
             with warnings.catch_warnings():  # per-actor retry settings are deprecated keywords until Ray 2.64
                 warnings.simplefilter("ignore", DeprecationWarning)
-                mapped = self._map(ray, dataset, blob, store, size)
+                mapped = self._map(ray, dataset, blob, store, size, str(stop_file))
             started = time.perf_counter()
-            batches = mapped.iter_batches(batch_size=None, batch_format="numpy")
+            # no prefetch: a batch reaches the store (and the progress bar) as soon as its actor returns it
+            batches = mapped.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
+            finished = False
             try:
                 for batch in batches:
                     rows = [json.loads(text) for text in batch["row"]]
@@ -207,15 +216,23 @@ class RayExecutor:
                     if on_progress is not None:
                         on_progress(len(rows) * scorer.texts_per_unit)
                     yield from ((row["id"], row) for row in rows)
+                finished = True
             finally:  # a driver that stops consuming (Ctrl-C, an error) shuts the dataset's execution down
+                if not finished:
+                    with contextlib.suppress(OSError):
+                        stop_file.parent.mkdir(parents=True, exist_ok=True)
+                        stop_file.touch()
                 close = getattr(batches, "close", None)
                 if close is not None:
                     close()
             self._stats["wall"] = self._stats.get("wall", 0.0) + time.perf_counter() - started
+        for stale in store.shard_dir.glob("stop-*"):  # left by stopped runs, whose actors are gone by now
+            with contextlib.suppress(OSError):
+                stale.unlink()
         with contextlib.suppress(OSError):
             store.shard_dir.rmdir()  # only when empty
 
-    def _map(self, ray: Any, dataset: Any, blob: bytes, store: ScoreStore, size: int) -> Any:
+    def _map(self, ray: Any, dataset: Any, blob: bytes, store: ScoreStore, size: int, stop_file: str) -> Any:
         """The dataset mapped through the actor pool, with the retry limits set explicitly."""
         return dataset.map_batches(
             ScoreActor,
@@ -224,6 +241,7 @@ class RayExecutor:
                 "store_root": str(store.root),
                 "device": self.device,
                 "threads": max(1, int(self.cpus_per_actor or 1)),
+                "stop_file": stop_file,
             },
             batch_size=size,
             batch_format="numpy",
