@@ -147,9 +147,9 @@ class LMEmbedding(CausalLMScorer):
         self.token_budget = token_budget
 
     def cache_config(self) -> dict[str, Any]:
-        return {"scorer": "embedding", "version": EMBEDDING_VERSION, "embedder": "lm", "model": self.model.name,
-                "model_fingerprint": self.model.fingerprint, "text": self.text, "max_length": self.max_length,
-                "template": self.template if self.text == "prompt" else None, "dtype": "float32"}  # fmt: skip
+        return {"scorer": "embedding", "version": EMBEDDING_VERSION, "embedder": "lm", **self.model.key(),
+                "text": self.text, "max_length": self.max_length,
+                "template": self.template if self.text == "prompt" else None}  # fmt: skip
 
     def describe(self) -> str:
         return "embeddings (lm)"
@@ -188,10 +188,12 @@ def embed_pool(
     device: str | None = None,
     executor: Executor | None = None,
     progress: bool = False,
+    dtype: str | None = None,
 ) -> EmbeddingTable:
     """Embed the valid samples of a pool (or only the records at ``indices``, in that order), computing
     only what the score store lacks."""
-    from tunesift.models.registry import DEFAULT_MODEL, resolve_model
+    from tunesift.models.backend import model_ref
+    from tunesift.models.registry import DEFAULT_MODEL
     from tunesift.scoring import as_pool, compute_units, default_executor
 
     if embedder not in EMBEDDERS:
@@ -199,12 +201,13 @@ def embed_pool(
     if text not in LM_TEXTS:
         raise ConfigError("text", f"unknown text {text!r}; choose one of {', '.join(LM_TEXTS)}")
     pool = as_pool(data)
+    executor = default_executor(executor, device)
     scorer: Scorer
     if embedder == "minilm":
         scorer = MiniLMEmbedding()
     else:
-        resolved = model if isinstance(model, ResolvedModel) else resolve_model(model or DEFAULT_MODEL)
-        scorer = LMEmbedding(resolved, template, text, max_length, token_budget)
+        scorer = LMEmbedding(model_ref(model or DEFAULT_MODEL, executor, dtype=dtype), template, text, max_length,
+                             token_budget)  # fmt: skip
     scorer.chunk_size = chunk_size
     wanted = None if indices is None else set(indices)
     order: dict[int, str] = {}  # pool index -> content id: all that is kept per sample
@@ -215,7 +218,7 @@ def embed_pool(
                 order[s.index] = s.content_id
                 yield from scorer.units(s)
 
-    cached = compute_units(scorer, units(), store_dir=store_dir, executor=default_executor(executor, device),
+    cached = compute_units(scorer, units(), store_dir=store_dir, executor=executor,
                            progress=progress, total=len(wanted) if wanted is not None else len(pool))  # fmt: skip
     rows = list(order) if indices is None else list(indices)
     ids = [order[i] for i in rows]

@@ -47,6 +47,7 @@ class ConfigError(TunesiftError):
 
     def __init__(self, option: str, message: str) -> None:
         self.option = option
+        self.message = message
         super().__init__(f"option '{option}': {message}")
 
 

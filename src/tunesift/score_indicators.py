@@ -19,6 +19,7 @@ import numpy as np
 from tunesift.data.pools import Pool, read_pool
 from tunesift.data.sample import Rejected, Sample
 from tunesift.errors import ConfigError, InputError
+from tunesift.models.backend import model_ref
 from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, resolve_model
 from tunesift.scorers.indicators import (
     INDICATOR_VERSION,
@@ -48,6 +49,8 @@ def score_indicators(
     device: str | None = None,
     executor: Executor | None = None,
     progress: bool = False,
+    dtype: str | None = None,
+    **server: Any,
 ) -> ScoreTable:
     """Every indicator for every record; with a ``rule``, also ``instructmining``, the predicted log eval
     loss (lower is better), None with the reason where an indicator the rule uses is undefined."""
@@ -58,7 +61,7 @@ def score_indicators(
         rule = IndicatorRule.load(rule)
     samples = [s for s in pool if isinstance(s, Sample)]
     executor = default_executor(executor, device)
-    scorer = IndicatorLM(model if isinstance(model, ResolvedModel) else resolve_model(model), max_length, token_budget)
+    scorer = IndicatorLM(model_ref(model, executor, dtype=dtype, **server), max_length, token_budget)
     per_sample = compute_units(scorer, (u for s in samples for u in scorer.units(s)), store_dir=store_dir,
                                executor=executor, progress=progress, total=len(samples))  # fmt: skip
     lm_config = scorer.cache_config()

@@ -27,7 +27,7 @@ def score_alpagasus(
     model: str | ResolvedModel | None = None,
     base_url: str | None = None,
     api_key_env: str = "OPENAI_API_KEY",
-    concurrency: int = 4,
+    concurrency: int = 8,
     timeout: float = 60.0,
     retries: int = 4,
     store_dir: str | Path | None = None,
@@ -36,22 +36,27 @@ def score_alpagasus(
     device: str | None = None,
     executor: Executor | None = None,
     progress: bool = False,
+    dtype: str | None = None,
 ) -> ScoreTable:
     """The judge's 0-5 accuracy rating of every record (``alpagasus``), with the raw reply where there is
     one. With ``base_url`` the judge is that OpenAI-compatible endpoint serving ``model``; without, ``model``
     is a local causal LM (a packaged name or a checkpoint folder) read through its score-token probabilities.
     """
-    from tunesift.models.registry import DEFAULT_MODEL, resolve_model
+    from tunesift.models.backend import model_ref
+    from tunesift.models.registry import DEFAULT_MODEL
 
     pool = as_pool(data)
+    executor = default_executor(executor, device)
     judge: EndpointSpec | ResolvedModel
     if base_url:
         if not model:
             raise ConfigError("model", "an endpoint judge needs the model name the server serves")
+        if dtype not in (None, "auto"):
+            raise ConfigError("dtype", "an endpoint judge runs in the precision its server chose; drop --dtype")
         judge = EndpointSpec(base_url, str(model), api_key_env, concurrency, timeout, retries)
     else:
-        judge = model if isinstance(model, ResolvedModel) else resolve_model(model or DEFAULT_MODEL)
+        judge = model_ref(model or DEFAULT_MODEL, executor, dtype=dtype)
     scorer = AlpaGasus(judge, token_budget)
     scorer.chunk_size = chunk_size
     return score_pool(scorer, pool, columns=JUDGE_COLUMNS, score_field="alpagasus", store_dir=store_dir,
-                      executor=default_executor(executor, device), progress=progress)  # fmt: skip
+                      executor=executor, progress=progress)  # fmt: skip

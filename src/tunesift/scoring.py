@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from tunesift.data.pools import Pool, read_pool
 from tunesift.data.sample import Rejected, Sample
 from tunesift.errors import ConfigError
-from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, cache_root, resolve_model
+from tunesift.models.backend import model_ref
+from tunesift.models.registry import DEFAULT_MODEL, ResolvedModel, cache_root
 from tunesift.scorers.base import Scorer, Unit
 from tunesift.scorers.ifd import IFD, IFD_COLUMNS, IFD_FIELDS, IFDConfig
 from tunesift.store import ScoreStore
@@ -195,22 +196,27 @@ def score_ifd(
     lm: Any = None,
     executor: Executor | None = None,
     progress: bool = False,
+    dtype: str | None = None,
+    **server: Any,
 ) -> ScoreTable:
     """IFD for every record of a pool (conversations turn by turn, combined by ``turn_rule``).
 
     ``lm`` may be a loaded backend (a :class:`~tunesift.models.CausalLM`; then ``model`` is ignored).
+    ``dtype`` and the server options (``base_url``, ``tokenizer``, ``api_key_env``, ``concurrency``,
+    ``timeout``, ``retries``) choose where and how the model runs: see :func:`~tunesift.models.backend.model_ref`.
     """
     pool = as_pool(data)
     IFDConfig(variant, template, max_length, turn_rule).resolved()  # bad options fail before a model is resolved
     if lm is not None:
-        resolved = ResolvedModel(lm.name, Path(), lm.fingerprint)
-        scorer = IFD(resolved, variant, template, max_length, turn_rule, token_budget, dtype=lm.dtype_name)
+        resolved = ResolvedModel(lm.name, Path(), lm.fingerprint, lm.dtype_name)
+        scorer = IFD(resolved, variant, template, max_length, turn_rule, token_budget)
         from tunesift.execution.local import LocalExecutor
 
         executor = LocalExecutor(backend=lm)
     else:
-        resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
-        scorer = IFD(resolved, variant, template, max_length, turn_rule, token_budget)
+        executor = default_executor(executor, device)
+        ref = model_ref(model, executor, dtype=dtype, **server)
+        scorer = IFD(ref, variant, template, max_length, turn_rule, token_budget)
     scorer.chunk_size = chunk_size or scorer.chunk_size
     # per-turn results are cached: the turn rule is not part of the key, only of the table's configuration
     return score_pool(scorer, pool, columns=IFD_COLUMNS, score_field="ifd",
@@ -235,6 +241,8 @@ def score_selectit(
     device: str | None = None,
     executor: Executor | None = None,
     progress: bool = False,
+    dtype: str | None = None,
+    **server: Any,
 ) -> ScoreTable:
     """SelectIT scores (METHODS.md §3) for every record, every level kept.
 
@@ -255,9 +263,9 @@ def score_selectit(
     prompts = load_prompts(prompts_file)
     cfg = SelectITConfig(k, alpha, level, token_prompt, token_rule).resolved(len(models), len(prompts))
     sentences = [prompts[i] for i in cfg.prompt_indices()]
-    resolved = [m if isinstance(m, ResolvedModel) else resolve_model(m) for m in models]
-    n_parameters = [count_parameters(r) for r in resolved]
     executor = default_executor(executor, device)
+    resolved = [model_ref(m, executor, dtype=dtype, **server) for m in models]
+    n_parameters = [count_parameters(r) for r in resolved]
     raters = [SelectITRating(r, sentences, token_budget) for r in resolved]
     for rater in raters:  # a chunk is counted in samples: each has a rating per prompt
         rater.chunk_size = (chunk_size or 128) * len(sentences)
@@ -280,10 +288,7 @@ def score_selectit(
     config = {
         "scorer": "selectit",
         "version": VERSION,
-        "raters": [
-            {"model": r.name, "model_fingerprint": r.fingerprint, "n_parameters": n}
-            for r, n in zip(resolved, n_parameters, strict=True)
-        ],
+        "raters": [{**r.key(), "n_parameters": n} for r, n in zip(resolved, n_parameters, strict=True)],
         "prompts": sentences,
         "prompts_sha256": hashlib.sha256("\n".join(sentences).encode("utf-8")).hexdigest(),
         "k": cfg.k,
@@ -292,7 +297,6 @@ def score_selectit(
         "token_prompt": cfg.token_prompt if cfg.level == "token" else None,
         "token_rule": cfg.token_rule,
         "turn_rule": turn_rule,
-        "dtype": "float32",
     }
     return ScoreTable(config=config, rows=rows, score_field="selectit", columns=("selectit",))
 

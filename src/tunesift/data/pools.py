@@ -21,8 +21,9 @@ from tunesift.atomic import atomic_open
 from tunesift.data.sample import Rejected, Sample, Turn
 from tunesift.errors import ConfigError, InputError
 
-Container = Literal["json", "jsonl", "parquet", "hf"]
-CONTAINERS: tuple[str, ...] = ("json", "jsonl", "parquet", "hf")
+Container = Literal["json", "jsonl", "parquet", "hf", "hub"]
+CONTAINERS: tuple[str, ...] = ("json", "jsonl", "parquet", "hf", "hub")
+HUB_PREFIX = "hf:"  # a pool named hf:org/name[:split] is a hub dataset
 SCHEMAS: tuple[str, ...] = ("alpaca", "sharegpt", "messages")
 OUTPUT_FIELDS = ("output", "response")
 USER_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
@@ -34,7 +35,10 @@ OnError = Literal["raise", "skip"]
 
 
 def detect_container(path: Path) -> Container:
-    """From the path: a folder is a saved HF dataset; .parquet; .jsonl/.ndjson; anything else JSON."""
+    """From the path: hf:org/name a hub dataset; a folder a saved HF dataset; .parquet; .jsonl/.ndjson;
+    anything else JSON."""
+    if str(path).startswith(HUB_PREFIX):
+        return "hub"
     if path.is_dir():
         return "hf"
     suffix = path.suffix.lower()
@@ -143,8 +147,27 @@ def _iter_hf(path: Path) -> Iterator[tuple[int, Any]]:
     yield from enumerate(dataset)  # memory-mapped Arrow: rows are read as they are needed
 
 
+def _iter_hub(path: Path) -> Iterator[tuple[int, Any]]:
+    """``hf:org/name[:split]`` (default split: train) through ``datasets``, from the hub cache offline."""
+    from tunesift import hub
+
+    repo_id, _, split = str(path).removeprefix(HUB_PREFIX).partition(":")
+    if not hub.is_hub_id(repo_id):
+        raise InputError("expected hf:org/name or hf:org/name:split", path=path)
+    folder, _ = hub.snapshot(repo_id, repo_type="dataset", option="data")
+    datasets = _datasets()
+    try:
+        dataset = datasets.load_dataset(str(folder), split=split or "train")
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"cannot load the dataset: {first}", path=path) from None
+    yield from enumerate(dataset)
+
+
 def iter_records(path: Path, container: Container) -> Iterator[tuple[int, Any]]:
     """Stream ``(index, record)`` pairs; a broken file raises :class:`InputError` naming where."""
+    if container == "hub":
+        return _iter_hub(path)
     if not path.exists():
         raise InputError("file not found", path=path)
     if container != "hf" and path.is_dir():
@@ -330,7 +353,9 @@ def read_pool(
 
 
 def output_container(path: Path, default: Container) -> Container:
-    """The container a file name asks for (.json, .jsonl, .parquet), else ``default``."""
+    """The container a file name asks for (.json, .jsonl, .parquet), else ``default`` (a hub dataset's
+    subset is written as a dataset folder)."""
+    default = "hf" if default == "hub" else default
     suffix = path.suffix.lower()
     if suffix in {".json", ".jsonl", ".ndjson", ".parquet"}:
         return detect_container(path) if not path.is_dir() else default

@@ -29,6 +29,10 @@ class Executor(Protocol):
 
     def summary(self) -> list[str]: ...
 
+    def target_device(self) -> str:
+        """The device type the work runs on (``cpu``, ``cuda``, ``cuda:N``): what ``--dtype auto`` means."""
+        ...
+
 
 def make_executor(
     name: str = "local",

@@ -52,6 +52,13 @@ class LocalExecutor:
         if chunk:
             yield from run()
 
+    def target_device(self) -> str:
+        if self.backend is not None:
+            return str(getattr(self.backend, "device", "cpu"))
+        from tunesift.models.precision import pick_device
+
+        return pick_device(self.device)
+
     def _add(self, stage: str, seconds: float) -> None:
         self._seconds[stage] = self._seconds.get(stage, 0.0) + seconds
 

@@ -261,6 +261,12 @@ class RayExecutor:
             entry["units"] += 1
             entry["compute"] += float(seconds)
 
+    def target_device(self) -> str:
+        """``cuda`` when actors hold GPUs (the driver may have none: the actor checks its own), else ``cpu``."""
+        if not self._connected:
+            self.connect()
+        return self.device or ("cuda" if self.gpus_per_actor else "cpu")
+
     def actor_stats(self) -> dict[str, dict[str, Any]]:
         """Per actor that returned results: units, compute and load seconds, and its GPU ids."""
         return dict(self._stats.get("actors", {}))

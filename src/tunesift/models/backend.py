@@ -8,10 +8,11 @@ calls. The transformers implementation is :class:`tunesift.models.causal_lm.Caus
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from tunesift.errors import ConfigError
 from tunesift.models.causal_lm import TargetSpan
 
 Messages = Sequence[dict[str, str]]
@@ -61,3 +62,53 @@ class LMBackend(Protocol):
         self, texts: Sequence[Sequence[int]], token_budget: int = 4096
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mean last hidden state and mean NLL of each text (embeddings)."""
+
+
+def load_lm(model: Any, device: str | None = None) -> LMBackend:
+    """The backend of a model reference: a served model's client, else the checkpoint loaded in-process
+    (on ``device``, in the resolved model's dtype)."""
+    from tunesift.models.causal_lm import CausalLM
+    from tunesift.models.server import ServedModel
+
+    if isinstance(model, ServedModel):
+        return model.load()
+    return CausalLM.load(model, device=device)
+
+
+def model_ref(
+    model: Any,
+    executor: Any,
+    *,
+    dtype: str | None = None,
+    base_url: str | None = None,
+    tokenizer: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    concurrency: int = 8,
+    timeout: float = 60.0,
+    retries: int = 4,
+) -> Any:
+    """What a scorer is given to load: ``model`` on the server at ``base_url`` (token ids from ``tokenizer``,
+    default the model's own), else the checkpoint resolved in the dtype ``dtype`` means where ``executor``
+    runs (None: a resolved model keeps its own dtype; a name gets ``auto``)."""
+    from tunesift.models.registry import ResolvedModel, resolve_model
+    from tunesift.models.server import ServedModel
+
+    if isinstance(model, ServedModel):
+        return model.on("server", dtype)
+    if base_url is not None:
+        if not isinstance(model, str) or not model:
+            raise ConfigError("model", "with --base-url, give the model name the server serves")
+        source = tokenizer or model
+        try:
+            local = resolve_model(source, option="tokenizer")
+        except ConfigError as err:
+            hint = "" if tokenizer else "; give --tokenizer NAME_OR_PATH (a checkpoint folder or a hub id)"
+            raise ConfigError("tokenizer", f"{err.message}{hint}") from None
+        served = ServedModel(base_url, model, local, api_key_env, concurrency, timeout, retries)
+        return served.on("server", dtype)
+    if tokenizer is not None:
+        raise ConfigError("tokenizer", "--tokenizer goes with --base-url (an in-process model uses its own)")
+    resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
+    if dtype is None and isinstance(model, ResolvedModel):
+        return resolved
+    return resolved.on(executor.target_device(), dtype)

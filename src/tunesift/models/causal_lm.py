@@ -17,6 +17,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,8 +112,33 @@ def plan_batches(spans: Sequence[TargetSpan], token_budget: int) -> list[list[in
     return batches
 
 
+class TokenizerSide:
+    """The text side of a backend, from a Hugging Face tokenizer (``self.tokenizer``): shared by the
+    in-process model and a server backend, which tokenises locally and sends token ids."""
+
+    tokenizer: Any
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids, by default with the tokenizer's own special tokens (a BOS where the model uses one)."""
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` alone, without special tokens (0 for an empty text)."""
+        return len(self.encode(text, add_special_tokens=False)) if text else 0
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render_chat(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The tokenizer's chat template as text; a BOS it writes is dropped where :meth:`encode` adds one."""
+        from tunesift.data.templates import render_chat
+
+        return render_chat(self.tokenizer, messages, add_generation_prompt)
+
+
 @dataclass
-class CausalLM:
+class CausalLM(TokenizerSide):
     """A Hugging Face causal LM and its tokenizer, loaded for scoring (eval mode, no gradients)."""
 
     model: torch.nn.Module
@@ -123,21 +149,23 @@ class CausalLM:
 
     @classmethod
     def load(
-        cls,
-        name_or_path: str | ResolvedModel = DEFAULT_MODEL,
-        device: str | None = None,
-        dtype: torch.dtype = torch.float32,
+        cls, name_or_path: str | ResolvedModel = DEFAULT_MODEL, device: str | None = None, dtype: str | None = None
     ) -> CausalLM:
-        """Load a packaged model by short name, a local checkpoint directory, or an already resolved model
-        (no network)."""
+        """Load a packaged model by short name, a checkpoint directory or hub id, or a resolved model, on
+        ``device`` in ``dtype`` (default: the resolved model's; ``auto`` is bf16 on a GPU that has it)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from tunesift.models.precision import attention_implementation, pick_device, resolve_dtype, torch_dtype
+
         resolved = name_or_path if isinstance(name_or_path, ResolvedModel) else resolve_model(name_or_path)
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        where = pick_device(device)
+        name = resolve_dtype(dtype or resolved.dtype, where)
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype)
-        model.to(dev).eval()
-        return cls(model=model, tokenizer=tokenizer, name=resolved.name, fingerprint=resolved.fingerprint, device=dev)
+        attn = attention_implementation(where, name)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch_dtype(name), attn_implementation=attn)
+        model.to(where).eval()
+        return cls(model=model, tokenizer=tokenizer, name=resolved.name, fingerprint=resolved.fingerprint,
+                   device=torch.device(where))  # fmt: skip
 
     def __post_init__(self) -> None:
         # Work done so far, for benchmarks: tokens through the decoder (padding included), padding,
@@ -154,27 +182,9 @@ class CausalLM:
     def dtype_name(self) -> str:
         return str(next(self.model.parameters()).dtype).removeprefix("torch.")
 
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        """Token ids, by default with the tokenizer's own special tokens (a BOS where the model uses one)."""
-        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` alone, without special tokens (0 for an empty text)."""
-        return len(self.encode(text, add_special_tokens=False)) if text else 0
-
     @property
     def context_length(self) -> int | None:
         return getattr(self.model.config, "max_position_embeddings", None)
-
-    @property
-    def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
-
-    def render_chat(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """The tokenizer's chat template as text; a BOS it writes is dropped where :meth:`encode` adds one."""
-        from tunesift.data.templates import render_chat
-
-        return render_chat(self.tokenizer, messages, add_generation_prompt)
 
     @torch.inference_mode()
     def target_nll(

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tunesift.errors import ConfigError, StorageError, as_storage_error
@@ -83,11 +83,23 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A local HF checkpoint directory plus a fingerprint that changes when the weights do."""
+    """A local HF checkpoint directory plus a fingerprint that changes when the weights do, and the dtype it
+    is loaded in (a concrete one: see :func:`tunesift.models.precision.resolve_dtype`)."""
 
     name: str
     path: Path
     fingerprint: str
+    dtype: str = "float32"
+
+    def key(self) -> dict[str, str]:
+        """What a cached result computed with this model depends on: its name, its weights and its dtype."""
+        return {"model": self.name, "model_fingerprint": self.fingerprint, "dtype": self.dtype}
+
+    def on(self, device: str, dtype: str | None) -> ResolvedModel:
+        """This model in the dtype that ``dtype`` (``auto`` or a concrete name) means on ``device``."""
+        from tunesift.models.precision import resolve_dtype
+
+        return replace(self, dtype=resolve_dtype(dtype, device))
 
 
 def _dequantise_to(gguf: Path, target: Path) -> None:
@@ -154,8 +166,9 @@ def _dir_fingerprint(path: Path) -> str:
     return fingerprint
 
 
-def resolve_model(name_or_path: str) -> ResolvedModel:
-    """Return a local checkpoint for a packaged model's short name or an HF checkpoint directory."""
+def resolve_model(name_or_path: str, option: str = "model") -> ResolvedModel:
+    """Return a local checkpoint for a packaged model's short name, an HF checkpoint directory, or a hub id
+    (from the local hub cache, downloaded where the network allows); errors name ``option``."""
     key = ALIASES.get(name_or_path, name_or_path)
     if key in PACKAGED:
         packaged = PACKAGED[key]
@@ -170,11 +183,16 @@ def resolve_model(name_or_path: str) -> ResolvedModel:
     path = Path(name_or_path).expanduser()
     if path.is_dir() and (path / "config.json").exists():
         return ResolvedModel(name=str(path.resolve()), path=path.resolve(), fingerprint=_dir_fingerprint(path))
+    from tunesift import hub
+
+    if not path.exists() and hub.is_hub_id(name_or_path):
+        folder, revision = hub.snapshot(name_or_path, option=option)
+        return ResolvedModel(name=name_or_path, path=folder, fingerprint=f"hf:{name_or_path}@{revision}")
     choices = ", ".join([*PACKAGED, *ALIASES])
     raise ConfigError(
-        "model",
-        f"unknown model {name_or_path!r}: give a packaged model ({choices}) "
-        "or a local Hugging Face checkpoint directory (with config.json)",
+        option,
+        f"unknown model {name_or_path!r}: give a packaged model ({choices}), a local Hugging Face checkpoint "
+        "directory (with config.json) or a hub id (org/name)",
     )
 
 

@@ -85,12 +85,12 @@ class Scorer(ABC):
 class CausalLMScorer(Scorer):
     """A scorer whose backend is a causal LM: ``self.model`` (a resolved checkpoint) loaded on the worker."""
 
-    model: Any  # tunesift.models.registry.ResolvedModel
+    model: Any  # a ResolvedModel (a checkpoint, in its dtype) or a ServedModel (on an inference server)
 
     def load_backend(self, device: str | None = None) -> Any:
-        from tunesift.models.causal_lm import CausalLM
+        from tunesift.models.backend import load_lm
 
-        return CausalLM.load(self.model, device=device)
+        return load_lm(self.model, device)
 
 
 def compute_safely(

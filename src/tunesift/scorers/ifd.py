@@ -106,7 +106,7 @@ def combine_turns(turns: Sequence[IFDScore], rule: str) -> IFDScore:
     return IFDScore(ifd, combined("loss_cond"), combined("loss_direct"), sum(weights), reason, tuple(turns))
 
 
-def cache_key(config: IFDConfig, model: str, fingerprint: str, dtype: str) -> dict[str, Any]:
+def cache_key(config: IFDConfig, model: ResolvedModel) -> dict[str, Any]:
     """The configuration an IFD score depends on (not the turn rule, applied after): its cache key."""
     return {
         "scorer": "ifd",
@@ -114,9 +114,7 @@ def cache_key(config: IFDConfig, model: str, fingerprint: str, dtype: str) -> di
         "variant": config.variant,
         "template": config.template,
         "max_length": config.max_length,
-        "model": model,
-        "model_fingerprint": fingerprint,
-        "dtype": dtype,
+        **model.key(),
     }
 
 
@@ -219,16 +217,14 @@ class IFD(CausalLMScorer):
         max_length: int | None = None,
         turn_rule: str = "mean",
         token_budget: int = 4096,
-        dtype: str = "float32",
     ) -> None:
         self.model = model
         self.config = IFDConfig(variant=variant, template=template, max_length=max_length,
                                 turn_rule=turn_rule).resolved()  # fmt: skip
         self.token_budget = token_budget
-        self.dtype = dtype
 
     def cache_config(self) -> dict[str, Any]:
-        return cache_key(self.config, self.model.name, self.model.fingerprint, self.dtype)
+        return cache_key(self.config, self.model)
 
     def describe(self) -> str:
         return f"IFD ({self.config.variant})"

@@ -204,9 +204,8 @@ class IndicatorLM(CausalLMScorer):
         self.token_budget = token_budget
 
     def cache_config(self) -> dict[str, Any]:
-        return {"scorer": "indicators-lm", "version": INDICATOR_VERSION, "model": self.model.name,
-                "model_fingerprint": self.model.fingerprint, "max_length": self.max_length,
-                "dtype": "float32"}  # fmt: skip
+        return {"scorer": "indicators-lm", "version": INDICATOR_VERSION, **self.model.key(),
+                "max_length": self.max_length}  # fmt: skip
 
     def describe(self) -> str:
         return "indicators (lengths, perplexity)"

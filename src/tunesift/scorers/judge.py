@@ -15,11 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
+from tunesift.models.http import JsonEndpoint, RequestFailed
 from tunesift.models.registry import ResolvedModel
 from tunesift.scorers.base import Progress, Scorer, Unit
 
@@ -115,60 +112,34 @@ class EndpointJudge:
         backoff: float = 1.0,
         max_tokens: int = 256,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError("base-url", f"expected an http(s) URL, got {base_url!r}")
-        if concurrency < 1 or retries < 0 or timeout <= 0:
-            raise ConfigError("concurrency", "concurrency >= 1, retries >= 0 and timeout > 0 are required")
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        if concurrency < 1:
+            raise ConfigError("concurrency", f"must be at least 1, got {concurrency}")
+        self.endpoint = JsonEndpoint(base_url, api_key_env=api_key_env, timeout=timeout, retries=retries,
+                                     backoff=backoff)  # fmt: skip
+        self.url = self.endpoint.base_url + "/chat/completions"
         self.model = model
-        self.api_key = os.environ.get(api_key_env)
         self.concurrency = concurrency
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
         self.max_tokens = max_tokens
 
     def describe(self) -> dict[str, object]:
         return {"judge": "endpoint", "url": self.url, "model": self.model, "temperature": 0,
                 "max_tokens": self.max_tokens}  # fmt: skip
 
-    def _post(self, messages: list[dict[str, str]]) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0,
-                           "max_tokens": self.max_tokens}).encode("utf-8")  # fmt: skip
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            payload = json.loads(response.read().decode("utf-8"))
-        try:
-            content = payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            raise ValueError(f"not a chat completion: {json.dumps(payload)[:200]}") from None
-        if not isinstance(content, str):
-            raise ValueError(f"reply content is not text: {content!r}")
-        return content
-
     def complete(self, messages: list[dict[str, str]]) -> tuple[str | None, str | None, bool]:
         """(reply, error, transient) of one chat request, retried with exponential backoff on 429, 5xx and
         network errors; other HTTP errors and malformed responses are not retried."""
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                return self._post(messages), None, False
-            except urllib.error.HTTPError as err:
-                last = f"HTTP {err.code}"
-                if err.code == 429 or err.code >= 500:
-                    continue
-                return None, f"request_failed: {last} (not retried)", False
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
-                continue
-            except ValueError as err:
-                return None, f"bad_response: {err}", False
-        return None, f"request_failed: {last} after {self.retries + 1} attempts", True
+        try:
+            body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+            payload = self.endpoint.post("/chat/completions", body)
+        except RequestFailed as err:
+            return None, err.reason, err.transient
+        try:
+            content = payload["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            return None, f"bad_response: not a chat completion: {json.dumps(payload)[:200]}", False
+        if not isinstance(content, str):
+            return None, f"bad_response: reply content is not text: {content!r}", False
+        return content, None, False
 
     def rate_one(self, sample: Sample) -> JudgeResult:
         reply, error, transient = self.complete(judge_messages(sample))
@@ -212,7 +183,7 @@ class LocalJudge:
 
     def describe(self) -> dict[str, object]:
         return {"judge": "local", "model": self.lm.name, "model_fingerprint": self.lm.fingerprint,
-                "chat_template": self.chat, "dtype": "float32"}  # fmt: skip
+                "chat_template": self.chat, "dtype": self.lm.dtype_name}  # fmt: skip
 
     def _text(self, messages: list[dict[str, str]]) -> str:
         if self.chat:
@@ -304,8 +275,7 @@ class AlpaGasus(Scorer):
         if isinstance(self.judge, EndpointSpec):
             config: dict[str, Any] = dict(self.judge.client().describe())
         else:
-            config = {"judge": "local", "model": self.judge.name, "model_fingerprint": self.judge.fingerprint,
-                      "dtype": "float32"}  # fmt: skip
+            config = {"judge": "local", **self.judge.key()}
         return {**config, "scorer": "alpagasus", "version": JUDGE_VERSION, "prompt_sha256": PROMPT_SHA256}
 
     def describe(self) -> str:
@@ -314,9 +284,9 @@ class AlpaGasus(Scorer):
     def load_backend(self, device: str | None = None) -> Any:
         if isinstance(self.judge, EndpointSpec):
             return self.judge.client()
-        from tunesift.models.causal_lm import CausalLM
+        from tunesift.models.backend import load_lm
 
-        return LocalJudge(CausalLM.load(self.judge, device=device), self.token_budget)
+        return LocalJudge(load_lm(self.judge, device), self.token_budget)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         return [

@@ -61,7 +61,24 @@ class ScorerInfo:
 
 # ----- options, each declared once -----
 
-_MODEL_HELP = "Packaged model short name (smollm2-135m-instruct, gemma-3-270m) or a local HF checkpoint directory."
+_MODEL_HELP = (
+    "Packaged model short name (smollm2-135m-instruct, gemma-3-270m), a local HF checkpoint directory, or a "
+    "hub id (org/name, from the local HF cache; downloaded where the network allows); with --base-url, "
+    "the name the server serves."
+)
+DTYPE = Option("dtype", str | None, None, "auto | float32 | bfloat16 | float16: auto is bfloat16 on a CUDA GPU that "
+               "has it, else float32. Part of the cache key.")  # fmt: skip
+# An OpenAI-compatible server, declared once for every scorer that can use one.
+BASE_URL = Option("base_url", str | None, None, "OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM) or "
+                  "https://api.openai.com/v1.")  # fmt: skip
+API_KEY_ENV = Option("api_key_env", str, "OPENAI_API_KEY", "Environment variable holding the server's API key.")
+CONCURRENCY = Option("concurrency", int, 8, "Requests in flight at once.")
+TIMEOUT = Option("timeout", float, 60.0, "Seconds before a request is abandoned (then retried).")
+RETRIES = Option("retries", int, 4, "Retries with exponential backoff on 429, 5xx and network errors.")
+TOKENIZER = Option("tokenizer", str | None, None, "With --base-url: the tokenizer whose token ids are sent (checkpoint "
+                   "folder or hub id; default: --model, where that resolves locally).")  # fmt: skip
+# A causal LM in this process, or on a server (prompt log-probabilities, as vLLM serves them).
+LM_OPTIONS = (DTYPE, BASE_URL, TOKENIZER, API_KEY_ENV, CONCURRENCY, TIMEOUT, RETRIES)
 TOKEN_BUDGET = Option("token_budget", int, 4096, "Tokens per forward batch (batch size x longest text).",
                       flag="--batch-tokens")  # fmt: skip
 CHUNK_SIZE = Option(
@@ -87,6 +104,7 @@ IFD_OPTIONS = (
     TURNS,
     TOKEN_BUDGET,
     CHUNK_SIZE,
+    *LM_OPTIONS,
 )
 SELECTIT_OPTIONS = (
     Option(
@@ -117,6 +135,7 @@ SELECTIT_OPTIONS = (
     TURNS,
     TOKEN_BUDGET,
     CHUNK_SIZE,
+    *LM_OPTIONS,
 )
 JUDGE_OPTIONS = (
     Option(
@@ -127,16 +146,12 @@ JUDGE_OPTIONS = (
         "model (packaged name or checkpoint dir; default smollm2-135m-instruct) read through its probabilities of "
         "the scores 0-5.",
     ),
-    Option(
-        "base_url",
-        str | None,
-        None,
-        "OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000/v1.",
-    ),
-    Option("api_key_env", str, "OPENAI_API_KEY", "Environment variable holding the endpoint's API key."),
-    Option("concurrency", int, 4, "Requests in flight at once."),
-    Option("timeout", float, 60.0, "Seconds before a request is abandoned (then retried)."),
-    Option("retries", int, 4, "Retries with exponential backoff on 429, 5xx and network errors."),
+    BASE_URL,
+    API_KEY_ENV,
+    CONCURRENCY,
+    TIMEOUT,
+    RETRIES,
+    DTYPE,
     TOKEN_BUDGET,
     CHUNK_SIZE,
 )
@@ -146,6 +161,7 @@ INDICATOR_OPTIONS = (
     Option("knn", int, 6, "kNN-i: distance to the i-th nearest other sample (MiniLM).", flag="--knn"),
     Option("max_length", int, 1024, "Tokens of the response scored for perplexity."),
     TOKEN_BUDGET,
+    *LM_OPTIONS,
 )
 
 SCORERS: dict[str, ScorerInfo] = {

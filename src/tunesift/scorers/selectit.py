@@ -293,8 +293,7 @@ class SelectITRating(CausalLMScorer):
         self.chunk_size = 128 * max(1, len(self.sentences))
 
     def cache_config(self) -> dict[str, Any]:
-        return {"scorer": "selectit-rater", "version": SCORER_VERSION, "model": self.model.name,
-                "model_fingerprint": self.model.fingerprint, "dtype": "float32"}  # fmt: skip
+        return {"scorer": "selectit-rater", "version": SCORER_VERSION, **self.model.key()}
 
     def describe(self) -> str:
         return f"SelectIT ({self.model.name})"
