@@ -19,7 +19,7 @@ import typer
 import typer.core
 
 from tunesift.errors import TunesiftError
-from tunesift.scorers.registry import SCORERS, Option, ScorerInfo
+from tunesift.scorers.registry import DTYPE, SCORERS, Option, ScorerInfo
 
 
 class Terminated(BaseException):
@@ -104,7 +104,10 @@ StoreOpt = Annotated[
     Path | None,
     typer.Option(help="Score cache folder (default $TUNESIFT_CACHE/scores or ~/.cache/tunesift/scores)."),
 ]
-DeviceOpt = Annotated[str | None, typer.Option(help="torch device (default: cuda if available, else cpu).")]
+DeviceOpt = Annotated[
+    str | None, typer.Option(help="torch device: cpu, cuda, cuda:N (default: cuda if available, else cpu).")
+]
+DtypeOpt = Annotated[str, typer.Option(help=DTYPE.help)]
 RateOpt = Annotated[float | None, typer.Option(help="Share to keep, in (0, 1]; the base count depends on the rule.")]
 CountOpt = Annotated[int | None, typer.Option(help="Exact number of records to keep (instead of --rate).")]
 ScoresOutOpt = Annotated[Path | None, typer.Option(help="Also write the SCORES.jsonl here.")]
@@ -492,6 +495,7 @@ def train_cmd(
     format: FormatOpt = None,
     on_error: OnErrorOpt = "raise",
     device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Fine-tune on a pool or subset; loss on response tokens only; writes RUN/model (merged, loadable anywhere)."""
     from tunesift import api
@@ -501,7 +505,7 @@ def train_cmd(
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         config = TrainConfig(base=base, template=template, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha,
                              learning_rate=lr, epochs=epochs, batch_tokens=batch_tokens, max_length=max_length,
-                             seed=seed)  # fmt: skip
+                             seed=seed, dtype=dtype)  # fmt: skip
         result = train(pool, out, config, device=device, save_every=save_every, progress=True)
     except TunesiftError as err:
         _fail(err)
@@ -579,6 +583,7 @@ def eval_cmd(
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
     data_dir: Annotated[Path | None, typer.Option(help="Evaluation sets (default ../shared/data/eval).")] = None,
     device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
 ) -> None:
     """Evaluate tuned models; prints a JSON line per run (also saved as RUN/eval-SUITE.json)."""
     from tunesift.eval.suite import EvalSettings, evaluate
@@ -595,7 +600,7 @@ def eval_cmd(
             typer.echo(json.dumps(summary))
             return
         settings = EvalSettings(data_dir=str(data_dir) if data_dir else None, template=template, n_alpaca=n_alpaca,
-                                n_gsm8k=n_gsm8k, n_mmlu=n_mmlu)  # fmt: skip
+                                n_gsm8k=n_gsm8k, n_mmlu=n_mmlu, dtype=dtype)  # fmt: skip
         for run in runs:
             typer.echo(json.dumps(evaluate(run, suite, settings, device)))
     except TunesiftError as err:

@@ -42,6 +42,7 @@ class EvalSettings:
     gsm8k_shots: int = 8
     max_length: int = 1024
     token_budget: int = 4096
+    dtype: str = "auto"  # as for scoring: bf16 on a CUDA GPU that has it, else fp32
 
     def folder(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_eval_dir()
@@ -66,7 +67,7 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
     folder = settings.folder()
     if not folder.exists():
         raise ConfigError("data-dir", f"evaluation sets not found at {folder}")
-    lm = lm or CausalLM.load(model_path(run_or_model), device=device)
+    lm = lm or CausalLM.load(model_path(run_or_model), device=device, dtype=settings.dtype)
     template = get_template(settings.template, lm.tokenizer)
     results: dict[str, Any] = {"model": lm.name, "suite": suite, "settings": asdict(settings)}
     for metric in SUITES[suite]:

@@ -50,6 +50,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     append_eos: bool = True
+    dtype: str = "auto"  # the base model's weights: auto is bf16 on a CUDA GPU that has it (LoRA adapters stay fp32)
 
     def resolved(self) -> TrainConfig:
         if self.epochs < 1 or self.batch_tokens < 1 or self.max_length < 2:
@@ -208,6 +209,7 @@ def train(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunesift.data.templates import get_template
+    from tunesift.models.precision import attention_implementation, pick_device, torch_dtype
     from tunesift.models.registry import resolve_model
     from tunesift.scoring import as_pool
 
@@ -217,9 +219,11 @@ def train(
     meta_path = run_dir / "run.json"
     pool = as_pool(data)
     samples = [s for s in pool if isinstance(s, Sample)]
-    resolved = resolve_model(cfg.base)
-    described = {**asdict(cfg), "base": resolved.name, "base_fingerprint": resolved.fingerprint,
-                 "data": str(pool.path), "data_ids": _ids_hash(samples)}  # fmt: skip
+    where = pick_device(device)
+    resolved = resolve_model(cfg.base).on(where, cfg.dtype)
+    described = {**asdict(cfg), "dtype": resolved.dtype, "base": resolved.name,
+                 "base_fingerprint": resolved.fingerprint, "data": str(pool.path),
+                 "data_ids": _ids_hash(samples)}  # fmt: skip
     if meta_path.exists():
         previous = json.loads(meta_path.read_text())
         if previous.get("done"):
@@ -228,9 +232,12 @@ def train(
         if previous["config"] != json.loads(json.dumps(described)):
             raise ConfigError("out", f"{run_dir} holds an unfinished run with another configuration; use a new folder")
     torch.manual_seed(cfg.seed)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(where)
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch.float32).to(dev)
+    attn = attention_implementation(where, resolved.dtype)
+    dtype = torch_dtype(resolved.dtype)
+    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, attn_implementation=attn)
+    model.to(dev)
     if cfg.lora:
         try:
             from peft import LoraConfig, get_peft_model

@@ -104,8 +104,9 @@ def model_ref(
         except ConfigError as err:
             hint = "" if tokenizer else "; give --tokenizer NAME_OR_PATH (a checkpoint folder or a hub id)"
             raise ConfigError("tokenizer", f"{err.message}{hint}") from None
-        served = ServedModel(base_url, model, local, api_key_env, concurrency, timeout, retries)
-        return served.on("server", dtype)
+        served = ServedModel(base_url, model, local, api_key_env, concurrency, timeout, retries).on("server", dtype)
+        served.load()  # a server that is down, or does not serve the model, is an error now, before any work
+        return served
     if tokenizer is not None:
         raise ConfigError("tokenizer", "--tokenizer goes with --base-url (an in-process model uses its own)")
     resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)

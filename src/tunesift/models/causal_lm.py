@@ -152,14 +152,15 @@ class CausalLM(TokenizerSide):
         cls, name_or_path: str | ResolvedModel = DEFAULT_MODEL, device: str | None = None, dtype: str | None = None
     ) -> CausalLM:
         """Load a packaged model by short name, a checkpoint directory or hub id, or a resolved model, on
-        ``device`` in ``dtype`` (default: the resolved model's; ``auto`` is bf16 on a GPU that has it)."""
+        ``device`` in ``dtype`` (default: a resolved model's own, else ``auto``: bf16 on a GPU that has it)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from tunesift.models.precision import attention_implementation, pick_device, resolve_dtype, torch_dtype
 
-        resolved = name_or_path if isinstance(name_or_path, ResolvedModel) else resolve_model(name_or_path)
+        given = isinstance(name_or_path, ResolvedModel)
+        resolved = name_or_path if given else resolve_model(name_or_path)
         where = pick_device(device)
-        name = resolve_dtype(dtype or resolved.dtype, where)
+        name = resolve_dtype(dtype or (resolved.dtype if given else "auto"), where)
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
         attn = attention_implementation(where, name)
         model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch_dtype(name), attn_implementation=attn)
