@@ -28,20 +28,20 @@ def test_dtype_rules():
     assert resolve_dtype("auto", "cuda:1", bf16_supported=False) == "float32"  # a pre-Ampere GPU
     assert resolve_dtype("bfloat16", "cpu") == "bfloat16"
     assert resolve_dtype("float16", "cuda", bf16_supported=False) == "float16"
-    with pytest.raises(ConfigError, match="'dtype'.*CUDA device only"):
+    with pytest.raises(ConfigError, match=r"'dtype'.*CUDA device only"):
         resolve_dtype("float16", "cpu")
-    with pytest.raises(ConfigError, match="'dtype'.*no bfloat16"):
+    with pytest.raises(ConfigError, match=r"'dtype'.*no bfloat16"):
         resolve_dtype("bfloat16", "cuda", bf16_supported=False)
-    with pytest.raises(ConfigError, match="'dtype'.*unknown dtype 'fp8'"):
+    with pytest.raises(ConfigError, match=r"'dtype'.*unknown dtype 'fp8'"):
         resolve_dtype("fp8", "cpu")
     assert attention_implementation("cpu", "float32") == "sdpa"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
 def test_a_cuda_device_on_a_cpu_machine_is_one_line(tmp_path, tiny_model_dir, store_dir):
-    with pytest.raises(ConfigError, match="'device'.*no CUDA device"):
+    with pytest.raises(ConfigError, match=r"'device'.*no CUDA device"):
         pick_device("cuda")
-    with pytest.raises(ConfigError, match="'device'.*unknown device"):
+    with pytest.raises(ConfigError, match=r"'device'.*unknown device"):
         pick_device("gpu0")
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(alpaca_records(4)))
@@ -99,7 +99,7 @@ def test_a_hub_id_loads_from_the_local_cache_offline(tmp_path, tiny_model_dir, s
     assert by_id.config["model_fingerprint"] == f"hf:acme/tiny-llama@{REVISION}"
     for a, b in zip(by_id.rows, by_dir.rows, strict=True):
         assert a["ifd"] == pytest.approx(b["ifd"], abs=1e-6)
-    with pytest.raises(ConfigError, match="'model'.*acme/absent is not in the Hugging Face cache.*HF_HUB_OFFLINE"):
+    with pytest.raises(ConfigError, match=r"'model'.*acme/absent is not in the Hugging Face cache.*HF_HUB_OFFLINE"):
         resolve_model("acme/absent")
 
 
@@ -117,5 +117,5 @@ def test_a_hub_dataset_pool_loads_from_the_local_cache_offline(tmp_path, store_d
     assert len(api.read_pool("hf:acme/pool:train")) == 7
     with pytest.raises(InputError, match="hf:acme/pool:test"):
         api.read_pool("hf:acme/pool:test")
-    with pytest.raises(ConfigError, match="'data'.*acme/nothing is not in the Hugging Face cache"):
+    with pytest.raises(ConfigError, match=r"'data'.*acme/nothing is not in the Hugging Face cache"):
         api.read_pool("hf:acme/nothing")

@@ -165,10 +165,10 @@ def test_a_bad_reply_is_a_null_score_with_its_reason(mode, reason, long, tiny_mo
 
 
 def test_server_down_wrong_model_or_no_logprobs_is_one_line(tiny_model_dir, pool30, store_dir, served):
-    with pytest.raises(ConfigError, match="base-url.*cannot use the server"):
+    with pytest.raises(ConfigError, match=r"base-url.*cannot use the server"):
         api.score_ifd(pool30, model=SERVED, base_url="http://127.0.0.1:9/v1", tokenizer=str(tiny_model_dir),
                       retries=0, timeout=2)  # fmt: skip
-    with pytest.raises(ConfigError, match="'model'.*refused model 'other'"):
+    with pytest.raises(ConfigError, match=r"'model'.*refused model 'other'"):
         api.score_ifd(pool30, model="other", base_url=served.url, tokenizer=str(tiny_model_dir))
     blind = FakeVLLM(tiny_model_dir, misbehave="no_logprobs", long=0)
     try:
