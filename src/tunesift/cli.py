@@ -78,7 +78,8 @@ app.add_typer(run_app, name="run")
 DataArg = Annotated[
     Path,
     typer.Argument(
-        help="Instruction pool: a .json list, .jsonl, .parquet, or a Hugging Face dataset folder (save_to_disk); "
+        help="Instruction pool: a .json list, .jsonl, .parquet, a Hugging Face dataset folder (save_to_disk), or "
+        "hf:org/name[:split] (a hub dataset, from the local cache); "
         "records in Alpaca/LLaMA-Factory, ShareGPT or OpenAI-messages form."
     ),
 ]
@@ -97,7 +98,8 @@ OnErrorOpt = Annotated[
 ModelOpt = Annotated[
     str,
     typer.Option(
-        help="Packaged model short name (smollm2-135m-instruct, gemma-3-270m) or a local HF checkpoint directory."
+        help="Packaged model short name (smollm2-135m-instruct, gemma-3-270m), a local HF checkpoint directory, "
+        "or a hub id (org/name, from the local HF cache)."
     ),
 ]
 StoreOpt = Annotated[
