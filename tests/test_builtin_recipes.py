@@ -135,5 +135,6 @@ def test_every_builtin_recipe_has_a_run_test():
         "cluster-ifd",
         "alpagasus",
         "instructmining",
-    }  # alpagasus: test_judge; instructmining: test_indicators
+        "deita",
+    }  # alpagasus: test_judge; instructmining: test_indicators; deita: test_deita
     assert set(builtin_names()) <= pinned, set(builtin_names()) - pinned

@@ -23,6 +23,7 @@ from tunesift.scorers.registry import SCORERS, unit_scorer_classes
 
 def _builders(model):
     from tunesift.embeddings import LMEmbedding, MiniLMEmbedding
+    from tunesift.scorers.deita import DEITA
     from tunesift.scorers.ifd import IFD
     from tunesift.scorers.indicators import IndicatorLM
     from tunesift.scorers.judge import AlpaGasus
@@ -35,6 +36,7 @@ def _builders(model):
         IndicatorLM: lambda: IndicatorLM(model, max_length=64),
         MiniLMEmbedding: MiniLMEmbedding,
         LMEmbedding: lambda: LMEmbedding(model, max_length=48),
+        DEITA: lambda: DEITA(model),
     }
 
 

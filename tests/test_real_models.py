@@ -54,3 +54,22 @@ def test_smollm2_selectit_matches_reference_on_5_records():
         np.testing.assert_allclose(
             rating.probs, reference_probs(lm.model, lm.tokenizer, sample.record, sentence), atol=1e-5
         )
+
+
+@pytest.mark.ci
+def test_smollm2_deita_matches_reference_on_4_records():
+    from test_deita import reference_sample
+
+    from tunesift.models.registry import resolve_model
+    from tunesift.scorers.deita import DEITA
+
+    lm = CausalLM.load("smollm2")
+    scorer = DEITA(resolve_model("smollm2"))
+    for i, record in enumerate(alpaca_records(4)):
+        sample = record_to_sample(record, i, "alpaca")
+        row = scorer.combine(sample, scorer.compute(scorer.units(sample), lm))
+        query = f"{record['instruction']}\n{record['input']}" if record["input"] else record["instruction"]
+        want, c, q = reference_sample(lm.model, lm.tokenizer, [(query, record["output"])])
+        assert row["deita"] == pytest.approx(want, abs=1e-4)
+        assert 1.0 <= c <= 6.0 and 1.0 <= q <= 6.0
+        assert row["deita_complexity"] == pytest.approx(c, abs=1e-5)

@@ -29,6 +29,7 @@ from tunesift.outputs import (
 from tunesift.recipes import Recipe, builtin_names, execute, load_recipe
 from tunesift.score_indicators import fit_indicators, score_indicators
 from tunesift.score_judge import score_alpagasus
+from tunesift.scorers.deita import score_deita
 from tunesift.scoring import ScoreTable, as_pool, score_ifd, score_selectit
 from tunesift.selectors.rules import Budget, Selection, select_by_rule
 
@@ -53,6 +54,7 @@ __all__ = [
     "run_set_method",
     "run_superfiltering_d",
     "score_alpagasus",
+    "score_deita",
     "score_ifd",
     "score_indicators",
     "score_selectit",

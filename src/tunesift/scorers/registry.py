@@ -163,6 +163,13 @@ INDICATOR_OPTIONS = (
     TOKEN_BUDGET,
     *LM_OPTIONS,
 )
+_RATER_HELP = "Rater: any causal LM (a DEITA scorer checkpoint where you have one). " + _MODEL_HELP
+DEITA_OPTIONS = (
+    Option("model", str, "smollm2-135m-instruct", _RATER_HELP),
+    TOKEN_BUDGET,
+    CHUNK_SIZE,
+    *LM_OPTIONS,
+)
 
 SCORERS: dict[str, ScorerInfo] = {
     info.name: info
@@ -208,6 +215,16 @@ SCORERS: dict[str, ScorerInfo] = {
             "bottom",
             INDICATOR_OPTIONS,
             {"instructmining": "rule"},
+        ),
+        ScorerInfo(
+            "deita",
+            "DEITA: the rater's expected complexity and quality (1-6) per turn; EVOL = sum of complexity x quality.",
+            "tunesift.scorers.deita:score_deita",
+            ("deita", "deita_complexity", "deita_quality"),
+            ("deita", "deita_complexity", "deita_quality"),
+            "deita",
+            "top",
+            DEITA_OPTIONS,
         ),
     )
 }
@@ -262,6 +279,7 @@ UNIT_SCORERS = (
     "tunesift.scorers.indicators:IndicatorLM",
     "tunesift.embeddings:MiniLMEmbedding",
     "tunesift.embeddings:LMEmbedding",
+    "tunesift.scorers.deita:DEITA",
 )
 
 
