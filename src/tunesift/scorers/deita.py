@@ -106,7 +106,7 @@ class DEITA(CausalLMScorer):
 
     def units(self, sample: Sample) -> list[Unit]:
         texts = [text for t in range(len(sample.turns)) for text in rating_texts(sample, t) if text is not None]
-        return [Unit(hashlib.sha256(text.encode("utf-8")).hexdigest()[:32], text) for text in texts]
+        return [Unit(_key(text), text) for text in texts]
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         candidates = digit_ids(backend)
