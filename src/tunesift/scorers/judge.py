@@ -106,7 +106,7 @@ class EndpointJudge:
         model: str,
         *,
         api_key_env: str = "OPENAI_API_KEY",
-        concurrency: int = 4,
+        concurrency: int = 8,
         timeout: float = 60.0,
         retries: int = 4,
         backoff: float = 1.0,
@@ -247,7 +247,7 @@ class EndpointSpec:
     base_url: str
     model: str
     api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 4
+    concurrency: int = 8
     timeout: float = 60.0
     retries: int = 4
 
