@@ -136,5 +136,6 @@ def test_every_builtin_recipe_has_a_run_test():
         "alpagasus",
         "instructmining",
         "deita",
-    }  # alpagasus: test_judge; instructmining: test_indicators; deita: test_deita
+        "dq",
+    }  # alpagasus: test_judge; instructmining: test_indicators; deita: test_deita; dq: test_dq
     assert set(builtin_names()) <= pinned, set(builtin_names()) - pinned

@@ -344,7 +344,7 @@ def _run_command(name: str) -> Callable[..., None]:
 
 # Select options a method takes even where its recipe leaves them at their default.
 _SELECT_KEYS = {"random": ("random_state",), "kcenter": ("random_state",), "deita": ("tau",),
-                "cluster-top": ("clusters", "per_cluster", "random_state")}  # fmt: skip
+                "cluster-top": ("clusters", "per_cluster", "random_state"), "dq": ("bins", "random_state")}  # fmt: skip
 
 
 def _register() -> None:

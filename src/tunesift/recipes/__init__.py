@@ -14,7 +14,7 @@ candidate records::
       - cut: {rate: 0.2, of: pool}    # an intermediate budget (Superfiltering.D's k1)
       - select: {method: top, of: candidates}   # the last step, to the run's budget
 
-``select`` methods: top, random, longest, kcenter, facility-location, deita, cluster-top (each with its
+``select`` methods: top, random, longest, kcenter, facility-location, deita, cluster-top, dq (each with its
 own options; ``embedder: minilm | lm``). ``of`` says what a rate counts: the whole ``pool`` or the
 ``candidates`` left by the steps before. The built-in recipes are the YAML files beside this module.
 """
@@ -49,6 +49,7 @@ SELECT_OPTIONS: dict[str, set[str]] = {
     "facility-location": {"embedder"},
     "deita": {"embedder", "by", "tau"},
     "cluster-top": {"embedder", "by", "clusters", "per_cluster", "random_state"},
+    "dq": {"embedder", "bins", "random_state"},
 }
 EMBEDDER_OPTIONS = {"embedder", "embed_model", "embed_text", "embed_template"}
 STEP_KINDS = ("filter", "rank", "cut", "select")
@@ -71,6 +72,9 @@ SELECT_OVERRIDES: dict[str, Option] = {
     ),
     "clusters": Option("clusters", int | None, None, "k-means clusters on the embeddings (default: the recipe's)."),
     "per_cluster": Option("per_cluster", int | None, None, "Samples taken per cluster (default: budget / clusters)."),
+    "bins": Option(
+        "bins", int | None, None, "dq: bins the pool is split into before sampling (default: the recipe's, 10)."
+    ),
 }
 CUT_RATE = Option("cut_rate", float | None, None, "Share of the pool kept by the cut before the final selection "
                   "(Superfiltering.D's k1; default: the recipe's, 0.2).", flag="--k1-rate")  # fmt: skip
@@ -239,6 +243,8 @@ def execute(
                  "skip_reason": None if hasattr(item, "output") else "invalid_record"} for item in pool]  # fmt: skip
         table = ScoreTable({"method": recipe.name}, rows, score_field="response_chars", columns=("response_chars",))
     budget = budget or recipe.budget
+    if budget is not None and budget.count is not None and budget.count > len(pool):
+        raise ConfigError("count", f"{budget.count} is more than the pool's {len(pool)} records")
     if budget is None and not recipe.keep_all:
         raise ConfigError("rate/count", f"recipe {recipe.name!r} has no default budget: give --rate or --count")
     rows = table.rows
@@ -308,6 +314,10 @@ def _select(body, candidates, size, value, table, pool, store_dir, executor, pro
         picks = diversity.kcenter_greedy(vectors, size, random_state=body.get("random_state", 0))
     elif method == "facility-location":
         picks = diversity.facility_location(vectors, size)
+    elif method == "dq":
+        from tunesift.selectors.dq import DEFAULT_BINS, dq_select
+
+        picks = dq_select(vectors, size, bins=body.get("bins", DEFAULT_BINS), random_state=body.get("random_state", 0))
     elif method == "deita":
         picks = diversity.deita_filter([value(i, by) for i in candidates], vectors, size, tau=body.get("tau", 0.9))
     else:  # cluster-top
