@@ -28,11 +28,13 @@ def _builders(model):
     from tunesift.scorers.indicators import IndicatorLM
     from tunesift.scorers.judge import AlpaGasus
     from tunesift.scorers.selectit import SelectITRating, load_prompts
+    from tunesift.scorers.self_curation import SelfCuration
 
     return {
         IFD: lambda: IFD(model, "cherry", "alpaca", 256),
         SelectITRating: lambda: SelectITRating(model, load_prompts()[:2]),
         AlpaGasus: lambda: AlpaGasus(model),
+        SelfCuration: lambda: SelfCuration(model),
         IndicatorLM: lambda: IndicatorLM(model, max_length=64),
         MiniLMEmbedding: MiniLMEmbedding,
         LMEmbedding: lambda: LMEmbedding(model, max_length=48),
@@ -48,7 +50,8 @@ def _all_subclasses(cls):
 
 def test_every_scorer_in_the_package_is_registered_and_checked(tiny_model_dir):
     registered = set(unit_scorer_classes())
-    found = {c for c in _all_subclasses(Scorer) if c.__module__.startswith("tunesift.") and not inspect.isabstract(c)}
+    found = {c for c in _all_subclasses(Scorer)
+             if c.__module__.startswith("tunesift.") and not inspect.isabstract(c) and hasattr(c, "name")}  # fmt: skip
     assert found <= registered, f"register these in UNIT_SCORERS: {found - registered}"
     assert registered == set(_builders(resolve_model(str(tiny_model_dir))))
 

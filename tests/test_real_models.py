@@ -73,3 +73,21 @@ def test_smollm2_deita_matches_reference_on_4_records():
         assert row["deita"] == pytest.approx(want, abs=1e-4)
         assert 1.0 <= c <= 6.0 and 1.0 <= q <= 6.0
         assert row["deita_complexity"] == pytest.approx(c, abs=1e-5)
+
+
+@pytest.mark.ci
+def test_smollm2_self_curation_matches_reference_on_3_records():
+    from test_self_curation import reference_rating
+
+    from tunesift.models.registry import resolve_model
+    from tunesift.scorers.self_curation import SelfCuration
+
+    lm = CausalLM.load("smollm2")
+    scorer = SelfCuration(resolve_model("smollm2"))
+    backend = scorer.load_backend("cpu")
+    assert backend.prefix == "Score: "  # SmolLM2 splits the space from the digit
+    samples = [record_to_sample(r, i, "alpaca") for i, r in enumerate(alpaca_records(3))]
+    rows = scorer.compute([u for s in samples for u in scorer.units(s)], backend)
+    for row, sample in zip(rows, samples, strict=True):
+        assert 1.0 <= row["self_curation"] <= 5.0
+        assert row["self_curation"] == pytest.approx(reference_rating(lm.model, lm.tokenizer, sample), abs=1e-4)

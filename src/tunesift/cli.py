@@ -316,7 +316,7 @@ def _run_command(name: str) -> Callable[..., None]:
     options (default: the recipe's own values), budget, outputs and executor options."""
     from dataclasses import replace
 
-    from tunesift.recipes import CUT_RATE, SELECT_OVERRIDES, load_recipe
+    from tunesift.recipes import CUT_RATE, SELECT_OVERRIDES, THRESHOLD, load_recipe
 
     recipe = load_recipe(name)
     scorer_options = SCORERS[recipe.scorer].options if recipe.scorer else ()
@@ -325,18 +325,24 @@ def _run_command(name: str) -> Callable[..., None]:
         o for key, o in SELECT_OVERRIDES.items() if key in final or key in _SELECT_KEYS.get(final["method"], ())
     ]
     has_cut = any("cut" in step for step in recipe.steps)
+    has_filter = any("filter" in step for step in recipe.steps)
 
     def body(**kw: Any) -> None:
         chosen = recipe
         if has_cut and kw.get("cut_rate") is not None:
             steps = tuple({"cut": {**s["cut"], "rate": kw["cut_rate"]}} if "cut" in s else s for s in recipe.steps)
             chosen = replace(recipe, steps=steps)
+        if has_filter and kw.get("threshold") is not None:
+            steps = tuple({"filter": {**s["filter"], "value": kw["threshold"]}} if "filter" in s else s
+                          for s in chosen.steps)  # fmt: skip
+            chosen = replace(chosen, steps=steps)
         select_options = {o.name: kw[o.name] for o in overrides if kw[o.name] is not None}
         _run(name, kw, _option_values(scorer_options, kw, given_only=True), select_options, recipe=chosen)
 
     params = [_param("data", DataArg), _param("out", OutOpt), _param("rate", RateOpt, None),
               _param("count", CountOpt, None), *(_option_param(o, unset=True) for o in scorer_options),
               *(_option_param(o) for o in overrides), *([_option_param(CUT_RATE)] if has_cut else []),
+              *([_option_param(THRESHOLD)] if has_filter else []),
               _param("scores_out", ScoresOutOpt, None), *(_param(n, a, d) for n, a, d in _IO_PARAMS),
               *(_option_param(o) for o in EXECUTOR_OPTIONS)]  # fmt: skip
     return _command(body, params, recipe.description)

@@ -1,4 +1,5 @@
-"""Score a pool with an AlpaGasus judge (METHODS.md §4), cached by (prompt, judge model, sample content).
+"""Score a pool with an LLM judge: AlpaGasus (METHODS.md §4) or Humpback's self-curation (docs/methods.md §7),
+cached by (prompt, judge model, sample content).
 
 Ratings are appended to the score store a chunk at a time, so a run killed mid-way (or an endpoint that
 goes away) resumes where it stopped; transient request failures are reported but never cached.
@@ -7,18 +8,59 @@ goes away) resumes where it stopped; transient request failures are reported but
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunesift.data.pools import Pool
 from tunesift.errors import ConfigError
 from tunesift.models.registry import ResolvedModel
-from tunesift.scorers.judge import AlpaGasus, EndpointSpec
+from tunesift.scorers.judge import AlpaGasus, EndpointSpec, JudgeScorer
+from tunesift.scorers.self_curation import SelfCuration
 from tunesift.scoring import ScoreTable, as_pool, default_executor, score_pool
 
 if TYPE_CHECKING:
     from tunesift.execution import Executor
 
 JUDGE_COLUMNS = ("alpagasus", "judge_reply")
+CURATION_COLUMNS = ("self_curation", "judge_reply")
+
+
+def _score_with_judge(
+    method: type[JudgeScorer],
+    columns: tuple[str, ...],
+    data: Pool | str | Path,
+    *,
+    model: str | ResolvedModel | None,
+    base_url: str | None,
+    api_key_env: str,
+    concurrency: int,
+    timeout: float,
+    retries: int,
+    store_dir: str | Path | None,
+    token_budget: int,
+    chunk_size: int,
+    device: str | None,
+    executor: Executor | None,
+    progress: bool,
+    dtype: str | None,
+) -> ScoreTable:
+    from tunesift.models.backend import model_ref
+    from tunesift.models.registry import DEFAULT_MODEL
+
+    pool = as_pool(data)
+    executor = default_executor(executor, device)
+    judge: EndpointSpec | ResolvedModel
+    if base_url:
+        if not model:
+            raise ConfigError("model", "an endpoint judge needs the model name the server serves")
+        if dtype not in (None, "auto"):
+            raise ConfigError("dtype", "an endpoint judge runs in the precision its server chose; drop --dtype")
+        judge = EndpointSpec(base_url, str(model), api_key_env, concurrency, timeout, retries)
+    else:
+        judge = model_ref(model or DEFAULT_MODEL, executor, dtype=dtype)
+    scorer = method(judge, token_budget)
+    scorer.chunk_size = chunk_size
+    return score_pool(scorer, pool, columns=columns, score_field=columns[0], store_dir=store_dir,
+                      executor=executor, progress=progress)  # fmt: skip
 
 
 def score_alpagasus(
@@ -42,21 +84,28 @@ def score_alpagasus(
     one. With ``base_url`` the judge is that OpenAI-compatible endpoint serving ``model``; without, ``model``
     is a local causal LM (a packaged name or a checkpoint folder) read through its score-token probabilities.
     """
-    from tunesift.models.backend import model_ref
-    from tunesift.models.registry import DEFAULT_MODEL
+    options: dict[str, Any] = locals()
+    return _score_with_judge(AlpaGasus, JUDGE_COLUMNS, **options)
 
-    pool = as_pool(data)
-    executor = default_executor(executor, device)
-    judge: EndpointSpec | ResolvedModel
-    if base_url:
-        if not model:
-            raise ConfigError("model", "an endpoint judge needs the model name the server serves")
-        if dtype not in (None, "auto"):
-            raise ConfigError("dtype", "an endpoint judge runs in the precision its server chose; drop --dtype")
-        judge = EndpointSpec(base_url, str(model), api_key_env, concurrency, timeout, retries)
-    else:
-        judge = model_ref(model or DEFAULT_MODEL, executor, dtype=dtype)
-    scorer = AlpaGasus(judge, token_budget)
-    scorer.chunk_size = chunk_size
-    return score_pool(scorer, pool, columns=JUDGE_COLUMNS, score_field="alpagasus", store_dir=store_dir,
-                      executor=executor, progress=progress)  # fmt: skip
+
+def score_self_curation(
+    data: Pool | str | Path,
+    *,
+    model: str | ResolvedModel | None = None,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    concurrency: int = 8,
+    timeout: float = 60.0,
+    retries: int = 4,
+    store_dir: str | Path | None = None,
+    token_budget: int = 4096,
+    chunk_size: int = 64,
+    device: str | None = None,
+    executor: Executor | None = None,
+    progress: bool = False,
+    dtype: str | None = None,
+) -> ScoreTable:
+    """Humpback's 1-5 self-curation rating of every record (``self_curation``), with the raw reply where
+    there is one: an endpoint's ``Score: N``, or a local model's expected score over the tokens 1..5."""
+    options: dict[str, Any] = locals()
+    return _score_with_judge(SelfCuration, CURATION_COLUMNS, **options)

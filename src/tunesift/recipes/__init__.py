@@ -78,6 +78,8 @@ SELECT_OVERRIDES: dict[str, Option] = {
 }
 CUT_RATE = Option("cut_rate", float | None, None, "Share of the pool kept by the cut before the final selection "
                   "(Superfiltering.D's k1; default: the recipe's, 0.2).", flag="--k1-rate")  # fmt: skip
+THRESHOLD = Option("threshold", float | None, None, "The value the recipe's filter compares against (default: the "
+                   "recipe's own, e.g. 4.5 for alpagasus and self-curation, 1 for cherry).")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
@@ -96,6 +96,21 @@ class JudgeResult:
     probs: tuple[float, ...] | None = None
 
 
+@dataclass(frozen=True)
+class Rubric:
+    """What a judge is asked and how its answer is read: the chat ``messages`` of a sample, the ``scale`` of
+    scores, ``parse`` (a reply to a score, :class:`UnparseableReply` otherwise), and for a local judge the
+    ``forms`` its reply may take right before the score token, tried in order: (text after the prompt,
+    the score's format), with the chat template and without."""
+
+    column: str
+    scale: tuple[int, ...]
+    messages: Callable[[Sample], list[dict[str, str]]]
+    parse: Callable[[str], float]
+    chat_forms: tuple[tuple[str, str], ...]
+    plain_forms: tuple[tuple[str, str], ...]
+
+
 class EndpointJudge:
     """An OpenAI-compatible chat endpoint. The key is read from the environment variable ``api_key_env``
     (none is sent when it is unset, as local servers expect)."""
@@ -111,6 +126,7 @@ class EndpointJudge:
         retries: int = 4,
         backoff: float = 1.0,
         max_tokens: int = 256,
+        rubric: Rubric | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency", f"must be at least 1, got {concurrency}")
@@ -120,6 +136,7 @@ class EndpointJudge:
         self.model = model
         self.concurrency = concurrency
         self.max_tokens = max_tokens
+        self.rubric = rubric or ALPAGASUS
 
     def describe(self) -> dict[str, object]:
         return {"judge": "endpoint", "url": self.url, "model": self.model, "temperature": 0,
@@ -142,11 +159,11 @@ class EndpointJudge:
         return content, None, False
 
     def rate_one(self, sample: Sample) -> JudgeResult:
-        reply, error, transient = self.complete(judge_messages(sample))
+        reply, error, transient = self.complete(self.rubric.messages(sample))
         if reply is None:
             return JudgeResult(None, None, error, transient)
         try:
-            return JudgeResult(parse_score(reply), reply)
+            return JudgeResult(self.rubric.parse(reply), reply)
         except UnparseableReply as err:
             return JudgeResult(None, reply, err.reason)
 
@@ -164,31 +181,37 @@ class EndpointJudge:
 
 
 class LocalJudge:
-    """A local causal LM as the judge: the expected score under its probabilities of the tokens 0..5
-    right after the prompt (renormalised over those six), rendered with the model's chat template, or as
-    plain text ending in ``Score:`` for a model without one."""
+    """A local causal LM as the judge: the expected score under its probabilities of the score tokens
+    right where its reply would write the score (renormalised over the scale), after the prompt rendered
+    with the model's chat template, or as plain text for a model without one."""
 
-    def __init__(self, lm: LMBackend, token_budget: int = 4096) -> None:
+    def __init__(self, lm: LMBackend, token_budget: int = 4096, rubric: Rubric | None = None) -> None:
         self.lm = lm
         self.token_budget = token_budget
+        self.rubric = rubric or ALPAGASUS
         self.chat = lm.has_chat_template
-        probe = self._text([{"role": "user", "content": "x"}])
-        base = lm.encode(probe)
-        self.candidates = []
-        for digit in SCALE:
-            ids = lm.encode(probe + str(digit))
-            if ids[: len(base)] != base or len(ids) != len(base) + 1:
-                raise ConfigError("judge", f"judge {lm.name}: the score {digit} is not one token after the prompt")
-            self.candidates.append(ids[-1])
+        probe = self._render([{"role": "user", "content": "x"}])
+        forms = self.rubric.chat_forms if self.chat else self.rubric.plain_forms
+        for prefix, score_format in forms:
+            candidates = _single_tokens(lm, probe + prefix, [score_format.format(d=d) for d in self.rubric.scale])
+            if candidates is not None:
+                self.prefix, self.candidates = prefix, candidates
+                break
+        else:
+            raise ConfigError("judge", f"judge {lm.name}: the scores {self.rubric.scale} are not one token each "
+                              "after the prompt")  # fmt: skip
 
     def describe(self) -> dict[str, object]:
         return {"judge": "local", "model": self.lm.name, "model_fingerprint": self.lm.fingerprint,
                 "chat_template": self.chat, "dtype": self.lm.dtype_name}  # fmt: skip
 
-    def _text(self, messages: list[dict[str, str]]) -> str:
+    def _render(self, messages: list[dict[str, str]]) -> str:
         if self.chat:
             return self.lm.render_chat(messages, add_generation_prompt=True)
-        return "\n\n".join(m["content"] for m in messages) + "\n\nScore: "
+        return "\n\n".join(m["content"] for m in messages)
+
+    def _text(self, messages: list[dict[str, str]]) -> str:
+        return self._render(messages) + self.prefix
 
     def rate(self, samples: Sequence[Sample], on_progress: Callable[[float], None] | None = None) -> list[JudgeResult]:
         from tunesift.models.causal_lm import TargetSpan
@@ -197,7 +220,7 @@ class LocalJudge:
         spans, keep = [], []
         results: list[JudgeResult | None] = [None] * len(samples)
         for i, sample in enumerate(samples):
-            ids = self.lm.encode(self._text(judge_messages(sample)))
+            ids = self.lm.encode(self._text(self.rubric.messages(sample)))
             if limit is not None and len(ids) > limit:
                 results[i] = JudgeResult(None, None, f"too_long: {len(ids)} tokens > the judge's {limit}")
                 continue
@@ -208,9 +231,25 @@ class LocalJudge:
             if not all(math.isfinite(x) for x in p):
                 results[i] = JudgeResult(None, None, "non_finite_probabilities")
             else:
-                results[i] = JudgeResult(float(sum(d * x for d, x in zip(SCALE, p, strict=True))), None, None,
-                                         probs=tuple(float(x) for x in p))  # fmt: skip
+                expected = float(sum(d * x for d, x in zip(self.rubric.scale, p, strict=True)))
+                results[i] = JudgeResult(expected, None, None, probs=tuple(float(x) for x in p))
         return [r for r in results if r is not None]
+
+
+def _single_tokens(lm: LMBackend, text: str, options: Sequence[str]) -> list[int] | None:
+    """The token id of each option right after ``text``, where each is exactly one token there; else None."""
+    base = lm.encode(text)
+    ids = []
+    for option in options:
+        encoded = lm.encode(text + option)
+        if encoded[: len(base)] != base or len(encoded) != len(base) + 1:
+            return None
+        ids.append(encoded[-1])
+    return ids
+
+
+# The local judge's reply starts with the score (chat), or the plain prompt ends in "Score: " (no template).
+ALPAGASUS = Rubric("alpagasus", SCALE, judge_messages, parse_score, (("", "{d}"),), (("\n\nScore: ", "{d}"),))
 
 
 class LocalChat:
@@ -251,18 +290,19 @@ class EndpointSpec:
     timeout: float = 60.0
     retries: int = 4
 
-    def client(self) -> EndpointJudge:
+    def client(self, rubric: Rubric | None = None) -> EndpointJudge:
         return EndpointJudge(self.base_url, self.model, api_key_env=self.api_key_env, concurrency=self.concurrency,
-                             timeout=self.timeout, retries=self.retries)  # fmt: skip
+                             timeout=self.timeout, retries=self.retries, rubric=rubric)  # fmt: skip
 
 
-class AlpaGasus(Scorer):
-    """The AlpaGasus judge on the scorer contract: a unit per sample; the judge is an endpoint
+class JudgeScorer(Scorer):
+    """A rubric's judge on the scorer contract: a unit per sample; the judge is an endpoint
     (:class:`EndpointSpec`) or a local causal LM (a resolved model). Transient request failures are
-    reported but never cached."""
+    reported but never cached. A method sets its ``rubric``, ``name``, ``version`` and ``prompt_sha256``."""
 
-    name = "alpagasus"
-    result_fields = ("alpagasus", "judge_reply", "probs", "skip_reason", "transient")
+    rubric: ClassVar[Rubric]
+    version: ClassVar[int]
+    prompt_sha256: ClassVar[str]
     chunk_size = 64
 
     def __init__(self, judge: EndpointSpec | ResolvedModel, token_budget: int = 4096) -> None:
@@ -276,22 +316,19 @@ class AlpaGasus(Scorer):
             config: dict[str, Any] = dict(self.judge.client().describe())
         else:
             config = {"judge": "local", **self.judge.key()}
-        return {**config, "scorer": "alpagasus", "version": JUDGE_VERSION, "prompt_sha256": PROMPT_SHA256}
-
-    def describe(self) -> str:
-        return "AlpaGasus judge"
+        return {**config, "scorer": self.name, "version": self.version, "prompt_sha256": self.prompt_sha256}
 
     def load_backend(self, device: str | None = None) -> Any:
         if isinstance(self.judge, EndpointSpec):
-            return self.judge.client()
+            return self.judge.client(self.rubric)
         from tunesift.models.backend import load_lm
 
-        return LocalJudge(load_lm(self.judge, device), self.token_budget)
+        return LocalJudge(load_lm(self.judge, device), self.token_budget, self.rubric)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         return [
             {
-                "alpagasus": r.score,
+                self.rubric.column: r.score,
                 "judge_reply": r.reply,
                 "probs": list(r.probs) if r.probs else None,
                 "skip_reason": r.error,
@@ -302,4 +339,18 @@ class AlpaGasus(Scorer):
 
     def combine(self, sample: Sample, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         hit = results[0]
-        return {"alpagasus": hit["alpagasus"], "judge_reply": hit["judge_reply"], "skip_reason": hit["skip_reason"]}
+        return {self.rubric.column: hit[self.rubric.column], "judge_reply": hit["judge_reply"],
+                "skip_reason": hit["skip_reason"]}  # fmt: skip
+
+
+class AlpaGasus(JudgeScorer):
+    """AlpaGasus's accuracy rating 0-5 (METHODS.md §4)."""
+
+    name = "alpagasus"
+    result_fields = ("alpagasus", "judge_reply", "probs", "skip_reason", "transient")
+    rubric = ALPAGASUS
+    version = JUDGE_VERSION
+    prompt_sha256 = PROMPT_SHA256
+
+    def describe(self) -> str:
+        return "AlpaGasus judge"

@@ -96,7 +96,7 @@ def apply_steps(
 
 # A rule is a built-in recipe's steps, run over any one score column: the recipe's own column is renamed.
 RULE_RECIPES = {"cherry": "cherry", "superfilter": "superfiltering", "top": "selectit", "alpagasus": "alpagasus",
-                "bottom": "instructmining"}  # fmt: skip
+                "bottom": "instructmining", "self-curation": "self-curation"}  # fmt: skip
 
 
 def rule_steps(rule: str, column: str = "score") -> list[dict[str, Any]]:
@@ -156,10 +156,16 @@ def select_alpagasus(scores: Sequence[float | None], budget: Budget) -> Selectio
     return select_by_rule("alpagasus", scores, budget)
 
 
+def select_self_curation(scores: Sequence[float | None], budget: Budget) -> Selection:
+    """Self-curation (Humpback): keep ratings >= 4.5 (the paper's A5, the 5s), highest first."""
+    return select_by_rule("self-curation", scores, budget)
+
+
 RULES: dict[str, Callable[[Sequence[float | None], Budget], Selection]] = {
     "cherry": select_cherry,
     "superfilter": select_superfilter,
     "top": select_top,
     "bottom": select_bottom,
     "alpagasus": select_alpagasus,
+    "self-curation": select_self_curation,
 }
