@@ -138,6 +138,7 @@ def test_every_builtin_recipe_has_a_run_test():
         "deita",
         "dq",
         "self-curation",
+        "nuggets",
     }  # alpagasus: test_judge; instructmining: test_indicators; deita: test_deita; dq: test_dq; self-curation:
-    # test_self_curation
+    # test_self_curation; nuggets: test_nuggets
     assert set(builtin_names()) <= pinned, set(builtin_names()) - pinned

@@ -27,6 +27,7 @@ def _builders(model):
     from tunesift.scorers.ifd import IFD
     from tunesift.scorers.indicators import IndicatorLM
     from tunesift.scorers.judge import AlpaGasus
+    from tunesift.scorers.nuggets import Nuggets, Task
     from tunesift.scorers.selectit import SelectITRating, load_prompts
     from tunesift.scorers.self_curation import SelfCuration
 
@@ -39,6 +40,7 @@ def _builders(model):
         MiniLMEmbedding: MiniLMEmbedding,
         LMEmbedding: lambda: LMEmbedding(model, max_length=48),
         DEITA: lambda: DEITA(model),
+        Nuggets: lambda: Nuggets(model, [Task("Name a colour.", "", "Blue."), Task("Add 2 and 3.", "", "5")]),
     }
 
 

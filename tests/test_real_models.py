@@ -91,3 +91,23 @@ def test_smollm2_self_curation_matches_reference_on_3_records():
     for row, sample in zip(rows, samples, strict=True):
         assert 1.0 <= row["self_curation"] <= 5.0
         assert row["self_curation"] == pytest.approx(reference_rating(lm.model, lm.tokenizer, sample), abs=1e-4)
+
+
+@pytest.mark.ci
+def test_smollm2_nuggets_matches_reference_on_2_records():
+    import numpy as np
+    from test_nuggets import prompt, reference_golden, response_logp
+
+    from tunesift.models.registry import resolve_model
+    from tunesift.scorers.nuggets import AnchoredLM, Nuggets, Task
+
+    lm = CausalLM.load("smollm2")
+    records = alpaca_records(5)
+    anchors = records[2:5]
+    scorer = Nuggets(resolve_model("smollm2"), [Task(a["instruction"].strip(), a["input"].strip(),
+                                                     a["output"].strip()) for a in anchors])  # fmt: skip
+    zero = np.array([response_logp(lm.model, lm.tokenizer, prompt(a), a["output"]) for a in anchors])
+    samples = [record_to_sample(r, i, "alpaca") for i, r in enumerate(records[:2])]
+    rows = scorer.compute([u for s in samples for u in scorer.units(s)], AnchoredLM(lm, zero))
+    for row, record in zip(rows, records[:2], strict=True):
+        assert row["nuggets"] == pytest.approx(reference_golden(lm.model, lm.tokenizer, record, anchors), abs=1e-12)

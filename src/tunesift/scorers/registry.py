@@ -171,6 +171,22 @@ DEITA_OPTIONS = (
     *LM_OPTIONS,
 )
 
+NUGGETS_OPTIONS = (
+    Option("model", str, "smollm2-135m-instruct", "The model whose one-shot gain is measured. " + _MODEL_HELP),
+    Option(
+        "anchors",
+        Path | None,
+        None,
+        "Anchor tasks: a pool file of your own (every valid record; default: a "
+        "seeded sample of --n-anchors of the pool).",
+    ),
+    Option("n_anchors", int, 100, "Anchors sampled from the pool when no --anchors file is given (the paper: 100)."),
+    Option("anchor_seed", int, 0, "Seed of that sample."),
+    TOKEN_BUDGET,
+    CHUNK_SIZE,
+    *LM_OPTIONS,
+)
+
 SCORERS: dict[str, ScorerInfo] = {
     info.name: info
     for info in (
@@ -236,6 +252,17 @@ SCORERS: dict[str, ScorerInfo] = {
             "top",
             DEITA_OPTIONS,
         ),
+        ScorerInfo(
+            "nuggets",
+            "Nuggets: the share of anchor tasks the model answers better with the sample as a one-shot "
+            "demonstration than zero-shot.",
+            "tunesift.scorers.nuggets:score_nuggets",
+            ("nuggets", "nuggets_wins", "nuggets_anchors"),
+            ("nuggets", "nuggets_wins", "nuggets_anchors"),
+            "nuggets",
+            "top",
+            NUGGETS_OPTIONS,
+        ),
     )
 }
 # With no scorer, a recipe's rows carry each record's response length.
@@ -291,6 +318,7 @@ UNIT_SCORERS = (
     "tunesift.embeddings:MiniLMEmbedding",
     "tunesift.embeddings:LMEmbedding",
     "tunesift.scorers.deita:DEITA",
+    "tunesift.scorers.nuggets:Nuggets",
 )
 
 

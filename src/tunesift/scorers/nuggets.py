@@ -1,0 +1,202 @@
+"""Nuggets (Li et al., NAACL 2024, "One-Shot Learning as Instruction Data Prospector"): a sample's golden score
+is the share of anchor tasks whose response the model predicts better with the sample as a one-shot
+demonstration than zero-shot (docs/methods.md §10).
+
+Followed from pldlgb/nuggets: ``tasks/alpaca.py`` (the ``sp`` prompt: ``Instruction:\\n{instruction}\\n``
+[``Input:\\n{input}\\n``] ``Response:\\n`` then the response; fields stripped; the demonstration is the
+candidate's full prompt and response, then the ``"\\n\\n"`` exemplar separator, then the anchor's prompt;
+``post_process``: the golden score is the share of anchors with ``lm_log_p`` one-shot ``>`` zero-shot, the
+log-probability summed over the anchor's response tokens) and ``instruction_main.py`` (zero-shot once per
+anchor; per candidate, the demonstration's KV cache reused across the anchor batch).
+
+The response tokens are tokenised on their own, so the zero-shot and one-shot texts score the very same
+target tokens. Every one-shot text of a candidate is in one batch group, so the causal LM runs the shared
+demonstration once per batch and reuses its KV cache for the anchors (``CausalLM._decode_batch``). Cost:
+``M`` zero-shot anchor passes once per worker, then ``M`` anchor continuations per sample. A sample that is
+itself an anchor is not scored against its own copy (the share is over the other anchors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tunesift.data.sample import Sample
+from tunesift.errors import ConfigError
+from tunesift.models.causal_lm import TargetSpan
+from tunesift.scorers.base import CausalLMScorer, Progress, Unit
+
+if TYPE_CHECKING:
+    from tunesift.data.pools import Pool
+    from tunesift.execution import Executor
+    from tunesift.models.backend import LMBackend
+    from tunesift.scoring import ScoreTable
+
+NUGGETS_VERSION = 1
+SEPARATOR = "\n\n"  # tasks/alpaca.py exemplar_seperator
+DEFAULT_ANCHORS = 100  # the paper's anchor set: 100 tasks
+NUGGETS_COLUMNS = ("nuggets", "nuggets_wins", "nuggets_anchors")
+
+
+@dataclass(frozen=True)
+class Task:
+    """An (instruction, input, response) triple, stripped as the reference's ``dataset_preprocess`` does."""
+
+    instruction: str
+    input: str
+    output: str
+
+    @classmethod
+    def of(cls, sample: Sample) -> Task:
+        return cls(sample.instruction.strip(), sample.input.strip(), sample.output.strip())
+
+    def query(self) -> str:
+        """The ``sp`` prompt up to the response."""
+        if self.input:
+            return f"Instruction:\n{self.instruction}\nInput:\n{self.input}\nResponse:\n"
+        return f"Instruction:\n{self.instruction}\nResponse:\n"
+
+    def demonstration(self) -> str:
+        return self.query() + self.output
+
+
+def anchor_span(lm: LMBackend, anchor: Task, demonstration: Task | None) -> TargetSpan:
+    """The anchor's response scored after its prompt, with ``demonstration`` and the separator before it
+    (one-shot) or not (zero-shot); the response tokens are the same either way."""
+    before = (demonstration.demonstration() + SEPARATOR if demonstration else "") + anchor.query()
+    prompt = lm.encode(before)
+    target = lm.encode(anchor.output, add_special_tokens=False)
+    group = "zero" if demonstration is None else hashlib.sha256(before[: -len(anchor.query())].encode()).hexdigest()
+    return TargetSpan(tuple(prompt + target), start=len(prompt), group=group)
+
+
+@dataclass
+class AnchoredLM:
+    """A causal LM with the zero-shot response log-probabilities of the anchors, computed once per worker."""
+
+    lm: Any  # an LMBackend
+    zero: np.ndarray  # per anchor: the summed log-probability of its response, zero-shot
+
+
+class Nuggets(CausalLMScorer):
+    """A unit per sample: its wins over the anchors as a one-shot demonstration."""
+
+    name = "nuggets"
+    result_fields = ("nuggets", "nuggets_wins", "nuggets_anchors", "skip_reason")
+
+    def __init__(self, model: Any, anchors: Sequence[Task], token_budget: int = 4096) -> None:
+        if not anchors:
+            raise ConfigError("anchors", "the anchor set is empty")
+        self.model = model
+        self.anchors = tuple(anchors)
+        self.token_budget = token_budget
+        self.chunk_size = 16
+
+    def anchors_sha256(self) -> str:
+        payload = json.dumps([[a.instruction, a.input, a.output] for a in self.anchors], ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def cache_config(self) -> dict[str, Any]:
+        return {"scorer": "nuggets", "version": NUGGETS_VERSION, "anchors_sha256": self.anchors_sha256(),
+                "n_anchors": len(self.anchors), **self.model.key()}  # fmt: skip
+
+    def describe(self) -> str:
+        return f"Nuggets ({self.model.name}, {len(self.anchors)} anchors)"
+
+    def load_backend(self, device: str | None = None) -> AnchoredLM:
+        lm = super().load_backend(device)
+        spans = [anchor_span(lm, a, None) for a in self.anchors]
+        for anchor, span in zip(self.anchors, spans, strict=True):
+            if span.n_targets == 0:
+                raise ConfigError("anchors", f"an anchor has no response tokens: {anchor.instruction[:60]!r}")
+        zero = np.array([-float(nll.sum()) for nll in lm.target_nll(spans, self.token_budget)])
+        return AnchoredLM(lm, zero)
+
+    def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
+        lm, limit = backend.lm, backend.lm.context_length
+        spans, owner, used = [], [], []
+        results: list[dict[str, Any] | None] = [None] * len(units)
+        for u, unit in enumerate(units):
+            demo = Task.of(unit.payload)
+            which = [j for j, a in enumerate(self.anchors) if a != demo]  # never its own copy
+            mine = [anchor_span(lm, self.anchors[j], demo) for j in which]
+            if limit is not None and any(len(s.ids) > limit for s in mine):
+                results[u] = {"nuggets": None, "nuggets_wins": None, "nuggets_anchors": None,
+                              "skip_reason": "too_long_for_context"}  # fmt: skip
+                continue
+            spans.extend(mine)
+            owner.extend([u] * len(mine))
+            used.append((u, which))
+        nll = lm.target_nll(spans, self.token_budget, on_batch=None)
+        one_shot = np.array([-float(x.sum()) for x in nll])
+        position = 0
+        for u, which in used:
+            icl = one_shot[position : position + len(which)]
+            position += len(which)
+            wins = int(np.sum(icl > backend.zero[which])) if which else 0
+            share = wins / len(which) if which else None
+            results[u] = {"nuggets": share, "nuggets_wins": wins, "nuggets_anchors": len(which),
+                          "skip_reason": None if which else "no_other_anchor"}  # fmt: skip
+            if on_progress is not None:
+                on_progress(1)
+        return [r for r in results if r is not None]
+
+
+def load_anchors(pool: Pool, anchors: str | Path | None, n_anchors: int = DEFAULT_ANCHORS, seed: int = 0) -> list[Task]:
+    """The user's anchor file (every valid record), or a seeded sample of ``n_anchors`` of the pool's."""
+    from tunesift.data.pools import read_pool
+    from tunesift.errors import TunesiftError
+
+    if anchors is not None:
+        try:
+            source = read_pool(anchors)
+        except TunesiftError as err:
+            raise ConfigError("anchors", f"cannot read the anchor set: {err}") from None
+        tasks = [Task.of(s) for s in source if isinstance(s, Sample)]
+        if not tasks:
+            raise ConfigError("anchors", f"{anchors}: no valid record to use as an anchor")
+        return tasks
+    if n_anchors < 1:
+        raise ConfigError("n-anchors", f"must be at least 1, got {n_anchors}")
+    valid = [s for s in pool if isinstance(s, Sample)]
+    if not valid:
+        raise ConfigError("anchors", "the pool has no valid record to sample anchors from")
+    picks = np.random.default_rng(seed).choice(len(valid), size=min(n_anchors, len(valid)), replace=False)
+    return [Task.of(valid[int(i)]) for i in sorted(picks)]
+
+
+def score_nuggets(
+    data: Pool | str | Path,
+    *,
+    model: Any = None,
+    anchors: str | Path | None = None,
+    n_anchors: int = DEFAULT_ANCHORS,
+    anchor_seed: int = 0,
+    store_dir: str | Path | None = None,
+    token_budget: int = 4096,
+    chunk_size: int | None = None,
+    device: str | None = None,
+    executor: Executor | None = None,
+    progress: bool = False,
+    dtype: str | None = None,
+    **server: Any,
+) -> ScoreTable:
+    """Nuggets' golden score of every record: the share of anchors whose response is likelier with the
+    record as a one-shot demonstration than zero-shot (``model``: default the packaged SmolLM2)."""
+    from tunesift.models.backend import model_ref
+    from tunesift.models.registry import DEFAULT_MODEL
+    from tunesift.scoring import as_pool, default_executor, score_pool
+
+    pool = as_pool(data)
+    executor = default_executor(executor, device)
+    tasks = load_anchors(pool, anchors, n_anchors, anchor_seed)
+    scorer = Nuggets(model_ref(model or DEFAULT_MODEL, executor, dtype=dtype, **server), tasks, token_budget)
+    scorer.chunk_size = chunk_size or scorer.chunk_size
+    return score_pool(scorer, pool, columns=NUGGETS_COLUMNS, score_field="nuggets", store_dir=store_dir,
+                      executor=executor, progress=progress)  # fmt: skip
