@@ -139,6 +139,7 @@ def test_every_builtin_recipe_has_a_run_test():
         "dq",
         "self-curation",
         "nuggets",
+        "instag",
     }  # alpagasus: test_judge; instructmining: test_indicators; deita: test_deita; dq: test_dq; self-curation:
-    # test_self_curation; nuggets: test_nuggets
+    # test_self_curation; nuggets: test_nuggets; instag: test_instag
     assert set(builtin_names()) <= pinned, set(builtin_names()) - pinned

@@ -26,6 +26,7 @@ def _builders(model):
     from tunesift.scorers.deita import DEITA
     from tunesift.scorers.ifd import IFD
     from tunesift.scorers.indicators import IndicatorLM
+    from tunesift.scorers.instag import InsTag
     from tunesift.scorers.judge import AlpaGasus
     from tunesift.scorers.nuggets import Nuggets, Task
     from tunesift.scorers.selectit import SelectITRating, load_prompts
@@ -40,6 +41,7 @@ def _builders(model):
         MiniLMEmbedding: MiniLMEmbedding,
         LMEmbedding: lambda: LMEmbedding(model, max_length=48),
         DEITA: lambda: DEITA(model),
+        InsTag: lambda: InsTag(model, max_new_tokens=6),
         Nuggets: lambda: Nuggets(model, [Task("Name a colour.", "", "Blue."), Task("Add 2 and 3.", "", "5")]),
     }
 

@@ -111,3 +111,27 @@ def test_smollm2_nuggets_matches_reference_on_2_records():
     rows = scorer.compute([u for s in samples for u in scorer.units(s)], AnchoredLM(lm, zero))
     for row, record in zip(rows, records[:2], strict=True):
         assert row["nuggets"] == pytest.approx(reference_golden(lm.model, lm.tokenizer, record, anchors), abs=1e-12)
+
+
+@pytest.mark.ci
+def test_smollm2_instag_tagger_matches_one_query_generation():
+    from test_instag import reference_reply
+
+    from tunesift.models.registry import resolve_model
+    from tunesift.scorers.base import Unit
+    from tunesift.scorers.instag import InsTag, parse_tags
+    from tunesift.scorers.judge import UnparseableReply
+
+    lm = CausalLM.load("smollm2")
+    scorer = InsTag(resolve_model("smollm2"), max_new_tokens=40)
+    queries = [r["instruction"] for r in alpaca_records(2)]
+    results = scorer.compute([Unit(str(i), q) for i, q in enumerate(queries)], scorer.load_backend("cpu"))
+    for result, query in zip(results, queries, strict=True):
+        reply = reference_reply(lm.model, lm.tokenizer, query, 40)
+        assert result["tag_reply"] == reply
+        try:
+            want = parse_tags(reply)
+        except UnparseableReply as err:  # an unreadable reply: null with its reason, never a default
+            assert result["tags"] is None and result["skip_reason"] == err.reason
+        else:
+            assert result["tags"] == want

@@ -30,6 +30,7 @@ from tunesift.recipes import Recipe, builtin_names, execute, load_recipe
 from tunesift.score_indicators import fit_indicators, score_indicators
 from tunesift.score_judge import score_alpagasus, score_self_curation
 from tunesift.scorers.deita import score_deita
+from tunesift.scorers.instag import score_instag
 from tunesift.scorers.nuggets import score_nuggets
 from tunesift.scoring import ScoreTable, as_pool, score_ifd, score_selectit
 from tunesift.selectors.rules import Budget, Selection, select_by_rule
@@ -58,6 +59,7 @@ __all__ = [
     "score_deita",
     "score_ifd",
     "score_indicators",
+    "score_instag",
     "score_nuggets",
     "score_selectit",
     "score_self_curation",

@@ -14,7 +14,7 @@ candidate records::
       - cut: {rate: 0.2, of: pool}    # an intermediate budget (Superfiltering.D's k1)
       - select: {method: top, of: candidates}   # the last step, to the run's budget
 
-``select`` methods: top, random, longest, kcenter, facility-location, deita, cluster-top, dq (each with its
+``select`` methods: top, random, longest, kcenter, facility-location, deita, cluster-top, dq, instag (each with its
 own options; ``embedder: minilm | lm``). ``of`` says what a rate counts: the whole ``pool`` or the
 ``candidates`` left by the steps before. The built-in recipes are the YAML files beside this module.
 """
@@ -50,6 +50,7 @@ SELECT_OPTIONS: dict[str, set[str]] = {
     "deita": {"embedder", "by", "tau"},
     "cluster-top": {"embedder", "by", "clusters", "per_cluster", "random_state"},
     "dq": {"embedder", "bins", "random_state"},
+    "instag": set(),
 }
 EMBEDDER_OPTIONS = {"embedder", "embed_model", "embed_text", "embed_template"}
 STEP_KINDS = ("filter", "rank", "cut", "select")
@@ -303,6 +304,10 @@ def _select(body, candidates, size, value, table, pool, store_dir, executor, pro
                                                                random_state=body.get("random_state", 0))]  # fmt: skip
     if method == "longest":
         return [candidates[p] for p in diversity.longest(_response_chars(pool, candidates), size)]
+    if method == "instag":  # complexity-first diverse sampling over the normalised tags
+        from tunesift.scorers.instag import coverage_select
+
+        return [candidates[p] for p in coverage_select([table.rows[i].get("instag_tags") for i in candidates], size)]
     from tunesift.embeddings import embed_pool
 
     embed = {"embedder": body.get("embedder", "minilm")}

@@ -26,6 +26,7 @@ def score_column(path: str | Path, pool: Pool, label: str | None = None):
         values=table.values(),
         skip_reasons=[row.get("skip_reason") for row in table.rows],
         config=table.config,
+        tags=[row.get("instag_tags") for row in table.rows] if table.score_field == "instag" else None,
     )
 
 
@@ -72,6 +73,9 @@ def _token_counter(model: str) -> tuple[Callable[[str], int], str]:
 
 
 def _model_of(config: dict[str, Any]) -> str | None:
+    """The local model a score came from (None for an endpoint's: its served name is no tokenizer here)."""
+    if "url" in config:
+        return None
     if "model" in config:
         return config["model"]
     raters = config.get("raters") or []

@@ -59,6 +59,11 @@ _HTML = """<!DOCTYPE html>
 {% for reason, n in s.skipped_by_reason.items() %}<tr><td>{{ reason }}</td><td>{{ n }}</td></tr>{% endfor %}</table>
 {% else %}<p class="note">No sample was skipped.</p>{% endif %}
 {% for c in s.cuts %}<p class="note">Cut of <b>{{ c.selection }}</b>: {{ fmt(c.cut) }} (its best: {{ fmt(c.top) }}).</p>{% endfor %}
+{% if s.tags %}<h4>Most frequent tags (INSTAG): samples with the tag, share of the tagged samples</h4>
+<table><tr><th>tag</th>{% for g in s.tags.groups %}<th>{{ g }}</th>{% endfor %}</tr>
+<tr><td><i>distinct tags</i></td>{% for g in s.tags.groups %}<td>{{ s.tags.distinct[g] }}</td>{% endfor %}</tr>
+{% for row in s.tags.top %}<tr><td>{{ row.tag }}</td>{% for g in s.tags.groups %}<td>{{ row[g].n }} ({{ pct(row[g].share) }})</td>{% endfor %}</tr>
+{% endfor %}</table>{% endif %}
 {% endfor %}</section>
 
 <section id="lengths"><h2>Lengths</h2>
@@ -161,6 +166,15 @@ def render_markdown(stats: dict[str, Any], tokenizer: str) -> str:
             f"| {s['label']} | {s['field']} | {s['n_scored']} | {s['n_skipped']}{f' ({skipped})' if skipped else ''} "
             f"| {_fmt(s['summary']['median'])} | {cuts} |"
         )
+    for s in data["scores"]:
+        if s.get("tags"):
+            groups = s["tags"]["groups"]
+            lines += ["", f"## Most frequent tags ({s['label']})", "", "| tag | " + " | ".join(groups) + " |",
+                      "|---" * (len(groups) + 1) + "|",
+                      "| *distinct tags* | " + " | ".join(str(s["tags"]["distinct"][g]) for g in groups) + " |"]  # fmt: skip
+            for row in s["tags"]["top"]:
+                cells = " | ".join(f"{row[g]['n']} ({_pct(row[g]['share'])})" for g in groups)
+                lines.append(f"| {row['tag']} | {cells} |")
     agreement = data["agreement"]
     if len(agreement["labels"]) >= 2:
         lines += ["", "## Spearman correlation", "", "| | " + " | ".join(agreement["labels"]) + " |",

@@ -49,6 +49,7 @@ class ScoreColumn:
     values: Sequence[float | None]
     skip_reasons: Sequence[str | None]
     config: dict[str, Any]
+    tags: Sequence[Sequence[str] | None] | None = None  # INSTAG's normalised tags by pool index, where kept
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def build_stats(
                 "top": _examples(pool, column, [i for i, _ in ranked[:n_examples]], example_chars),
                 "bottom": _examples(pool, column, [i for i, _ in ranked[::-1][:n_examples]], example_chars),
                 "_values": values,
+                **({"tags": tag_stats(column.tags, selections)} if column.tags is not None else {}),
             }
         )
 
@@ -207,6 +209,24 @@ def build_stats(
         "agreement": {"labels": labels, "spearman": rho, "n_common": n_common},
         "overlap": {"labels": sel_labels, "intersection": intersection, "jaccard": jaccard, "unique_share": unique},
     }
+
+
+def tag_stats(tags: Sequence[Sequence[str] | None], selections: Sequence[SelectionSet], top: int = 20) -> dict:
+    """INSTAG's tags: distinct tags and the most frequent ones in the pool, with how often each selection
+    has them (the share of its tagged samples)."""
+
+    def count(indices: Sequence[int]) -> tuple[Counter[str], int]:
+        tagged = [tags[i] for i in indices if tags[i] is not None]
+        return Counter(t for ts in tagged for t in set(ts)), len(tagged)
+
+    pool_counts, pool_tagged = count(range(len(tags)))
+    groups = [("pool", pool_counts, pool_tagged)] + [(s.label, *count(s.indices)) for s in selections]
+    rows = []
+    for tag, _ in sorted(pool_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]:
+        rows.append({"tag": tag, **{label: {"n": c[tag], "share": c[tag] / n if n else None}
+                                    for label, c, n in groups}})  # fmt: skip
+    return {"groups": [g[0] for g in groups], "distinct": {label: len(c) for label, c, _ in groups},
+            "tagged": {label: n for label, _, n in groups}, "top": rows}  # fmt: skip
 
 
 def public(stats: Any) -> Any:

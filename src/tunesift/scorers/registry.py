@@ -187,6 +187,23 @@ NUGGETS_OPTIONS = (
     *LM_OPTIONS,
 )
 
+INSTAG_OPTIONS = (
+    Option("model", str | None, None, "Tagger: with --base-url, the model name the endpoint serves; without, a local "
+           "causal LM generating greedily (default smollm2-135m-instruct; a 135M model rarely writes valid JSON)."),
+    BASE_URL,
+    API_KEY_ENV,
+    CONCURRENCY,
+    TIMEOUT,
+    RETRIES,
+    Option("max_new_tokens", int, 512, "Longest tag list the tagger may write, in tokens."),
+    Option("min_tag_count", int, 20, "Frequency filtering: tags seen fewer times over the pool are dropped (the "
+           "paper: 20, over a large pool; lower it for a small one)."),
+    Option("semantic", bool, True, "Merge tags within cosine distance 0.05 (all-MiniLM-L6-v2, DBSCAN), as the paper "
+           "does with PhraseBERT.", flag="--semantic/--no-semantic"),
+    DTYPE,
+    CHUNK_SIZE,
+)  # fmt: skip
+
 SCORERS: dict[str, ScorerInfo] = {
     info.name: info
     for info in (
@@ -251,6 +268,16 @@ SCORERS: dict[str, ScorerInfo] = {
             "deita",
             "top",
             DEITA_OPTIONS,
+        ),
+        ScorerInfo(
+            "instag",
+            "INSTAG: an LLM tags each query's intentions; tags normalised over the pool; complexity = number of tags.",
+            "tunesift.scorers.instag:score_instag",
+            ("instag",),
+            ("instag", "instag_tags"),
+            "instag",
+            "top",
+            INSTAG_OPTIONS,
         ),
         ScorerInfo(
             "nuggets",
@@ -319,6 +346,7 @@ UNIT_SCORERS = (
     "tunesift.embeddings:LMEmbedding",
     "tunesift.scorers.deita:DEITA",
     "tunesift.scorers.nuggets:Nuggets",
+    "tunesift.scorers.instag:InsTag",
 )
 
 
