@@ -112,6 +112,20 @@ def tiny_model_dir(tmp_path, tok_nobos):
 
 
 @pytest.fixture
+def tiny_reward_dir(tmp_path, tok_nobos):
+    """A tiny one-label BERT sequence classifier with the test tokenizer: a reward model's shape."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok_nobos), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=1, pad_token_id=tok_nobos.pad_token_id)  # fmt: skip
+    folder = tmp_path / "reward"
+    BertForSequenceClassification(config).eval().save_pretrained(folder)
+    tok_nobos.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
 def store_dir(tmp_path, monkeypatch):
     """Keep every cache of a test inside its tmp folder."""
     monkeypatch.setenv("TUNESIFT_CACHE", str(tmp_path / "cache"))

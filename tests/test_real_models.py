@@ -135,3 +135,20 @@ def test_smollm2_instag_tagger_matches_one_query_generation():
             assert result["tags"] is None and result["skip_reason"] == err.reason
         else:
             assert result["tags"] == want
+
+
+@pytest.mark.ci
+def test_smollm2_is_refused_as_a_mods_reward_model(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(2)))
+    result = CliRunner().invoke(app, ["run", "mods", str(pool), "--count", "1", "--reward-model", "smollm2",
+                                      "--out", str(tmp_path / "s.json")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "reward-model" in result.output and "not a sequence classifier" in result.output
+    assert not (tmp_path / "s.json").exists()

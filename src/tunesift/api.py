@@ -31,6 +31,7 @@ from tunesift.score_indicators import fit_indicators, score_indicators
 from tunesift.score_judge import score_alpagasus, score_self_curation
 from tunesift.scorers.deita import score_deita
 from tunesift.scorers.instag import score_instag
+from tunesift.scorers.mods import score_mods
 from tunesift.scorers.nuggets import score_nuggets
 from tunesift.scoring import ScoreTable, as_pool, score_ifd, score_selectit
 from tunesift.selectors.rules import Budget, Selection, select_by_rule
@@ -52,6 +53,7 @@ __all__ = [
     "read_pool",
     "read_scores",
     "rejects_path",
+    "run_mods",
     "run_recipe",
     "run_set_method",
     "run_superfiltering_d",
@@ -60,6 +62,7 @@ __all__ = [
     "score_ifd",
     "score_indicators",
     "score_instag",
+    "score_mods",
     "score_nuggets",
     "score_selectit",
     "score_self_curation",
@@ -78,6 +81,10 @@ def select(table: ScoreTable, rule: str, budget: Budget) -> Selection:
 
 def _methods() -> dict[str, str]:
     names = {name: load_recipe(name).description for name in builtin_names()}
+    names["mods-full"] = (
+        "MoDS with its necessity stage ('tunesift run-mods'): the mods seed, LoRA-tune on it, add "
+        "the high-quality samples whose answers from the tuned model the reward model scores low"
+    )
     names["cherry-pre"] = ("Cherry's pre-experienced model: cluster-sample ~1,000 prompts (k-means 100, perplexity "
                            "25-75 band), LoRA-tune 1 epoch on them, then Cherry with the tuned model")  # fmt: skip
     return dict(sorted(names.items()))
@@ -225,3 +232,80 @@ def run_cherry_pre(
     with atomic_open(result.manifest) as handle:
         json.dump(manifest, handle, indent=2, allow_nan=False)
     return result
+
+
+def run_mods(
+    data: Pool | str | Path,
+    out: str | Path,
+    budget: Budget | None = None,
+    *,
+    reward_model: str,
+    model: str = "smollm2-135m-instruct",
+    threshold: float = 0.0,
+    necessity_threshold: float = 0.0,
+    template: str = "alpaca",
+    max_new_tokens: int = 256,
+    train_options: dict[str, Any] | None = None,
+    work_dir: str | Path | None = None,
+    store_dir: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = False,
+    dtype: str | None = None,
+) -> RunResult:
+    """MoDS end to end (docs/methods.md §9): the ``mods`` recipe's seed (reward > ``threshold``, k-center to
+    ``budget``), ``model`` fine-tuned on the seed, the tuned model's greedy answers to the other high-quality
+    instructions, and those whose answer the reward model scores below ``necessity_threshold`` added. The
+    selection is the seed, then the necessity samples in pool order (its size is the seed's plus theirs).
+
+    The seed, the fine-tune and its model live in ``work_dir`` (default ``<out>.mods``); a rerun reuses them,
+    and the answers' rewards are cached in the score store.
+    """
+    from dataclasses import replace
+
+    from tunesift.eval.train import TrainConfig, train
+    from tunesift.models.registry import resolve_model
+    from tunesift.outputs import write_records
+    from tunesift.scorers.mods import MoDSNecessity, reward_ref
+    from tunesift.scoring import compute_units, default_executor
+
+    pool = as_pool(data)
+    executor = default_executor(None, device)
+    reward = reward_ref(reward_model, executor, dtype)
+    recipe = load_recipe("mods")
+    steps = tuple({"filter": {**s["filter"], "value": threshold}} if "filter" in s else s for s in recipe.steps)
+    seed_run = execute(replace(recipe, steps=steps), pool, budget, score_options={"reward_model": reward},
+                       store_dir=store_dir, executor=executor, progress=progress)  # fmt: skip
+    seed = list(seed_run.selection.indices)
+    rewards = {row["index"]: row.get("mods_reward") for row in seed_run.scores.rows}
+    by_index = {s.index: s for s in pool.samples}
+    work = Path(work_dir) if work_dir else Path(f"{out}.mods")
+    work.mkdir(parents=True, exist_ok=True)
+    seed_path = work / "seed.json"
+    write_records(seed_path, [by_index[i].record for i in seed], "json")
+    config = TrainConfig(base=model, template=template, **(train_options or {}))
+    tuned = train(seed_path, work / "run", config, device=device, progress=progress)
+    chosen = set(seed)
+    rest = [by_index[i] for i in sorted(rewards) if i not in chosen and i in by_index
+            and rewards[i] is not None and rewards[i] > threshold]  # fmt: skip
+    scorer = MoDSNecessity(resolve_model(str(tuned.model_dir)), reward, template, max_new_tokens)
+    answers = compute_units(scorer, (u for s in rest for u in scorer.units(s)), store_dir=store_dir,
+                            executor=executor, progress=progress)  # fmt: skip
+    necessity = [s.index for s in rest if answers[s.content_id]["mods_answer_reward"] is not None
+                 and answers[s.content_id]["mods_answer_reward"] < necessity_threshold]  # fmt: skip
+    selection = Selection(seed + necessity, len(pool), seed_run.selection.n_scored, len(rest) + len(seed), "mods")
+    answered = {s.index for s in rest}
+    for row in seed_run.scores.rows:
+        hit = answers.get(row["id"]) if row["index"] in answered else None
+        row["mods_answer"] = hit["mods_answer"] if hit else None
+        row["mods_answer_reward"] = hit["mods_answer_reward"] if hit else None
+    manifest = write_subset(out, pool, seed_run.scores, selection, budget)
+    write_rejects(out, pool)
+    meta = json.loads(manifest.read_text())
+    meta["mods"] = {"threshold": threshold, "necessity_threshold": necessity_threshold, "high_quality": len(rest)
+                    + len(seed), "seed": len(seed), "necessity": len(necessity), "seed_file": str(seed_path),
+                    "necessity_indices": necessity, "answers": scorer.cache_config(),
+                    "train": {"run_dir": str(tuned.run_dir), "steps": tuned.steps, "seconds": round(tuned.seconds, 1),
+                              "final_loss": tuned.losses[-1] if tuned.losses else None}}  # fmt: skip
+    with atomic_open(manifest) as handle:
+        json.dump(meta, handle, indent=2, allow_nan=False)
+    return RunResult(scores=seed_run.scores, selection=selection, manifest=manifest)

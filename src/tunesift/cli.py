@@ -560,6 +560,60 @@ def run_cherry_pre_cmd(
     typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
 
 
+@app.command("run-mods")
+def run_mods_cmd(
+    data: DataArg,
+    out: OutOpt,
+    reward_model: Annotated[
+        str,
+        typer.Option(
+            help="Reward model: a sequence-classification checkpoint (folder or hub "
+            "id), e.g. OpenAssistant/reward-model-deberta-v3-large-v2."
+        ),
+    ],
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    model: ModelOpt = "smollm2-135m-instruct",
+    threshold: Annotated[float, typer.Option(help="High quality: reward above this (MoDS: 0.0).")] = 0.0,
+    necessity_threshold: Annotated[
+        float,
+        typer.Option(
+            help="Necessity: the tuned model's answer scored below "
+            "this (MoDS: a threshold of your choice; default 0.0)."
+        ),
+    ] = 0.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer the seed-tuned model writes.")] = 256,
+    lora: LoraOpt = True,
+    lr: LrOpt = None,
+    batch_tokens: Annotated[int, typer.Option(help="Tokens per fine-tuning step.")] = 2048,
+    work_dir: Annotated[Path | None, typer.Option(help="Where the seed and the tuned model go (<out>.mods).")] = None,
+    scores_out: ScoresOutOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """MoDS: reward > threshold, a k-center seed to the budget, tune on it, add what it answers badly."""
+    from tunesift import api
+
+    try:
+        budget = api.Budget(rate=rate, count=count)
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        result = api.run_mods(
+            pool, out, budget, reward_model=reward_model, model=model, threshold=threshold,
+            necessity_threshold=necessity_threshold, max_new_tokens=max_new_tokens,
+            train_options={"lora": lora, "learning_rate": lr, "batch_tokens": batch_tokens}, work_dir=work_dir,
+            store_dir=store, device=device, progress=True,
+        )  # fmt: skip
+        if scores_out is not None:
+            api.write_scores(scores_out, result.scores)
+    except TunesiftError as err:
+        _fail(err)
+    meta = json.loads(result.manifest.read_text())["mods"]
+    typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records (seed {meta['seed']}, "
+               f"necessity {meta['necessity']}) -> {out}", err=True)  # fmt: skip
+
+
 @app.command("eval")
 def eval_cmd(
     runs: Annotated[

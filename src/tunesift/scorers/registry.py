@@ -204,6 +204,14 @@ INSTAG_OPTIONS = (
     CHUNK_SIZE,
 )  # fmt: skip
 
+MODS_OPTIONS = (
+    Option("reward_model", str | None, None, "Reward model: a Hugging Face sequence-classification checkpoint with "
+           "one score (folder or hub id; MoDS uses OpenAssistant/reward-model-deberta-v3-large-v2)."),
+    Option("batch_size", int, 16, "Pairs scored per forward pass."),
+    DTYPE,
+    CHUNK_SIZE,
+)  # fmt: skip
+
 SCORERS: dict[str, ScorerInfo] = {
     info.name: info
     for info in (
@@ -280,6 +288,16 @@ SCORERS: dict[str, ScorerInfo] = {
             INSTAG_OPTIONS,
         ),
         ScorerInfo(
+            "mods",
+            "MoDS quality: a reward model's score of each (instruction, response).",
+            "tunesift.scorers.mods:score_mods",
+            ("mods_reward",),
+            ("mods_reward",),
+            "mods_reward",
+            "top",
+            MODS_OPTIONS,
+        ),
+        ScorerInfo(
             "nuggets",
             "Nuggets: the share of anchor tasks the model answers better with the sample as a one-shot "
             "demonstration than zero-shot.",
@@ -347,6 +365,8 @@ UNIT_SCORERS = (
     "tunesift.scorers.deita:DEITA",
     "tunesift.scorers.nuggets:Nuggets",
     "tunesift.scorers.instag:InsTag",
+    "tunesift.scorers.mods:MoDSReward",
+    "tunesift.scorers.mods:MoDSNecessity",
 )
 
 
