@@ -5,13 +5,12 @@ an endpoint tagger over HTTP on localhost, the local tagger against a one-sample
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 import torch
 from conftest import alpaca_records
+from localhost import ChatServer
 from typer.testing import CliRunner
 
 from tunesift import api
@@ -83,37 +82,6 @@ def test_coverage_selection_hand_computed():
     assert coverage_select([[], ["x"]], 2) == [1]
 
 
-class TagServer:
-    def __init__(self, replies: dict[str, str]) -> None:
-        self.calls = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                [message] = body["messages"]
-                server.calls += 1
-                query = message["content"].split("[begin]\n", 1)[1].split("\n[end]", 1)[0]
-                reply = replies[query.split()[0]]
-                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def _tags(*names):
     return json.dumps([{"tag": n, "explanation": "why"} for n in names])
 
@@ -125,7 +93,7 @@ REPLIES = {"poem": _tags("Creative Writing", "Poetry"), "sum": _tags("Math", "Ar
 
 @pytest.fixture
 def tag_server():
-    s = TagServer(REPLIES)
+    s = ChatServer(lambda content: REPLIES[content.split("[begin]\n", 1)[1].split()[0]])
     yield s
     s.close()
 
@@ -144,7 +112,7 @@ def test_endpoint_tagger_and_run_instag(tmp_path, tag_server, store_dir):
         ["creative writing", "humor", "storytelling"], None, ["creative writing"], ["arithmetic", "math"]]  # fmt: skip
     assert [r["instag"] for r in table.rows] == [2.0, 2.0, 3.0, None, 1.0, 2.0]
     assert table.rows[3]["skip_reason"] == "no_json_list" and table.rows[3]["tag_reply"] == REPLIES["chat"]
-    assert tag_server.calls == 5  # the two equal queries share one request
+    assert tag_server.requests == 5  # the two equal queries share one request
     out, scores = tmp_path / "sub.json", tmp_path / "scores.jsonl"
     result = CliRunner().invoke(app, ["run", "instag", str(path), "--count", "3", "--model", "t", "--base-url",
                                       tag_server.url, "--min-tag-count", "1", "--no-semantic", "--out", str(out),

@@ -4,14 +4,12 @@ local judge against a one-sample full-vocabulary reference, and ``tunesift run s
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 from conftest import alpaca_records
+from localhost import ChatServer
 from typer.testing import CliRunner
 
 from tunesift import api
@@ -57,45 +55,18 @@ def test_the_prompt_is_the_papers_table_1():
     assert text.endswith("in the last line.\n\nName a colour.\nBe brief.\nBlue.\n")
 
 
-class ChatServer:
-    """An OpenAI-compatible chat endpoint on localhost; its reply depends on the record's answer."""
+REPLIES = {"great": "Clear and complete.\nScore: 5", "fine": "Minor issues.\nScore: 4",
+           "blog": "Reads like a blog.\nScore: 3", "chat": "I think it is good."}  # fmt: skip
 
-    REPLIES: ClassVar[dict[str, str]] = {"great": "Clear and complete.\nScore: 5", "fine": "Minor issues.\nScore: 4",
-               "blog": "Reads like a blog.\nScore: 3", "chat": "I think it is good."}  # fmt: skip
 
-    def __init__(self) -> None:
-        self.calls = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                [message] = body["messages"]
-                server.calls += 1
-                answer = message["content"].rstrip("\n").rsplit("\n", 1)[-1]
-                reply = server.REPLIES[answer.split()[-1]]
-                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def _reply(content: str) -> str:
+    """The reply for a record whose answer ends in one of REPLIES' keys."""
+    return REPLIES[content.rstrip("\n").rsplit("\n", 1)[-1].split()[-1]]
 
 
 @pytest.fixture
 def chat_server():
-    s = ChatServer()
+    s = ChatServer(_reply)
     yield s
     s.close()
 
@@ -113,10 +84,10 @@ def test_endpoint_scores_and_keeps_unreadable_replies(tmp_path, chat_server, sto
     assert [r["self_curation"] for r in table.rows] == [5.0, 4.0, None, 3.0]
     assert table.rows[2]["skip_reason"] == "no_score_line"
     assert table.rows[2]["judge_reply"] == "I think it is good."
-    calls = chat_server.calls
+    calls = chat_server.requests
     assert [r["self_curation"] for r in api.score_self_curation(path, model="judge", base_url=chat_server.url).rows] \
         == [5.0, 4.0, None, 3.0]  # fmt: skip
-    assert chat_server.calls == calls  # from the cache (a temperature-0 unreadable reply is kept, with its reason)
+    assert chat_server.requests == calls  # from the cache (a temperature-0 unreadable reply is kept, with its reason)
 
 
 def test_run_self_curation_keeps_the_5s_or_a_threshold(tmp_path, chat_server, store_dir):

@@ -6,13 +6,12 @@ computed from the tiny HF model one prompt at a time (obvious code: full logits,
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
 from conftest import alpaca_records
+from localhost import JsonServer
 from typer.testing import CliRunner
 
 from tunesift import api
@@ -22,7 +21,7 @@ from tunesift.errors import ConfigError
 SERVED = "tiny-served"
 
 
-class FakeVLLM:
+class FakeVLLM(JsonServer):
     """``POST /v1/completions`` as vLLM serves it. ``misbehave`` (a mode) applies to prompts longer than
     ``long`` tokens, so the startup probe (a short prompt) passes and chosen samples fail."""
 
@@ -31,33 +30,7 @@ class FakeVLLM:
 
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         self.misbehave, self.long = misbehave, long
-        self.requests = 0
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.requests += 1
-                status, reply = server.answer(self.path, body)
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__()
 
     @torch.no_grad()
     def choice(self, ids: list[int], index: int, as_ids: bool) -> dict:
