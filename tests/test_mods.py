@@ -62,7 +62,7 @@ def test_run_mods_seed_then_necessity(tmp_path, tiny_reward_dir, tiny_model_dir,
     high = [i for i, v in enumerate(rewards) if v > threshold]
     options = {"reward_model": str(tiny_reward_dir), "model": str(tiny_model_dir), "threshold": threshold,
                "max_new_tokens": 6, "work_dir": tmp_path / "work",
-               "train_options": {"batch_tokens": 1024, "max_length": 256}}  # fmt: skip
+               "train_options": {"batch_tokens": 1024}}  # fmt: skip
     first = api.run_mods(path, tmp_path / "a.json", api.Budget(count=3), necessity_threshold=1e9, **options)
     seed = first.selection.indices[:3]
     vectors = MiniLMEmbedder(device="cpu").embed_samples([read_pool(path).samples[i] for i in high])
@@ -95,3 +95,31 @@ def test_run_mods_seed_then_necessity(tmp_path, tiny_reward_dir, tiny_model_dir,
     meta = json.loads(second.manifest.read_text())["mods"]
     assert meta["seed"] == 3 and meta["necessity"] == len(second.selection.indices) - 3
     assert meta["train"]["steps"] == json.loads(first.manifest.read_text())["mods"]["train"]["steps"]  # reused
+    # the same through the CLI: the tune and the answers come from the work folder and the store
+    out = tmp_path / "c.json"
+    args = [
+        "run",
+        "mods-full",
+        str(path),
+        "--count",
+        "3",
+        "--reward-model",
+        str(tiny_reward_dir),
+        "--model",
+        str(tiny_model_dir),
+        "--threshold",
+        str(threshold),
+        "--necessity-threshold",
+        str(cut),
+        "--max-new-tokens",
+        "6",
+        "--batch-tokens",
+        "1024",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "c.manifest.json").read_text())["selected_indices"] == second.selection.indices

@@ -82,7 +82,7 @@ def select(table: ScoreTable, rule: str, budget: Budget) -> Selection:
 def _methods() -> dict[str, str]:
     names = {name: load_recipe(name).description for name in builtin_names()}
     names["mods-full"] = (
-        "MoDS with its necessity stage ('tunesift run-mods'): the mods seed, LoRA-tune on it, add "
+        "MoDS with its necessity stage ('tunesift run mods-full'): the mods seed, LoRA-tune on it, add "
         "the high-quality samples whose answers from the tuned model the reward model scores low"
     )
     names["cherry-pre"] = ("Cherry's pre-experienced model: cluster-sample ~1,000 prompts (k-means 100, perplexity "

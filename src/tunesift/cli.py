@@ -560,7 +560,7 @@ def run_cherry_pre_cmd(
     typer.echo(f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {out}", err=True)
 
 
-@app.command("run-mods")
+@run_app.command("mods-full")
 def run_mods_cmd(
     data: DataArg,
     out: OutOpt,
