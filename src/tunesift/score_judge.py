@@ -24,6 +24,31 @@ JUDGE_COLUMNS = ("alpagasus", "judge_reply")
 CURATION_COLUMNS = ("self_curation", "judge_reply")
 
 
+def judge_ref(
+    model: str | ResolvedModel | None,
+    executor: Executor,
+    *,
+    base_url: str | None,
+    api_key_env: str,
+    concurrency: int,
+    timeout: float,
+    retries: int,
+    dtype: str | None,
+) -> EndpointSpec | ResolvedModel:
+    """The model that writes the replies: ``base_url``'s endpoint serving ``model``, else a local causal LM
+    (default the packaged SmolLM2) in its dtype."""
+    from tunesift.models.backend import model_ref
+    from tunesift.models.registry import DEFAULT_MODEL
+
+    if not base_url:
+        return model_ref(model or DEFAULT_MODEL, executor, dtype=dtype)
+    if not model:
+        raise ConfigError("model", "an endpoint judge needs the model name the server serves")
+    if dtype not in (None, "auto"):
+        raise ConfigError("dtype", "an endpoint judge runs in the precision its server chose; drop --dtype")
+    return EndpointSpec(base_url, str(model), api_key_env, concurrency, timeout, retries)
+
+
 def _score_with_judge(
     method: type[JudgeScorer],
     columns: tuple[str, ...],
@@ -43,20 +68,10 @@ def _score_with_judge(
     progress: bool,
     dtype: str | None,
 ) -> ScoreTable:
-    from tunesift.models.backend import model_ref
-    from tunesift.models.registry import DEFAULT_MODEL
-
     pool = as_pool(data)
     executor = default_executor(executor, device)
-    judge: EndpointSpec | ResolvedModel
-    if base_url:
-        if not model:
-            raise ConfigError("model", "an endpoint judge needs the model name the server serves")
-        if dtype not in (None, "auto"):
-            raise ConfigError("dtype", "an endpoint judge runs in the precision its server chose; drop --dtype")
-        judge = EndpointSpec(base_url, str(model), api_key_env, concurrency, timeout, retries)
-    else:
-        judge = model_ref(model or DEFAULT_MODEL, executor, dtype=dtype)
+    judge = judge_ref(model, executor, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+                      timeout=timeout, retries=retries, dtype=dtype)  # fmt: skip
     scorer = method(judge, token_budget)
     scorer.chunk_size = chunk_size
     return score_pool(scorer, pool, columns=columns, score_field=columns[0], store_dir=store_dir,

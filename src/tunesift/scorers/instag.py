@@ -327,20 +327,13 @@ def score_instag(
 ) -> ScoreTable:
     """INSTAG's tags of every record, normalised over the pool: ``instag_raw_tags`` (the tagger's),
     ``instag_tags`` (normalised) and ``instag`` (complexity: the number of normalised tags)."""
-    from tunesift.errors import ConfigError
-    from tunesift.models.backend import model_ref
-    from tunesift.models.registry import DEFAULT_MODEL
+    from tunesift.score_judge import judge_ref
     from tunesift.scoring import as_pool, default_executor, score_pool
 
     pool = as_pool(data)
     executor = default_executor(executor, device)
-    tagger: EndpointSpec | ResolvedModel
-    if base_url:
-        if not model:
-            raise ConfigError("model", "an endpoint tagger needs the model name the server serves")
-        tagger = EndpointSpec(base_url, str(model), api_key_env, concurrency, timeout, retries)
-    else:
-        tagger = model_ref(model or DEFAULT_MODEL, executor, dtype=dtype)
+    tagger = judge_ref(model, executor, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+                       timeout=timeout, retries=retries, dtype=dtype)  # fmt: skip
     scorer = InsTag(tagger, max_new_tokens)
     scorer.chunk_size = chunk_size or scorer.chunk_size
     table = score_pool(scorer, pool, columns=INSTAG_COLUMNS, score_field="instag", store_dir=store_dir,
