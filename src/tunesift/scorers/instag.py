@@ -19,6 +19,7 @@ without a readable JSON list of tags is null with the raw reply kept, never an e
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -191,11 +192,16 @@ def _key(text: str) -> str:
 # ----- normalisation over the pool (§2.2) -----
 
 
-def rule_form(tag: str) -> str:
-    """Rule aggregation: lower case, special characters to spaces, each word Porter-stemmed."""
+@functools.cache
+def _stemmer() -> Any:
     from nltk.stem import PorterStemmer
 
-    stemmer = PorterStemmer()
+    return PorterStemmer()
+
+
+def rule_form(tag: str) -> str:
+    """Rule aggregation: lower case, special characters to spaces, each word Porter-stemmed."""
+    stemmer = _stemmer()
     words = re.sub(r"[^\w\s]", " ", tag.lower()).split()
     return " ".join(stemmer.stem(w) for w in words)
 

@@ -120,7 +120,7 @@ class Nuggets(CausalLMScorer):
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         lm, limit = backend.lm, backend.lm.context_length
-        spans, owner, used = [], [], []
+        spans, used = [], []
         results: list[dict[str, Any] | None] = [None] * len(units)
         for u, unit in enumerate(units):
             demo = Task.of(unit.payload)
@@ -131,9 +131,8 @@ class Nuggets(CausalLMScorer):
                               "skip_reason": "too_long_for_context"}  # fmt: skip
                 continue
             spans.extend(mine)
-            owner.extend([u] * len(mine))
             used.append((u, which))
-        nll = lm.target_nll(spans, self.token_budget, on_batch=None)
+        nll = lm.target_nll(spans, self.token_budget)
         one_shot = np.array([-float(x.sum()) for x in nll])
         position = 0
         for u, which in used:
