@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, matmul_peak_gflops
 
-from tunesift.eval.compare import CompareConfig, compare, plot, table
+from tunesift.eval.compare import CompareConfig, compare
+from tunesift.eval.compare_view import html, plot, table
 
 
 def main() -> None:
@@ -47,6 +48,9 @@ def main() -> None:
     parser.add_argument("--eval-max-length", type=int, default=160)
     parser.add_argument("--train-max-length", type=int, default=256)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--examples-per-step", type=int, default=8)
+    parser.add_argument("--train-seeds", type=int, default=1)
+    parser.add_argument("--budgets", default=None, help="a sweep of rates, e.g. 0.05,0.1,0.2 (opt-in; adds time)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -57,7 +61,9 @@ def main() -> None:
         pool=str(DATA),
         pool_size=args.pool_size,
         pool_seed=0,
-        budget={"rate": args.rate},
+        budget=None if args.budgets else {"rate": args.rate},
+        budgets=[float(b) for b in args.budgets.split(",")] if args.budgets else None,
+        train_seeds=args.train_seeds,
         base=args.base,
         train={
             "lora": True,
@@ -65,6 +71,7 @@ def main() -> None:
             "template": "alpaca",
             "max_length": args.train_max_length,
             "batch_tokens": 2048,
+            "examples_per_step": args.examples_per_step,
         },
         methods={
             "ifd": {"recipe": "cherry", "options": {"model": args.ifd_model}},
@@ -93,9 +100,11 @@ def main() -> None:
     text = table(results)
     (out / "results.md").write_text(text + "\n", encoding="utf-8")
     png = plot(results, out / "results.png")
+    (out / "report.html").write_text(html(results), encoding="utf-8")
     threads = torch.get_num_threads()
-    print(f"\npool {args.pool_size} of {DATA.name} (seed 0), budget {args.rate:.0%} = {results['size']} records, "
-          f"base {args.base}, LoRA 1 epoch; threads {threads}; fp32 matmul peak {peak:.0f} GFLOP/s")  # fmt: skip
+    sizes = ", ".join(f"{b['budget']}: {b['size']}" for b in results["budgets"])
+    print(f"\npool {args.pool_size} of {DATA.name} (seed 0), records per arm {sizes}, base {args.base}; "
+          f"threads {threads}; fp32 matmul peak {peak:.0f} GFLOP/s")  # fmt: skip
     print(text)
     print(f"\nwall time {minutes:.1f} min; plot -> {png}")
 

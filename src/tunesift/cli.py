@@ -493,7 +493,12 @@ def train_cmd(
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha (scale alpha / r).")] = 32,
     lr: LrOpt = None,
     epochs: EpochsOpt = 1,
-    batch_tokens: Annotated[int, typer.Option(help="Tokens per step (batch size x longest example).")] = 2048,
+    examples_per_step: Annotated[
+        int, typer.Option(help="Samples per optimizer step: equal-size subsets get equal numbers of steps.")
+    ] = 8,
+    batch_tokens: Annotated[
+        int, typer.Option(help="Tokens per micro-batch (rows x longest); a step accumulates its micro-batches.")
+    ] = 2048,
     max_length: Annotated[int, typer.Option(help="Tokens per example (prompt + response).")] = 512,
     template: Annotated[
         str, typer.Option(help="Prompt template, as for scoring: alpaca, wiz, vicuna, plain, chat.")
@@ -512,8 +517,8 @@ def train_cmd(
     try:
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         config = TrainConfig(base=base, template=template, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha,
-                             learning_rate=lr, epochs=epochs, batch_tokens=batch_tokens, max_length=max_length,
-                             seed=seed, dtype=dtype)  # fmt: skip
+                             learning_rate=lr, epochs=epochs, examples_per_step=examples_per_step,
+                             batch_tokens=batch_tokens, max_length=max_length, seed=seed, dtype=dtype)  # fmt: skip
         result = train(pool, out, config, device=device, save_every=save_every, progress=True)
     except TunesiftError as err:
         _fail(err)
@@ -637,8 +642,8 @@ def eval_cmd(
     judge_model: Annotated[
         str | None,
         typer.Option(
-            help="pairwise judge: with --base-url the served model's name; without, a local model "
-            "(default smollm2-135m-instruct) that writes its reply greedily."
+            help="pairwise judge (required): with --base-url the served model's name; without, a local "
+            "model that writes its reply greedily."
         ),
     ] = None,
     base_url: BaseUrlOpt = None,
@@ -671,21 +676,29 @@ def eval_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    config: Annotated[Path, typer.Argument(help="Comparison config (YAML): pool, budget, base, methods, seeds.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for subsets, runs, results.json, table and plot.")],
+    config: Annotated[Path, typer.Argument(help="Comparison config (YAML): pool, budget(s), base, methods, seeds.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for subsets, runs, results.json/.md/.png, report.html.")],
+    train_seeds: Annotated[
+        int | None, typer.Option(help="Data orders per method subset (overrides the config's train_seeds).")
+    ] = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Method subsets vs random subsets of the same size vs the full pool: train each, evaluate, tabulate, plot."""
-    from tunesift.eval.compare import compare, load_config, plot, table
+    """Method subsets vs random subsets of the same size vs the full pool: train each, evaluate, and say with a
+    paired-bootstrap interval whether each method is better, worse or not distinguishable."""
+    from tunesift.eval.compare import compare, load_config
+    from tunesift.eval.compare_view import html, plot, table
 
     try:
-        results = compare(load_config(config), out, device=device, progress=True,
-                          log=lambda m: typer.echo(m, err=True))  # fmt: skip
+        cfg = load_config(config)
+        if train_seeds is not None:
+            cfg.train_seeds = train_seeds
+        results = compare(cfg, out, device=device, progress=True, log=lambda m: typer.echo(m, err=True))
     except TunesiftError as err:
         _fail(err)
     text = table(results)
     (out / "results.md").write_text(text + "\n", encoding="utf-8")
     plot(results, out / "results.png")
+    (out / "report.html").write_text(html(results), encoding="utf-8")
     typer.echo(text)
 
 

@@ -1,60 +1,96 @@
 """The comparison protocol from one config: each method's subset vs random subsets of the same size (several
-seeds, to show the spread) vs the full pool, and the untuned base model as the floor.
+seeds) vs the full pool, and the untuned base model as the floor; at one budget or a sweep of budgets.
 
-Every subset has the same size, ``int(rate x pool size)`` (or ``count``), so a method is compared with
-random at equal size. Every step writes into ``out`` and is skipped when its result is already there, so
-a killed comparison resumes.
+Fair by construction: every arm of a budget has the same number of records (a filter that leaves a method
+short shrinks every arm to the common size, said in the log and the results), and training takes the
+same number of optimizer steps for equal sizes (``train.examples_per_step``). Whether a gap is real comes
+from a paired bootstrap over evaluation items (:mod:`tunesift.eval.stats`), random seeds and the method's
+own data orders (``train_seeds``) pooled. Every artifact (sampled pool, subset, training run, evaluation,
+pairwise answers and verdicts) is cached under a name holding the hash of what produced it, so a killed
+comparison resumes, a changed setting is recomputed and never served from the cache, and adding a budget
+to a sweep costs only that budget.
 
 Config (YAML or JSON)::
 
     pool: ../shared/data/instruct/alpaca_random_9k.json
     pool_size: 2000          # drawn with pool_seed (all records when absent)
     pool_seed: 0
-    budget: {rate: 0.1}
+    budget: {rate: 0.1}      # or a sweep of rates: budgets: [0.05, 0.1, 0.2, 0.5, 1.0]
     base: gemma-3-270m
-    train: {lora: true, epochs: 1}
+    train: {lora: true, epochs: 1, examples_per_step: 8}
     methods:                 # name -> recipe (built-in or YAML) and scorer options
       ifd: {recipe: cherry, options: {model: gemma-3-270m}}
       longest: {recipe: longest}
     random_seeds: [0, 1, 2]
-    full: false              # also train on the whole pool
+    train_seeds: 1           # data orders per method subset (their noise joins the interval)
+    full: false              # also train on the whole pool (needed for "against full" and the judge)
     floor: true              # evaluate the untuned base model
     suite: cpu
     eval: {n_alpaca: 200, n_gsm8k: 200, n_mmlu: 300}
+    intervals: true          # paired bootstrap 95 % intervals and verdicts (needs >= 2 random seeds)
+    judge: {model: NAME, base_url: http://localhost:8000/v1, testset: vicuna, n: 80}   # winning rate vs full
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tunesift.atomic import atomic_open
-from tunesift.errors import ConfigError, InputError
+from tunesift.errors import ConfigError, InputError, TunesiftError
 
-KEYS = {"pool", "pool_size", "pool_seed", "budget", "base", "train", "methods", "random_seeds", "full", "floor",
-        "suite", "eval", "store_dir"}  # fmt: skip
+KEYS = {"pool", "pool_size", "pool_seed", "budget", "budgets", "base", "train", "methods", "random_seeds",
+        "train_seeds", "full", "floor", "suite", "eval", "store_dir", "intervals", "n_boot", "judge"}  # fmt: skip
+JUDGE_KEYS = {"model", "base_url", "api_key_env", "testset", "n"}
+RESERVED = ("random", "full", "base")
 
 
 @dataclass
 class CompareConfig:
     pool: str
     base: str
-    budget: dict[str, Any]
+    budget: dict[str, Any] | None = None
+    budgets: list[float] | None = None
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     pool_size: int | None = None
     pool_seed: int = 0
     train: dict[str, Any] = field(default_factory=dict)
     random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    train_seeds: int = 1
     full: bool = False
     floor: bool = True
     suite: str = "cpu"
     eval: dict[str, Any] = field(default_factory=dict)
     store_dir: str | None = None
+    intervals: bool = True
+    n_boot: int = 2000
+    judge: dict[str, Any] | None = None
+
+    def budget_list(self) -> list[tuple[str, Any]]:
+        """(label, Budget) for every budget compared."""
+        from tunesift.selectors.rules import Budget
+
+        if self.budgets is not None:
+            return [(f"{rate:g}", Budget(rate=float(rate))) for rate in self.budgets]
+        assert self.budget is not None
+        budget = Budget(**self.budget)
+        return [(f"{budget.rate:g}" if budget.rate is not None else f"n{budget.count}", budget)]
+
+    def train_config(self, seed: int) -> Any:
+        from tunesift.eval.train import TrainConfig
+
+        return TrainConfig(base=self.base, **{"template": "alpaca", **self.train, "seed": seed}).resolved()
+
+    def eval_settings(self) -> Any:
+        from tunesift.eval.suite import EvalSettings
+
+        return EvalSettings(**{"template": self.train.get("template", "alpaca"), **self.eval})
 
 
 def load_config(path: str | Path) -> CompareConfig:
@@ -70,7 +106,7 @@ def load_config(path: str | Path) -> CompareConfig:
     unknown = sorted(set(raw) - KEYS)
     if unknown:
         raise InputError(f"unknown key; known: {', '.join(sorted(KEYS))}", path=path, field=unknown[0])
-    for key in ("pool", "base", "budget"):
+    for key in ("pool", "base"):
         if key not in raw:
             raise InputError("missing", path=path, field=key)
     pool = Path(raw["pool"])
@@ -78,79 +114,253 @@ def load_config(path: str | Path) -> CompareConfig:
     return CompareConfig(**raw)
 
 
+def validate(config: CompareConfig) -> None:
+    """Every mistake a config can hold, found before any training: one :class:`ConfigError` naming the key."""
+    from tunesift.recipes import load_recipe
+    from tunesift.selectors.rules import Budget
+
+    if (config.budget is None) == (config.budgets is None):
+        raise ConfigError("budget", "give one budget ({rate: R} or {count: N}) or a sweep (budgets: [R, ...])")
+    if config.budgets is not None:
+        if not isinstance(config.budgets, list) or not config.budgets:
+            raise ConfigError("budgets", "a list of rates in (0, 1]")
+        for rate in config.budgets:
+            if not isinstance(rate, int | float) or not 0 < rate <= 1:
+                raise ConfigError("budgets", f"every budget is a rate in (0, 1], got {rate!r}")
+    else:
+        if not isinstance(config.budget, dict) or set(config.budget) - {"rate", "count"}:
+            raise ConfigError("budget", "{rate: R} with R in (0, 1], or {count: N}")
+        try:
+            Budget(**config.budget)
+        except ConfigError as err:
+            raise ConfigError(f"budget.{err.option}", err.message) from None
+    for name, spec in config.methods.items():
+        if name in RESERVED or name.startswith("random-"):
+            raise ConfigError(f"methods.{name}", f"{name!r} names an arm of its own; call the method otherwise")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"methods.{name}", "expected {recipe: NAME, options: {...}}")
+        try:
+            load_recipe(spec.get("recipe", name))
+        except TunesiftError as err:
+            raise ConfigError(f"methods.{name}.recipe", str(err)) from None
+    if not config.random_seeds:
+        raise ConfigError("random_seeds", "at least one random subset is needed to compare with")
+    if config.intervals and len(config.random_seeds) < 2:
+        raise ConfigError("random_seeds", f"intervals pool random subsets: give at least 2 seeds, got "
+                          f"{len(config.random_seeds)} (or intervals: false)")  # fmt: skip
+    if not isinstance(config.train_seeds, int) or config.train_seeds < 1:
+        raise ConfigError("train_seeds", f"a positive number of data orders, got {config.train_seeds!r}")
+    if config.n_boot < 100:
+        raise ConfigError("n_boot", f"at least 100 bootstrap replicates, got {config.n_boot}")
+    if config.judge is not None:
+        if not isinstance(config.judge, dict) or "model" not in config.judge:
+            raise ConfigError("judge.model", "a judge needs a model (with base_url: the name the server serves)")
+        unknown = sorted(set(config.judge) - JUDGE_KEYS)
+        if unknown:
+            raise ConfigError(f"judge.{unknown[0]}", f"unknown; known: {', '.join(sorted(JUDGE_KEYS))}")
+        if not config.full:
+            raise ConfigError("judge", "the winning rate is against the full-data model: set full: true")
+    try:
+        config.train_config(0)
+    except TypeError as err:
+        raise ConfigError("train", str(err).replace("TrainConfig.__init__()", "train")) from None
+    except ConfigError as err:
+        raise ConfigError(f"train.{err.option}", err.message) from None
+    try:
+        settings = config.eval_settings()
+    except TypeError as err:
+        raise ConfigError("eval", str(err).replace("EvalSettings.__init__()", "eval")) from None
+    _check_eval_sets(config, settings)
+
+
+def _check_eval_sets(config: CompareConfig, settings: Any) -> None:
+    from transformers import AutoTokenizer
+
+    from tunesift.data.templates import get_template
+    from tunesift.eval.suite import check_sets
+    from tunesift.models.registry import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.base).path)
+    check_sets(config.suite, settings, tokenizer, get_template(settings.template, tokenizer))
+
+
 def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as handle:
         json.dump(payload, handle, indent=2, allow_nan=True)
 
 
+def _key(payload: Any) -> str:
+    from tunesift.store import config_hash
+
+    return config_hash(json.loads(json.dumps(payload, default=str)))[:10]
+
+
+def _file_sha(path: str | Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _recipe_identity(name: str) -> Any:
+    """A built-in recipe by name, a user's recipe file by its content (an edited file is another recipe)."""
+    path = Path(name)
+    return {"file_sha": _file_sha(path)} if path.suffix and path.exists() else name
+
+
+@dataclass
+class Model:
+    """One fine-tune of one arm: its subset, data-order seed and run folder."""
+
+    arm: str
+    seed: int
+    subset: Path
+    run_dir: Path
+
+
 def compare(config: CompareConfig, out: str | Path, *, device: str | None = None, progress: bool = False,
-            log: Any = print) -> dict[str, Any]:  # fmt: skip
-    """Run the protocol; returns (and writes to ``out/results.json``) one row per trained or evaluated model."""
+            log: Callable[[str], Any] = print) -> dict[str, Any]:  # fmt: skip
+    """Run the protocol; returns (and writes to ``out/results.json``) every model's metrics, the intervals
+    and verdicts per budget, and the winning rates against full data when a judge is given."""
     from tunesift import api
     from tunesift.data.pools import read_pool, write_records
-    from tunesift.eval.suite import EvalSettings, evaluate, headline
-    from tunesift.eval.train import TrainConfig, train
+    from tunesift.eval.train import _ids_hash
 
+    validate(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    pool_path = out / "pool.json"
     source = read_pool(config.pool)
     records = [s.record for s in source.samples]
     if config.pool_size is not None and config.pool_size < len(records):
         keep = sorted(np.random.default_rng(config.pool_seed).choice(len(records), config.pool_size, replace=False))
         records = [records[i] for i in keep]
+    pool_key = _key({"source": _file_sha(config.pool), "size": config.pool_size, "seed": config.pool_seed})
+    pool_path = out / f"pool-{pool_key}.json"
     if not pool_path.exists():
         write_records(pool_path, records, "json")
     pool = read_pool(pool_path)
-    budget = api.Budget(**config.budget)
-    size = budget.size(base=len(pool), available=len(pool))
-    if size < 1:
-        raise ConfigError("budget", f"gives {size} records of {len(pool)}")
-    settings = EvalSettings(template=config.train.get("template", "alpaca"), **config.eval)
-    subsets: dict[str, Path] = {}
-    timings: dict[str, dict[str, float]] = {}
-    for name, spec in config.methods.items():
-        subset = out / "subsets" / f"{name}.json"
-        if not subset.exists():
-            started = time.perf_counter()
-            api.run_recipe(spec.get("recipe", name), pool, subset, api.Budget(count=size),
-                           store_dir=config.store_dir, device=device, progress=progress,
-                           **spec.get("options", {}))  # fmt: skip
-            timings.setdefault(name, {})["select_s"] = round(time.perf_counter() - started, 1)
-            log(f"[compare] {name}: selected {size} -> {subset}")
-        subsets[name] = subset
-    for seed in config.random_seeds:
-        subset = out / "subsets" / f"random-{seed}.json"
-        if not subset.exists():
-            api.run_recipe("random", pool, subset, api.Budget(count=size), select_options={"random_state": seed})
-        subsets[f"random-{seed}"] = subset
+    pool_ids = _ids_hash(pool.samples)
+    settings = config.eval_settings()
+    models: list[dict[str, Any]] = []
+    budgets: list[dict[str, Any]] = []
+    full_models = [Model("full", s, pool_path, _run_dir(out, config, "full", s, pool_ids)) for s in range(config.train_seeds)]
+    for label, budget in config.budget_list():
+        wanted = budget.size(base=len(pool), available=len(pool))
+        if budget.count is not None and budget.count > len(pool):
+            raise ConfigError("budget.count", f"{budget.count} records asked of a pool of {len(pool)}")
+        if wanted < 1:
+            raise ConfigError("budget", f"gives {wanted} records of {len(pool)}")
+        arms, size, short = _subsets(config, api, pool, pool_key, wanted, label, out, device, progress, log)
+        arm_models: dict[str, list[Model]] = {}
+        for arm, (subset, seeds) in arms.items():
+            ids = _ids_hash(read_pool(subset).samples)
+            arm_models[arm] = [Model(arm if not arm.startswith("random-") else "random", s, subset,
+                                     _run_dir(out, config, "full" if ids == pool_ids else arm, s, ids))
+                               for s in seeds]  # fmt: skip
+        rows = [_train_and_eval(config, m, settings, label, device, progress, log) for ms in arm_models.values()
+                for m in ms]  # fmt: skip
+        models += rows
+        budgets.append({"budget": label, "rate": budget.rate, "requested": wanted, "size": size, "short": short,
+                        "subsets": {a: str(subset) for a, (subset, _) in arms.items()},
+                        "arms": {a: [str(m.run_dir) for m in ms] for a, ms in arm_models.items()}})  # fmt: skip
     if config.full:
-        subsets["full"] = pool_path
-    rows = []
-    base_cfg = {"template": "alpaca", **config.train}
-    for name, subset in subsets.items():
-        run_dir = out / "runs" / name
-        started = time.perf_counter()
-        result = train(subset, run_dir, TrainConfig(base=config.base, **base_cfg), device=device, progress=progress)
-        train_s = time.perf_counter() - started
-        scores = _cached_eval(run_dir, config.suite,
-                              lambda r=run_dir, m=result.model: evaluate(r, config.suite, settings, device,
-                                                                         lm=_in_memory(m, r)))  # fmt: skip
-        result.model = None  # free it before the next run trains
-        eval_s = sum(v.get("seconds", 0) for v in scores.values() if isinstance(v, dict))
-        rows.append({"method": name, "n": len(read_pool(subset)), "train_steps": result.steps,
-                     "train_s": round(result.seconds, 1), **timings.get(name, {}), **headline(scores),
-                     "eval_s": round(eval_s, 1)})  # fmt: skip
-        log(f"[compare] {name}: trained {result.steps} steps in {train_s:.0f} s; {headline(scores)}")
+        models += [_train_and_eval(config, m, settings, "full", device, progress, log) for m in full_models]
     if config.floor:
-        floor_dir = out / "runs" / "base"
-        floor_dir.mkdir(parents=True, exist_ok=True)
-        scores = _cached_eval(floor_dir, config.suite, lambda: evaluate(config.base, config.suite, settings, device))
-        eval_s = sum(v.get("seconds", 0) for v in scores.values() if isinstance(v, dict))
-        rows.append({"method": "base (untuned)", "n": 0, **headline(scores), "eval_s": round(eval_s, 1)})
-    results = {"config": config.__dict__, "size": size, "pool": str(pool_path), "rows": rows}
+        models.append(_floor(config, out, settings, device))
+    results: dict[str, Any] = {"config": asdict(config), "pool": str(pool_path), "n_pool": len(pool),
+                               "training": config.train_config(0).__dict__, "eval_settings": asdict(settings),
+                               "budgets": budgets, "models": models}  # fmt: skip
+    if config.intervals:
+        results["intervals"] = intervals(results, config.n_boot)
+    if config.judge is not None:
+        results["winning"] = _winning(config, results, full_models, out, device, log)
     _write_json(out / "results.json", results)
     return results
+
+
+def _run_dir(out: Path, config: CompareConfig, name: str, seed: int, data_ids: str) -> Path:
+    """A training run's folder: named by the arm, and keyed by its data and its whole training config."""
+    cfg = config.train_config(seed)
+    return out / "runs" / f"{name}-s{seed}-{_key({'data': data_ids, 'train': cfg.__dict__})}"
+
+
+def _subsets(config: CompareConfig, api: Any, pool: Any, pool_key: str, wanted: int, label: str, out: Path,
+             device: str | None, progress: bool, log: Callable[[str], Any]):  # fmt: skip
+    """Every arm's subset at one budget, all of one size: a method whose filter leaves fewer than
+    ``wanted`` shrinks every arm to the common size (said in the log; ``short`` records who)."""
+    from tunesift.data.pools import read_pool
+
+    def method_subset(name: str, spec: dict[str, Any], size: int) -> Path:
+        recipe = spec.get("recipe", name)
+        key = _key({"pool": pool_key, "recipe": _recipe_identity(recipe), "options": spec.get("options", {}),
+                    "size": size})  # fmt: skip
+        path = out / "subsets" / f"{name}-{size}-{key}.json"
+        if not path.exists():
+            started = time.perf_counter()
+            api.run_recipe(recipe, pool, path, api.Budget(count=size), store_dir=config.store_dir, device=device,
+                           progress=progress, **spec.get("options", {}))  # fmt: skip
+            _write_json(path.with_suffix(".timing"), {"select_s": round(time.perf_counter() - started, 1)})
+            log(f"[compare] {name}: selected {len(read_pool(path))} of {size} asked -> {path}")
+        return path
+
+    sizes = {name: len(read_pool(method_subset(name, spec, wanted))) for name, spec in config.methods.items()}
+    size = min([wanted, *sizes.values()])
+    short = {name: n for name, n in sizes.items() if n < wanted}
+    if short:
+        log(f"[compare] budget {label}: {', '.join(f'{k} kept {v}' for k, v in short.items())} of {wanted}; every "
+            f"arm is compared at the common size {size}")  # fmt: skip
+    if size < 1:
+        raise ConfigError("budget", f"a method kept no record at budget {label} ({short})")
+    arms: dict[str, tuple[Path, list[int]]] = {}
+    for name, spec in config.methods.items():
+        arms[name] = (method_subset(name, spec, size), list(range(config.train_seeds)))
+    for seed in config.random_seeds:
+        path = out / "subsets" / f"random-{seed}-{size}-{_key({'pool': pool_key, 'seed': seed, 'size': size})}.json"
+        if not path.exists():
+            api.run_recipe("random", pool, path, api.Budget(count=size), select_options={"random_state": seed})
+        arms[f"random-{seed}"] = (path, [seed])
+    return arms, size, short
+
+
+def _train_and_eval(config: CompareConfig, model: Model, settings: Any, budget: str, device: str | None,
+                    progress: bool, log: Callable[[str], Any]) -> dict[str, Any]:  # fmt: skip
+    from tunesift.data.pools import read_pool
+    from tunesift.eval.suite import evaluate, headline, result_path
+    from tunesift.eval.train import train
+
+    result = train(model.subset, model.run_dir, config.train_config(model.seed), device=device, progress=progress)
+    path = result_path(model.run_dir, config.suite, settings)
+    if path.exists():
+        scores = json.loads(path.read_text())
+    else:
+        scores = evaluate(model.run_dir, config.suite, settings, device, lm=_in_memory(result.model, model.run_dir))
+    result.model = None  # free it before the next run trains
+    timing = model.subset.with_suffix(".timing")
+    select_s = json.loads(timing.read_text())["select_s"] if timing.exists() else None
+    eval_s = sum(v.get("seconds", 0) for v in scores.values() if isinstance(v, dict) and "seconds" in v)
+    row = {"budget": budget, "arm": model.arm, "seed": model.seed, "n": len(read_pool(model.subset)),
+           "train_steps": result.steps, "train_s": round(result.seconds, 1), "select_s": select_s,
+           "eval_s": round(eval_s, 1), **headline(scores), "run": str(model.run_dir), "eval_file": str(path)}  # fmt: skip
+    log(f"[compare] {budget} {model.arm} s{model.seed}: {result.steps} steps; {headline(scores)}")
+    return row
+
+
+def _floor(config: CompareConfig, out: Path, settings: Any, device: str | None) -> dict[str, Any]:
+    from tunesift.eval.suite import evaluate, headline
+
+    path = out / "base" / f"eval-{config.suite}-{_key({'base': config.base, 'eval': settings.key(config.suite)})}.json"
+    if path.exists():
+        scores = json.loads(path.read_text())
+    else:
+        scores = evaluate(config.base, config.suite, settings, device)
+        _write_json(path, scores)
+    eval_s = sum(v.get("seconds", 0) for v in scores.values() if isinstance(v, dict) and "seconds" in v)
+    return {"budget": "base", "arm": "base (untuned)", "seed": None, "n": 0, **headline(scores),
+            "eval_s": round(eval_s, 1), "eval_file": str(path)}  # fmt: skip
 
 
 def _in_memory(model: Any, run_dir: Path) -> Any:
@@ -168,71 +378,77 @@ def _in_memory(model: Any, run_dir: Path) -> Any:
                     fingerprint=resolved.fingerprint, device=device)  # fmt: skip
 
 
-def _cached_eval(folder: Path, suite: str, run: Any) -> dict[str, Any]:
-    path = folder / f"eval-{suite}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    scores = run()
-    _write_json(path, scores)
-    return scores
+def intervals(results: dict[str, Any], n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """Every method against random (its seeds pooled) and against full data, per budget and metric: the
+    difference, its paired-bootstrap 95 % interval over evaluation items and the verdict."""
+    from tunesift.eval.stats import paired_bootstrap
+    from tunesift.eval.suite import HIGHER_IS_BETTER, per_item
+
+    loaded: dict[str, dict[str, Any]] = {}
+
+    def scores(row: dict[str, Any]) -> dict[str, Any]:
+        if row["eval_file"] not in loaded:
+            loaded[row["eval_file"]] = json.loads(Path(row["eval_file"]).read_text())
+        return loaded[row["eval_file"]]
+
+    rows = results["models"]
+    full = [r for r in rows if r["budget"] == "full"]
+    out = []
+    for budget in results["budgets"]:
+        here = [r for r in rows if r["budget"] == budget["budget"]]
+        methods = [a for a in dict.fromkeys(r["arm"] for r in here) if a != "random"]
+        arms = {"random": [r for r in here if r["arm"] == "random"], "full": full}
+        for method in methods:
+            mine = [r for r in here if r["arm"] == method]
+            for against, theirs in arms.items():
+                if not theirs:
+                    continue
+                for metric, higher in HIGHER_IS_BETTER.items():
+                    if metric not in mine[0]:
+                        continue
+                    a = [per_item(scores(r), metric) for r in mine]
+                    b = [per_item(scores(r), metric) for r in theirs]
+                    den = a[0][1]
+                    if any(d != den for _, d in a + b):
+                        raise ConfigError("eval", f"{metric}: the models were scored on different items or tokens")
+                    interval = paired_bootstrap([x for x, _ in a], [x for x, _ in b], den, higher_is_better=higher,
+                                                n_boot=n_boot, seed=seed)  # fmt: skip
+                    out.append({"budget": budget["budget"], "method": method, "against": against, "metric": metric,
+                                **interval.as_dict()})  # fmt: skip
+    return out
 
 
-def table(results: dict[str, Any]) -> str:
-    """A Markdown table of the rows, random seeds summarised as mean ± std beside them."""
-    from tunesift.eval.suite import HIGHER_IS_BETTER
+def _winning(config: CompareConfig, results: dict[str, Any], full_models: list[Model], out: Path,
+             device: str | None, log: Callable[[str], Any]) -> list[dict[str, Any]]:  # fmt: skip
+    """Each method's first model (and the first random one) against the first full-data model, judged in
+    both orders: the survey's winning rate, cached per pair, judge and test set."""
+    from tunesift.eval.pairwise_run import MAX_TOTAL_TOKENS, run_pairwise
 
-    rows = results["rows"]
-    metrics = [m for m in HIGHER_IS_BETTER if any(m in r for r in rows)]
-    randoms = [r for r in rows if r["method"].startswith("random-")]
-    lines = ["| method | n | " + " | ".join(metrics) + " | select s | train s | eval s |",
-             "|---|---|" + "---|" * (len(metrics) + 3)]  # fmt: skip
-    for r in rows:
-        cells = [f"{r[m]:.4f}" if m in r else "" for m in metrics]
-        times = " | ".join(str(r.get(k, "")) for k in ("select_s", "train_s", "eval_s"))
-        lines.append(f"| {r['method']} | {r['n']} | " + " | ".join(cells) + f" | {times} |")
-    if len(randoms) > 1:
-        cells = [f"{np.mean([r[m] for r in randoms]):.4f} ± {np.std([r[m] for r in randoms], ddof=1):.4f}"
-                 for m in metrics]  # fmt: skip
-        lines.append(f"| random (mean ± sd of {len(randoms)}) | {randoms[0]['n']} | " + " | ".join(cells) + " | | | |")
-    return "\n".join(lines)
+    judge = dict(config.judge or {})
+    testset, n = judge.get("testset", "vicuna"), judge.get("n")
+    template = config.train_config(0).template
+    full_run = full_models[0].run_dir
 
+    def answers_cache(run_dir: Path) -> Path:
+        return run_dir / f"answers-{_key({'testset': testset, 'n': n, 'template': template, 'max': MAX_TOTAL_TOKENS})}.json"
 
-def plot(results: dict[str, Any], path: str | Path) -> Path:
-    """One panel per metric: each method's value, random's seeds as dots with their mean, the floor as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from tunesift.eval.suite import HIGHER_IS_BETTER
-
-    rows = results["rows"]
-    metrics = [m for m in HIGHER_IS_BETTER if any(m in r for r in rows)]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
-    methods = [r for r in rows if not r["method"].startswith("random-") and r["n"] > 0]
-    randoms = [r for r in rows if r["method"].startswith("random-")]
-    floor = next((r for r in rows if r["n"] == 0), None)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        names = [r["method"] for r in methods] + (["random"] if randoms else [])
-        values = [r[metric] for r in methods]
-        ax.bar(range(len(methods)), values, color="#4C72B0")
-        if randoms:
-            rv = [r[metric] for r in randoms]
-            ax.bar(len(methods), np.mean(rv), color="#999999")
-            ax.scatter([len(methods)] * len(rv), rv, color="black", zorder=3, s=12)
-        if floor is not None and metric in floor:
-            ax.axhline(floor[metric], color="#C44E52", linestyle="--", label="untuned base")
-            ax.legend(fontsize=8)
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-        better = "higher" if HIGHER_IS_BETTER[metric] else "lower"
-        ax.set_title(f"{metric} ({better} is better)", fontsize=10)
-        every = values + ([r[metric] for r in randoms] if randoms else []) + ([floor[metric]] if floor else [])
-        low, high = min(every), max(every)
-        pad = (high - low) * 0.3 or abs(high) * 0.05 or 0.1
-        ax.set_ylim(low - pad, high + pad)
-    fig.suptitle(f"fine-tuned on {results['size']} records each (random: one dot per seed)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    rows = []
+    for row in results["models"]:
+        first_random = row["arm"] == "random" and row["seed"] == config.random_seeds[0]
+        if row["budget"] in ("full", "base") or not (row["seed"] == 0 and row["arm"] != "random" or first_random):
+            continue
+        run_dir = Path(row["run"])
+        path = run_dir / f"pairwise-{_key({'vs': full_run.name, 'judge': judge, 'template': template})}.json"
+        if path.exists():
+            summary = json.loads(path.read_text())
+        else:
+            summary = run_pairwise(str(run_dir), str(full_run), testset=testset, n=n, judge_model=judge["model"],
+                                   base_url=judge.get("base_url"), api_key_env=judge.get("api_key_env", "OPENAI_API_KEY"),
+                                   device=device, template=template, cache_a=answers_cache(run_dir),
+                                   cache_b=answers_cache(full_run))  # fmt: skip
+            _write_json(path, summary)
+        log(f"[compare] {row['budget']} {row['arm']} vs full: winning score {summary['winning_score']:.3f}")
+        rows.append({"budget": row["budget"], "method": row["arm"], "testset": testset,
+                     **{k: summary[k] for k in ("n", "wins", "ties", "losses", "unjudged", "winning_score",
+                                                 "wins_share", "ties_share", "losses_share")}})  # fmt: skip
+    return rows

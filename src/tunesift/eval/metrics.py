@@ -103,29 +103,35 @@ def mmlu_prompt(item: MMLUItem, shots: Sequence[MMLUItem]) -> str:
 
 
 def response_loss(lm: Any, pairs: Sequence[tuple[str, str]], template: Any, max_length: int = 1024,
-                  token_budget: int = 4096) -> dict[str, float]:  # fmt: skip
+                  token_budget: int = 4096) -> dict[str, Any]:  # fmt: skip
     """Mean NLL of reference responses after the prompt (the template's): token-weighted over the set,
-    and the mean of per-sample means. Pairs whose prompt fills ``max_length`` are counted as skipped."""
+    and the mean of per-sample means. Pairs whose prompt fills ``max_length`` are counted as skipped.
+    ``items`` keeps each pair's (summed NLL, tokens), null when skipped, in the order of ``pairs``: what a
+    paired comparison of two models resamples."""
     from tunesift.models.causal_lm import TargetSpan
 
     spans = []
-    skipped = 0
-    for instruction, response in pairs:
+    kept = []
+    for number, (instruction, response) in enumerate(pairs):
         prompt = template.prompt(instruction, "")
         start = len(lm.encode(prompt))
         ids = lm.encode(prompt + response)[:max_length]
         if start >= len(ids):
-            skipped += 1
             continue
         spans.append(TargetSpan(tuple(ids), start, group="eval"))
+        kept.append(number)
     nll = lm.target_nll(spans, token_budget)
     tokens = sum(len(x) for x in nll)
+    items: list[list[float] | None] = [None] * len(pairs)
+    for number, x in zip(kept, nll, strict=True):
+        items[number] = [float(x.sum()), int(len(x))]
     return {
         "loss": float(sum(x.sum() for x in nll) / tokens) if tokens else math.nan,
         "loss_per_sample": float(np.mean([x.mean() for x in nll])) if nll else math.nan,
         "n": len(spans),
         "tokens": int(tokens),
-        "skipped": skipped,
+        "skipped": len(pairs) - len(spans),
+        "items": items,
     }
 
 
@@ -147,15 +153,21 @@ def mmlu_accuracy(lm: Any, items: Sequence[MMLUItem], dev: dict[str, list[MMLUIt
     questions of one subject share their exemplars' KV cache."""
     from tunesift.models.causal_lm import TargetSpan
 
+    if shots > 0:
+        for subject in sorted({item.subject for item in items}):
+            have = len(dev.get(subject, []))
+            if have < shots:
+                raise InputError(f"subject {subject!r} has {have} dev exemplars; {shots}-shot needs {shots} "
+                                 f"(dev/{subject}_dev.csv): a silent zero-shot would not be MMLU")  # fmt: skip
     spans = []
     for item in items:
-        ids = lm.encode(mmlu_prompt(item, dev.get(item.subject, [])[:shots]))
+        ids = lm.encode(mmlu_prompt(item, dev[item.subject][:shots] if shots else []))
         spans.append(TargetSpan(tuple(ids), start=len(ids), group=item.subject))
     probs = lm.next_token_probs(spans, letter_token_ids(lm), token_budget)
     predicted = [LETTERS[int(np.argmax(p))] for p in probs]
     correct = [p == item.answer for p, item in zip(predicted, items, strict=True)]
     return {"accuracy": float(np.mean(correct)) if correct else math.nan, "n": len(items),
-            "predicted": predicted}  # fmt: skip
+            "predicted": predicted, "items": [int(c) for c in correct]}  # fmt: skip
 
 
 # ----- GSM8K by generation -----
@@ -180,22 +192,83 @@ def normalize_number(text: str) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
 
-def gsm8k_prompt(question: str, shots: Sequence[tuple[str, str]]) -> str:
+# Wei et al. (2022), Table 20: the eight chain-of-thought exemplars of lm-evaluation-harness' gsm8k-cot.
+COT_EXEMPLARS: tuple[tuple[str, str], ...] = (
+    ("There are 15 trees in the grove. Grove workers will plant trees in the grove today. After they are done, "
+     "there will be 21 trees. How many trees did the grove workers plant today?",
+     "There are 15 trees originally. Then there were 21 trees after some more were planted. So there must have "
+     "been 21 - 15 = 6. The answer is 6."),
+    ("If there are 3 cars in the parking lot and 2 more cars arrive, how many cars are in the parking lot?",
+     "There are originally 3 cars. 2 more cars arrive. 3 + 2 = 5. The answer is 5."),
+    ("Leah had 32 chocolates and her sister had 42. If they ate 35, how many pieces do they have left in total?",
+     "Originally, Leah had 32 chocolates. Her sister had 42. So in total they had 32 + 42 = 74. After eating 35, "
+     "they had 74 - 35 = 39. The answer is 39."),
+    ("Jason had 20 lollipops. He gave Denny some lollipops. Now Jason has 12 lollipops. How many lollipops did "
+     "Jason give to Denny?",
+     "Jason started with 20 lollipops. Then he had 12 after giving some to Denny. So he gave Denny 20 - 12 = 8. "
+     "The answer is 8."),
+    ("Shawn has five toys. For Christmas, he got two toys each from his mom and dad. How many toys does he have "
+     "now?",
+     "Shawn started with 5 toys. If he got 2 toys each from his mom and dad, then that is 4 more toys. 5 + 4 = 9. "
+     "The answer is 9."),
+    ("There were nine computers in the server room. Five more computers were installed each day, from monday to "
+     "thursday. How many computers are now in the server room?",
+     "There were originally 9 computers. For each of 4 days, 5 more computers were added. So 5 * 4 = 20 "
+     "computers were added. 9 + 20 is 29. The answer is 29."),
+    ("Michael had 58 golf balls. On tuesday, he lost 23 golf balls. On wednesday, he lost 2 more. How many golf "
+     "balls did he have at the end of wednesday?",
+     "Michael started with 58 golf balls. After losing 23 on tuesday, he had 58 - 23 = 35. After losing 2 more, "
+     "he had 35 - 2 = 33 golf balls. The answer is 33."),
+    ("Olivia has $23. She bought five bagels for $3 each. How much money does she have left?",
+     "Olivia had 23 dollars. 5 bagels for 3 dollars each will be 5 x 3 = 15 dollars. So she has 23 - 15 dollars "
+     "left. 23 - 15 is 8. The answer is 8."),
+)  # fmt: skip
+# A reply ends where the model starts the next question or leaves a blank line (gsm8k-cot's stop strings).
+COT_STOP = ("Question:", "\n\n")
+_ANSWER_IS = re.compile(r"The answer is (-?[$0-9.,]+)")
+
+
+def gsm8k_prompt(question: str, shots: Sequence[tuple[str, str]] = COT_EXEMPLARS) -> str:
     solved = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in shots)
     return f"{solved}Question: {question}\nAnswer:"
 
 
+def extract_cot_answer(reply: str) -> str | None:
+    """The number after "The answer is" (gsm8k-cot's strict match), else the reply's last number (its
+    flexible fallback); None when the reply holds no number."""
+    match = _ANSWER_IS.search(reply)
+    if match:
+        number = normalize_number(match.group(1))
+        try:
+            float(number)
+            return number
+        except ValueError:
+            pass  # "The answer is ." and the like: fall back to the last number
+    numbers = _NUMBER.findall(reply)
+    return normalize_number(numbers[-1]) if numbers else None
+
+
 def generate(lm: Any, prompts: Sequence[str], max_new_tokens: int = 256, stop: Sequence[str] = (),
-             batch_size: int = 8) -> list[str]:  # fmt: skip
-    """Greedy continuations (left padding, batched), cut at the first stop string."""
+             batch_size: int = 8, max_total_tokens: int | None = None) -> list[str]:  # fmt: skip
+    """Greedy continuations (left padding, batched by prompt length), cut at the first stop string.
+
+    ``max_total_tokens`` caps prompt + answer per prompt (Cherry's 1,024) on top of ``max_new_tokens``;
+    a prompt that already fills it gets an empty answer."""
     import torch
 
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    outputs = []
-    for begin in range(0, len(prompts), batch_size):
-        encoded = [lm.encode(p) for p in prompts[begin : begin + batch_size]]
+    encoded_all = [lm.encode(p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded_all[i]))
+    outputs = [""] * len(prompts)
+    for begin in range(0, len(order), batch_size):
+        rows = order[begin : begin + batch_size]
+        encoded = [encoded_all[i] for i in rows]
         width = max(len(e) for e in encoded)
+        limits = [max_new_tokens if max_total_tokens is None else min(max_new_tokens, max_total_tokens - len(e))
+                  for e in encoded]  # fmt: skip
+        if max(limits) <= 0:
+            continue
         ids = torch.full((len(encoded), width), pad, dtype=torch.long)
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
         for r, e in enumerate(encoded):
@@ -203,20 +276,24 @@ def generate(lm: Any, prompts: Sequence[str], max_new_tokens: int = 256, stop: S
             mask[r, width - len(e) :] = 1
         with torch.inference_mode():
             out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                                    max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)  # fmt: skip
-        for row in out[:, width:]:
-            text = tok.decode(row, skip_special_tokens=True)
+                                    max_new_tokens=max(limits), do_sample=False, pad_token_id=pad)  # fmt: skip
+        for r, row in enumerate(out[:, width:]):
+            text = tok.decode(row[: max(limits[r], 0)], skip_special_tokens=True)
             for s in stop:
                 text = text.split(s, 1)[0]
-            outputs.append(text)
+            outputs[rows[r]] = text
     return outputs
 
 
-def gsm8k_accuracy(lm: Any, items: Sequence[tuple[str, str]], shots: Sequence[tuple[str, str]],
+def gsm8k_accuracy(lm: Any, items: Sequence[tuple[str, str]], shots: int = 8,
                    max_new_tokens: int = 256) -> dict[str, Any]:  # fmt: skip
-    """Exact match of the final number of a greedy few-shot solution with the reference's."""
-    replies = generate(lm, [gsm8k_prompt(q, shots) for q, _ in items], max_new_tokens, stop=("\n\nQuestion:",))
-    answers = [extract_answer(r) for r in replies]
+    """Exact match of a greedy 8-shot chain-of-thought reply's answer with the reference's final number."""
+    if not 0 <= shots <= len(COT_EXEMPLARS):
+        raise ConfigError("gsm8k_shots", f"0-{len(COT_EXEMPLARS)} chain-of-thought exemplars, got {shots}")
+    prompts = [gsm8k_prompt(q, COT_EXEMPLARS[:shots]) for q, _ in items]
+    replies = generate(lm, prompts, max_new_tokens, stop=COT_STOP)
+    answers = [extract_cot_answer(r) for r in replies]
     correct = [a is not None and a == extract_answer(ref) for a, (_, ref) in zip(answers, items, strict=True)]
     return {"accuracy": float(np.mean(correct)) if correct else math.nan, "n": len(items),
-            "no_answer": sum(a is None for a in answers)}  # fmt: skip
+            "no_answer": sum(a is None for a in answers), "items": [int(c) for c in correct],
+            "replies": replies}  # fmt: skip

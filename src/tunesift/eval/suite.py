@@ -2,7 +2,9 @@
 
 ``cpu`` is likelihood only (cheap on a laptop): response loss on AlpacaEval's GPT-4 outputs, loss of
 GSM8K's reference solutions, MMLU answer-letter accuracy (5-shot). ``gpu`` adds GSM8K accuracy by greedy
-8-shot generation. Pairwise judging compares two models and lives in :mod:`tunesift.eval.pairwise`.
+8-shot chain-of-thought generation. Every metric keeps its per-item values, which a paired comparison of
+two models resamples (:mod:`tunesift.eval.stats`). Pairwise judging compares two models and lives in
+:mod:`tunesift.eval.pairwise`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,18 @@ class EvalSettings:
     def folder(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_eval_dir()
 
+    def key(self, suite: str) -> str:
+        """What an evaluation result depends on besides the model: its cache file is named by it."""
+        from tunesift.store import config_hash
+
+        described = {k: v for k, v in asdict(self).items() if k != "data_dir"}
+        return config_hash({"suite": suite, "settings": described, "data": str(self.folder().resolve())})
+
+
+def result_path(run_dir: str | Path, suite: str, settings: EvalSettings) -> Path:
+    """Where a run folder keeps one suite's results under these settings (other settings, other file)."""
+    return Path(run_dir) / f"eval-{suite}-{settings.key(suite)}.json"
+
 
 def model_path(run_or_model: str | Path) -> str:
     """A run folder written by ``tunesift train`` means its tuned model; anything else is a model name/path."""
@@ -84,15 +98,61 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
             value.pop("predicted")
         else:
             items = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", settings.n_gsm8k)
-            shots = metrics.read_gsm8k(folder / "gsm8k_train.jsonl", settings.gsm8k_shots)
-            value = metrics.gsm8k_accuracy(lm, items, shots)
+            value = metrics.gsm8k_accuracy(lm, items, settings.gsm8k_shots)
+        if not value["n"]:
+            raise ConfigError(_SIZE_KEY[metric], f"{metric}: no evaluation item is left (every one was cut by "
+                              f"max_length {settings.max_length} or none was asked for)")  # fmt: skip
         value["seconds"] = round(time.perf_counter() - started, 1)
         results[metric] = value
     run_dir = Path(run_or_model)
     if (run_dir / "run.json").exists():
-        with atomic_open(run_dir / f"eval-{suite}.json") as handle:
+        with atomic_open(result_path(run_dir, suite, settings)) as handle:
             json.dump(results, handle, indent=2)
     return results
+
+
+# The setting that sizes each metric's set: what an error about an empty set names.
+_SIZE_KEY = {"alpaca_eval_loss": "n_alpaca", "gsm8k_loss": "n_gsm8k", "mmlu": "n_mmlu", "gsm8k_accuracy": "n_gsm8k"}
+
+
+def check_sets(suite: str, settings: EvalSettings, tokenizer: Any, template: Any) -> None:
+    """Fail before any training when a metric of ``suite`` would have no item: a size of 0, a missing
+    file, or every reference response cut away by ``max_length`` (what the loss metrics would skip)."""
+    from tunesift.eval import metrics
+
+    if suite not in SUITES:
+        raise ConfigError("suite", f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
+    folder = settings.folder()
+    if not folder.exists():
+        raise ConfigError("eval.data_dir", f"evaluation sets not found at {folder}")
+    for metric in SUITES[suite]:
+        key = f"eval.{_SIZE_KEY[metric]}"
+        size = getattr(settings, _SIZE_KEY[metric])
+        if size is not None and size < 1:
+            raise ConfigError(key, f"{metric} needs at least one item, got {size}")
+        if metric == "mmlu":
+            continue  # read_mmlu refuses an empty folder; every question is kept
+        if metric == "alpaca_eval_loss":
+            pairs = metrics.read_alpaca_eval(folder / "alpaca_eval_805_gpt4_1106_preview.json", size)
+        else:
+            pairs = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", size)
+        if metric == "gsm8k_accuracy":
+            fits = bool(pairs)
+        else:
+            fits = any(len(tokenizer(template.prompt(q, "") + a)["input_ids"][: settings.max_length])
+                       > len(tokenizer(template.prompt(q, ""))["input_ids"]) for q, a in pairs)  # fmt: skip
+        if not fits:
+            raise ConfigError(key, f"{metric}: no item is left after filtering ({len(pairs)} read, every one cut "
+                              f"by eval.max_length {settings.max_length})")  # fmt: skip
+
+
+def per_item(results: dict[str, Any], metric: str) -> tuple[list[float | None], list[float]]:
+    """One metric's per-item numerators and denominators: (NLL sum, tokens) for a loss, (correct, 1) for an
+    accuracy; a skipped item is None with denominator 0. The headline is sum(num) / sum(den)."""
+    items = results[metric]["items"]
+    if metric.endswith("_loss"):
+        return [None if i is None else i[0] for i in items], [0 if i is None else i[1] for i in items]
+    return [float(i) for i in items], [1.0] * len(items)
 
 
 def headline(results: dict[str, Any]) -> dict[str, float]:

@@ -1,9 +1,12 @@
 """Fine-tune a causal LM on a pool or subset: LoRA (peft) or full, loss on response tokens only.
 
-Built for small budgets on a CPU as much as for GPUs: examples are batched by length under a token
-budget, and the output layer (with Gemma's 262k-row vocabulary, the dominant cost) runs only at response
-positions. Training is resumable: a checkpoint (trainable weights, optimizer, scheduler, step) is written
-atomically every ``save_every`` steps, the batch order is a pure function of the seed and the epoch, so a
+Every optimizer step sees the same number of samples (``examples_per_step``, as the references train:
+Cherry and AlpaGasus 128 per step), so two subsets of equal size get equal numbers of updates whatever
+their lengths; a step's samples run as length-sorted micro-batches under a token budget with their
+gradients accumulated, and the loss stays the mean over the step's response tokens. The output layer
+(with Gemma's 262k-row vocabulary, the dominant cost) runs only at response positions. Training is
+resumable: a checkpoint (trainable weights, optimizer, scheduler, step) is written atomically every
+``save_every`` steps, the step plan is a pure function of the seed, the epoch and the set of samples, so a
 resumed run ends with the same weights as an uninterrupted one.
 """
 
@@ -44,7 +47,8 @@ class TrainConfig:
     target_modules: str | tuple[str, ...] = "all-linear"
     learning_rate: float | None = None  # None: 5e-4 with LoRA, 2e-5 full
     epochs: int = 1
-    batch_tokens: int = 2048
+    examples_per_step: int = 8  # samples per optimizer step (every turn of a multi-turn sample among them)
+    batch_tokens: int = 2048  # tokens per micro-batch (padded width x rows); only memory and speed depend on it
     max_length: int = 512
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
@@ -53,8 +57,9 @@ class TrainConfig:
     dtype: str = "auto"  # the base model's weights: auto is bf16 on a CUDA GPU that has it (LoRA adapters stay fp32)
 
     def resolved(self) -> TrainConfig:
-        if self.epochs < 1 or self.batch_tokens < 1 or self.max_length < 2:
-            raise ConfigError("epochs", "epochs >= 1, batch-tokens >= 1 and max-length >= 2 are required")
+        if self.epochs < 1 or self.batch_tokens < 1 or self.max_length < 2 or self.examples_per_step < 1:
+            raise ConfigError("epochs", "epochs >= 1, examples-per-step >= 1, batch-tokens >= 1 and max-length >= 2 "
+                              "are required")  # fmt: skip
         lr = self.learning_rate if self.learning_rate is not None else (5e-4 if self.lora else 2e-5)
         if not lr > 0:
             raise ConfigError("lr", f"must be positive, got {lr}")
@@ -105,13 +110,34 @@ def build_examples(samples: Sequence[Sample], tokenizer: Any, template: Any, max
     return examples
 
 
-def batch_order(examples: Sequence[Example], batch_tokens: int, seed: int, epoch: int) -> list[list[int]]:
-    """Length-sorted batches under the token budget, in an order shuffled by (seed, epoch)."""
+def step_plan(samples: Sequence[Sample], examples: Sequence[Example], examples_per_step: int, batch_tokens: int,
+              seed: int, epoch: int) -> list[list[list[int]]]:  # fmt: skip
+    """One epoch's optimizer steps, each a list of micro-batches (positions in ``examples``).
+
+    The samples, in content-id order (so the plan depends on the set, not the file order), are shuffled
+    by (seed, epoch) and cut into groups of ``examples_per_step``: ``ceil(n / examples_per_step)`` steps
+    for n samples, whatever their lengths. A group's examples are split into length-sorted micro-batches
+    under ``batch_tokens``. A group whose samples all fell out (prompt longer than max-length) is no step.
+    """
     from tunesift.models.causal_lm import TargetSpan, plan_batches
 
-    batches = plan_batches([TargetSpan(e.ids, e.start) for e in examples], batch_tokens)
-    order = np.random.default_rng([seed, epoch]).permutation(len(batches))
-    return [batches[i] for i in order]
+    by_sample: dict[int, list[int]] = {}
+    for position, example in enumerate(examples):
+        by_sample.setdefault(example.index, []).append(position)
+    canonical = sorted(range(len(samples)), key=lambda i: (samples[i].content_id, i))
+    shuffled = [canonical[i] for i in np.random.default_rng([seed, epoch]).permutation(len(canonical))]
+    steps = []
+    for begin in range(0, len(shuffled), examples_per_step):
+        chosen = [p for i in shuffled[begin : begin + examples_per_step] for p in by_sample.get(samples[i].index, [])]
+        if chosen:
+            micro = plan_batches([TargetSpan(examples[p].ids, examples[p].start) for p in chosen], batch_tokens)
+            steps.append([[chosen[j] for j in batch] for batch in micro])
+    return steps
+
+
+def response_tokens(example: Example) -> int:
+    """How many tokens of ``example`` the loss scores (as :func:`response_loss` counts them)."""
+    return len(example.ids) - max(example.start, 1)
 
 
 def response_loss(model: Any, batch: Sequence[Example], pad_id: int) -> tuple[torch.Tensor, int]:
@@ -226,11 +252,14 @@ def train(
                  "data_ids": _ids_hash(samples)}  # fmt: skip
     if meta_path.exists():
         previous = json.loads(meta_path.read_text())
+        changed = _differences(previous["config"], json.loads(json.dumps(described)))
+        state_word = "a finished" if previous.get("done") else "an unfinished"
+        if changed:
+            raise ConfigError("out", f"{run_dir} holds {state_word} run with another configuration "
+                              f"({', '.join(changed)}); use a new folder")  # fmt: skip
         if previous.get("done"):
             return TrainResult(run_dir, run_dir / MODEL_DIR, previous["steps"], previous["losses"],
                                previous["seconds"], previous["response_tokens"])  # fmt: skip
-        if previous["config"] != json.loads(json.dumps(described)):
-            raise ConfigError("out", f"{run_dir} holds an unfinished run with another configuration; use a new folder")
     torch.manual_seed(cfg.seed)
     dev = torch.device(where)
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
@@ -254,8 +283,9 @@ def train(
     examples = build_examples(samples, tokenizer, template, cfg.max_length, cfg.append_eos)
     if not examples:
         raise ConfigError("data", f"{pool.path}: no sample has a response token within max-length {cfg.max_length}")
-    per_epoch = len(batch_order(examples, cfg.batch_tokens, cfg.seed, 0))
-    total_steps = per_epoch * cfg.epochs
+    plans = [step_plan(samples, examples, cfg.examples_per_step, cfg.batch_tokens, cfg.seed, epoch)
+             for epoch in range(cfg.epochs)]  # fmt: skip
+    total_steps = sum(len(plan) for plan in plans)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     warmup = int(cfg.warmup_ratio * total_steps)
@@ -278,15 +308,19 @@ def train(
         bar = tqdm(total=total_steps, initial=state["step"], unit="step", desc="train", dynamic_ncols=True)
     started = time.perf_counter() - state["seconds"]
     step = state["step"]
-    for epoch in range(cfg.epochs):
-        order = batch_order(examples, cfg.batch_tokens, cfg.seed, epoch)
-        for position, batch in enumerate(order):
-            if epoch * per_epoch + position < step:
+    done_before = 0
+    for plan in plans:
+        for position, micro_batches in enumerate(plan):
+            if done_before + position < step:
                 continue  # done before the resume
-            nll, count = response_loss(inner, [examples[i] for i in batch], pad)
-            loss = nll / count
+            count = sum(response_tokens(examples[i]) for batch in micro_batches for i in batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total = 0.0
+            for batch in micro_batches:  # gradient accumulation: the step's loss is its token mean
+                nll, _ = response_loss(inner, [examples[i] for i in batch], pad)
+                (nll / count).backward()
+                total += float(nll.detach())
+            loss = torch.tensor(total / count)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -311,6 +345,7 @@ def train(
                     bar.close()
                 return TrainResult(run_dir, run_dir / MODEL_DIR, step, state["losses"], state["seconds"],
                                    state["response_tokens"])  # fmt: skip
+        done_before += len(plan)
     if bar is not None:
         bar.close()
     final = model.merge_and_unload() if cfg.lora else model
@@ -330,6 +365,14 @@ def train(
 
 
 def _ids_hash(samples: Sequence[Sample]) -> str:
+    """The set of samples (the step plan does not depend on their order in the file)."""
     import hashlib
 
-    return hashlib.sha256("\n".join(s.content_id for s in samples).encode()).hexdigest()[:16]
+    return hashlib.sha256("\n".join(sorted(s.content_id for s in samples)).encode()).hexdigest()[:16]
+
+
+def _differences(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The settings that differ between two runs' configurations; where the data was read is not one
+    of them (the samples' ids are)."""
+    keys = (set(previous) | set(current)) - {"data"}
+    return sorted(k for k in keys if previous.get(k) != current.get(k))
