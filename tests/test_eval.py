@@ -137,48 +137,12 @@ def test_greedy_generation_batched_equals_one_at_a_time(tiny_lm):
     batched = metrics.generate(tiny_lm, prompts, max_new_tokens=6, batch_size=3)
     single = [metrics.generate(tiny_lm, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
     assert batched == single
-    items = metrics.read_gsm8k(EVAL / "gsm8k_test.jsonl", 3)
-    shots = metrics.read_gsm8k(EVAL / "gsm8k_train.jsonl", 1)
-    result = metrics.gsm8k_accuracy(tiny_lm, items, shots, max_new_tokens=8)
-    replies = metrics.generate(tiny_lm, [metrics.gsm8k_prompt(q, shots) for q, _ in items], 8, ("\n\nQuestion:",))
-    right = [metrics.extract_answer(r) == metrics.extract_answer(a) for r, (_, a) in zip(replies, items, strict=True)]
-    assert result["accuracy"] == pytest.approx(np.mean(right)) and result["n"] == 3
-
-
-def test_compare_protocol_end_to_end(tmp_path, tiny_model_dir, store_dir):
-    from typer.testing import CliRunner
-
-    from tunesift.cli import app
-
-    (tmp_path / "pool.json").write_text(json.dumps(alpaca_records(40)))
-    config = {"pool": "pool.json", "pool_size": 30, "budget": {"count": 6}, "base": str(tiny_model_dir),
-              "train": {"template": "plain", "max_length": 128, "batch_tokens": 600},
-              "methods": {"longest": {"recipe": "longest"}}, "random_seeds": [0, 1], "full": True,
-              "eval": {"n_alpaca": 2, "n_gsm8k": 2, "n_mmlu": 4, "max_length": 128}}  # fmt: skip
-    (tmp_path / "cmp.yaml").write_text(json.dumps(config))
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["compare", str(tmp_path / "cmp.yaml"), "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    results = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in results["rows"]] == ["longest", "random-0", "random-1", "full", "base (untuned)"]
-    assert [r["n"] for r in results["rows"]] == [6, 6, 6, 30, 0]
-    longest = json.loads((out / "subsets" / "longest.json").read_text())
-    pool = json.loads((out / "pool.json").read_text())
-    assert sorted(len(r["output"]) for r in longest) == sorted(len(r["output"]) for r in pool)[-6:]
-    assert "random (mean ± sd of 2)" in (out / "results.md").read_text() and (out / "results.png").stat().st_size
-    first = (out / "runs" / "longest" / "run.json").stat().st_mtime
-    again = CliRunner().invoke(app, ["compare", str(tmp_path / "cmp.yaml"), "--out", str(out)])
-    assert again.exit_code == 0 and (out / "runs" / "longest" / "run.json").stat().st_mtime == first  # resumed
-    # The scores were taken from the tuned model in memory; the model written to disk gives the same.
-    from tunesift.eval.suite import EvalSettings, evaluate, headline
-
-    settings = EvalSettings(template="plain", **config["eval"])
-    in_memory = json.loads((out / "runs" / "longest" / "eval-cpu.json").read_text())
-    (out / "runs" / "longest" / "eval-cpu.json").rename(out / "runs" / "longest" / "kept.json")
-    from_disk = evaluate(out / "runs" / "longest", "cpu", settings)
-    assert (
-        headline(from_disk) == pytest.approx(headline(in_memory), rel=1e-6) and from_disk["model"] == in_memory["model"]
-    )
+    # a cap on prompt + answer (Cherry's 1,024 in pairwise runs): each prompt gets what is left of 20 tokens
+    capped = metrics.generate(tiny_lm, prompts, max_new_tokens=6, max_total_tokens=20, batch_size=3)
+    rooms = [min(6, 20 - len(tiny_lm.encode(p))) for p in prompts]
+    assert min(rooms) < 6 and max(rooms) > 0  # the cap bites on some prompt, and some prompt has room
+    assert capped == [metrics.generate(tiny_lm, [p], max_new_tokens=r, batch_size=1)[0] if r > 0 else ""
+                      for p, r in zip(prompts, rooms, strict=True)]  # fmt: skip
 
 
 def test_eval_pairwise_cli_over_http(tmp_path, tiny_model_dir):
@@ -218,3 +182,75 @@ def test_eval_pairwise_cli_over_http(tmp_path, tiny_model_dir):
     # the judge always prefers whichever answer it sees first: a win and a loss per question, so a tie
     assert summary["n"] == 3 and summary["ties"] == 3 and summary["winning_score"] == 1.0
     assert len(seen) == 6 and seen[0].startswith("[Question]\nHow can I improve my time management skills?")
+
+
+# Replies a model might write after the 8-shot chain-of-thought prompt, each labelled by hand with the number a
+# reader takes as its answer (None: it gives none).
+HAND_LABELLED = [
+    (" Janet's ducks lay 16 eggs. She eats 3 and bakes 4, so 16 - 3 - 4 = 9 are left. 9 * 2 = 18. The answer is 18.",
+     "18"),
+    (" She sells 9 eggs for $2 each, so she makes $18. The answer is $18.", "18"),
+    (" The robe takes 2 bolts of blue and 1 of white, 3 in all. The answer is 3", "3"),
+    (" He pays 80,000 + 50,000 = 130,000. The answer is 130,000.", "130000"),
+    (" Half of 2 is 1, so 2 + 1 = 3 bolts in total.", "3"),  # no "The answer is": the last number
+    (" The answer is 5.5.", "5.5"),
+    (" The answer is -4.", "-4"),
+    (" First 12 then 7. The answer is 7 apples, not 12.", "7"),  # the strict match wins over the last number
+    (" I do not know.", None),
+    (" The answer is . Well, 42", "42"),  # an empty strict match falls back
+]
+
+
+@pytest.mark.parametrize(("reply", "label"), HAND_LABELLED)
+def test_cot_answer_matches_the_hand_label(reply, label):
+    assert metrics.extract_cot_answer(reply) == label
+
+
+def test_gsm8k_accuracy_on_hand_labelled_replies(monkeypatch):
+    """The 8 exemplars of Wei et al. in the prompt, replies cut at the stop strings, answers scored against the
+    references' #### numbers: 3 of 4 right by hand."""
+    items = metrics.read_gsm8k(EVAL / "gsm8k_test.jsonl", 4)
+    refs = [metrics.extract_answer(a) for _, a in items]
+    assert refs == ["18", "3", "70000", "540"]
+    replies = [" 16 - 3 - 4 = 9, 9 * 2 = 18. The answer is 18.", " 2 + 1 = 3. The answer is 3.",
+               " He made 200,000 - 130,000 = 70,000. The answer is 70,000.", " 3 * 3 * 60 = 520. The answer is 520."]  # fmt: skip
+    seen = {}
+
+    def fake_generate(lm, prompts, max_new_tokens, stop=(), **kwargs):
+        seen.update(prompts=prompts, stop=stop)
+        return replies
+
+    monkeypatch.setattr(metrics, "generate", fake_generate)
+    got = metrics.gsm8k_accuracy(None, items)
+    assert got["accuracy"] == 0.75 and got["items"] == [1, 1, 1, 0] and got["no_answer"] == 0
+    prompt = seen["prompts"][0]
+    assert prompt.count("Question: ") == 9 and prompt.count("The answer is") == 8
+    assert prompt.startswith("Question: There are 15 trees in the grove.")
+    assert "So she has 23 - 15 dollars left. 23 - 15 is 8. The answer is 8.\n\n" in prompt
+    assert prompt.endswith(f"Question: {items[0][0]}\nAnswer:")
+    assert seen["stop"] == ("Question:", "\n\n")
+
+
+def test_mmlu_subject_without_dev_exemplars_is_an_error(tmp_path, tiny_lm):
+    from tunesift.errors import InputError
+
+    items, dev = metrics.read_mmlu(EVAL / "mmlu", n=5, seed=0)
+    missing = items[0].subject
+    dev = {k: v for k, v in dev.items() if k != missing}
+    with pytest.raises(InputError, match=f"subject '{missing}' has 0 dev exemplars"):
+        metrics.mmlu_accuracy(tiny_lm, items, dev, shots=5)
+    assert metrics.mmlu_accuracy(tiny_lm, items, dev, shots=0)["n"] == 5  # zero-shot when asked for
+
+
+def test_pairwise_prompts_use_the_input_block_and_a_judge_is_required(tmp_path):
+    from tunesift.data.templates import get_template
+    from tunesift.errors import ConfigError
+    from tunesift.eval.pairwise_run import make_judge, read_testset
+
+    questions = read_testset(EVAL, "sinstruct")
+    with_input = next(q for q in questions if q.input)
+    prompt = get_template("alpaca").prompt(with_input.instruction, with_input.input)
+    assert f"### Instruction:\n{with_input.instruction}\n\n### Input:\n{with_input.input}" in prompt
+    assert with_input.for_judge() == f"{with_input.instruction}\n\n{with_input.input}"
+    with pytest.raises(ConfigError, match="needs a judge"):
+        make_judge(None, None, "OPENAI_API_KEY", None)

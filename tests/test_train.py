@@ -89,3 +89,45 @@ def test_unfinished_run_with_other_config_is_refused(tmp_path, pool_path, tiny_m
     train(pool_path, tmp_path / "r", cfg, stop_after=1)
     with pytest.raises(ConfigError, match="another configuration"):
         train(pool_path, tmp_path / "r", TrainConfig(**{**cfg.__dict__, "epochs": 3}))
+
+
+def test_equal_sizes_train_for_equal_steps_whatever_their_lengths(tmp_path, tiny_model_dir):
+    """Twelve short records and twelve long ones (several times the tokens): the same number of optimizer steps,
+    ceil(12 / 5) = 3 per epoch, though the long ones need more micro-batches under the token budget."""
+    from tunesift.eval.train import build_examples, step_plan
+    from transformers import AutoTokenizer
+
+    records = alpaca_records(300)
+    by_length = sorted(records, key=lambda r: len(r["output"]))
+    short, long = by_length[:12], by_length[-12:]
+    assert sum(len(r["output"]) for r in long) > 5 * sum(len(r["output"]) for r in short)
+    cfg = TrainConfig(base=str(tiny_model_dir), template="plain", epochs=2, batch_tokens=400, max_length=256,
+                      examples_per_step=5)  # fmt: skip
+    steps = {}
+    for name, data in (("short", short), ("long", long)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data))
+        steps[name] = train(path, tmp_path / name, cfg).steps
+        tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+        samples = read_pool(path).samples
+        examples = build_examples(samples, tok, get_template("plain"), 256)
+        plan = step_plan(samples, examples, 5, 400, 0, 0)
+        assert [len({examples[i].index for b in step for i in b}) for step in plan] == [5, 5, 2]
+        if name == "long":
+            assert sum(len(step) for step in plan) > len(plan)  # accumulation over several micro-batches
+    assert steps == {"short": 6, "long": 6}
+
+
+def test_micro_batches_accumulate_to_the_one_batch_step(tmp_path, pool_path, tiny_model_dir):
+    """The same steps run as one batch each or as many small micro-batches end with the same weights: the
+    step's loss is its token mean either way."""
+    base = dict(base=str(tiny_model_dir), template="plain", epochs=1, max_length=80, examples_per_step=6,
+                learning_rate=1e-3, lora=False)  # fmt: skip
+    whole = train(pool_path, tmp_path / "whole", TrainConfig(**base, batch_tokens=100_000))
+    pieces = train(pool_path, tmp_path / "pieces", TrainConfig(**base, batch_tokens=160))
+    assert whole.steps == pieces.steps == 4
+    assert pieces.losses == pytest.approx(whole.losses, rel=1e-4)
+    a = load_file(str(whole.model_dir / "model.safetensors"))
+    b = load_file(str(pieces.model_dir / "model.safetensors"))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
