@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA, alpaca_records
+from conftest import SHARED_DATA
 
 from tunesift.data.templates import get_template
 from tunesift.eval import metrics
@@ -187,8 +187,10 @@ def test_eval_pairwise_cli_over_http(tmp_path, tiny_model_dir):
 # Replies a model might write after the 8-shot chain-of-thought prompt, each labelled by hand with the number a
 # reader takes as its answer (None: it gives none).
 HAND_LABELLED = [
-    (" Janet's ducks lay 16 eggs. She eats 3 and bakes 4, so 16 - 3 - 4 = 9 are left. 9 * 2 = 18. The answer is 18.",
-     "18"),
+    (
+        " Janet's ducks lay 16 eggs. She eats 3 and bakes 4, so 16 - 3 - 4 = 9 are left. 9 * 2 = 18. The answer is 18.",
+        "18",
+    ),
     (" She sells 9 eggs for $2 each, so she makes $18. The answer is $18.", "18"),
     (" The robe takes 2 bolts of blue and 1 of white, 3 in all. The answer is 3", "3"),
     (" He pays 80,000 + 50,000 = 130,000. The answer is 130,000.", "130000"),
@@ -213,7 +215,8 @@ def test_gsm8k_accuracy_on_hand_labelled_replies(monkeypatch):
     refs = [metrics.extract_answer(a) for _, a in items]
     assert refs == ["18", "3", "70000", "540"]
     replies = [" 16 - 3 - 4 = 9, 9 * 2 = 18. The answer is 18.", " 2 + 1 = 3. The answer is 3.",
-               " He made 200,000 - 130,000 = 70,000. The answer is 70,000.", " 3 * 3 * 60 = 520. The answer is 520."]  # fmt: skip
+               " He made 200,000 - 130,000 = 70,000. The answer is 70,000.",
+               " 3 * 3 * 60 = 520. The answer is 520."]  # fmt: skip
     seen = {}
 
     def fake_generate(lm, prompts, max_new_tokens, stop=(), **kwargs):

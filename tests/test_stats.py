@@ -16,7 +16,8 @@ from tunesift.eval.stats import paired_bootstrap, verdict
 def test_exact_distribution_of_a_hand_case():
     """Accuracy, 20 items: A is right on 15 where B is wrong, both right or both wrong elsewhere (so the
     per-item difference is 1 on 15 items, 0 on 5). A resample's mean difference is Binomial(20, 0.75) / 20:
-    its 2.5 % and 97.5 % points are 11/20 = 0.55 and 18/20 = 0.90 by hand (scipy's binom.ppf), both above zero: better."""
+    its 2.5 % and 97.5 % points are 11/20 = 0.55 and 18/20 = 0.90 by hand (scipy's binom.ppf), both above
+    zero: better."""
     a = [[1.0] * 15 + [1.0, 1.0, 0.0, 0.0, 1.0]]
     b = [[0.0] * 15 + [1.0, 1.0, 0.0, 0.0, 1.0]]
     got = paired_bootstrap(a, b, [1.0] * 20, higher_is_better=True, n_boot=20000, seed=7)
@@ -73,10 +74,9 @@ def test_a_model_trained_on_the_evaluation_items_is_better_two_random_subsets_ar
     those very items (five epochs) against random subsets of an Alpaca pool: better. Two random subsets
     against each other (two seeds each, pooled): not distinguishable."""
     from tunesift.eval.compare import intervals
-    from tunesift.eval.suite import EvalSettings, evaluate, headline, result_path
-    from tunesift.eval.train import TrainConfig, train
     from tunesift.eval.metrics import read_alpaca_eval
-    from tunesift.eval.suite import default_eval_dir
+    from tunesift.eval.suite import EvalSettings, default_eval_dir, evaluate, headline, result_path
+    from tunesift.eval.train import TrainConfig, train
 
     settings = EvalSettings(template="plain", n_alpaca=12, n_gsm8k=2, n_mmlu=2, max_length=256)
     pairs = read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)
@@ -92,7 +92,7 @@ def test_a_model_trained_on_the_evaluation_items_is_better_two_random_subsets_ar
         cfg = TrainConfig(base=str(tiny_model_dir), template="plain", max_length=96, epochs=epochs, seed=seed,
                           examples_per_step=4, learning_rate=1e-3)  # fmt: skip
         run = tmp_path / "runs" / name
-        result = train(data, run, cfg)
+        train(data, run, cfg)
         evaluate(run, "cpu", settings)
         scores = json.loads(result_path(run, "cpu", settings).read_text())
         rows.append({"budget": "b", "arm": name.split("-")[0] if name != "cheat" else "cheat", "seed": seed,

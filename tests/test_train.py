@@ -94,8 +94,9 @@ def test_unfinished_run_with_other_config_is_refused(tmp_path, pool_path, tiny_m
 def test_equal_sizes_train_for_equal_steps_whatever_their_lengths(tmp_path, tiny_model_dir):
     """Twelve short records and twelve long ones (several times the tokens): the same number of optimizer steps,
     ceil(12 / 5) = 3 per epoch, though the long ones need more micro-batches under the token budget."""
-    from tunesift.eval.train import build_examples, step_plan
     from transformers import AutoTokenizer
+
+    from tunesift.eval.train import build_examples, step_plan
 
     records = alpaca_records(300)
     by_length = sorted(records, key=lambda r: len(r["output"]))

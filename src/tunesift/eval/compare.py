@@ -247,7 +247,8 @@ def compare(config: CompareConfig, out: str | Path, *, device: str | None = None
     settings = config.eval_settings()
     models: list[dict[str, Any]] = []
     budgets: list[dict[str, Any]] = []
-    full_models = [Model("full", s, pool_path, _run_dir(out, config, "full", s, pool_ids)) for s in range(config.train_seeds)]
+    full_models = [Model("full", s, pool_path, _run_dir(out, config, "full", s, pool_ids))
+                   for s in range(config.train_seeds)]  # fmt: skip
     for label, budget in config.budget_list():
         wanted = budget.size(base=len(pool), available=len(pool))
         if budget.count is not None and budget.count > len(pool):
@@ -344,7 +345,8 @@ def _train_and_eval(config: CompareConfig, model: Model, settings: Any, budget: 
     eval_s = sum(v.get("seconds", 0) for v in scores.values() if isinstance(v, dict) and "seconds" in v)
     row = {"budget": budget, "arm": model.arm, "seed": model.seed, "n": len(read_pool(model.subset)),
            "train_steps": result.steps, "train_s": round(result.seconds, 1), "select_s": select_s,
-           "eval_s": round(eval_s, 1), **headline(scores), "run": str(model.run_dir), "eval_file": str(path)}  # fmt: skip
+           "eval_s": round(eval_s, 1), **headline(scores), "run": str(model.run_dir),
+           "eval_file": str(path)}  # fmt: skip
     log(f"[compare] {budget} {model.arm} s{model.seed}: {result.steps} steps; {headline(scores)}")
     return row
 
@@ -430,12 +432,13 @@ def _winning(config: CompareConfig, results: dict[str, Any], full_models: list[M
     full_run = full_models[0].run_dir
 
     def answers_cache(run_dir: Path) -> Path:
-        return run_dir / f"answers-{_key({'testset': testset, 'n': n, 'template': template, 'max': MAX_TOTAL_TOKENS})}.json"
+        key = _key({"testset": testset, "n": n, "template": template, "max": MAX_TOTAL_TOKENS})
+        return run_dir / f"answers-{key}.json"
 
     rows = []
     for row in results["models"]:
         first_random = row["arm"] == "random" and row["seed"] == config.random_seeds[0]
-        if row["budget"] in ("full", "base") or not (row["seed"] == 0 and row["arm"] != "random" or first_random):
+        if row["budget"] in ("full", "base") or not ((row["seed"] == 0 and row["arm"] != "random") or first_random):
             continue
         run_dir = Path(row["run"])
         path = run_dir / f"pairwise-{_key({'vs': full_run.name, 'judge': judge, 'template': template})}.json"
@@ -443,7 +446,8 @@ def _winning(config: CompareConfig, results: dict[str, Any], full_models: list[M
             summary = json.loads(path.read_text())
         else:
             summary = run_pairwise(str(run_dir), str(full_run), testset=testset, n=n, judge_model=judge["model"],
-                                   base_url=judge.get("base_url"), api_key_env=judge.get("api_key_env", "OPENAI_API_KEY"),
+                                   base_url=judge.get("base_url"),
+                                   api_key_env=judge.get("api_key_env", "OPENAI_API_KEY"),
                                    device=device, template=template, cache_a=answers_cache(run_dir),
                                    cache_b=answers_cache(full_run))  # fmt: skip
             _write_json(path, summary)

@@ -25,7 +25,8 @@ def recipe_line(results: dict[str, Any]) -> str:
     seeds = results["config"]["train_seeds"]
     return (f"Training: base {t['base']}, {kind}, lr {t['learning_rate']:g}, {t['epochs']} epoch(s), "
             f"{t['examples_per_step']} examples per optimizer step, max length {t['max_length']}, template "
-            f"{t['template']}; each method subset trained with {seeds} data order(s), each random subset with one.")  # fmt: skip
+            f"{t['template']}; each method subset trained with {seeds} data order(s), each random subset "
+            "with one.")  # fmt: skip
 
 
 def _arm_table(rows: list[dict[str, Any]], metrics: list[str]) -> list[str]:
@@ -40,7 +41,8 @@ def _arm_table(rows: list[dict[str, Any]], metrics: list[str]) -> list[str]:
     if len(randoms) > 1:
         cells = [f"{np.mean([r[m] for r in randoms]):.4f} ± {np.std([r[m] for r in randoms], ddof=1):.4f}"
                  for m in metrics]  # fmt: skip
-        lines.append(f"| random (mean ± sd of {len(randoms)}) | {randoms[0]['n']} | | " + " | ".join(cells) + " | | | |")
+        head = f"| random (mean ± sd of {len(randoms)}) | {randoms[0]['n']} | | "
+        lines.append(head + " | ".join(cells) + " | | | |")
     return lines
 
 
@@ -48,7 +50,7 @@ def _interval_table(found: list[dict[str, Any]], against: str, metrics: list[str
     mine = [i for i in found if i["against"] == against]
     if not mine:
         return []
-    level = int(round(mine[0]["level"] * 100))
+    level = round(mine[0]["level"] * 100)
     pooled = "random seeds pooled" if against == "random" else "full-data seeds pooled"
     lines = [f"\nAgainst {against}: difference (method - {against}) [{level} % paired bootstrap interval over "
              f"{mine[0]['n_items']}+ items, {pooled}], verdict\n",
@@ -84,10 +86,11 @@ def table(results: dict[str, Any]) -> str:
     winning = results.get("winning")
     if winning:
         lines += [f"\n### Winning rate against the full-data model ({winning[0]['testset']}, judged in both orders)",
-                  "", "| budget | model | winning score | wins | ties | losses | unjudged |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "", "| budget | model | winning score | wins | ties | losses | unjudged |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for w in winning:
-            lines.append(f"| {w['budget']} | {w['method']} | {w['winning_score']:.3f} | {w['wins']} ({w['wins_share']:.0%}) "
-                         f"| {w['ties']} ({w['ties_share']:.0%}) | {w['losses']} ({w['losses_share']:.0%}) | {w['unjudged']} |")  # fmt: skip
+            shares = " | ".join(f"{w[k]} ({w[k + '_share']:.0%})" for k in ("wins", "ties", "losses"))
+            lines.append(f"| {w['budget']} | {w['method']} | {w['winning_score']:.3f} | {shares} | {w['unjudged']} |")
     return "\n".join(lines)
 
 
@@ -123,7 +126,8 @@ def bars(results: dict[str, Any], budget: str) -> bytes:
             ax.bar(len(methods), np.mean(rv), color="#999999")
             ax.scatter([len(methods)] * len(rv), rv, color="black", zorder=3, s=12)
         every = values + rv
-        for line, color, name in ((floor, "#C44E52", "untuned base"), (full[0] if full else None, "#55A868", "full data")):
+        marks = ((floor, "#C44E52", "untuned base"), (full[0] if full else None, "#55A868", "full data"))
+        for line, color, name in marks:
             if line is not None and metric in line:
                 ax.axhline(line[metric], color=color, linestyle="--", label=name)
                 every.append(line[metric])
@@ -161,7 +165,8 @@ def curve(results: dict[str, Any]) -> bytes:
                         label="random (min-max)")  # fmt: skip
         ax.plot(x, [np.mean(v) for v in rand], color="#666666", marker="o", label="random (mean)")
         for method in methods:
-            y = [np.mean([r[metric] for r in rows if r["budget"] == b["budget"] and r["arm"] == method]) for b in budgets]
+            y = [np.mean([r[metric] for r in rows if r["budget"] == b["budget"] and r["arm"] == method])
+                 for b in budgets]  # fmt: skip
             ax.plot(x, y, marker="o", label=method)
         if full:
             ax.axhline(np.mean([r[metric] for r in full]), color="#55A868", linestyle="--", label="full data")

@@ -124,7 +124,7 @@ def response_loss(lm: Any, pairs: Sequence[tuple[str, str]], template: Any, max_
     tokens = sum(len(x) for x in nll)
     items: list[list[float] | None] = [None] * len(pairs)
     for number, x in zip(kept, nll, strict=True):
-        items[number] = [float(x.sum()), int(len(x))]
+        items[number] = [float(x.sum()), len(x)]
     return {
         "loss": float(sum(x.sum() for x in nll) / tokens) if tokens else math.nan,
         "loss_per_sample": float(np.mean([x.mean() for x in nll])) if nll else math.nan,
