@@ -52,9 +52,11 @@ def _interval_table(found: list[dict[str, Any]], against: str, metrics: list[str
         return []
     level = round(mine[0]["level"] * 100)
     pooled = "random seeds pooled" if against == "random" else "full-data seeds pooled"
-    lines = [f"\nAgainst {against}: difference (method - {against}) [{level} % paired bootstrap interval over "
-             f"{mine[0]['n_items']}+ items, {pooled}], verdict\n",
-             "| method | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]  # fmt: skip
+    items = {i["metric"]: i["n_items"] for i in mine}
+    lines = [f"\nAgainst {against}: difference (method - {against}) [{level} % paired bootstrap interval over the "
+             f"evaluation items, {pooled}], verdict\n",
+             "| method | " + " | ".join(f"{m} (n={items.get(m, 0)})" for m in metrics) + " |",
+             "|---|" + "---|" * len(metrics)]  # fmt: skip
     for method in dict.fromkeys(i["method"] for i in mine):
         cells = []
         for metric in metrics:
@@ -70,14 +72,15 @@ def table(results: dict[str, Any]) -> str:
     verdicts against random and against full data, then the winning rates against full data."""
     rows = results["models"]
     metrics = _metrics(rows)
-    lines = [recipe_line(results)]
+    recipe = recipe_line(results)
+    lines = [recipe]
     found = results.get("intervals", [])
     for budget in results["budgets"]:
         label = budget["budget"]
         head = f"\n### Budget {label}: {budget['size']} of {results['n_pool']} records per arm"
         if budget["short"]:
             head += f" (asked {budget['requested']}; {', '.join(f'{k} kept {v}' for k, v in budget['short'].items())})"
-        lines += [head, "", *_arm_table([r for r in rows if r["budget"] == label], metrics)]
+        lines += [head, "", f"_{recipe}_", "", *_arm_table([r for r in rows if r["budget"] == label], metrics)]
         here = [i for i in found if i["budget"] == label]
         lines += _interval_table(here, "random", metrics) + _interval_table(here, "full", metrics)
     others = [r for r in rows if r["budget"] in ("full", "base")]
