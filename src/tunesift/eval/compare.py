@@ -197,6 +197,7 @@ def _key(payload: Any) -> str:
 
 
 def _file_sha(path: str | Path) -> str:
+    """The file's content hash (read in blocks: ``hashlib.file_digest`` needs Python 3.11, tunesift 3.10)."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -342,10 +343,9 @@ def _train_and_eval(config: CompareConfig, model: Model, settings: Any, budget: 
     result.model = None  # free it before the next run trains
     timing = model.subset.with_suffix(".timing")
     select_s = json.loads(timing.read_text())["select_s"] if timing.exists() else None
-    eval_s = sum(v.get("seconds", 0) for v in scores.values() if isinstance(v, dict) and "seconds" in v)
     row = {"budget": budget, "arm": model.arm, "seed": model.seed, "n": len(read_pool(model.subset)),
            "train_steps": result.steps, "train_s": round(result.seconds, 1), "select_s": select_s,
-           "eval_s": round(eval_s, 1), **headline(scores), "run": str(model.run_dir),
+           "eval_s": _eval_seconds(scores), **headline(scores), "run": str(model.run_dir),
            "eval_file": str(path)}  # fmt: skip
     log(f"[compare] {budget} {model.arm} s{model.seed}: {result.steps} steps; {headline(scores)}")
     return row
@@ -360,9 +360,13 @@ def _floor(config: CompareConfig, out: Path, settings: Any, device: str | None) 
     else:
         scores = evaluate(config.base, config.suite, settings, device)
         _write_json(path, scores)
-    eval_s = sum(v.get("seconds", 0) for v in scores.values() if isinstance(v, dict) and "seconds" in v)
     return {"budget": "base", "arm": "base (untuned)", "seed": None, "n": 0, **headline(scores),
-            "eval_s": round(eval_s, 1), "eval_file": str(path)}  # fmt: skip
+            "eval_s": _eval_seconds(scores), "eval_file": str(path)}  # fmt: skip
+
+
+def _eval_seconds(scores: dict[str, Any]) -> float:
+    """Seconds one evaluation took, summed over its metrics."""
+    return round(sum(v["seconds"] for v in scores.values() if isinstance(v, dict) and "seconds" in v), 1)
 
 
 def _in_memory(model: Any, run_dir: Path) -> Any:
