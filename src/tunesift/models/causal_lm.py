@@ -55,6 +55,14 @@ class TargetSpan:
         return max(len(self.ids) - self.first_target, 0)
 
 
+def cache_keyword(decoder: torch.nn.Module) -> str:
+    """The name under which ``decoder`` takes and returns its KV cache: ``cache`` since transformers
+    deprecated ``past_key_values`` (removed in 5.40), ``past_key_values`` in the releases before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     """Length of the longest token prefix common to every sequence."""
     first = sequences[0]
@@ -174,6 +182,7 @@ class CausalLM(TokenizerSide):
         self.stats: Counter[str] = Counter()
         self.model.eval()
         self._decoder = self.model.get_decoder()
+        self._cache_kwarg = cache_keyword(self._decoder)
         self._lm_head = self.model.get_output_embeddings()
         self._softcap = getattr(self.model.config, "final_logit_softcapping", None)
         pad = getattr(self.tokenizer, "pad_token_id", None)
@@ -291,7 +300,8 @@ class CausalLM(TokenizerSide):
         past = None
         if prefix:
             head = torch.tensor([items[0].ids[:prefix]], dtype=torch.long, device=self.device)
-            past = self._decoder(input_ids=head, use_cache=True).past_key_values
+            out = self._decoder(input_ids=head, use_cache=True)
+            past = getattr(out, self._cache_kwarg)
             past.batch_repeat_interleave(batch)
         self.stats["batches"] += 1
         self.stats["decoder_tokens"] += batch * width + prefix
@@ -302,8 +312,8 @@ class CausalLM(TokenizerSide):
             input_ids=input_ids.to(self.device),
             attention_mask=attention.to(self.device),
             position_ids=positions,
-            past_key_values=past,
             use_cache=past is not None,
+            **{self._cache_kwarg: past},
         ).last_hidden_state
         return hidden, prefix
 
