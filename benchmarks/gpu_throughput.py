@@ -87,7 +87,7 @@ def run(lm: CausalLM, method: str, samples: list, batch_tokens: int, device: str
     """Score ``samples`` with ``method`` once (after a warm-up); returns time, tokens, FLOPs and memory."""
     resolved = ResolvedModel(lm.name, Path(), lm.fingerprint, lm.dtype_name)
     if method == "ifd":
-        scorer = IFD(resolved, variant="cherry", template="alpaca", token_budget=batch_tokens)
+        scorer = IFD(resolved, variant="cherry", template="alpaca", batch_tokens=batch_tokens)
         units = [Unit(s.content_id, s) for s in samples]
     else:
         prompts = load_prompts(None)

@@ -61,7 +61,7 @@ def main() -> None:
 
     records = json.loads(DATA.read_text(encoding="utf-8"))[: args.n]
     lm = CausalLM.load(args.model, device="cpu")
-    scorer = IFDScorer(lm, IFDConfig(variant="cherry", template="alpaca"), token_budget=args.batch_tokens)
+    scorer = IFDScorer(lm, IFDConfig(variant="cherry", template="alpaca"), batch_tokens=args.batch_tokens)
     samples = [record_to_sample(r, i, DATA) for i, r in enumerate(records)]
     hidden = lm.model.config.hidden_size
     body_params, head_params = linear_params(lm.model)

@@ -103,7 +103,7 @@ def main() -> None:
         min_tag_count=1)  # fmt: skip
     run("MoDS quality (DeBERTa-v3-large shape)", api.score_mods, "1 (classifier)", reward_model=str(reward))
 
-    from tunesift.embeddings import MiniLMEmbedder
+    from tunesift.models.minilm import MiniLMEmbedder
     from tunesift.selectors.dq import dq_select
 
     big = json.loads(DATA.read_text())[:1000]

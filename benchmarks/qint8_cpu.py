@@ -44,7 +44,7 @@ def main() -> None:
                                                        inplace=True)  # fmt: skip
             assert not any(type(m) is torch.nn.Linear for m in lm.model.get_decoder().modules()), "not quantised"
             lm = CausalLM(model=lm.model, tokenizer=lm.tokenizer, name=lm.name, fingerprint=lm.fingerprint)
-        scorer = IFDScorer(lm, config, token_budget=args.batch_tokens)
+        scorer = IFDScorer(lm, config, batch_tokens=args.batch_tokens)
         scorer.score(samples[:8])  # warm-up
         start = time.perf_counter()
         scores = scorer.score(samples)

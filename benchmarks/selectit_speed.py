@@ -55,7 +55,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         lm = CausalLM.load(name, device="cpu")
-        rater = SelectITRater(lm, token_budget=args.batch_tokens)
+        rater = SelectITRater(lm, batch_tokens=args.batch_tokens)
         body, head = linear_params(lm.model)
         rater.rate(pairs[:10])  # warm-up
         obvious_loop(lm.model, lm.tokenizer, pairs[:3])

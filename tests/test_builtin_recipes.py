@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tunesift import api
 from tunesift.cli import app
 from tunesift.recipes import builtin_names
-from tunesift.scoring import ScoreTable
+from tunesift.data.table import ScoreTable
 
 # Scores at the thresholds' edges: exactly 1 (Cherry keeps it, Superfiltering does not), 4.5 (AlpaGasus
 # keeps it), unscored samples (never selected), and ties (pool order).
@@ -23,21 +23,16 @@ VALUES = [1.0, 0.5, 0.99999, 1.2, None, 0.7, 0.7, 4.5, 4.4, 0.2]
 def fixed_scores(monkeypatch):
     """Every scorer returns VALUES in its score column, so the recipe steps alone decide."""
 
-    def fake(field):
-        def score(pool, **kwargs):
-            rows = [{"index": i, "id": f"id{i}", field: v, "s_model": None,
-                     "skip_reason": None if v is not None else "no_response_tokens"}
-                    for i, v in enumerate(VALUES)]  # fmt: skip
-            return ScoreTable({"scorer": field}, rows, score_field=field, columns=(field,))
+    def score(name, pool, **kwargs):
+        field = {"ifd": "ifd", "selectit": "selectit", "alpagasus": "alpagasus"}[name]
+        rows = [{"index": i, "id": f"id{i}", field: v, "s_model": None,
+                 "skip_reason": None if v is not None else "no_response_tokens"}
+                for i, v in enumerate(VALUES)]  # fmt: skip
+        return ScoreTable({"scorer": field}, rows, score_field=field, columns=(field,))
 
-        return score
+    import tunesift.recipes.run
 
-    import tunesift.score_judge
-    import tunesift.scoring
-
-    monkeypatch.setattr(tunesift.scoring, "score_ifd", fake("ifd"))
-    monkeypatch.setattr(tunesift.scoring, "score_selectit", fake("selectit"))
-    monkeypatch.setattr(tunesift.score_judge, "score_alpagasus", fake("alpagasus"))
+    monkeypatch.setattr(tunesift.recipes.run, "score", score)
 
 
 def _hand(keep, count: int) -> list[int]:

@@ -13,6 +13,7 @@ import pytest
 from conftest import alpaca_records, make_llama
 from typer.testing import CliRunner
 
+from tunesift.scorers.ifd import IFD_COLUMNS
 from tunesift import api
 from tunesift.cli import app
 from tunesift.models.causal_lm import CausalLM
@@ -57,7 +58,7 @@ def test_score_select_and_run(tmp_path, pool_json, tiny_model_dir, store_dir):
     assert [c["ifd"] for c in chosen] == sorted((r["ifd"] for r in survivors), reverse=True)[: len(chosen)]
     original = json.loads(pool_json.read_text())
     for record in chosen:  # the user's own record, plus score fields
-        assert {k: v for k, v in record.items() if k not in api.ScoreTable.columns} in original
+        assert {k: v for k, v in record.items() if k not in IFD_COLUMNS} in original
     manifest = json.loads((tmp_path / "subset.manifest.json").read_text())
     assert manifest["skipped_by_reason"] == {"no_response_tokens": 1}
     assert manifest["counts"]["selected"] == len(chosen)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import alpaca_records
 
-from tunesift.embeddings import embed_pool
+from tunesift.execution.driver import embed_pool
 from tunesift.selectors.clusters import cluster_top_k, kmeans_labels, middle_band_sample
 
 
@@ -97,7 +97,7 @@ def test_lm_prompt_embedding_matches_hf_one_at_a_time(tmp_path, tiny_model_dir, 
 
     path = tmp_path / "pool.json"
     path.write_text(json.dumps(alpaca_records(24)))
-    table = embed_pool(path, embedder="lm", model=str(tiny_model_dir), max_length=40, token_budget=300)
+    table = embed_pool(path, embedder="lm", model=str(tiny_model_dir), max_length=40, batch_tokens=300)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     alpaca = get_template("alpaca")
@@ -119,7 +119,7 @@ def test_embeddings_are_stored_once(tmp_path, store_dir, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the embedder was loaded although every vector is stored")
 
-    monkeypatch.setattr("tunesift.embeddings.MiniLMEmbedder.__init__", no_model)
+    monkeypatch.setattr("tunesift.models.minilm.MiniLMEmbedder.__init__", no_model)
     again = embed_pool(path, embedder="minilm")
     np.testing.assert_array_equal(first.vectors, again.vectors)
     some = embed_pool(path, embedder="minilm", indices=[5, 2])

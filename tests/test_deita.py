@@ -59,7 +59,7 @@ def reference_sample(model, tok, turns):
 def test_scorer_equals_the_one_text_reference_on_real_records(tok_bos):
     model = make_llama(len(tok_bos), seed=3)
     lm = CausalLM(model=model, tokenizer=tok_bos)
-    scorer = DEITA(ResolvedModel("tiny", lm.name, "t"), token_budget=1024)
+    scorer = DEITA(ResolvedModel("tiny", lm.name, "t"), batch_tokens=1024)
     alpaca = read_pool(SHARED_DATA / "instruct" / "alpaca_random_9k.json").samples[:12]
     lima = [s for s in read_pool(SHARED_DATA / "instruct" / "lima_train.json").samples if s.is_conversation][:4]
     for sample in [*alpaca, *lima]:

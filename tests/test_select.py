@@ -7,7 +7,8 @@ import math
 import pytest
 
 from tunesift.errors import ConfigError
-from tunesift.selectors import Budget, select_by_rule, select_cherry, select_superfilter
+from tunesift.recipes.steps import select_by_rule, select_cherry, select_superfilter
+from tunesift.selectors import Budget
 
 SCORES = [0.5, 1.0, 1.2, None, 0.9, 0.5, math.nan, 0.99, 0.1, 2.0]
 #          0    1    2    3     4    5    6        7     8    9

@@ -99,7 +99,7 @@ def test_rater_matches_reference_on_30_real_records(tok_name, request):
     model = make_llama(len(tok), seed=5)
     records = alpaca_records(30)
     sentences = load_prompts()
-    rater = SelectITRater(CausalLM(model=model, tokenizer=tok), token_budget=2048)
+    rater = SelectITRater(CausalLM(model=model, tokenizer=tok), batch_tokens=2048)
     pairs = [(record_to_sample(r, i, "x"), t) for i, r in enumerate(records) for t in sentences]
     ratings = rater.rate(pairs)
     for (sample, sentence), rating in zip(pairs, ratings, strict=True):

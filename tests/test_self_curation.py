@@ -123,7 +123,7 @@ def test_local_judge_matches_the_one_sample_reference(tmp_path, tiny_model_dir, 
 
     path = tmp_path / "pool.json"
     path.write_text(json.dumps(alpaca_records(6)))
-    table = api.score_self_curation(path, model=str(tiny_model_dir), token_budget=1500)
+    table = api.score_self_curation(path, model=str(tiny_model_dir), batch_tokens=1500)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     for row, sample in zip(table.rows, read_pool(path).samples, strict=True):

@@ -31,7 +31,7 @@ def test_random_and_longest(tmp_path, pool_path):
 
 
 def test_kcenter_and_deita_style(tmp_path, pool_path, tiny_model_dir, store_dir):
-    from tunesift.embeddings import MiniLMEmbedder
+    from tunesift.models.minilm import MiniLMEmbedder
 
     embeddings = MiniLMEmbedder(device="cpu").embed_samples(read_pool(pool_path).samples)
     k = api.run_set_method("kcenter", pool_path, tmp_path / "k.json", api.Budget(count=5), random_state=1)

@@ -1,12 +1,12 @@
 """tunesift: pick the best instruction-tuning data out of a large pool."""
 
-__version__ = "0.1.0"
-
+from tunesift._version import __version__
 from tunesift.api import (
     METHODS,
     ScoreTable,
     read_scores,
     run_recipe,
+    score,
     score_ifd,
     score_selectit,
     select,
@@ -27,6 +27,7 @@ __all__ = [
     "read_pool",
     "read_scores",
     "run_recipe",
+    "score",
     "score_ifd",
     "score_selectit",
     "select",

@@ -9,6 +9,7 @@ write_subset("subset.json", pool, scores, chosen)
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from tunesift.atomic import atomic_open
 from tunesift.data.pools import Pool, read_pool
+from tunesift.data.table import ScoreTable
 from tunesift.errors import ConfigError
+from tunesift.execution.driver import as_pool, default_executor, score
 from tunesift.outputs import (
     manifest_path,
     read_scores,
@@ -26,15 +29,9 @@ from tunesift.outputs import (
     write_scores,
     write_subset,
 )
-from tunesift.recipes import Recipe, builtin_names, execute, load_recipe
-from tunesift.score_indicators import fit_indicators, score_indicators
-from tunesift.score_judge import score_alpagasus, score_self_curation
-from tunesift.scorers.deita import score_deita
-from tunesift.scorers.instag import score_instag
-from tunesift.scorers.mods import score_mods
-from tunesift.scorers.nuggets import score_nuggets
-from tunesift.scoring import ScoreTable, as_pool, score_ifd, score_selectit
-from tunesift.selectors.rules import Budget, Selection, select_by_rule
+from tunesift.recipes import Recipe, builtin_names, execute, load_recipe, select_by_rule
+from tunesift.recipes.pipelines import fit_indicators
+from tunesift.selectors.base import Budget, Selection
 
 if TYPE_CHECKING:
     from tunesift.execution import Executor
@@ -57,6 +54,7 @@ __all__ = [
     "run_recipe",
     "run_set_method",
     "run_superfiltering_d",
+    "score",
     "score_alpagasus",
     "score_deita",
     "score_ifd",
@@ -72,6 +70,18 @@ __all__ = [
     "write_scores",
     "write_subset",
 ]
+
+
+# The documented per-method functions: one-line aliases of score(name, ...).
+score_ifd = functools.partial(score, "ifd")
+score_selectit = functools.partial(score, "selectit")
+score_alpagasus = functools.partial(score, "alpagasus")
+score_self_curation = functools.partial(score, "self-curation")
+score_indicators = functools.partial(score, "indicators")
+score_deita = functools.partial(score, "deita")
+score_instag = functools.partial(score, "instag")
+score_mods = functools.partial(score, "mods")
+score_nuggets = functools.partial(score, "nuggets")
 
 
 def select(table: ScoreTable, rule: str, budget: Budget) -> Selection:
@@ -188,6 +198,8 @@ def run_cherry_pre(
     store_dir: str | Path | None = None,
     device: str | None = None,
     progress: bool = False,
+    dtype: str | None = None,
+    executor: Executor | None = None,
     **score_options: Any,
 ) -> RunResult:
     """Cherry with a pre-experienced model (METHODS.md §1): embed every prompt with ``model`` (mean last
@@ -199,15 +211,16 @@ def run_cherry_pre(
     """
     import math
 
-    from tunesift.embeddings import embed_pool
     from tunesift.eval.train import TrainConfig, train
+    from tunesift.execution.driver import embed_pool
     from tunesift.outputs import write_records
     from tunesift.selectors.clusters import kmeans_labels, middle_band_sample
 
     pool = as_pool(data)
     work = Path(work_dir) if work_dir else Path(f"{out}.pre")
+    executor = default_executor(executor, device)
     table = embed_pool(pool, embedder="lm", model=model, template=template, text="prompt", max_length=512,
-                       store_dir=store_dir, device=device, progress=progress)  # fmt: skip
+                       store_dir=store_dir, executor=executor, progress=progress, dtype=dtype)  # fmt: skip
     usable = [r for r, loss in enumerate(table.prompt_loss) if math.isfinite(loss)]
     labels = kmeans_labels(table.vectors[usable], clusters, random_state=0)
     ppl = [math.exp(table.prompt_loss[r]) for r in usable]
@@ -219,7 +232,8 @@ def run_cherry_pre(
     config = TrainConfig(base=model, template=template, **(train_options or {}))
     tuned = train(sample_path, work / "run", config, device=device, progress=progress)
     result = run_recipe("cherry", pool, out, budget, model=str(tuned.model_dir), template=template,
-                        store_dir=store_dir, device=device, progress=progress, **score_options)  # fmt: skip
+                        store_dir=store_dir, executor=executor, progress=progress, dtype=dtype,
+                        **score_options)  # fmt: skip
     manifest = json.loads(result.manifest.read_text())
     manifest["rule"] = "cherry-pre"
     manifest["pre_experienced"] = {
@@ -251,6 +265,7 @@ def run_mods(
     device: str | None = None,
     progress: bool = False,
     dtype: str | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     """MoDS end to end (docs/methods.md §9): the ``mods`` recipe's seed (reward > ``threshold``, k-center to
     ``budget``), ``model`` fine-tuned on the seed, the tuned model's greedy answers to the other high-quality
@@ -263,13 +278,14 @@ def run_mods(
     from dataclasses import replace
 
     from tunesift.eval.train import TrainConfig, train
+    from tunesift.execution.driver import compute_units
     from tunesift.models.registry import resolve_model
+    from tunesift.models.reward import reward_ref
     from tunesift.outputs import write_records
-    from tunesift.scorers.mods import MoDSNecessity, reward_ref
-    from tunesift.scoring import compute_units, default_executor
+    from tunesift.scorers.mods import MoDSNecessity
 
     pool = as_pool(data)
-    executor = default_executor(None, device)
+    executor = default_executor(executor, device)
     reward = reward_ref(reward_model, executor, dtype)
     recipe = load_recipe("mods")
     steps = tuple({"filter": {**s["filter"], "value": threshold}} if "filter" in s else s for s in recipe.steps)

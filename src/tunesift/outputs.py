@@ -10,14 +10,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tunesift import __version__
+from tunesift._version import __version__
 from tunesift.atomic import atomic_open
 from tunesift.data.pools import Pool, output_container, write_records
 from tunesift.data.sample import Rejected
+from tunesift.data.table import ScoreTable
 from tunesift.errors import InputError
-from tunesift.scorers.registry import subset_columns
-from tunesift.scoring import ScoreTable
-from tunesift.selectors.rules import Budget, Selection
+from tunesift.scorers import subset_columns
+from tunesift.selectors.base import Budget, Selection
 
 
 def scores_config_path(path: str | Path) -> Path:

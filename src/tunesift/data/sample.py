@@ -71,3 +71,9 @@ class Rejected:
     record: Any
     field: str | None
     reason: str
+
+
+def sample_text(sample: Sample) -> str:
+    """A sample as one text (instruction, input where present, output), as Superfiltering.D embeds it."""
+    parts = [sample.instruction, sample.input, sample.output] if sample.input else [sample.instruction, sample.output]
+    return "\n".join(parts)

@@ -74,7 +74,7 @@ class CompareConfig:
 
     def budget_list(self) -> list[tuple[str, Any]]:
         """(label, Budget) for every budget compared."""
-        from tunesift.selectors.rules import Budget
+        from tunesift.selectors.base import Budget
 
         if self.budgets is not None:
             return [(f"{rate:g}", Budget(rate=float(rate))) for rate in self.budgets]
@@ -117,7 +117,7 @@ def load_config(path: str | Path) -> CompareConfig:
 def validate(config: CompareConfig) -> None:
     """Every mistake a config can hold, found before any training: one :class:`ConfigError` naming the key."""
     from tunesift.recipes import load_recipe
-    from tunesift.selectors.rules import Budget
+    from tunesift.selectors.base import Budget
 
     if (config.budget is None) == (config.budgets is None):
         raise ConfigError("budget", "give one budget ({rate: R} or {count: N}) or a sweep (budgets: [R, ...])")

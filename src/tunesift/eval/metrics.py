@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tunesift.errors import ConfigError, InputError
+from tunesift.models.generate import generate
 
 LETTERS = ("A", "B", "C", "D")
 _CALCULATOR = re.compile(r"<<[^>]*>>")
@@ -103,7 +104,7 @@ def mmlu_prompt(item: MMLUItem, shots: Sequence[MMLUItem]) -> str:
 
 
 def response_loss(lm: Any, pairs: Sequence[tuple[str, str]], template: Any, max_length: int = 1024,
-                  token_budget: int = 4096) -> dict[str, Any]:  # fmt: skip
+                  batch_tokens: int = 4096) -> dict[str, Any]:  # fmt: skip
     """Mean NLL of reference responses after the prompt (the template's): token-weighted over the set,
     and the mean of per-sample means. Pairs whose prompt fills ``max_length`` are counted as skipped.
     ``items`` keeps each pair's (summed NLL, tokens), null when skipped, in the order of ``pairs``: what a
@@ -120,7 +121,7 @@ def response_loss(lm: Any, pairs: Sequence[tuple[str, str]], template: Any, max_
             continue
         spans.append(TargetSpan(tuple(ids), start, group="eval"))
         kept.append(number)
-    nll = lm.target_nll(spans, token_budget)
+    nll = lm.target_nll(spans, batch_tokens)
     tokens = sum(len(x) for x in nll)
     items: list[list[float] | None] = [None] * len(pairs)
     for number, x in zip(kept, nll, strict=True):
@@ -148,7 +149,7 @@ def letter_token_ids(lm: Any) -> list[int]:
 
 
 def mmlu_accuracy(lm: Any, items: Sequence[MMLUItem], dev: dict[str, list[MMLUItem]], shots: int = 5,
-                  token_budget: int = 8192) -> dict[str, Any]:  # fmt: skip
+                  batch_tokens: int = 8192) -> dict[str, Any]:  # fmt: skip
     """Share of questions whose most likely answer letter (over A-D) is right, k-shot from the dev split;
     questions of one subject share their exemplars' KV cache."""
     from tunesift.models.causal_lm import TargetSpan
@@ -163,7 +164,7 @@ def mmlu_accuracy(lm: Any, items: Sequence[MMLUItem], dev: dict[str, list[MMLUIt
     for item in items:
         ids = lm.encode(mmlu_prompt(item, dev[item.subject][:shots] if shots else []))
         spans.append(TargetSpan(tuple(ids), start=len(ids), group=item.subject))
-    probs = lm.next_token_probs(spans, letter_token_ids(lm), token_budget)
+    probs = lm.next_token_probs(spans, letter_token_ids(lm), batch_tokens)
     predicted = [LETTERS[int(np.argmax(p))] for p in probs]
     correct = [p == item.answer for p, item in zip(predicted, items, strict=True)]
     return {"accuracy": float(np.mean(correct)) if correct else math.nan, "n": len(items),
@@ -246,43 +247,6 @@ def extract_cot_answer(reply: str) -> str | None:
             pass  # "The answer is ." and the like: fall back to the last number
     numbers = _NUMBER.findall(reply)
     return normalize_number(numbers[-1]) if numbers else None
-
-
-def generate(lm: Any, prompts: Sequence[str], max_new_tokens: int = 256, stop: Sequence[str] = (),
-             batch_size: int = 8, max_total_tokens: int | None = None) -> list[str]:  # fmt: skip
-    """Greedy continuations (left padding, batched by prompt length), cut at the first stop string.
-
-    ``max_total_tokens`` caps prompt + answer per prompt (Cherry's 1,024) on top of ``max_new_tokens``;
-    a prompt that already fills it gets an empty answer."""
-    import torch
-
-    tok = lm.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    encoded_all = [lm.encode(p) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded_all[i]))
-    outputs = [""] * len(prompts)
-    for begin in range(0, len(order), batch_size):
-        rows = order[begin : begin + batch_size]
-        encoded = [encoded_all[i] for i in rows]
-        width = max(len(e) for e in encoded)
-        limits = [max_new_tokens if max_total_tokens is None else min(max_new_tokens, max_total_tokens - len(e))
-                  for e in encoded]  # fmt: skip
-        if max(limits) <= 0:
-            continue
-        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for r, e in enumerate(encoded):
-            ids[r, width - len(e) :] = torch.tensor(e)
-            mask[r, width - len(e) :] = 1
-        with torch.inference_mode():
-            out = lm.model.generate(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                                    max_new_tokens=max(limits), do_sample=False, pad_token_id=pad)  # fmt: skip
-        for r, row in enumerate(out[:, width:]):
-            text = tok.decode(row[: max(limits[r], 0)], skip_special_tokens=True)
-            for s in stop:
-                text = text.split(s, 1)[0]
-            outputs[rows[r]] = text
-    return outputs
 
 
 def gsm8k_accuracy(lm: Any, items: Sequence[tuple[str, str]], shots: int = 8,

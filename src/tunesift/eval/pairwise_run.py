@@ -59,9 +59,9 @@ def answers(run_or_model: str, questions: list[Question], template: str, device:
     """Greedy answers of one model, prompt + answer within ``max_total_tokens``; kept in ``cache`` (a file
     named by everything they depend on) so a model meets several opponents with one generation."""
     from tunesift.data.templates import get_template
-    from tunesift.eval.metrics import generate
     from tunesift.eval.suite import model_path
     from tunesift.models.causal_lm import CausalLM
+    from tunesift.models.generate import generate
 
     if cache is not None and cache.exists():
         return json.loads(cache.read_text(encoding="utf-8"))["answers"]
@@ -78,13 +78,13 @@ def answers(run_or_model: str, questions: list[Question], template: str, device:
 def make_judge(judge_model: str | None, base_url: str | None, api_key_env: str, device: str | None) -> Any:
     """The pairwise judge: an endpoint (``base_url`` and the model it serves) or a local model named
     explicitly; there is no default, since a 135M model is no judge of answers."""
-    from tunesift.scorers.judge import EndpointJudge, LocalChat
+    from tunesift.models.chat import EndpointChat, LocalChat
 
     if not judge_model:
         raise ConfigError("judge-model", "pairwise judging needs a judge: --base-url URL --judge-model SERVED_NAME, "
                           "or --judge-model LOCAL_MODEL")  # fmt: skip
     if base_url:
-        return EndpointJudge(base_url, judge_model, api_key_env=api_key_env)
+        return EndpointChat(base_url, judge_model, api_key_env=api_key_env)
     from tunesift.models.causal_lm import CausalLM
 
     return LocalChat(CausalLM.load(judge_model, device=device))

@@ -43,7 +43,7 @@ class EvalSettings:
     mmlu_seed: int = 0
     gsm8k_shots: int = 8
     max_length: int = 1024
-    token_budget: int = 4096
+    batch_tokens: int = 4096
     dtype: str = "auto"  # as for scoring: bf16 on a CUDA GPU that has it, else fp32
 
     def folder(self) -> Path:
@@ -88,13 +88,13 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
         started = time.perf_counter()
         if metric == "alpaca_eval_loss":
             pairs = metrics.read_alpaca_eval(folder / "alpaca_eval_805_gpt4_1106_preview.json", settings.n_alpaca)
-            value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.token_budget)
+            value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.batch_tokens)
         elif metric == "gsm8k_loss":
             pairs = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", settings.n_gsm8k)
-            value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.token_budget)
+            value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.batch_tokens)
         elif metric == "mmlu":
             items, dev = metrics.read_mmlu(folder / "mmlu", settings.n_mmlu, settings.mmlu_seed)
-            value = metrics.mmlu_accuracy(lm, items, dev, settings.mmlu_shots, 2 * settings.token_budget)
+            value = metrics.mmlu_accuracy(lm, items, dev, settings.mmlu_shots, 2 * settings.batch_tokens)
             value.pop("predicted")
         else:
             items = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", settings.n_gsm8k)

@@ -235,9 +235,9 @@ def train(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunesift.data.templates import get_template
+    from tunesift.execution.driver import as_pool
     from tunesift.models.precision import attention_implementation, pick_device, torch_dtype
     from tunesift.models.registry import resolve_model
-    from tunesift.scoring import as_pool
 
     cfg = config.resolved()
     run_dir = Path(out)

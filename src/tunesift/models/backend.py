@@ -45,7 +45,7 @@ class LMBackend(Protocol):
         """The model's chat template as text, without a BOS the tokenizer adds itself."""
 
     def target_nll(
-        self, spans: Sequence[TargetSpan], token_budget: int = 4096, on_batch: Callable[[int], None] | None = None
+        self, spans: Sequence[TargetSpan], batch_tokens: int = 4096, on_batch: Callable[[int], None] | None = None
     ) -> list[np.ndarray]:
         """Per-token NLL of each span's targets."""
 
@@ -53,13 +53,13 @@ class LMBackend(Protocol):
         self,
         texts: Sequence[TargetSpan],
         candidates: Sequence[int],
-        token_budget: int = 4096,
+        batch_tokens: int = 4096,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Probabilities of ``candidates`` after each text, renormalised over them."""
 
     def mean_hidden_and_loss(
-        self, texts: Sequence[Sequence[int]], token_budget: int = 4096
+        self, texts: Sequence[Sequence[int]], batch_tokens: int = 4096
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mean last hidden state and mean NLL of each text (embeddings)."""
 

@@ -74,11 +74,11 @@ def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return limit
 
 
-def _cut_group(lengths: Sequence[int], prefix: int, token_budget: int) -> list[tuple[int, int]]:
+def _cut_group(lengths: Sequence[int], prefix: int, batch_tokens: int) -> list[tuple[int, int]]:
     """Split lengths (sorted ascending) into runs minimising the tokens the decoder computes.
 
     A run ``[i, j)`` costs ``(j - i) * (max_len - prefix) + prefix`` tokens (padding included, the shared
-    prefix run once) plus ``BATCH_OVERHEAD_TOKENS``; it may hold at most ``token_budget`` tokens. Exact
+    prefix run once) plus ``BATCH_OVERHEAD_TOKENS``; it may hold at most ``batch_tokens`` tokens. Exact
     dynamic programming over the cut points: cheap next to one forward pass.
     """
     n = len(lengths)
@@ -88,7 +88,7 @@ def _cut_group(lengths: Sequence[int], prefix: int, token_budget: int) -> list[t
         longest = lengths[j - 1]
         for i in range(j - 1, -1, -1):
             size = j - i
-            if size > 1 and size * longest > token_budget:
+            if size > 1 and size * longest > batch_tokens:
                 break
             cost = best[i] + size * (longest - prefix) + prefix + BATCH_OVERHEAD_TOKENS
             if cost < best[j]:
@@ -101,7 +101,7 @@ def _cut_group(lengths: Sequence[int], prefix: int, token_budget: int) -> list[t
     return runs[::-1]
 
 
-def plan_batches(spans: Sequence[TargetSpan], token_budget: int) -> list[list[int]]:
+def plan_batches(spans: Sequence[TargetSpan], batch_tokens: int) -> list[list[int]]:
     """Indices of spans grouped into batches of one group each, sorted by length, ``B * max_len <= budget``.
 
     Cut points are chosen to waste as little compute on padding as possible (see :func:`_cut_group`).
@@ -116,7 +116,7 @@ def plan_batches(spans: Sequence[TargetSpan], token_budget: int) -> list[list[in
             shared_prefix_length([spans[i].ids for i in members]), min(spans[i].first_target for i in members) - 1
         )
         prefix = prefix if prefix >= MIN_SHARED_PREFIX else 0
-        batches.extend(members[i:j] for i, j in _cut_group(lengths, prefix, token_budget))
+        batches.extend(members[i:j] for i, j in _cut_group(lengths, prefix, batch_tokens))
     return batches
 
 
@@ -200,7 +200,7 @@ class CausalLM(TokenizerSide):
     def target_nll(
         self,
         spans: Sequence[TargetSpan],
-        token_budget: int = 4096,
+        batch_tokens: int = 4096,
         on_batch: Callable[[int], None] | None = None,
     ) -> list[np.ndarray]:
         """Per-token NLL (natural log) of each span's targets, in the order of ``spans``.
@@ -208,7 +208,7 @@ class CausalLM(TokenizerSide):
         ``on_batch`` is called with the number of spans finished after each forward pass (progress).
         """
         results: list[np.ndarray] = [np.empty(0, dtype=np.float64)] * len(spans)
-        for batch in plan_batches(spans, token_budget):
+        for batch in plan_batches(spans, batch_tokens):
             todo = [i for i in batch if spans[i].n_targets > 0]
             if todo:
                 for i, nll in zip(todo, self._batch_nll([spans[i] for i in todo]), strict=True):
@@ -222,7 +222,7 @@ class CausalLM(TokenizerSide):
         self,
         texts: Sequence[TargetSpan],
         candidates: Sequence[int],
-        token_budget: int = 4096,
+        batch_tokens: int = 4096,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Probabilities of the candidate tokens right after each text, renormalised over the candidates.
@@ -235,7 +235,7 @@ class CausalLM(TokenizerSide):
         weight = self._lm_head.weight[rows]
         bias = None if self._lm_head.bias is None else self._lm_head.bias[rows]
         out = np.full((len(texts), len(candidates)), np.nan)
-        for batch in plan_batches(texts, token_budget):
+        for batch in plan_batches(texts, batch_tokens):
             items = [texts[i] for i in batch]
             hidden, prefix = self._decode_batch(items)
             last = torch.tensor([len(s.ids) - 1 - prefix for s in items], device=self.device)
@@ -253,7 +253,7 @@ class CausalLM(TokenizerSide):
 
     @torch.inference_mode()
     def mean_hidden_and_loss(
-        self, texts: Sequence[Sequence[int]], token_budget: int = 4096
+        self, texts: Sequence[Sequence[int]], batch_tokens: int = 4096
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per text: the mean of the last hidden state (after the final norm) over all its tokens, not
         normalised, and the mean NLL of its tokens after the first (HF ``labels=input_ids``).
@@ -265,7 +265,7 @@ class CausalLM(TokenizerSide):
         width = self.model.config.get_text_config().hidden_size
         means = np.zeros((len(spans), width), dtype=np.float32)
         losses = np.full(len(spans), np.nan)
-        for batch in plan_batches(spans, token_budget):
+        for batch in plan_batches(spans, batch_tokens):
             items = [spans[i] for i in batch]
             hidden, _ = self._decode_batch(items)  # start=1 needs every position: no shared prefix
             for row, (i, span) in enumerate(zip(batch, items, strict=True)):

@@ -68,3 +68,17 @@ class RewardModel:
                 logits = self.model(**encoded).logits
             out[begin : begin + len(chunk)] = logits[:, 0].double().cpu().numpy()
         return out
+
+
+def reward_ref(reward_model: str | ResolvedModel | None, executor: Any, dtype: str | None = None) -> ResolvedModel:
+    """The reward checkpoint, resolved, checked to be a one-label sequence classifier, in its dtype."""
+    from tunesift.models.registry import resolve_model
+
+    if reward_model is None:
+        raise ConfigError("reward-model", "MoDS needs a reward model: a sequence-classification checkpoint (a folder "
+                          "or hub id, e.g. OpenAssistant/reward-model-deberta-v3-large-v2)")  # fmt: skip
+    if isinstance(reward_model, ResolvedModel):
+        return reward_model
+    resolved = resolve_model(reward_model, option="reward-model")
+    check_reward_checkpoint(resolved)
+    return resolved.on(executor.target_device(), dtype or "auto")

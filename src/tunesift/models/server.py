@@ -142,10 +142,10 @@ class ServerLM(TokenizerSide):
         return _read_logprobs(self._request([ids])[0], ids)
 
     def target_nll(
-        self, spans: Sequence[TargetSpan], token_budget: int = 4096, on_batch: Callable[[int], None] | None = None
+        self, spans: Sequence[TargetSpan], batch_tokens: int = 4096, on_batch: Callable[[int], None] | None = None
     ) -> list[np.ndarray]:
         """Per-token NLL of each span's targets, from the server's prompt log-probabilities; requests run
-        ``concurrency`` at a time (``token_budget`` is the server's business)."""
+        ``concurrency`` at a time (``batch_tokens`` is the server's business)."""
 
         def one(span: TargetSpan) -> np.ndarray:
             if span.n_targets == 0:
@@ -161,7 +161,7 @@ class ServerLM(TokenizerSide):
         self,
         texts: Sequence[TargetSpan],
         candidates: Sequence[int],
-        token_budget: int = 4096,
+        batch_tokens: int = 4096,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Probabilities of ``candidates`` after each text, renormalised over them: each candidate appended to
@@ -178,7 +178,7 @@ class ServerLM(TokenizerSide):
         return np.stack(self._each(texts, one, on_batch)) if texts else np.zeros((0, len(candidates)))
 
     def mean_hidden_and_loss(
-        self, texts: Sequence[Sequence[int]], token_budget: int = 4096
+        self, texts: Sequence[Sequence[int]], batch_tokens: int = 4096
     ) -> tuple[np.ndarray, np.ndarray]:
         raise ConfigError("base-url", "a server returns no hidden states: embeddings need an in-process model")
 

@@ -26,8 +26,17 @@ def score_column(path: str | Path, pool: Pool, label: str | None = None):
         values=table.values(),
         skip_reasons=[row.get("skip_reason") for row in table.rows],
         config=table.config,
-        tags=[row.get("instag_tags") for row in table.rows] if table.score_field == "instag" else None,
+        tags=_tag_column(table),
     )
+
+
+def _tag_column(table: Any) -> list[Any] | None:
+    """The values of the table's tag column, if it has one: a column whose values are lists of labels."""
+    for column in table.columns:
+        values = [row.get(column) for row in table.rows]
+        if any(isinstance(v, list) for v in values) and all(v is None or isinstance(v, list) for v in values):
+            return values
+    return None
 
 
 def load_selection(path: str | Path, pool: Pool, label: str | None = None):
@@ -56,9 +65,9 @@ def load_selection(path: str | Path, pool: Pool, label: str | None = None):
         if not where[sample.content_id]:
             raise InputError(f"is not a record of {pool.path}", path=path, record=sample.index)
         indices.append(where[sample.content_id].popleft())
-    from tunesift.scorers.registry import SCORERS
+    from tunesift.scorers import discover
 
-    fields = [i.score_field for i in SCORERS.values() if i.score_field in subset.samples[0].record]
+    fields = [m.score_field() for m in discover().values() if m.score_field() in subset.samples[0].record]
     return SelectionSet(label, indices, fields[0] if fields else None)
 
 

@@ -12,6 +12,14 @@ splits into four pure steps that an executor (in-process, or a Ray cluster) driv
 
 A unit whose computation raises gets :meth:`Scorer.failure` (null values and the reason, never a default),
 which is reported but not cached, so a later run tries it again.
+
+A **method** (:class:`Method`) is what a user names: ``tunesift score ifd``. Its class declares its name,
+columns, subset fields, default selection rule and options, and registers itself when it is defined (as
+NeMo Curator's stages and data-juicer's operators do), so the CLI, the Python API, the recipes and the
+conformance suite find it with no other file edited. The driver (:mod:`tunesift.execution.driver`) runs
+every method through the same hooks: :meth:`Method.build` (options -> a configured method, models resolved),
+:meth:`Method.stages` (the per-unit scorers to run; a plain scorer is its own one stage), :meth:`Method.row`
+(a sample's row from its units' results) and :meth:`Method.finish` (a pool-level step over all rows).
 """
 
 from __future__ import annotations
@@ -22,8 +30,99 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tunesift.data.sample import Sample
+from tunesift.errors import ConfigError
+from tunesift.options import Option, check_values
 
 Progress = Callable[[float], None] | None
+
+#: Every registered method by its name, in the order their modules define them.
+METHODS: dict[str, type[Method]] = {}
+
+
+@dataclass
+class PoolContext:
+    """What a pool-level hook may use: where scores are stored, the executor, the progress setting, and
+    ``embed`` (MiniLM vectors of the pool's valid samples, in pool order, cached in the store)."""
+
+    store_dir: Any
+    executor: Any
+    progress: bool
+    embed: Callable[[Any], Any]
+
+
+class Method:
+    """A named method: its declarations, and the hooks the driver calls to score a pool with it.
+
+    A subclass that sets ``method`` in its own body is registered under that name. ``columns`` are what
+    recipe steps may name; ``subset_columns`` the fields a subset record gets (the first is ranked by);
+    ``default_rule`` what ``tunesift select`` applies to it; ``needs`` a column that only exists with an
+    option (InstructMining's ``instructmining`` needs ``rule``).
+    """
+
+    method: ClassVar[str]
+    summary: ClassVar[str] = ""
+    columns: ClassVar[tuple[str, ...]] = ()
+    subset_columns: ClassVar[tuple[str, ...]] = ()
+    default_rule: ClassVar[str] = "top"
+    options: ClassVar[tuple[Option, ...]] = ()
+    needs: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "method" in cls.__dict__:
+            if not cls.subset_columns:
+                cls.subset_columns = cls.columns
+            METHODS[cls.method] = cls
+
+    @classmethod
+    def score_field(cls) -> str:
+        """The column a subset is ranked by."""
+        return cls.subset_columns[0]
+
+    @classmethod
+    def check(cls, options: dict[str, Any], where: str | None = None) -> dict[str, Any]:
+        """Every option's value (given ones type-checked, the rest their defaults); unknown ones refused."""
+        return check_values(cls.options, options, where or f"method {cls.method!r}")
+
+    @classmethod
+    def build(cls, pool: Any, executor: Any, **options: Any) -> Method:
+        """The configured method for ``pool`` (models resolved where ``executor`` runs); options are checked."""
+        raise NotImplementedError(f"{cls.__name__} does not say how it is built")
+
+    def stages(self) -> Sequence[Scorer]:
+        """The per-unit scorers the driver runs, in order (a scorer is its own one stage)."""
+        assert isinstance(self, Scorer)
+        return (self,)
+
+    def row(self, sample: Sample, results: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:
+        """A sample's row from each stage's results for its units (default: the one stage's ``combine``)."""
+        assert isinstance(self, Scorer)
+        return self.combine(sample, results[0])
+
+    def finish(self, pool: Any, rows: list[dict[str, Any]], context: PoolContext) -> None:
+        """A pool-level step over every row, in place (INSTAG's normalisation, InstructMining's kNN)."""
+
+    def table_config(self) -> dict[str, Any]:
+        """The configuration a score table records (default: the one stage's cache key)."""
+        return self.stages()[0].cache_config()
+
+    def ranked_by(self) -> str:
+        """The column this configured method ranks by (a method whose columns depend on its options overrides)."""
+        return self.score_field()
+
+    def table_columns(self) -> tuple[str, ...]:
+        return self.subset_columns
+
+
+def get_method(name: str) -> type[Method]:
+    """The registered method ``name`` (every module of :mod:`tunesift.scorers` is imported first)."""
+    from tunesift.scorers import discover
+
+    discover()
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError("scorer", f"unknown scorer {name!r}; choose one of {', '.join(METHODS)}") from None
 
 
 @dataclass(frozen=True)
@@ -34,7 +133,7 @@ class Unit:
     payload: Any
 
 
-class Scorer(ABC):
+class Scorer(Method, ABC):
     """One method's per-unit computation over one backend (a causal LM, an embedder, a judge endpoint)."""
 
     #: Name of the store files and of the ``scorer`` field of the cache configuration.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,13 +25,11 @@ import numpy as np
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
 from tunesift.models.causal_lm import TargetSpan
+from tunesift.options import BATCH_TOKENS, CHUNK_SIZE, LM_OPTIONS, MODEL_HELP, model_option
 from tunesift.scorers.base import CausalLMScorer, Progress, Unit
 
 if TYPE_CHECKING:
-    from tunesift.data.pools import Pool
-    from tunesift.execution import Executor
     from tunesift.models.backend import LMBackend
-    from tunesift.scoring import ScoreTable
 
 # Bump when a prompt or the reading of the scores changes.
 DEITA_VERSION = 1
@@ -88,14 +85,31 @@ def evol(complexity: Sequence[float], quality: Sequence[float]) -> float:
 class DEITA(CausalLMScorer):
     """A unit per rating text (each turn's complexity, and its quality where it has a reply)."""
 
+    method = "deita"
+    summary = "DEITA: the rater's expected complexity and quality (1-6) per turn; EVOL = sum of complexity x quality."
+    columns = DEITA_COLUMNS
+    options = (
+        model_option("Rater: any causal LM (a DEITA scorer checkpoint where you have one). " + MODEL_HELP),
+        BATCH_TOKENS,
+        CHUNK_SIZE,
+        *LM_OPTIONS,
+    )
+
     name = "deita"
     result_fields = ("score", "skip_reason")
     unit_name = "rating"
 
-    def __init__(self, model: Any, token_budget: int = 4096) -> None:
+    def __init__(self, model: Any, batch_tokens: int = 4096, chunk_size: int | None = None) -> None:
         self.model = model
-        self.token_budget = token_budget
-        self.chunk_size = 256
+        self.batch_tokens = batch_tokens
+        self.chunk_size = chunk_size or 256
+
+    @classmethod
+    def build(cls, pool: Any, executor: Any, *, model: Any, batch_tokens: int, chunk_size: int | None,
+              **where: Any) -> DEITA:  # fmt: skip
+        from tunesift.models.backend import model_ref
+
+        return cls(model_ref(model, executor, **where), batch_tokens, chunk_size)
 
     def cache_config(self) -> dict[str, Any]:
         prompts = hashlib.sha256((COMPLEXITY_PROMPT + "\n" + QUALITY_PROMPT).encode("utf-8")).hexdigest()
@@ -118,7 +132,7 @@ class DEITA(CausalLMScorer):
             if limit is None or len(ids) <= limit:
                 spans.append(TargetSpan(ids, start=len(ids)))
                 where.append(i)
-        probs = backend.next_token_probs(spans, candidates, self.token_budget, on_batch=on_progress)
+        probs = backend.next_token_probs(spans, candidates, self.batch_tokens, on_batch=on_progress)
         for i, row in zip(where, probs, strict=True):
             finite = bool(np.all(np.isfinite(row)))
             results[i] = {"score": expected_score(row) if finite else None,
@@ -148,30 +162,3 @@ class DEITA(CausalLMScorer):
 
 def _key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def score_deita(
-    data: Pool | str | Path,
-    *,
-    model: Any = None,
-    store_dir: str | Path | None = None,
-    token_budget: int = 4096,
-    chunk_size: int | None = None,
-    device: str | None = None,
-    executor: Executor | None = None,
-    progress: bool = False,
-    dtype: str | None = None,
-    **server: Any,
-) -> ScoreTable:
-    """DEITA's complexity, quality and EVOL for every record (METHODS.md §6); ``model`` is the rater (default
-    the packaged SmolLM2; a DEITA scorer checkpoint where you have one), in process or on a server."""
-    from tunesift.models.backend import model_ref
-    from tunesift.models.registry import DEFAULT_MODEL
-    from tunesift.scoring import as_pool, default_executor, score_pool
-
-    pool = as_pool(data)
-    executor = default_executor(executor, device)
-    scorer = DEITA(model_ref(model or DEFAULT_MODEL, executor, dtype=dtype, **server), token_budget)
-    scorer.chunk_size = chunk_size or scorer.chunk_size
-    return score_pool(scorer, pool, columns=DEITA_COLUMNS, score_field="deita", store_dir=store_dir,
-                      executor=executor, progress=progress)  # fmt: skip

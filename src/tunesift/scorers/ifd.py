@@ -15,8 +15,10 @@ from typing import Any, Literal
 from tunesift.data.sample import Sample
 from tunesift.data.templates import TEMPLATE_NAMES, Template, get_template
 from tunesift.errors import ConfigError
+from tunesift.models.backend import model_ref
 from tunesift.models.causal_lm import CausalLM, TargetSpan
 from tunesift.models.registry import ResolvedModel
+from tunesift.options import BATCH_TOKENS, CHUNK_SIZE, LM_OPTIONS, TURNS, Option, model_option
 from tunesift.scorers.base import CausalLMScorer, Progress, Unit
 from tunesift.scorers.turns import aggregate, check_turn_rule
 
@@ -130,10 +132,10 @@ class IFDScorer:
     name = "ifd"
     columns = ("ifd", "loss_cond", "loss_direct", "n_tokens")
 
-    def __init__(self, lm: CausalLM, config: IFDConfig | None = None, token_budget: int = 4096) -> None:
+    def __init__(self, lm: CausalLM, config: IFDConfig | None = None, batch_tokens: int = 4096) -> None:
         self.lm = lm
         self.config = (config or IFDConfig()).resolved()
-        self.token_budget = token_budget
+        self.batch_tokens = batch_tokens
         self.template: Template = get_template(self.config.template, lm)
         self._bos_len = len(lm.encode(""))
 
@@ -185,7 +187,7 @@ class IFDScorer:
         spans: list[TargetSpan] = []
         for i in todo:
             spans.extend((prepared[i].cond, prepared[i].direct))
-        nll = self.lm.target_nll(spans, self.token_budget, on_batch=on_progress)
+        nll = self.lm.target_nll(spans, self.batch_tokens, on_batch=on_progress)
         per_unit: list[Any] = list(prepared)  # skips already are results
         for position, i in enumerate(todo):
             cond_nll, direct_nll = nll[2 * position], nll[2 * position + 1]
@@ -205,6 +207,22 @@ class IFD(CausalLMScorer):
     The turn rule is applied in :meth:`combine`, after the cache: changing it recomputes nothing.
     """
 
+    method = "ifd"
+    summary = "IFD (Cherry LLM / Superfiltering): how much the instruction helps the model predict the response."
+    columns = IFD_COLUMNS
+    default_rule = "cherry"
+    options = (
+        model_option(),
+        Option("variant", str, "cherry", "cherry: ratio of mean losses; superfilter: ratio of perplexities, no template."),
+        Option("template", str | None, None,
+               "Prompt template: alpaca, wiz, vicuna, plain, chat. Default: alpaca (cherry), plain (superfilter)."),
+        Option("max_length", int | None, None, "Token budget M per text. Default: 512 (cherry), 1024 (superfilter)."),
+        TURNS,
+        BATCH_TOKENS,
+        CHUNK_SIZE,
+        *LM_OPTIONS,
+    )  # fmt: skip
+
     name = "ifd"
     result_fields = IFD_FIELDS
     texts_per_unit = 2
@@ -216,21 +234,35 @@ class IFD(CausalLMScorer):
         template: str | None = None,
         max_length: int | None = None,
         turn_rule: str = "mean",
-        token_budget: int = 4096,
+        batch_tokens: int = 4096,
+        chunk_size: int | None = None,
     ) -> None:
         self.model = model
         self.config = IFDConfig(variant=variant, template=template, max_length=max_length,
                                 turn_rule=turn_rule).resolved()  # fmt: skip
-        self.token_budget = token_budget
+        self.batch_tokens = batch_tokens
+        self.chunk_size = chunk_size or type(self).chunk_size
+
+    @classmethod
+    def build(cls, pool: Any, executor: Any, *, model: Any, variant: str, template: str | None,
+              max_length: int | None, turn_rule: str, batch_tokens: int, chunk_size: int | None,
+              **where: Any) -> IFD:  # fmt: skip
+        IFDConfig(variant, template, max_length, turn_rule).resolved()  # bad options fail before a model is resolved
+        return cls(model_ref(model, executor, **where), variant, template, max_length, turn_rule, batch_tokens,
+                   chunk_size)  # fmt: skip
 
     def cache_config(self) -> dict[str, Any]:
         return cache_key(self.config, self.model)
+
+    def table_config(self) -> dict[str, Any]:
+        # per-turn results are cached: the turn rule is not part of the key, only of the table's configuration
+        return {**self.cache_config(), "turn_rule": self.config.turn_rule}
 
     def describe(self) -> str:
         return f"IFD ({self.config.variant})"
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
-        scorer = IFDScorer(backend, self.config, token_budget=self.token_budget)
+        scorer = IFDScorer(backend, self.config, batch_tokens=self.batch_tokens)
         return [r.to_dict() for r in scorer.score([u.payload for u in units], on_progress=on_progress)]
 
     def combine(self, sample: Sample, results: Sequence[dict[str, Any]]) -> dict[str, Any]:

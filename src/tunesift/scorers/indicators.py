@@ -25,6 +25,7 @@ from tunesift.atomic import atomic_open
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, InputError
 from tunesift.models.registry import ResolvedModel
+from tunesift.options import BATCH_TOKENS, CHUNK_SIZE, LM_OPTIONS, Option
 from tunesift.scorers.base import CausalLMScorer, Progress, Unit
 
 INDICATORS = ("len_instruction", "len_input", "len_response", "ppl", "mtld", "knn")
@@ -194,14 +195,89 @@ class IndicatorLM(CausalLMScorer):
     response, and the response's mean NLL (its perplexity's log). A conversation is described by its last
     turn. MTLD and kNN-i are computed by the pool-level function (cheap, or a property of the set)."""
 
+    method = "indicators"
+    summary = "InstructMining's indicators: lengths, response perplexity, MTLD, kNN-i; with --rule, the predicted loss."
+    columns = (*INDICATORS, "instructmining")
+    default_rule = "bottom"
+    needs = {"instructmining": "rule"}
+    options = (
+        Option("rule", Path | None, None, "Indicator rule JSON written by fit-indicators.", flag="--rule"),
+        Option("model", str, "smollm2-135m-instruct", "Model for token lengths and response perplexity."),
+        Option("knn", int, 6, "kNN-i: distance to the i-th nearest other sample (MiniLM).", flag="--knn"),
+        Option("max_length", int, 1024, "Tokens of the response scored for perplexity."),
+        BATCH_TOKENS,
+        CHUNK_SIZE,
+        *LM_OPTIONS,
+    )  # fmt: skip
+
     name = "indicators-lm"
     result_fields = ("len_instruction", "len_input", "len_response", "response_loss", "response_tokens",
                      "ppl_skip_reason")  # fmt: skip
 
-    def __init__(self, model: ResolvedModel, max_length: int = 1024, token_budget: int = 4096) -> None:
+    def __init__(self, model: ResolvedModel, max_length: int = 1024, batch_tokens: int = 4096,
+                 chunk_size: int | None = None, knn: int = 6, rule: IndicatorRule | None = None) -> None:  # fmt: skip
         self.model = model
         self.max_length = max_length
-        self.token_budget = token_budget
+        self.batch_tokens = batch_tokens
+        self.chunk_size = chunk_size or type(self).chunk_size
+        self.knn = knn
+        self.rule = rule
+        self._embedding: dict[str, Any] = {}
+
+    @classmethod
+    def build(cls, pool: Any, executor: Any, *, rule: Any, model: Any, knn: int, max_length: int,
+              batch_tokens: int, chunk_size: int | None, **where: Any) -> IndicatorLM:  # fmt: skip
+        from tunesift.models.backend import model_ref
+
+        if isinstance(rule, (str, Path)):
+            rule = IndicatorRule.load(rule)
+        return cls(model_ref(model, executor, **where), max_length, batch_tokens, chunk_size, knn, rule)
+
+    def row(self, sample: Sample, results: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:
+        hit = results[0][0]
+        loss = hit["response_loss"]
+        return {
+            "len_instruction": _float_or_none(hit["len_instruction"]),
+            "len_input": _float_or_none(hit["len_input"]),
+            "len_response": _float_or_none(hit["len_response"]),
+            "ppl": math.exp(loss) if loss is not None else None,
+            "mtld": _finite_or_none(mtld(sample.output)),
+            "knn": None,
+            "skip_reason": None,
+        }
+
+    def finish(self, pool: Any, rows: list[dict[str, Any]], context: Any) -> None:
+        """kNN-i over the pool's MiniLM vectors (a property of the set), then the rule's prediction."""
+        valid = [row for row in rows if row.get("id") is not None]
+        if valid:
+            table = context.embed(pool)
+            by_index = {row["index"]: row for row in valid}
+            for index, value in zip(table.indices, knn_distance(table.vectors, self.knn), strict=True):
+                by_index[index]["knn"] = _finite_or_none(float(value))
+            self._embedding = table.config
+        if self.rule is None:
+            return
+        for row in valid:
+            values = {name: row[name] for name in INDICATORS}
+            row["instructmining"] = self.rule.predict(values)
+            if row["instructmining"] is None:
+                missing = [n for n in self.rule.indicators if values.get(n) is None]
+                row["skip_reason"] = f"indicator_undefined: {', '.join(missing)}"
+
+    def table_config(self) -> dict[str, Any]:
+        config = {"scorer": "indicators", "version": INDICATOR_VERSION, "lm": self.cache_config(),
+                  "embedding": self._embedding, "knn": self.knn,
+                  "mtld": {"threshold": MTLD_THRESHOLD, "min_factor": MTLD_MIN_FACTOR}}  # fmt: skip
+        if self.rule is not None:
+            config["rule"] = {"indicators": list(self.rule.indicators), "coefficients": list(self.rule.coefficients),
+                              "intercept": self.rule.intercept}  # fmt: skip
+        return config
+
+    def ranked_by(self) -> str:
+        return "instructmining" if self.rule is not None else "len_response"
+
+    def table_columns(self) -> tuple[str, ...]:
+        return (*INDICATORS, *(("instructmining",) if self.rule is not None else ()))
 
     def cache_config(self) -> dict[str, Any]:
         return {"scorer": "indicators-lm", "version": INDICATOR_VERSION, **self.model.key(),
@@ -216,7 +292,7 @@ class IndicatorLM(CausalLMScorer):
         chunk: list[Sample] = [u.payload for u in units]
         bos = len(backend.encode(""))
         spans = [TargetSpan(tuple(backend.encode(s.output)[: self.max_length]), start=bos) for s in chunk]
-        nll = backend.target_nll(spans, self.token_budget, on_batch=on_progress)
+        nll = backend.target_nll(spans, self.batch_tokens, on_batch=on_progress)
         rows = []
         for sample, span, values in zip(chunk, spans, nll, strict=True):
             loss = float(values.mean()) if len(values) else math.nan
@@ -232,3 +308,11 @@ class IndicatorLM(CausalLMScorer):
 
     def failure(self, reason: str) -> dict[str, Any]:
         return {**super().failure(reason), "ppl_skip_reason": f"error: {reason}"}
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None

@@ -25,20 +25,16 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from tunesift.data.sample import Sample
+from tunesift.models.chat import EndpointChat, EndpointSpec, LocalChat, chat_ref
 from tunesift.models.registry import ResolvedModel
+from tunesift.options import API_KEY_ENV, BASE_URL, CHUNK_SIZE, CONCURRENCY, DTYPE, RETRIES, TIMEOUT, Option
 from tunesift.scorers.base import Progress, Scorer, Unit
-from tunesift.scorers.judge import EndpointJudge, EndpointSpec, UnparseableReply
-
-if TYPE_CHECKING:
-    from tunesift.data.pools import Pool
-    from tunesift.execution import Executor
-    from tunesift.scoring import ScoreTable
+from tunesift.scorers.judge import UnparseableReply
 
 INSTAG_VERSION = 1
 PROMPT = (
@@ -90,53 +86,52 @@ def turn_query(sample: Sample, turn: int) -> str:
     return f"{t.user}\n{t.input}" if t.input else t.user
 
 
-class LocalTagger:
-    """A local causal LM writing the tag list greedily after its chat template (or the bare prompt)."""
-
-    def __init__(self, lm: Any, max_new_tokens: int = MAX_NEW_TOKENS) -> None:
-        self.lm = lm
-        self.max_new_tokens = max_new_tokens
-
-    def replies(self, queries: Sequence[str]) -> list[tuple[str | None, str | None, bool]]:
-        from tunesift.eval.metrics import generate
-
-        if self.lm.has_chat_template:
-            texts = [self.lm.render_chat(tag_messages(q), add_generation_prompt=True) for q in queries]
-        else:
-            texts = [PROMPT.format(query=q) + "\n" for q in queries]
-        return [(reply, None, False) for reply in generate(self.lm, texts, self.max_new_tokens)]
-
-
-class EndpointTagger:
-    def __init__(self, client: EndpointJudge) -> None:
-        self.client = client
-
-    def replies(self, queries: Sequence[str]) -> list[tuple[str | None, str | None, bool]]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=self.client.concurrency) as pool:
-            return list(pool.map(lambda q: self.client.complete(tag_messages(q)), queries))
-
-
 class InsTag(Scorer):
     """A unit per user query (keyed by the query text); a sample's raw tags are the union over its turns."""
+
+    method = "instag"
+    summary = "INSTAG: an LLM tags each query's intentions; tags normalised over the pool; complexity = number of tags."
+    columns = ("instag",)
+    subset_columns = INSTAG_COLUMNS
+    options = (
+        Option("model", str | None, None, "Tagger: with --base-url, the model name the endpoint serves; without, a "
+               "local causal LM generating greedily (default smollm2-135m-instruct; a 135M model rarely writes valid "
+               "JSON). Real use needs an endpoint tagger."),
+        BASE_URL, API_KEY_ENV, CONCURRENCY, TIMEOUT, RETRIES,
+        Option("max_new_tokens", int, MAX_NEW_TOKENS, "Longest tag list the tagger may write, in tokens."),
+        Option("min_tag_count", int, MIN_TAG_COUNT, "Frequency filtering: tags seen fewer times over the pool are "
+               "dropped (the paper: 20, over a large pool; lower it for a small one)."),
+        Option("semantic", bool, True, "Merge tags within cosine distance 0.05 (all-MiniLM-L6-v2, DBSCAN), as the "
+               "paper does with PhraseBERT.", flag="--semantic/--no-semantic"),
+        DTYPE,
+        CHUNK_SIZE,
+    )  # fmt: skip
 
     name = "instag"
     result_fields = ("tags", "tag_reply", "skip_reason", "transient")
     unit_name = "query"
 
-    def __init__(self, tagger: EndpointSpec | ResolvedModel, max_new_tokens: int = MAX_NEW_TOKENS) -> None:
+    def __init__(self, tagger: EndpointSpec | ResolvedModel, max_new_tokens: int = MAX_NEW_TOKENS,
+                 chunk_size: int | None = None, min_tag_count: int = MIN_TAG_COUNT,
+                 semantic: bool = True) -> None:  # fmt: skip
         self.tagger = tagger
         self.max_new_tokens = max_new_tokens
-        self.chunk_size = 32
+        self.chunk_size = chunk_size or 32
+        self.min_tag_count = min_tag_count
+        self.semantic = semantic
+        self._normalisation: dict[str, Any] = {}
         if isinstance(tagger, EndpointSpec):
             tagger.client()  # checks the URL and limits on the driver
 
-    def _client(self) -> EndpointJudge:
+    @classmethod
+    def build(cls, pool: Any, executor: Any, *, model: Any, max_new_tokens: int, min_tag_count: int,
+              semantic: bool, chunk_size: int | None, **where: Any) -> InsTag:  # fmt: skip
+        return cls(chat_ref(model, executor, **where), max_new_tokens, chunk_size, min_tag_count, semantic)
+
+    def _client(self) -> EndpointChat:
         spec = self.tagger
         assert isinstance(spec, EndpointSpec)
-        return EndpointJudge(spec.base_url, spec.model, api_key_env=spec.api_key_env, concurrency=spec.concurrency,
-                             timeout=spec.timeout, retries=spec.retries, max_tokens=self.max_new_tokens)  # fmt: skip
+        return spec.client(max_tokens=self.max_new_tokens)
 
     def cache_config(self) -> dict[str, Any]:
         if isinstance(self.tagger, EndpointSpec):
@@ -153,15 +148,17 @@ class InsTag(Scorer):
         return [Unit(_key(q), q) for q in queries]
 
     def load_backend(self, device: str | None = None) -> Any:
+        """A chat model: the endpoint, or the local model generating greedily (after its chat template, or the
+        bare prompt and a newline for a model without one)."""
         if isinstance(self.tagger, EndpointSpec):
-            return EndpointTagger(self._client())
+            return self._client()
         from tunesift.models.backend import load_lm
 
-        return LocalTagger(load_lm(self.tagger, device), self.max_new_tokens)
+        return LocalChat(load_lm(self.tagger, device), self.max_new_tokens, plain_suffix="\n")
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         results = []
-        for reply, error, transient in backend.replies([u.payload for u in units]):
+        for reply, error, transient in backend.complete_all([tag_messages(u.payload) for u in units]):
             if reply is None:
                 results.append({"tags": None, "tag_reply": None, "skip_reason": error, "transient": transient})
                 continue
@@ -183,6 +180,23 @@ class InsTag(Scorer):
         for r in results:
             tags.extend(t for t in r["tags"] if t not in tags)
         return {"instag_raw_tags": tags, "tag_reply": None, "skip_reason": None}
+
+    def finish(self, pool: Any, rows: list[dict[str, Any]], context: Any) -> None:
+        """The paper's normalisation over the whole pool's tags; complexity is the number of normalised tags."""
+        embed = None
+        if self.semantic:
+            from tunesift.models.minilm import MiniLMEmbedder
+
+            embed = MiniLMEmbedder(device="cpu").embed
+        normalised, self._normalisation = normalise_tags([r.get("instag_raw_tags") for r in rows],
+                                                         min_count=self.min_tag_count, embed=embed)  # fmt: skip
+        for row, tags in zip(rows, normalised, strict=True):
+            row["instag_tags"] = tags
+            row["instag"] = None if tags is None else float(len(tags))
+
+    def table_config(self) -> dict[str, Any]:
+        return {**self.cache_config(), "normalisation": self._normalisation,
+                "semantic_embedder": "all-MiniLM-L6-v2" if self.semantic else None}  # fmt: skip
 
 
 def _key(text: str) -> str:
@@ -289,72 +303,3 @@ def normalise_tags(
             "min_count": min_count, "semantic_distance": semantic_distance, "min_support": min_support,
             "min_confidence": min_confidence}  # fmt: skip
     return out, info
-
-
-def coverage_select(tags: Sequence[Sequence[str] | None], k: int) -> list[int]:
-    """Complexity-first diverse sampling (the paper's Algorithm 1): positions in order of tag count (most
-    first; ties: earliest), a pass keeping each one that adds a tag the pass has not covered; passes repeat
-    over what is left, each with an empty cover, until ``k`` are kept or a pass keeps none."""
-    order = sorted((p for p, t in enumerate(tags) if t), key=lambda p: (-len(tags[p]), p))
-    chosen: list[int] = []
-    while len(chosen) < k and order:
-        covered: set[str] = set()
-        left = []
-        for p in order:
-            if len(chosen) < k and not set(tags[p]) <= covered:
-                chosen.append(p)
-                covered |= set(tags[p])
-            else:
-                left.append(p)
-        if len(left) == len(order):
-            break
-        order = left
-    return chosen
-
-
-def score_instag(
-    data: Pool | str | Path,
-    *,
-    model: str | ResolvedModel | None = None,
-    base_url: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    concurrency: int = 8,
-    timeout: float = 60.0,
-    retries: int = 4,
-    max_new_tokens: int = MAX_NEW_TOKENS,
-    min_tag_count: int = MIN_TAG_COUNT,
-    semantic: bool = True,
-    store_dir: str | Path | None = None,
-    chunk_size: int | None = None,
-    device: str | None = None,
-    executor: Executor | None = None,
-    progress: bool = False,
-    dtype: str | None = None,
-) -> ScoreTable:
-    """INSTAG's tags of every record, normalised over the pool: ``instag_raw_tags`` (the tagger's),
-    ``instag_tags`` (normalised) and ``instag`` (complexity: the number of normalised tags)."""
-    from tunesift.score_judge import judge_ref
-    from tunesift.scoring import as_pool, default_executor, score_pool
-
-    pool = as_pool(data)
-    executor = default_executor(executor, device)
-    tagger = judge_ref(model, executor, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                       timeout=timeout, retries=retries, dtype=dtype)  # fmt: skip
-    scorer = InsTag(tagger, max_new_tokens)
-    scorer.chunk_size = chunk_size or scorer.chunk_size
-    table = score_pool(scorer, pool, columns=INSTAG_COLUMNS, score_field="instag", store_dir=store_dir,
-                       executor=executor, progress=progress)  # fmt: skip
-    embed = None
-    if semantic:
-        from tunesift.embeddings import MiniLMEmbedder
-
-        embedder = MiniLMEmbedder(device="cpu")
-        embed = embedder.embed
-    normalised, info = normalise_tags([r.get("instag_raw_tags") for r in table.rows], min_count=min_tag_count,
-                                      embed=embed)  # fmt: skip
-    for row, tags in zip(table.rows, normalised, strict=True):
-        row["instag_tags"] = tags
-        row["instag"] = None if tags is None else float(len(tags))
-    table.config = {**table.config, "normalisation": info, "semantic_embedder": "all-MiniLM-L6-v2" if semantic
-                    else None}  # fmt: skip
-    return table

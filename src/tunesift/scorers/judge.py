@@ -2,9 +2,8 @@
 
 Two judges behind one result type:
 
-* :class:`EndpointJudge`: any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, vLLM,
-  llama.cpp's server, ...), temperature 0, a bounded number of requests in flight, timeouts, retries
-  with exponential backoff on 429/5xx/network errors. A reply whose score cannot be read is an error
+* :class:`ChatJudge`: the rubric's messages to a chat model (:mod:`tunesift.models.chat`: an
+  OpenAI-compatible endpoint), the reply read by the rubric. A reply whose score cannot be read is an error
   that keeps the raw reply, never a default score.
 * :class:`LocalJudge`: a local causal LM; instead of sampling a reply it reads the probabilities of the
   six score tokens 0..5 right after the prompt (as SelectIT does) and reports their expectation.
@@ -13,18 +12,17 @@ Two judges behind one result type:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
-from tunesift.models.http import JsonEndpoint, RequestFailed
+from tunesift.models.chat import EndpointSpec, chat_ref
 from tunesift.models.registry import ResolvedModel
+from tunesift.options import BATCH_TOKENS, CHAT_OPTIONS, CHUNK_SIZE, Option
 from tunesift.scorers.base import Progress, Scorer, Unit
 
 if TYPE_CHECKING:
@@ -111,55 +109,19 @@ class Rubric:
     plain_forms: tuple[tuple[str, str], ...]
 
 
-class EndpointJudge:
-    """An OpenAI-compatible chat endpoint. The key is read from the environment variable ``api_key_env``
-    (none is sent when it is unset, as local servers expect)."""
+class ChatJudge:
+    """A rubric asked of a chat model (an endpoint, or any :class:`~tunesift.models.chat.EndpointChat`-like
+    object): the rubric's messages out, the reply read by the rubric's parser. A reply whose score cannot be
+    read is an error that keeps the raw reply, never a default score."""
 
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        *,
-        api_key_env: str = "OPENAI_API_KEY",
-        concurrency: int = 8,
-        timeout: float = 60.0,
-        retries: int = 4,
-        backoff: float = 1.0,
-        max_tokens: int = 256,
-        rubric: Rubric | None = None,
-    ) -> None:
-        if concurrency < 1:
-            raise ConfigError("concurrency", f"must be at least 1, got {concurrency}")
-        self.endpoint = JsonEndpoint(base_url, api_key_env=api_key_env, timeout=timeout, retries=retries,
-                                     backoff=backoff)  # fmt: skip
-        self.url = self.endpoint.base_url + "/chat/completions"
-        self.model = model
-        self.concurrency = concurrency
-        self.max_tokens = max_tokens
+    def __init__(self, chat: Any, rubric: Rubric | None = None) -> None:
+        self.chat = chat
         self.rubric = rubric or ALPAGASUS
 
     def describe(self) -> dict[str, object]:
-        return {"judge": "endpoint", "url": self.url, "model": self.model, "temperature": 0,
-                "max_tokens": self.max_tokens}  # fmt: skip
+        return self.chat.describe()
 
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str | None, str | None, bool]:
-        """(reply, error, transient) of one chat request, retried with exponential backoff on 429, 5xx and
-        network errors; other HTTP errors and malformed responses are not retried."""
-        try:
-            body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
-            payload = self.endpoint.post("/chat/completions", body)
-        except RequestFailed as err:
-            return None, err.reason, err.transient
-        try:
-            content = payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            return None, f"bad_response: not a chat completion: {json.dumps(payload)[:200]}", False
-        if not isinstance(content, str):
-            return None, f"bad_response: reply content is not text: {content!r}", False
-        return content, None, False
-
-    def rate_one(self, sample: Sample) -> JudgeResult:
-        reply, error, transient = self.complete(self.rubric.messages(sample))
+    def read(self, reply: str | None, error: str | None, transient: bool) -> JudgeResult:
         if reply is None:
             return JudgeResult(None, None, error, transient)
         try:
@@ -168,16 +130,9 @@ class EndpointJudge:
             return JudgeResult(None, reply, err.reason)
 
     def rate(self, samples: Sequence[Sample], on_progress: Callable[[float], None] | None = None) -> list[JudgeResult]:
-        """Ratings in the order of ``samples``, at most ``concurrency`` requests in flight."""
-
-        def one(sample: Sample) -> JudgeResult:
-            result = self.rate_one(sample)
-            if on_progress is not None:
-                on_progress(1)
-            return result
-
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(one, samples))
+        """Ratings in the order of ``samples`` (the chat model bounds the requests in flight)."""
+        replies = self.chat.complete_all([self.rubric.messages(s) for s in samples], on_progress=on_progress)
+        return [self.read(*reply) for reply in replies]
 
 
 class LocalJudge:
@@ -185,9 +140,9 @@ class LocalJudge:
     right where its reply would write the score (renormalised over the scale), after the prompt rendered
     with the model's chat template, or as plain text for a model without one."""
 
-    def __init__(self, lm: LMBackend, token_budget: int = 4096, rubric: Rubric | None = None) -> None:
+    def __init__(self, lm: LMBackend, batch_tokens: int = 4096, rubric: Rubric | None = None) -> None:
         self.lm = lm
-        self.token_budget = token_budget
+        self.batch_tokens = batch_tokens
         self.rubric = rubric or ALPAGASUS
         self.chat = lm.has_chat_template
         probe = self._render([{"role": "user", "content": "x"}])
@@ -226,7 +181,7 @@ class LocalJudge:
                 continue
             spans.append(TargetSpan(tuple(ids), start=len(ids), group="judge"))
             keep.append(i)
-        probs = self.lm.next_token_probs(spans, self.candidates, self.token_budget, on_batch=on_progress)
+        probs = self.lm.next_token_probs(spans, self.candidates, self.batch_tokens, on_batch=on_progress)
         for i, p in zip(keep, probs, strict=True):
             if not all(math.isfinite(x) for x in p):
                 results[i] = JudgeResult(None, None, "non_finite_probabilities")
@@ -252,47 +207,7 @@ def _single_tokens(lm: LMBackend, text: str, options: Sequence[str]) -> list[int
 ALPAGASUS = Rubric("alpagasus", SCALE, judge_messages, parse_score, (("", "{d}"),), (("\n\nScore: ", "{d}"),))
 
 
-class LocalChat:
-    """A local model answering chat messages by greedy generation: the local counterpart of
-    :meth:`EndpointJudge.complete` for judges that must write a reply (pairwise comparison)."""
-
-    def __init__(self, lm, max_new_tokens: int = 64) -> None:  # lm: tunesift.models.CausalLM
-        self.lm = lm
-        self.max_new_tokens = max_new_tokens
-
-    def describe(self) -> dict[str, object]:
-        return {"judge": "local-generate", "model": self.lm.name, "max_new_tokens": self.max_new_tokens}
-
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str | None, str | None, bool]:
-        from tunesift.eval.metrics import generate
-
-        tok = self.lm.tokenizer
-        if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            if tok.bos_token and text.startswith(tok.bos_token) and self.lm.encode("")[:1] == [tok.bos_token_id]:
-                text = text[len(tok.bos_token) :]
-        else:
-            text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-        return generate(self.lm, [text], self.max_new_tokens)[0], None, False
-
-
 PROMPT_SHA256 = hashlib.sha256((SYSTEM_PROMPT + "\n" + USER_TEMPLATE).encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    """An OpenAI-compatible judge endpoint, as parameters (the worker builds the client)."""
-
-    base_url: str
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    timeout: float = 60.0
-    retries: int = 4
-
-    def client(self, rubric: Rubric | None = None) -> EndpointJudge:
-        return EndpointJudge(self.base_url, self.model, api_key_env=self.api_key_env, concurrency=self.concurrency,
-                             timeout=self.timeout, retries=self.retries, rubric=rubric)  # fmt: skip
 
 
 class JudgeScorer(Scorer):
@@ -305,11 +220,27 @@ class JudgeScorer(Scorer):
     prompt_sha256: ClassVar[str]
     chunk_size = 64
 
-    def __init__(self, judge: EndpointSpec | ResolvedModel, token_budget: int = 4096) -> None:
+    method_options = (
+        Option("model", str | None, None, "Judge: with --base-url, the model name the endpoint serves; without, a "
+               "local model (packaged name or checkpoint dir; default smollm2-135m-instruct) read through its "
+               "probabilities of the scores."),
+        *CHAT_OPTIONS,
+        BATCH_TOKENS,
+        CHUNK_SIZE,
+    )  # fmt: skip
+
+    def __init__(self, judge: EndpointSpec | ResolvedModel, batch_tokens: int = 4096,
+                 chunk_size: int | None = None) -> None:  # fmt: skip
         self.judge = judge
-        self.token_budget = token_budget
+        self.batch_tokens = batch_tokens
+        self.chunk_size = chunk_size or type(self).chunk_size
         if isinstance(judge, EndpointSpec):
             judge.client()  # checks the URL and limits now, on the driver, before any work
+
+    @classmethod
+    def build(cls, pool: Any, executor: Any, *, model: Any, batch_tokens: int, chunk_size: int | None,
+              **where: Any) -> JudgeScorer:  # fmt: skip
+        return cls(chat_ref(model, executor, **where), batch_tokens, chunk_size)
 
     def cache_config(self) -> dict[str, Any]:
         if isinstance(self.judge, EndpointSpec):
@@ -320,10 +251,10 @@ class JudgeScorer(Scorer):
 
     def load_backend(self, device: str | None = None) -> Any:
         if isinstance(self.judge, EndpointSpec):
-            return self.judge.client(self.rubric)
+            return ChatJudge(self.judge.client(), self.rubric)
         from tunesift.models.backend import load_lm
 
-        return LocalJudge(load_lm(self.judge, device), self.token_budget, self.rubric)
+        return LocalJudge(load_lm(self.judge, device), self.batch_tokens, self.rubric)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         return [
@@ -345,6 +276,13 @@ class JudgeScorer(Scorer):
 
 class AlpaGasus(JudgeScorer):
     """AlpaGasus's accuracy rating 0-5 (METHODS.md §4)."""
+
+    method = "alpagasus"
+    summary = "AlpaGasus: an LLM judge rates each response's accuracy 0-5 (unreadable replies: null, raw reply kept)."
+    columns = ("alpagasus",)
+    subset_columns = ("alpagasus", "judge_reply")
+    default_rule = "alpagasus"
+    options = JudgeScorer.method_options
 
     name = "alpagasus"
     result_fields = ("alpagasus", "judge_reply", "probs", "skip_reason", "transient")

@@ -15,18 +15,12 @@ then ``merge.py`` (seed plus necessity samples).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tunesift.data.sample import Sample
-from tunesift.errors import ConfigError
 from tunesift.models.registry import ResolvedModel
+from tunesift.options import CHUNK_SIZE, DTYPE, Option
 from tunesift.scorers.base import Progress, Scorer, Unit
-
-if TYPE_CHECKING:
-    from tunesift.data.pools import Pool
-    from tunesift.execution import Executor
-    from tunesift.scoring import ScoreTable
 
 MODS_VERSION = 1
 MODS_COLUMNS = ("mods_reward",)
@@ -42,13 +36,31 @@ def question(sample: Sample) -> str:
 class MoDSReward(Scorer):
     """A unit per sample: the reward model's score of (question, the sample's response)."""
 
+    method = "mods"
+    summary = "MoDS quality: a reward model's score of each (instruction, response)."
+    columns = ("mods_reward",)
+    options = (
+        Option("reward_model", str | None, None, "Reward model: a Hugging Face sequence-classification checkpoint "
+               "with one score (folder or hub id; MoDS uses OpenAssistant/reward-model-deberta-v3-large-v2)."),
+        Option("batch_size", int, 16, "Pairs scored per forward pass (the reward model batches pairs, not tokens)."),
+        DTYPE,
+        CHUNK_SIZE,
+    )  # fmt: skip
+
     name = "mods"
     result_fields = ("mods_reward", "skip_reason")
 
-    def __init__(self, reward_model: ResolvedModel, batch_size: int = 16) -> None:
+    def __init__(self, reward_model: ResolvedModel, batch_size: int = 16, chunk_size: int | None = None) -> None:
         self.reward_model = reward_model
         self.batch_size = batch_size
-        self.chunk_size = 128
+        self.chunk_size = chunk_size or 128
+
+    @classmethod
+    def build(cls, pool: Any, executor: Any, *, reward_model: Any, batch_size: int, dtype: str | None,
+              chunk_size: int | None) -> MoDSReward:  # fmt: skip
+        from tunesift.models.reward import reward_ref
+
+        return cls(reward_ref(reward_model, executor, dtype), batch_size, chunk_size)
 
     def cache_config(self) -> dict[str, Any]:
         return {"scorer": "mods", "version": MODS_VERSION, "reward": self.reward_model.key()}
@@ -75,13 +87,13 @@ class MoDSNecessity(Scorer):
     result_fields = ("mods_answer", "mods_answer_reward", "skip_reason")
 
     def __init__(self, model: ResolvedModel, reward_model: ResolvedModel, template: str = "alpaca",
-                 max_new_tokens: int = 256, batch_size: int = 8) -> None:  # fmt: skip
+                 max_new_tokens: int = 256, batch_size: int = 8, chunk_size: int | None = None) -> None:  # fmt: skip
         self.model = model
         self.reward_model = reward_model
         self.template = template
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        self.chunk_size = 32
+        self.chunk_size = chunk_size or 32
 
     def cache_config(self) -> dict[str, Any]:
         return {"scorer": "mods_necessity", "version": MODS_VERSION, "template": self.template,
@@ -100,7 +112,7 @@ class MoDSNecessity(Scorer):
         return lm, get_template(self.template, lm.tokenizer), RewardModel.load(self.reward_model, device)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
-        from tunesift.eval.metrics import generate
+        from tunesift.models.generate import generate
 
         lm, template, reward = backend
         prompts = [template.prompt(u.payload.instruction, u.payload.input) for u in units]
@@ -110,41 +122,3 @@ class MoDSNecessity(Scorer):
             on_progress(len(units))
         return [{"mods_answer": a, "mods_answer_reward": float(s), "skip_reason": None}
                 for a, s in zip(answers, scores, strict=True)]  # fmt: skip
-
-
-def reward_ref(reward_model: str | ResolvedModel | None, executor: Executor, dtype: str | None = None) -> ResolvedModel:
-    """The reward checkpoint, resolved, checked to be a one-label sequence classifier, in its dtype."""
-    from tunesift.models.registry import resolve_model
-    from tunesift.models.reward import check_reward_checkpoint
-
-    if reward_model is None:
-        raise ConfigError("reward-model", "MoDS needs a reward model: a sequence-classification checkpoint (a folder "
-                          "or hub id, e.g. OpenAssistant/reward-model-deberta-v3-large-v2)")  # fmt: skip
-    if isinstance(reward_model, ResolvedModel):
-        return reward_model
-    resolved = resolve_model(reward_model, option="reward-model")
-    check_reward_checkpoint(resolved)
-    return resolved.on(executor.target_device(), dtype or "auto")
-
-
-def score_mods(
-    data: Pool | str | Path,
-    *,
-    reward_model: str | ResolvedModel | None = None,
-    batch_size: int = 16,
-    store_dir: str | Path | None = None,
-    chunk_size: int | None = None,
-    device: str | None = None,
-    executor: Executor | None = None,
-    progress: bool = False,
-    dtype: str | None = None,
-) -> ScoreTable:
-    """MoDS's quality: the reward model's score of every record's (question, response)."""
-    from tunesift.scoring import as_pool, default_executor, score_pool
-
-    pool = as_pool(data)
-    executor = default_executor(executor, device)
-    scorer = MoDSReward(reward_ref(reward_model, executor, dtype), batch_size)
-    scorer.chunk_size = chunk_size or scorer.chunk_size
-    return score_pool(scorer, pool, columns=MODS_COLUMNS, score_field="mods_reward", store_dir=store_dir,
-                      executor=executor, progress=progress)  # fmt: skip

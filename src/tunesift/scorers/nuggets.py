@@ -30,13 +30,12 @@ import numpy as np
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
 from tunesift.models.causal_lm import TargetSpan
+from tunesift.options import BATCH_TOKENS, CHUNK_SIZE, LM_OPTIONS, MODEL_HELP, Option, model_option
 from tunesift.scorers.base import CausalLMScorer, Progress, Unit
 
 if TYPE_CHECKING:
     from tunesift.data.pools import Pool
-    from tunesift.execution import Executor
     from tunesift.models.backend import LMBackend
-    from tunesift.scoring import ScoreTable
 
 NUGGETS_VERSION = 1
 SEPARATOR = "\n\n"  # tasks/alpaca.py exemplar_seperator
@@ -87,16 +86,41 @@ class AnchoredLM:
 class Nuggets(CausalLMScorer):
     """A unit per sample: its wins over the anchors as a one-shot demonstration."""
 
+    method = "nuggets"
+    summary = ("Nuggets: the share of anchor tasks the model answers better with the sample as a one-shot "
+               "demonstration than zero-shot.")  # fmt: skip
+    columns = NUGGETS_COLUMNS
+    options = (
+        model_option("The model whose one-shot gain is measured. " + MODEL_HELP),
+        Option("anchors", Path | None, None, "Anchor tasks: a pool file of your own (every valid record; default: a "
+               "seeded sample of --n-anchors of the pool)."),
+        Option("n_anchors", int, DEFAULT_ANCHORS,
+               "Anchors sampled from the pool when no --anchors file is given (the paper: 100)."),
+        Option("anchor_seed", int, 0, "Seed of that sample."),
+        BATCH_TOKENS,
+        CHUNK_SIZE,
+        *LM_OPTIONS,
+    )  # fmt: skip
+
     name = "nuggets"
     result_fields = ("nuggets", "nuggets_wins", "nuggets_anchors", "skip_reason")
 
-    def __init__(self, model: Any, anchors: Sequence[Task], token_budget: int = 4096) -> None:
+    def __init__(self, model: Any, anchors: Sequence[Task], batch_tokens: int = 4096,
+                 chunk_size: int | None = None) -> None:  # fmt: skip
         if not anchors:
             raise ConfigError("anchors", "the anchor set is empty")
         self.model = model
         self.anchors = tuple(anchors)
-        self.token_budget = token_budget
-        self.chunk_size = 16
+        self.batch_tokens = batch_tokens
+        self.chunk_size = chunk_size or 16
+
+    @classmethod
+    def build(cls, pool: Any, executor: Any, *, model: Any, anchors: Any, n_anchors: int, anchor_seed: int,
+              batch_tokens: int, chunk_size: int | None, **where: Any) -> Nuggets:  # fmt: skip
+        from tunesift.models.backend import model_ref
+
+        tasks = load_anchors(pool, anchors, n_anchors, anchor_seed)
+        return cls(model_ref(model, executor, **where), tasks, batch_tokens, chunk_size)
 
     def anchors_sha256(self) -> str:
         payload = json.dumps([[a.instruction, a.input, a.output] for a in self.anchors], ensure_ascii=False)
@@ -115,7 +139,7 @@ class Nuggets(CausalLMScorer):
         for anchor, span in zip(self.anchors, spans, strict=True):
             if span.n_targets == 0:
                 raise ConfigError("anchors", f"an anchor has no response tokens: {anchor.instruction[:60]!r}")
-        zero = np.array([-float(nll.sum()) for nll in lm.target_nll(spans, self.token_budget)])
+        zero = np.array([-float(nll.sum()) for nll in lm.target_nll(spans, self.batch_tokens)])
         return AnchoredLM(lm, zero)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
@@ -132,7 +156,7 @@ class Nuggets(CausalLMScorer):
                 continue
             spans.extend(mine)
             used.append((u, which))
-        nll = lm.target_nll(spans, self.token_budget)
+        nll = lm.target_nll(spans, self.batch_tokens)
         one_shot = np.array([-float(x.sum()) for x in nll])
         position = 0
         for u, which in used:
@@ -168,34 +192,3 @@ def load_anchors(pool: Pool, anchors: str | Path | None, n_anchors: int = DEFAUL
         raise ConfigError("anchors", "the pool has no valid record to sample anchors from")
     picks = np.random.default_rng(seed).choice(len(valid), size=min(n_anchors, len(valid)), replace=False)
     return [Task.of(valid[int(i)]) for i in sorted(picks)]
-
-
-def score_nuggets(
-    data: Pool | str | Path,
-    *,
-    model: Any = None,
-    anchors: str | Path | None = None,
-    n_anchors: int = DEFAULT_ANCHORS,
-    anchor_seed: int = 0,
-    store_dir: str | Path | None = None,
-    token_budget: int = 4096,
-    chunk_size: int | None = None,
-    device: str | None = None,
-    executor: Executor | None = None,
-    progress: bool = False,
-    dtype: str | None = None,
-    **server: Any,
-) -> ScoreTable:
-    """Nuggets' golden score of every record: the share of anchors whose response is likelier with the
-    record as a one-shot demonstration than zero-shot (``model``: default the packaged SmolLM2)."""
-    from tunesift.models.backend import model_ref
-    from tunesift.models.registry import DEFAULT_MODEL
-    from tunesift.scoring import as_pool, default_executor, score_pool
-
-    pool = as_pool(data)
-    executor = default_executor(executor, device)
-    tasks = load_anchors(pool, anchors, n_anchors, anchor_seed)
-    scorer = Nuggets(model_ref(model or DEFAULT_MODEL, executor, dtype=dtype, **server), tasks, token_budget)
-    scorer.chunk_size = chunk_size or scorer.chunk_size
-    return score_pool(scorer, pool, columns=NUGGETS_COLUMNS, score_field="nuggets", store_dir=store_dir,
-                      executor=executor, progress=progress)  # fmt: skip

@@ -25,7 +25,8 @@ from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, InputError
 from tunesift.models.causal_lm import TargetSpan
 from tunesift.models.registry import ResolvedModel
-from tunesift.scorers.base import CausalLMScorer, Progress, Unit
+from tunesift.options import BATCH_TOKENS, CHUNK_SIZE, LM_OPTIONS, TURNS, Option
+from tunesift.scorers.base import CausalLMScorer, Method, Progress, Unit
 from tunesift.scorers.turns import aggregate
 
 if TYPE_CHECKING:
@@ -140,9 +141,9 @@ class Rating:
 class SelectITRater:
     """Reads the five score-token probabilities of one rater, batched behind the shared rating sentence."""
 
-    def __init__(self, lm: LMBackend, token_budget: int = 4096) -> None:
+    def __init__(self, lm: LMBackend, batch_tokens: int = 4096) -> None:
         self.lm = lm
-        self.token_budget = token_budget
+        self.batch_tokens = batch_tokens
         self.candidates = score_token_ids(lm)
         self.context = lm.context_length
 
@@ -165,7 +166,7 @@ class SelectITRater:
                 continue
             texts.append(TargetSpan(ids, start=len(ids), group=prompt_id(sentence)))
             where.append(i)
-        probs = self.lm.next_token_probs(texts, self.candidates, self.token_budget, on_batch=on_progress)
+        probs = self.lm.next_token_probs(texts, self.candidates, self.batch_tokens, on_batch=on_progress)
         for i, row in zip(where, probs, strict=True):
             if np.all(np.isfinite(row)):
                 ratings[i] = Rating(tuple(float(x) for x in row), None, n_response[i])
@@ -286,11 +287,13 @@ class SelectITRating(CausalLMScorer):
     result_fields = ("p", "skip_reason", "n_tokens")
     unit_name = "rating"
 
-    def __init__(self, model: ResolvedModel, sentences: Sequence[str], token_budget: int = 4096) -> None:
+    def __init__(self, model: ResolvedModel, sentences: Sequence[str], batch_tokens: int = 4096,
+                 chunk_size: int | None = None) -> None:  # fmt: skip
         self.model = model
         self.sentences = tuple(sentences)
-        self.token_budget = token_budget
-        self.chunk_size = 128 * max(1, len(self.sentences))
+        self.batch_tokens = batch_tokens
+        # a chunk is counted in samples: each has a rating per sentence
+        self.chunk_size = (chunk_size or 128) * max(1, len(self.sentences))
 
     def cache_config(self) -> dict[str, Any]:
         return {"scorer": "selectit-rater", "version": SCORER_VERSION, **self.model.key()}
@@ -306,10 +309,95 @@ class SelectITRating(CausalLMScorer):
         ]
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
-        ratings = SelectITRater(backend, self.token_budget).rate([u.payload for u in units], on_progress=on_progress)
+        ratings = SelectITRater(backend, self.batch_tokens).rate([u.payload for u in units], on_progress=on_progress)
         return [{"p": r.probs, "skip_reason": r.skip_reason, "n_tokens": r.n_tokens} for r in ratings]
 
     @staticmethod
     def rating(result: dict[str, Any]) -> Rating:
         p = result["p"]
         return Rating(None if p is None else tuple(p), result["skip_reason"], result.get("n_tokens", 0))
+
+
+class SelectIT(Method):
+    """SelectIT (METHODS.md §3): each rater's ratings are a stage of their own (raters are loaded one at a
+    time); a sample's row pools them into the token, sentence and model levels, every level kept."""
+
+    method = "selectit"
+    summary = ("SelectIT: the model rates each sample 1-5; its certainty weighs the rating (token, "
+               "sentence, model level).")  # fmt: skip
+    columns = ("selectit", "s_model")
+    subset_columns = ("selectit",)
+    options = (
+        Option("models", str, "smollm2-135m-instruct", "Raters, comma-separated (packaged names or checkpoint dirs); "
+               "two or more give the model level. SelectIT wants instruction-tuned raters, the larger the better: a "
+               "base model such as gemma-3-270m rated no better than chance in our measurements.", split=True),
+        Option("k", int, 5, "Number of rating prompts pooled at the sentence level.", flag="--k"),
+        Option("alpha", float, 0.2, "Penalty on the spread of the prompts' token scores."),
+        Option("prompts_file", Path | None, None, "Your own rating sentences, one per line (default: tunesift's five).",
+               flag="--prompts"),
+        Option("level", str | None, None,
+               "token | sentence | model (default: model with two or more raters, else sentence)."),
+        Option("token_prompt", int, 0, "Token level: the 0-based index of the one prompt used."),
+        Option("token_rule", str, "paper",
+               "paper (METHODS.md) or authors-code (an extra softmax, as in the authors' code)."),
+        TURNS,
+        BATCH_TOKENS,
+        CHUNK_SIZE,
+        *LM_OPTIONS,
+    )  # fmt: skip
+
+    def __init__(self, raters: Sequence[SelectITRating], n_parameters: Sequence[int], config: SelectITConfig,
+                 turn_rule: str = "mean") -> None:  # fmt: skip
+        self.raters = tuple(raters)
+        self.n_parameters = tuple(n_parameters)
+        self.config = config
+        self.turn_rule = turn_rule
+
+    @classmethod
+    def build(cls, pool: Any, executor: Any, *, models: Sequence[Any] | str, k: int, alpha: float,
+              prompts_file: Any, level: str | None, token_prompt: int, token_rule: str, turn_rule: str,
+              batch_tokens: int, chunk_size: int | None, **where: Any) -> SelectIT:  # fmt: skip
+        from tunesift.models.backend import model_ref
+        from tunesift.models.registry import count_parameters
+        from tunesift.scorers.turns import check_turn_rule
+
+        if isinstance(models, str):
+            models = [m.strip() for m in models.split(",") if m.strip()]
+        if not models:
+            raise ConfigError("models", "give at least one rater")
+        check_turn_rule(turn_rule)
+        prompts = load_prompts(prompts_file)
+        cfg = SelectITConfig(k, alpha, level, token_prompt, token_rule).resolved(len(models), len(prompts))
+        sentences = [prompts[i] for i in cfg.prompt_indices()]
+        resolved = [model_ref(m, executor, **where) for m in models]
+        raters = [SelectITRating(r, sentences, batch_tokens, chunk_size) for r in resolved]
+        return cls(raters, [count_parameters(r) for r in resolved], cfg, turn_rule)
+
+    def stages(self) -> Sequence[SelectITRating]:
+        return self.raters
+
+    def row(self, sample: Sample, results: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:
+        n = len(self.raters[0].sentences)
+        per_rater = []
+        for found in results:
+            flat = [SelectITRating.rating(r) for r in found]
+            per_rater.append([flat[t * n : (t + 1) * n] for t in range(len(sample.turns))])
+        names = [r.model.name for r in self.raters]
+        return combine(per_rater, names, self.n_parameters, self.config, self.turn_rule)
+
+    def table_config(self) -> dict[str, Any]:
+        cfg, sentences = self.config, list(self.raters[0].sentences)
+        return {
+            "scorer": "selectit",
+            "version": SCORER_VERSION,
+            "raters": [{**r.model.key(), "n_parameters": n} for r, n in zip(self.raters, self.n_parameters,
+                                                                             strict=True)],
+            "prompts": sentences,
+            "prompts_sha256": hashlib.sha256("\n".join(sentences).encode("utf-8")).hexdigest(),
+            "k": cfg.k,
+            "alpha": cfg.alpha,
+            "level": cfg.level,
+            "token_prompt": cfg.token_prompt if cfg.level == "token" else None,
+            "token_rule": cfg.token_rule,
+            "turn_rule": self.turn_rule,
+        }  # fmt: skip

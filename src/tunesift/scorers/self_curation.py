@@ -84,6 +84,13 @@ RUBRIC = Rubric("self_curation", SCALE, curation_messages, parse_curation, FORMS
 class SelfCuration(JudgeScorer):
     """Humpback's 5-point quality rating of each sample, by an endpoint or a local model."""
 
+    method = "self-curation"
+    summary = "Self-curation (Humpback): a judge rates each pair on the paper's 5-point scale; keep the 5s."
+    columns = ("self_curation",)
+    subset_columns = ("self_curation", "judge_reply")
+    default_rule = "self-curation"
+    options = JudgeScorer.method_options
+
     name = "self_curation"
     result_fields = ("self_curation", "judge_reply", "probs", "skip_reason", "transient")
     rubric = RUBRIC

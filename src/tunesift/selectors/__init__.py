@@ -1,5 +1,5 @@
-"""Set-level selection over score columns."""
+"""Set-level selection over score columns and embeddings; each selector registers itself by name."""
 
-from tunesift.selectors.rules import RULES, Budget, Selection, select_by_rule, select_cherry, select_superfilter
+from tunesift.selectors.base import SELECTORS, Budget, Candidates, Selection, Selector, discover, get_selector
 
-__all__ = ["RULES", "Budget", "Selection", "select_by_rule", "select_cherry", "select_superfilter", "select_top"]
+__all__ = ["SELECTORS", "Budget", "Candidates", "Selection", "Selector", "discover", "get_selector"]

@@ -6,11 +6,14 @@ and return positions into the embedding matrix, deterministic given ``random_sta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from tunesift.errors import ConfigError
+from tunesift.options import Option
+from tunesift.selectors.base import SEED, Candidates, Selector
 
 
 def kmeans_labels(x: np.ndarray, n_clusters: int = 100, *, random_state: int = 0) -> np.ndarray:
@@ -75,3 +78,25 @@ def cluster_top_k(labels: Sequence[int], scores: Sequence[float | None], k: int)
         scored = [i for i in members if scores[i] is not None and np.isfinite(scores[i])]
         chosen.extend(sorted(scored, key=lambda i: (-scores[i], i))[:k])
     return chosen
+
+
+class ClusterTop(Selector):
+    """k-means on the candidates' embeddings, then the best-scored samples of each cluster."""
+
+    name = "cluster-top"
+    options = (
+        Option("by", str | None, None, "The score column ranked by (default: the scorer's own)."),
+        Option("clusters", int, 100, "k-means clusters on the embeddings."),
+        Option("per_cluster", int | None, None, "Samples taken per cluster (default: budget / clusters)."),
+        SEED,
+    )
+    embeds = True
+
+    def select(self, candidates: Candidates, size: int) -> list[int]:
+        by = self.params["by"] or candidates.score_field
+        idx = candidates.indices
+        labels = kmeans_labels(candidates.vectors(), self.params["clusters"], random_state=self.params["random_state"])
+        n_clusters = len(set(labels.tolist()))
+        per_cluster = self.params["per_cluster"] or max(1, math.ceil(size / n_clusters))
+        picks = cluster_top_k(labels, [candidates.value(i, by) for i in idx], per_cluster)
+        return sorted(picks, key=lambda p: (-candidates.value(idx[p], by), idx[p]))[:size]

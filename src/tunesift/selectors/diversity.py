@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tunesift.errors import ConfigError
+from tunesift.options import Option
+from tunesift.selectors.base import SEED, Candidates, Selector
 
 CHUNK_ROWS = 4096  # rows of a distance/similarity block computed at once
 
@@ -188,3 +190,61 @@ def longest(lengths: Sequence[int], k: int) -> list[int]:
     """The k samples with the longest responses (ties by index)."""
     k = _check_budget(k, len(lengths))
     return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))[:k]
+
+
+class Random(Selector):
+    """A seeded uniform sample of the candidates: the baseline every method is measured against."""
+
+    name = "random"
+    options = (SEED,)
+
+    def select(self, candidates: Candidates, size: int) -> list[int]:
+        return random_select(len(candidates.indices), size, random_state=self.params["random_state"])
+
+
+class Longest(Selector):
+    """The candidates with the longest responses (in characters): a strong baseline (Zhao et al. 2024)."""
+
+    name = "longest"
+
+    def select(self, candidates: Candidates, size: int) -> list[int]:
+        return longest(candidates.response_chars(), size)
+
+
+class KCenter(Selector):
+    """k-center greedy on the candidates' embeddings."""
+
+    name = "kcenter"
+    options = (SEED,)
+    embeds = True
+
+    def select(self, candidates: Candidates, size: int) -> list[int]:
+        return kcenter_greedy(candidates.vectors(), size, random_state=self.params["random_state"])
+
+
+class FacilityLocation(Selector):
+    """Facility location (cosine kernel) on the candidates' embeddings: Superfiltering.D's second stage."""
+
+    name = "facility-location"
+    embeds = True
+
+    def select(self, candidates: Candidates, size: int) -> list[int]:
+        return facility_location(candidates.vectors(), size)
+
+
+BY = Option("by", str | None, None, "The score column ranked by (default: the scorer's own).")
+
+
+class DeitaFilter(Selector):
+    """DEITA's score-first diversity filter: best first, a sample admitted only below ``tau`` cosine
+    similarity to every admitted one."""
+
+    name = "deita"
+    options = (BY, Option("tau", float, 0.9, "deita: admit a sample only below this cosine similarity to every "
+                          "admitted one."))  # fmt: skip
+    embeds = True
+
+    def select(self, candidates: Candidates, size: int) -> list[int]:
+        by = self.params["by"] or candidates.score_field
+        scores = [candidates.value(i, by) for i in candidates.indices]
+        return deita_filter(scores, candidates.vectors(), size, tau=self.params["tau"])

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from tunesift.errors import ConfigError
+from tunesift.options import Option
+from tunesift.selectors.base import SEED, Candidates, Selector
 from tunesift.selectors.diversity import _as_matrix, _check_budget
 
 DEFAULT_BINS = 10  # the reference's --k default
@@ -67,3 +69,14 @@ def dq_select(x: np.ndarray, k: int, *, bins: int = DEFAULT_BINS, random_state: 
         take = min(take, len(members))
         chosen.extend(int(members[p]) for p in sorted(rng.choice(len(members), size=take, replace=False)))
     return chosen
+
+
+class DatasetQuantization(Selector):
+    """Dataset quantization: GraphCut bins, then a seeded uniform sample of every bin to the exact budget."""
+
+    name = "dq"
+    options = (Option("bins", int, DEFAULT_BINS, "dq: bins the pool is split into before sampling."), SEED)
+    embeds = True
+
+    def select(self, candidates: Candidates, size: int) -> list[int]:
+        return dq_select(candidates.vectors(), size, bins=self.params["bins"], random_state=self.params["random_state"])

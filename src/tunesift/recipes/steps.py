@@ -1,4 +1,4 @@
-"""Selection rules over score columns, and the one step engine that runs them (they never call a model).
+"""The step engine of recipes and the selection rules built on it (they never call a model).
 
 A rule (``cherry``, ``superfilter``, ``top``, ``bottom``, ``alpagasus``) is its built-in recipe's steps run
 over one column, so ``tunesift select --rule cherry`` and ``tunesift run cherry`` share one implementation.
@@ -8,43 +8,16 @@ Ties are broken by pool position (earlier first), so a selection is deterministi
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from tunesift.errors import ConfigError
+from tunesift.selectors.base import Budget, Selection
 
-
-@dataclass(frozen=True)
-class Budget:
-    """How many to keep: a ``rate`` of the base count the rule defines, or an exact ``count``."""
-
-    rate: float | None = None
-    count: int | None = None
-
-    def __post_init__(self) -> None:
-        if (self.rate is None) == (self.count is None):
-            raise ConfigError("rate/count", "give exactly one of --rate or --count")
-        if self.rate is not None and not 0.0 < self.rate <= 1.0:
-            raise ConfigError("rate", f"must be in (0, 1], got {self.rate}")
-        if self.count is not None and self.count < 1:
-            raise ConfigError("count", f"must be a positive number, got {self.count}")
-
-    def size(self, base: int, available: int) -> int:
-        wanted = int(self.rate * base) if self.rate is not None else self.count
-        return min(wanted, available)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Chosen pool indices in rank order, with the counts a manifest reports."""
-
-    indices: list[int]
-    n_pool: int
-    n_scored: int
-    n_candidates: int
-    rule: str
-
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+}  # fmt: skip
 
 Value = Callable[[int, str], "float | None"]
 SelectFn = Callable[[dict[str, Any], list[int], int], list[int]]
@@ -66,8 +39,6 @@ def apply_steps(
     by ``top`` here or by ``select(body, candidates, size)`` for set-level methods. Returns the chosen
     indices in rank order and the candidates the final select saw.
     """
-    from tunesift.recipes import OPERATORS
-
     chosen: list[int] = []
     for step in steps:
         kind, body = next(iter(step.items()))
@@ -101,7 +72,7 @@ RULE_RECIPES = {"cherry": "cherry", "superfilter": "superfiltering", "top": "sel
 
 def rule_steps(rule: str, column: str = "score") -> list[dict[str, Any]]:
     """The steps of a rule, over ``column``: those of its built-in recipe (``RULE_RECIPES``)."""
-    from tunesift.recipes import load_recipe
+    from tunesift.recipes.load import load_recipe
 
     if rule not in RULE_RECIPES:
         raise ConfigError("rule", f"unknown rule {rule!r}; choose one of {', '.join(RULE_RECIPES)}")

@@ -2,7 +2,7 @@
 
 Every user error (bad pool, unknown model, bad option) is one line on stderr and exit status 2, and no
 output file is written. The ``score`` and ``run`` commands are built from the scorer registry and the
-built-in recipes: each per-method option is declared once (:mod:`tunesift.scorers.registry`) and reaches
+built-in recipes: each per-method option is declared once, on its method's class (:mod:`tunesift.scorers`), and reaches
 the scoring function under the same name.
 """
 
@@ -19,7 +19,8 @@ import typer
 import typer.core
 
 from tunesift.errors import TunesiftError
-from tunesift.scorers.registry import DTYPE, SCORERS, Option, ScorerInfo
+from tunesift.options import DTYPE, Option
+from tunesift.scorers import Method, discover
 
 
 class Terminated(BaseException):
@@ -64,14 +65,55 @@ class _Group(typer.core.TyperGroup):
                 signal.signal(signal.SIGTERM, previous)
 
 
+class _Generated(typer.core.TyperGroup):
+    """A group whose commands come from a registry at the moment they are asked for, so a method registered
+    after import (a plugin, a test) has its commands too."""
+
+    make: Callable[[], dict[str, Callable[..., None]]]
+
+    def _sync(self) -> None:
+        for name, body in type(self).make().items():
+            if name not in self.commands:
+                single = typer.Typer()
+                single.command(name)(body)
+                command = typer.main.get_command(single)
+                command.name = name
+                self.add_command(command, name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        self._sync()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        self._sync()
+        return super().get_command(ctx, cmd_name)
+
+
+class _ScoreGroup(_Generated):
+    @staticmethod
+    def make() -> dict[str, Callable[..., None]]:
+        return {name: _score_command(cls) for name, cls in discover().items()}
+
+
+class _RunGroup(_Generated):
+    @staticmethod
+    def make() -> dict[str, Callable[..., None]]:
+        from tunesift.recipes import run_names
+
+        return {name: _run_command(name) for name in run_names()}
+
+
+
+
 app = typer.Typer(
     cls=_Group,
     help="Pick the best instruction-tuning data out of a pool: score it, select a subset, explain it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-score_app = typer.Typer(help="Score every record of a pool; writes one JSON line per record.", no_args_is_help=True)
-run_app = typer.Typer(help="Score and select in one go with a published method.", no_args_is_help=True)
+score_app = typer.Typer(cls=_ScoreGroup, help="Score every record of a pool; writes one JSON line per record.",
+                        no_args_is_help=True)  # fmt: skip
+run_app = typer.Typer(cls=_RunGroup, help="Score and select in one go with a published method.", no_args_is_help=True)
 app.add_typer(score_app, name="score")
 app.add_typer(run_app, name="run")
 
@@ -224,7 +266,7 @@ def files_written(kind: str, path: Path) -> list[Path]:
     return written(kind, path)
 
 
-def _input_options(info: ScorerInfo, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _input_options(info: type[Method], kwargs: dict[str, Any]) -> dict[str, Any]:
     """The scorer options that name an input file (a rule, a prompts file)."""
     return {o.name: kwargs[o.name] for o in info.options if o.type in (Path, Path | None) and kwargs[o.name]}
 
@@ -246,7 +288,7 @@ def _say_summary(executor: Any) -> None:
         typer.echo(line, err=True)
 
 
-def _score_command(info: ScorerInfo) -> Callable[..., None]:
+def _score_command(info: type[Method]) -> Callable[..., None]:
     """``tunesift score NAME``: every option the scorer declares, plus input, output and executor options."""
 
     def body(**kw: Any) -> None:
@@ -257,8 +299,8 @@ def _score_command(info: ScorerInfo) -> Callable[..., None]:
             pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
             _probe([kw["out"]])
             executor = _executor(kw)
-            table = info.load()(pool, **_option_values(info.options, kw), store_dir=kw["store"], executor=executor,
-                                progress=True)  # fmt: skip
+            table = api.score(info, pool, **_option_values(info.options, kw), store_dir=kw["store"],
+                              executor=executor, progress=True)  # fmt: skip
             api.write_scores(kw["out"], table)
             rejects = api.write_rejects(kw["out"], pool)
         except TunesiftError as err:
@@ -316,14 +358,15 @@ def _run_command(name: str) -> Callable[..., None]:
     options (default: the recipe's own values), budget, outputs and executor options."""
     from dataclasses import replace
 
-    from tunesift.recipes import CUT_RATE, SELECT_OVERRIDES, THRESHOLD, load_recipe
+    from tunesift.recipes import CUT_RATE, THRESHOLD, load_recipe
+    from tunesift.scorers import get_method
+    from tunesift.selectors import get_selector
 
     recipe = load_recipe(name)
-    scorer_options = SCORERS[recipe.scorer].options if recipe.scorer else ()
+    scorer_options = get_method(recipe.scorer).options if recipe.scorer else ()
     final = recipe.steps[-1]["select"]
-    overrides = [
-        o for key, o in SELECT_OVERRIDES.items() if key in final or key in _SELECT_KEYS.get(final["method"], ())
-    ]
+    # the final selector's own options, default the recipe's (which column it ranks by stays the recipe's)
+    overrides = [_unset_help(o) for o in get_selector(final["method"]).options if o.name != "by"]
     has_cut = any("cut" in step for step in recipe.steps)
     has_filter = any("filter" in step for step in recipe.steps)
 
@@ -348,21 +391,11 @@ def _run_command(name: str) -> Callable[..., None]:
     return _command(body, params, recipe.description)
 
 
-# Select options a method takes even where its recipe leaves them at their default.
-_SELECT_KEYS = {"random": ("random_state",), "kcenter": ("random_state",), "deita": ("tau",),
-                "cluster-top": ("clusters", "per_cluster", "random_state"), "dq": ("bins", "random_state")}  # fmt: skip
+def _unset_help(option: Option) -> Option:
+    """A select option whose default is the recipe's own value."""
+    from dataclasses import replace
 
-
-def _register() -> None:
-    from tunesift.recipes import builtin_names
-
-    for info in SCORERS.values():
-        score_app.command(info.name)(_score_command(info))
-    for name in builtin_names():
-        run_app.command(name)(_run_command(name))
-
-
-_register()
+    return replace(option, default=None, help=f"{option.help} (default: the recipe's, {option.default})")
 
 
 @app.command("select")
@@ -388,7 +421,7 @@ def select_cmd(
 ) -> None:
     """Select a subset from existing scores (no model is loaded)."""
     from tunesift import api
-    from tunesift.scorers.registry import default_rule
+    from tunesift.scorers import default_rule
 
     try:
         _refuse({"out": files_written("subset", out)}, {"pool": data, "scores": scores})

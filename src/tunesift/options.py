@@ -1,0 +1,133 @@
+"""Options as data: each is declared once, with its type, default and help, where its idea lives.
+
+A method declares its options on its class (:mod:`tunesift.scorers`), a selector on its class
+(:mod:`tunesift.selectors`); the CLI builds every flag from these declarations and the Python API checks
+every value against them, so ``--batch-tokens``, ``batch_tokens=`` and a recipe's ``batch_tokens:`` are one
+option with one name. The vocabulary shared by several methods (a model, where it runs, a server) is here.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesift.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option: the keyword ``name``, its type and default, the help a user sees, and the CLI flag
+    (``--name-with-dashes`` unless ``flag`` says otherwise). ``split`` reads a comma-separated list."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+    flag: str | None = None
+    split: bool = False
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def key(self) -> str:
+        """How an error names the option: its flag without the dashes."""
+        return self.cli_flag.split("/")[0].lstrip("-")
+
+    def check(self, value: Any) -> Any:
+        """``value`` in the declared type (a recipe's or ``-o``'s string converted), or a ConfigError naming
+        the option; None only where the type allows it."""
+        allowed = _types(self.type)
+        if value is None:
+            if type(None) in allowed:
+                return None
+            raise ConfigError(self.key, "needs a value")
+        if self.split and isinstance(value, (list, tuple)):
+            return list(value)
+        if not isinstance(value, (str, int, float, Path)):
+            return value  # an object the Python API hands in (a resolved model, a loaded rule): the method's to read
+        for kind in allowed:
+            if kind is type(None):
+                continue
+            if kind is bool:
+                if isinstance(value, bool):
+                    return value
+                if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                    return value.lower() in ("true", "yes", "1")
+                continue
+            if kind is int and isinstance(value, bool):
+                continue
+            if isinstance(value, kind):
+                return value
+            if kind is float and isinstance(value, int):
+                return float(value)
+            if kind in (int, float) and isinstance(value, str):
+                try:
+                    return kind(value)
+                except ValueError:
+                    continue
+            if kind in (str, Path) and isinstance(value, (str, Path)):
+                return kind(value)
+            if isinstance(value, (str, int, float)) and kind is not bool and kind not in (int, float, str, Path):
+                return value  # a type this check does not know: leave it to the method
+        names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed if k is not type(None))
+        raise ConfigError(self.key, f"expected {names}, got {value!r}")
+
+
+def _types(annotation: Any) -> tuple[Any, ...]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def check_values(options: tuple[Option, ...], given: dict[str, Any], where: str) -> dict[str, Any]:
+    """Every declared option's value: ``given`` (each checked against its type) over the defaults; an
+    option that is not declared is a ConfigError naming it and listing what ``where`` takes."""
+    declared = {o.name: o for o in options}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        takes = ", ".join(sorted(declared)) or "no options"
+        raise ConfigError(unknown[0].replace("_", "-"), f"{where} has no such option; it takes {takes}")
+    return {name: o.check(given[name]) if name in given else o.default for name, o in declared.items()}
+
+
+# ----- the vocabulary shared by several methods -----
+
+MODEL_HELP = (
+    "Packaged model short name (smollm2-135m-instruct, gemma-3-270m), a local HF checkpoint directory, or a "
+    "hub id (org/name, from the local HF cache; downloaded where the network allows); with --base-url, "
+    "the name the server serves."
+)
+DTYPE = Option("dtype", str | None, None, "auto | float32 | bfloat16 | float16: auto is bfloat16 on a CUDA GPU that "
+               "has it, else float32. Part of the cache key.")  # fmt: skip
+BASE_URL = Option("base_url", str | None, None, "OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM) or "
+                  "https://api.openai.com/v1.")  # fmt: skip
+API_KEY_ENV = Option("api_key_env", str, "OPENAI_API_KEY", "Environment variable holding the server's API key.")
+CONCURRENCY = Option("concurrency", int, 8, "Requests in flight at once.")
+TIMEOUT = Option("timeout", float, 60.0, "Seconds before a request is abandoned (then retried).")
+RETRIES = Option("retries", int, 4, "Retries with exponential backoff on 429, 5xx and network errors.")
+TOKENIZER = Option("tokenizer", str | None, None, "With --base-url: the tokenizer whose token ids are sent (checkpoint "
+                   "folder or hub id; default: --model, where that resolves locally).")  # fmt: skip
+#: A causal LM in this process, or on a server (prompt log-probabilities, as vLLM serves them).
+LM_OPTIONS = (DTYPE, BASE_URL, TOKENIZER, API_KEY_ENV, CONCURRENCY, TIMEOUT, RETRIES)
+#: A chat model: an endpoint, or a local model in its dtype.
+CHAT_OPTIONS = (BASE_URL, API_KEY_ENV, CONCURRENCY, TIMEOUT, RETRIES, DTYPE)
+#: The batch size of every forward pass, in tokens: one name across CLI, API, recipes and backends.
+BATCH_TOKENS = Option("batch_tokens", int, 4096, "Tokens per forward batch (batch size x longest text).")
+CHUNK_SIZE = Option(
+    "chunk_size",
+    int | None,
+    None,
+    "Samples scored between two writes to the score store (a kill loses at most one chunk; default: the "
+    "method's own); on Ray, the samples of one actor batch.",
+)
+TURNS = Option("turn_rule", str, "mean", "How a conversation's turn scores combine: mean, min, max, last, wmean.",
+               flag="--turns")  # fmt: skip
+
+
+def model_option(help_text: str = MODEL_HELP, default: str | None = "smollm2-135m-instruct") -> Option:
+    return Option("model", str | None if default is None else str, default, help_text)

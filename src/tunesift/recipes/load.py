@@ -1,0 +1,193 @@
+"""Methods as data: a YAML recipe names a scorer and the selection steps after it.
+
+A recipe is checked whole before anything runs (unknown scorer, option, step or column is an error naming
+it), then executed in-process: score the pool (cached), then apply the steps in order to the list of
+candidate records::
+
+    name: cherry
+    description: Cherry LLM ...
+    budget: {rate: 0.05}              # optional default when the user gives none ("all": keep every candidate)
+    score: {scorer: ifd, variant: cherry}
+    steps:
+      - filter: "ifd <= 1"            # COLUMN OP NUMBER; unscored samples never pass
+      - rank: {by: ifd, order: desc}  # ties: pool order
+      - cut: {rate: 0.2, of: pool}    # an intermediate budget (Superfiltering.D's k1)
+      - select: {method: top, of: candidates}   # the last step, to the run's budget
+
+``select`` methods: every registered selector (:mod:`tunesift.selectors`: top, random, longest, kcenter,
+facility-location, deita, cluster-top, dq, instag), each with its own declared options. ``of`` says what a rate counts: the whole ``pool`` or the
+``candidates`` left by the steps before. The built-in recipes are the YAML files beside this module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesift.errors import ConfigError, InputError
+from tunesift.options import Option
+from tunesift.scorers import check_options, columns_of, discover
+from tunesift.selectors.base import Budget, get_selector
+from tunesift.selectors.base import discover as discover_selectors
+
+BUILTIN_DIR = Path(__file__).parent
+_FILTER = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(<=|>=|==|!=|<|>)\s*(-?[\d.]+(?:[eE][-+]?\d+)?)\s*$")
+STEP_KINDS = ("filter", "rank", "cut", "select")
+EXECUTOR_KEYS = {"name", "ray_address", "actors", "gpus_per_actor", "cpus_per_actor"}
+
+# Options of a run that change the recipe's final selection (default: the recipe's own values): every option
+# of the final select step's selector, declared with the selector.
+CUT_RATE = Option("cut_rate", float | None, None, "Share of the pool kept by the cut before the final selection "
+                  "(Superfiltering.D's k1; default: the recipe's, 0.2).", flag="--k1-rate")  # fmt: skip
+THRESHOLD = Option("threshold", float | None, None, "The value the recipe's filter compares against (default: the "
+                   "recipe's own, e.g. 4.5 for alpagasus and self-curation, 1 for cherry).")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A checked recipe: ``score`` holds the scorer name under ``scorer`` and its options."""
+
+    name: str
+    description: str
+    steps: tuple[dict[str, Any], ...]
+    score: dict[str, Any] = field(default_factory=dict)
+    budget: Budget | None = None
+    source: str = ""
+    keep_all: bool = False  # with no budget from the user, keep every candidate (AlpaGasus keeps all >= 4.5)
+    executor: dict[str, Any] | None = None  # where it runs unless the user says: {name: ray, actors: 2, ...}
+
+    @property
+    def scorer(self) -> str | None:
+        return self.score.get("scorer")
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def run_names() -> list[str]:
+    """What ``tunesift run NAME`` takes: every built-in recipe, and every registered method no built-in recipe
+    scores with (it runs as its default recipe)."""
+    used = {load_recipe(name).scorer for name in builtin_names()}
+    return sorted({*builtin_names(), *(m for m in discover() if m not in used)})
+
+
+def default_recipe(method: str) -> Recipe:
+    """A registered method's default recipe: score with it, then its default rule over its own column."""
+    from tunesift.recipes.steps import rule_steps
+    from tunesift.scorers import get_method
+
+    cls = get_method(method)
+    return Recipe(method, cls.summary, tuple(rule_steps(cls.default_rule, cls.score_field())), {"scorer": method})
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A built-in recipe by name, or a user's YAML file, checked whole."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix and (BUILTIN_DIR / f"{name_or_path}.yaml").exists():
+        path = BUILTIN_DIR / f"{name_or_path}.yaml"
+    elif not path.suffix and str(name_or_path) in discover():
+        return default_recipe(str(name_or_path))
+    elif not path.exists():
+        known = ", ".join(builtin_names())
+        raise ConfigError("recipe", f"no recipe {str(name_or_path)!r}: give a YAML file or one of {known}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise InputError(f"cannot read the recipe: {err}", path=path) from None
+    return parse_recipe(raw, source=str(path))
+
+
+def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
+    """Check a recipe's structure, scorer, options, steps and columns before anything runs."""
+
+    def bad(message: str, key: str | None = None) -> InputError:
+        return InputError(message, path=source, field=key)
+
+    if not isinstance(raw, dict):
+        raise bad("a recipe is a mapping with name, description, score and steps")
+    unknown = set(raw) - {"name", "description", "budget", "score", "steps", "executor"}
+    if unknown:
+        raise bad(f"unknown key(s) {sorted(unknown)}", sorted(unknown)[0])
+    name = raw.get("name") or Path(source).stem
+    score = dict(raw.get("score") or {})
+    scorer = score.get("scorer")
+    if score and scorer not in discover():
+        raise bad(f"unknown scorer {scorer!r}; choose one of {', '.join(discover())}", "score.scorer")
+    if scorer:
+        check_options(scorer, {k: v for k, v in score.items() if k != "scorer"}, where=f"{source}: score")
+    budget = None
+    keep_all = raw.get("budget") == "all"
+    if raw.get("budget") is not None and not keep_all:
+        try:
+            budget = Budget(**raw["budget"])
+        except (TypeError, ConfigError) as err:
+            raise bad(f"bad budget: {err}", "budget") from None
+    steps = raw.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise bad("needs a non-empty list of steps", "steps")
+    columns = columns_of(scorer)
+    checked = []
+    for number, step in enumerate(steps):
+        where = f"steps[{number}]"
+        if not isinstance(step, dict) or len(step) != 1 or next(iter(step)) not in STEP_KINDS:
+            raise bad(f"each step is one of {', '.join(STEP_KINDS)}", where)
+        kind, body = next(iter(step.items()))
+        if kind == "filter":
+            match = _FILTER.match(str(body))
+            if not match or match.group(1) not in columns:
+                raise bad(f"filter {body!r}: expected 'COLUMN OP NUMBER' over {', '.join(columns)}", where)
+            body = {"column": match.group(1), "op": match.group(2), "value": float(match.group(3))}
+        elif kind == "rank":
+            body = {"by": body} if isinstance(body, str) else dict(body or {})
+            if body.get("by") not in columns or body.get("order", "desc") not in ("asc", "desc"):
+                raise bad(f"rank needs by: one of {', '.join(columns)} and order: asc|desc", where)
+        elif kind == "cut":
+            body = dict(body or {})
+            if body.get("of", "pool") not in ("pool", "candidates"):
+                raise bad("cut: 'of' is pool or candidates", where)
+            try:
+                Budget(rate=body.get("rate"), count=body.get("count"))
+            except ConfigError as err:
+                raise bad(f"cut: {err}", where) from None
+        else:
+            body = dict(body or {})
+            method = body.get("method")
+            try:
+                selector = get_selector(method)
+            except ConfigError:
+                raise bad(f"select needs method: one of {', '.join(discover_selectors())}", where) from None
+            declared = {o.name for o in selector.all_options()}
+            allowed = {"method", "of"} | declared
+            extra = set(body) - allowed
+            if extra:
+                raise bad(f"select {method}: unknown option(s) {sorted(extra)}", where)
+            try:
+                selector(**{k: v for k, v in body.items() if k not in ("method", "of")})
+            except ConfigError as err:
+                raise bad(f"select {method}: {err}", where) from None
+            if body.get("of", "pool") not in ("pool", "candidates"):
+                raise bad("select: 'of' is pool or candidates", where)
+            if "by" in declared and body.get("by", scorer and columns[0]) not in columns:
+                raise bad(f"select {method}: by must be one of {', '.join(columns)}", where)
+            if number != len(steps) - 1:
+                raise bad("select must be the last step", where)
+        checked.append({kind: body})
+    if "select" not in checked[-1]:
+        raise bad("the last step must be a select", f"steps[{len(steps) - 1}]")
+    executor = raw.get("executor")
+    if executor is not None:
+        executor = {"name": executor} if isinstance(executor, str) else executor
+        if (
+            not isinstance(executor, dict)
+            or executor.get("name") not in ("local", "ray")
+            or set(executor) - EXECUTOR_KEYS
+        ):
+            raise bad(f"executor is local or ray, or a mapping of {sorted(EXECUTOR_KEYS)}", "executor")
+    return Recipe(name, str(raw.get("description", "")), tuple(checked), score, budget, source, keep_all, executor)
+
+

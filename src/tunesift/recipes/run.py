@@ -1,0 +1,114 @@
+"""Run a recipe: score the pool (cached), then the steps over the candidate records, the last one a selector."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunesift.data.table import ScoreTable
+from tunesift.errors import ConfigError
+from tunesift.execution.driver import default_executor, embed_pool, score
+from tunesift.recipes.load import Recipe
+from tunesift.recipes.steps import apply_steps
+from tunesift.scorers import check_options, get_method
+from tunesift.selectors.base import Budget, Candidates, Selection, get_selector
+
+if TYPE_CHECKING:
+    from tunesift.execution import Executor
+
+
+@dataclass
+class RecipeRun:
+    scores: Any  # ScoreTable
+    selection: Selection
+
+
+def execute(
+    recipe: Recipe,
+    pool: Any,
+    budget: Budget | None,
+    *,
+    score_options: dict[str, Any] | None = None,
+    select_options: dict[str, Any] | None = None,
+    store_dir: str | Path | None = None,
+    device: str | None = None,
+    executor: Executor | None = None,
+    progress: bool = False,
+) -> RecipeRun:
+    """Score ``pool`` as the recipe says (user ``score_options`` win over the recipe's), then run its steps.
+
+    ``select_options`` override the final select step's options (e.g. ``random_state``, ``tau``); with no
+    budget from the user or the recipe, the final select keeps every candidate. The pool is streamed: what
+    is kept per record is its score row, never the record itself.
+    """
+    executor = default_executor(executor, device)
+    if recipe.scorer:
+        options = {k: v for k, v in recipe.score.items() if k != "scorer"}
+        options.update(score_options or {})
+        check_options(recipe.scorer, options, where=recipe.name)
+        _check_needs(recipe, options)
+        table = score(recipe.scorer, pool, **options, store_dir=store_dir, executor=executor, progress=progress)
+    else:  # no model score: the subset and manifest carry each record's response length
+        rows = [{"index": item.index, "id": getattr(item, "content_id", None),
+                 "response_chars": float(len(item.output)) if hasattr(item, "output") else None,
+                 "skip_reason": None if hasattr(item, "output") else "invalid_record"} for item in pool]  # fmt: skip
+        table = ScoreTable({"method": recipe.name}, rows, score_field="response_chars", columns=("response_chars",))
+    budget = budget or recipe.budget
+    if budget is not None and budget.count is not None and budget.count > len(pool):
+        raise ConfigError("count", f"{budget.count} is more than the pool's {len(pool)} records")
+    if budget is None and not recipe.keep_all:
+        raise ConfigError("rate/count", f"recipe {recipe.name!r} has no default budget: give --rate or --count")
+    rows = table.rows
+    valid = [row["index"] for row in rows if row.get("id") is not None]
+
+    def value(i: int, column: str) -> float | None:
+        v = rows[i].get(column)
+        return v if v is not None and math.isfinite(v) else None
+
+    steps = list(recipe.steps)
+    if select_options:
+        steps[-1] = {"select": {**steps[-1]["select"], **select_options}}
+
+    def select(body: dict[str, Any], candidates: list[int], size: int) -> list[int]:
+        if size == 0 or not candidates:
+            return []
+        options = {k: v for k, v in body.items() if k not in ("method", "of")}
+        selector = get_selector(body["method"])(**options)
+        embed = {"embedder": selector.params.get("embedder", "minilm")}
+        for key in ("model", "text", "template"):
+            if selector.params.get(f"embed_{key}") is not None:
+                embed[key] = selector.params[f"embed_{key}"]
+
+        def vectors() -> Any:
+            return embed_pool(pool, indices=candidates, store_dir=store_dir, executor=executor, progress=progress,
+                              **embed).vectors  # fmt: skip
+
+        seen = Candidates(candidates, value, rows, table.score_field, vectors, lambda: _response_chars(pool, candidates))
+        return [candidates[p] for p in selector.select(seen, size)]
+
+    chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select)
+    n_scored = sum(1 for i in valid if value(i, table.score_field) is not None)
+    selection = Selection(chosen, len(pool), n_scored, len(candidates), recipe.name)
+    return RecipeRun(table, selection)
+
+
+def _check_needs(recipe: Recipe, options: dict[str, Any]) -> None:
+    """A step over a column that only exists with an option (InstructMining's ``rule``) needs that option."""
+    needs = get_method(recipe.scorer).needs
+    for step in recipe.steps:
+        for body in step.values():
+            for column in (body.get("by"), body.get("column")):
+                option = needs.get(column) if column else None
+                if option and options.get(option) is None:
+                    flag = "--" + option.replace("_", "-")
+                    raise ConfigError(option.replace("_", "-"), f"recipe {recipe.name!r} uses the column {column!r}, "
+                                      f"which needs {flag} (e.g. a rule written by fit-indicators)")  # fmt: skip
+
+
+def _response_chars(pool: Any, indices: list[int]) -> list[int]:
+    """Response lengths (characters) of the records at ``indices``, in that order, in one streaming pass."""
+    wanted = set(indices)
+    lengths = {item.index: len(item.output) for item in pool if item.index in wanted}
+    return [lengths[i] for i in indices]

@@ -1,0 +1,137 @@
+"""What every selector shares: the budget, the selection it returns, and the registry selectors join.
+
+A selector looks at the whole set of candidates (their score columns, their embeddings) and returns the
+chosen ones in rank order; it never calls a model. Each is one class that declares its name and options and
+registers itself when its module is imported; the recipes' ``select`` step finds it here by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tunesift.errors import ConfigError
+from tunesift.options import Option
+
+#: Every registered selector by name.
+SELECTORS: dict[str, type[Selector]] = {}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many to keep: a ``rate`` of the base count the rule defines, or an exact ``count``."""
+
+    rate: float | None = None
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.rate is None) == (self.count is None):
+            raise ConfigError("rate/count", "give exactly one of --rate or --count")
+        if self.rate is not None and not 0.0 < self.rate <= 1.0:
+            raise ConfigError("rate", f"must be in (0, 1], got {self.rate}")
+        if self.count is not None and self.count < 1:
+            raise ConfigError("count", f"must be a positive number, got {self.count}")
+
+    def size(self, base: int, available: int) -> int:
+        wanted = int(self.rate * base) if self.rate is not None else self.count
+        return min(wanted, available)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Chosen pool indices in rank order, with the counts a manifest reports."""
+
+    indices: list[int]
+    n_pool: int
+    n_scored: int
+    n_candidates: int
+    rule: str
+
+
+@dataclass
+class Candidates:
+    """What a selector sees: the candidates (pool indices, in their current order), a score column's value
+    of any of them (None where unscored), the score rows, and their embeddings on demand."""
+
+    indices: list[int]
+    value: Callable[[int, str], float | None]
+    rows: list[dict[str, Any]]
+    score_field: str
+    vectors: Callable[[], np.ndarray]
+    response_chars: Callable[[], list[int]]
+
+
+SEED = Option("random_state", int, 0, "Seed of the random, k-center or k-means selection.", flag="--seed")
+#: How a selector that reads embeddings gets them (a recipe's select step may set these).
+EMBED_OPTIONS = (
+    Option("embedder", str, "minilm", "minilm (all-MiniLM-L6-v2) or lm (a causal LM's mean hidden state)."),
+    Option("embed_model", str | None, None, "The lm embedder's model."),
+    Option("embed_text", str, "prompt", "What the lm embedder reads: prompt or sample."),
+    Option("embed_template", str, "alpaca", "The lm embedder's prompt template."),
+)
+
+
+class Selector:
+    """A set-level selection method: ``name`` and its ``options`` (with their help), registered on definition.
+    ``embeds``: it reads the candidates' embeddings (then the embedder options apply)."""
+
+    name: ClassVar[str]
+    options: ClassVar[tuple[Option, ...]] = ()
+    embeds: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            SELECTORS[cls.name] = cls
+
+    @classmethod
+    def all_options(cls) -> tuple[Option, ...]:
+        return (*cls.options, *(EMBED_OPTIONS if cls.embeds else ()))
+
+    def __init__(self, **options: Any) -> None:
+        declared = {o.name: o for o in self.all_options()}
+        for key, value in options.items():
+            if key not in declared:
+                raise ConfigError(key, f"select {self.name}: no such option")
+        self.params = {name: o.check(options[name]) if name in options else o.default for name, o in declared.items()}
+
+    def select(self, candidates: Candidates, size: int) -> list[int]:
+        """Positions into ``candidates.indices``, in pick order, at most ``size``."""
+        raise NotImplementedError
+
+
+def get_selector(name: str) -> type[Selector]:
+    discover()
+    try:
+        return SELECTORS[name]
+    except KeyError:
+        raise ConfigError("method", f"unknown select method {name!r}; choose one of {', '.join(SELECTORS)}") from None
+
+
+_discovered = False
+
+
+def discover() -> dict[str, type[Selector]]:
+    """Every registered selector, after importing each module of :mod:`tunesift.selectors` once."""
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        import tunesift.selectors as package
+
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"tunesift.selectors.{info.name}")
+    return SELECTORS
+
+
+class Top(Selector):
+    """The candidates in their current order (a recipe's ``rank`` step ordered them)."""
+
+    name = "top"
+
+    def select(self, candidates: Candidates, size: int) -> list[int]:
+        return list(range(min(size, len(candidates.indices))))
