@@ -103,8 +103,6 @@ class _RunGroup(_Generated):
         return {name: _run_command(name) for name in run_names()}
 
 
-
-
 app = typer.Typer(
     cls=_Group,
     help="Pick the best instruction-tuning data out of a pool: score it, select a subset, explain it.",

@@ -18,6 +18,23 @@ from tunesift.recipes.load import (
 from tunesift.recipes.run import RecipeRun, execute
 from tunesift.recipes.steps import OPERATORS, RULE_RECIPES, apply_steps, rule_steps, select_by_rule
 
-__all__ = ["BUILTIN_DIR", "CUT_RATE", "EXECUTOR_KEYS", "OPERATORS", "RULE_RECIPES", "STEP_KINDS", "THRESHOLD",
-           "Recipe", "RecipeRun", "apply_steps", "builtin_names", "default_recipe", "execute", "load_recipe", "parse_recipe",
-           "rule_steps", "run_names", "select_by_rule"]
+__all__ = [
+    "BUILTIN_DIR",
+    "CUT_RATE",
+    "EXECUTOR_KEYS",
+    "OPERATORS",
+    "RULE_RECIPES",
+    "STEP_KINDS",
+    "THRESHOLD",
+    "Recipe",
+    "RecipeRun",
+    "apply_steps",
+    "builtin_names",
+    "default_recipe",
+    "execute",
+    "load_recipe",
+    "parse_recipe",
+    "rule_steps",
+    "run_names",
+    "select_by_rule",
+]

@@ -15,7 +15,8 @@ candidate records::
       - select: {method: top, of: candidates}   # the last step, to the run's budget
 
 ``select`` methods: every registered selector (:mod:`tunesift.selectors`: top, random, longest, kcenter,
-facility-location, deita, cluster-top, dq, instag), each with its own declared options. ``of`` says what a rate counts: the whole ``pool`` or the
+facility-location, deita, cluster-top, dq, instag), each with its own declared options. ``of`` says what a
+rate counts: the whole ``pool`` or the
 ``candidates`` left by the steps before. The built-in recipes are the YAML files beside this module.
 """
 
@@ -189,5 +190,3 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
         ):
             raise bad(f"executor is local or ray, or a mapping of {sorted(EXECUTOR_KEYS)}", "executor")
     return Recipe(name, str(raw.get("description", "")), tuple(checked), score, budget, source, keep_all, executor)
-
-

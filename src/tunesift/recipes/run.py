@@ -85,7 +85,9 @@ def execute(
             return embed_pool(pool, indices=candidates, store_dir=store_dir, executor=executor, progress=progress,
                               **embed).vectors  # fmt: skip
 
-        seen = Candidates(candidates, value, rows, table.score_field, vectors, lambda: _response_chars(pool, candidates))
+        seen = Candidates(
+            candidates, value, rows, table.score_field, vectors, lambda: _response_chars(pool, candidates)
+        )
         return [candidates[p] for p in selector.select(seen, size)]
 
     chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select)

@@ -16,7 +16,7 @@ __all__ = ["load_selection", "make_report", "score_column"]
 
 def score_column(path: str | Path, pool: Pool, label: str | None = None):
     """A score file as a report column (checked against the pool record by record)."""
-    from tunesift.api import read_scores
+    from tunesift.outputs import read_scores
     from tunesift.report.stats import ScoreColumn
 
     table = read_scores(path, pool)
@@ -45,7 +45,7 @@ def load_selection(path: str | Path, pool: Pool, label: str | None = None):
     Uses the manifest beside it when it belongs to this pool; otherwise matches records to the pool by
     content (each pool record used once), and a record not in the pool is an error naming it.
     """
-    from tunesift.api import manifest_path
+    from tunesift.outputs import manifest_path
     from tunesift.report.stats import SelectionSet
 
     path = Path(path)

@@ -71,5 +71,15 @@ def unit_scorer_classes() -> list[type[Scorer]]:
     return found
 
 
-__all__ = ["METHODS", "Method", "Scorer", "check_options", "columns_of", "default_rule", "discover", "get_method",
-           "subset_columns", "unit_scorer_classes"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "Scorer",
+    "check_options",
+    "columns_of",
+    "default_rule",
+    "discover",
+    "get_method",
+    "subset_columns",
+    "unit_scorer_classes",
+]

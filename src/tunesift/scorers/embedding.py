@@ -2,8 +2,8 @@
 
 Two embedders:
 
-* ``minilm``: all-MiniLM-L6-v2 (:mod:`tunesift.models.minilm`). The text of a sample is ``instruction\\ninput\\noutput`` (input only when present), as Superfiltering.D
-  embeds it (METHODS.md §2).
+* ``minilm``: all-MiniLM-L6-v2 (:mod:`tunesift.models.minilm`). The text of a sample is
+  ``instruction\\ninput\\noutput`` (input only when present), as Superfiltering.D embeds it (METHODS.md §2).
 * ``lm``: a causal LM's last hidden state averaged over every token of the sample's prompt (template,
   no response, cut to ``max_length``), not normalised, with the prompt's own loss beside it: Cherry's
   pre-experienced embedding (METHODS.md §1). ``text="sample"`` embeds the whole sample text instead.
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tunesift.data.sample import Sample, sample_text
+from tunesift.data.sample import sample_text
 from tunesift.errors import ConfigError
 from tunesift.models.minilm import MINILM, MiniLMEmbedder
 from tunesift.models.registry import ResolvedModel

@@ -213,7 +213,8 @@ class IFD(CausalLMScorer):
     default_rule = "cherry"
     options = (
         model_option(),
-        Option("variant", str, "cherry", "cherry: ratio of mean losses; superfilter: ratio of perplexities, no template."),
+        Option("variant", str, "cherry",
+               "cherry: ratio of mean losses; superfilter: ratio of perplexities, no template."),
         Option("template", str | None, None,
                "Prompt template: alpaca, wiz, vicuna, plain, chat. Default: alpaca (cherry), plain (superfilter)."),
         Option("max_length", int | None, None, "Token budget M per text. Default: 512 (cherry), 1024 (superfilter)."),

@@ -17,7 +17,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -199,7 +199,7 @@ class IndicatorLM(CausalLMScorer):
     summary = "InstructMining's indicators: lengths, response perplexity, MTLD, kNN-i; with --rule, the predicted loss."
     columns = (*INDICATORS, "instructmining")
     default_rule = "bottom"
-    needs = {"instructmining": "rule"}
+    needs: ClassVar[dict[str, str]] = {"instructmining": "rule"}
     options = (
         Option("rule", Path | None, None, "Indicator rule JSON written by fit-indicators.", flag="--rule"),
         Option("model", str, "smollm2-135m-instruct", "Model for token lengths and response perplexity."),

@@ -95,7 +95,7 @@ class Selector:
 
     def __init__(self, **options: Any) -> None:
         declared = {o.name: o for o in self.all_options()}
-        for key, value in options.items():
+        for key in options:
             if key not in declared:
                 raise ConfigError(key, f"select {self.name}: no such option")
         self.params = {name: o.check(options[name]) if name in options else o.default for name, o in declared.items()}

@@ -17,20 +17,19 @@ from tunesift import api
 from tunesift.data.pools import read_pool
 from tunesift.data.sample import Sample
 from tunesift.models.registry import resolve_model
-from tunesift.scorers.base import Scorer
 from tunesift.scorers import discover, unit_scorer_classes
+from tunesift.scorers.base import Scorer
 
 SCORERS = discover()
 
 
 def _builders(model, reward=None):
-    from tunesift.scorers.embedding import LMEmbedding, MiniLMEmbedding
     from tunesift.scorers.deita import DEITA
+    from tunesift.scorers.embedding import LMEmbedding, MiniLMEmbedding
     from tunesift.scorers.ifd import IFD
     from tunesift.scorers.indicators import IndicatorLM
     from tunesift.scorers.instag import InsTag
     from tunesift.scorers.judge import AlpaGasus
-    from tunesift.scorers.selectit import SelectIT
     from tunesift.scorers.mods import MoDSNecessity, MoDSReward
     from tunesift.scorers.nuggets import Nuggets, Task
     from tunesift.scorers.selectit import SelectITRating, load_prompts

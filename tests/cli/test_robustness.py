@@ -22,7 +22,7 @@ from tunesift.cli import app
 from tunesift.scorers.judge import UnparseableReply, parse_score
 from tunesift.store import ScoreStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

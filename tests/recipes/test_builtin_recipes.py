@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from tunesift import api
 from tunesift.cli import app
-from tunesift.recipes import builtin_names
 from tunesift.data.table import ScoreTable
+from tunesift.recipes import builtin_names
 
 # Scores at the thresholds' edges: exactly 1 (Cherry keeps it, Superfiltering does not), 4.5 (AlpaGasus
 # keeps it), unscored samples (never selected), and ties (pool order).

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from tunesift import api
 from tunesift.cli import app
-from tunesift.selectors.instag import coverage_select
 from tunesift.scorers.instag import PROMPT, normalise_tags, parse_tags, rule_form
 from tunesift.scorers.judge import UnparseableReply
+from tunesift.selectors.instag import coverage_select
 
 
 @pytest.mark.parametrize(

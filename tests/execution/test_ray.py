@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from tunesift import api
 from tunesift.cli import app
-from tunesift.scorers.ifd import IFD
 from tunesift.execution.driver import compute_units
+from tunesift.scorers.ifd import IFD
 from tunesift.store import ScoreStore
 
 ray = pytest.importorskip("ray")

@@ -15,7 +15,7 @@ from tunesift.report import make_report
 from tunesift.report.stats import is_calculation
 from tunesift.selectors import Selection
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECORDS = [
     {"instruction": "Add 5 and 3.", "input": "", "output": "8", "source": "math"},
     {"instruction": "What is 12 / 4?", "input": "", "output": "It is 3.", "source": "math"},

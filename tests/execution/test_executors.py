@@ -18,7 +18,7 @@ from tunesift.models.registry import resolve_model
 from tunesift.scorers.ifd import IFD
 from tunesift.store import ScoreStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_default_path_does_not_import_ray(tmp_path, tiny_model_dir):

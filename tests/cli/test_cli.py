@@ -13,10 +13,10 @@ import pytest
 from conftest import alpaca_records, make_llama
 from typer.testing import CliRunner
 
-from tunesift.scorers.ifd import IFD_COLUMNS
 from tunesift import api
 from tunesift.cli import app
 from tunesift.models.causal_lm import CausalLM
+from tunesift.scorers.ifd import IFD_COLUMNS
 
 runner = CliRunner()
 
