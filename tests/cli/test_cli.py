@@ -151,3 +151,20 @@ def test_killed_run_resumes_with_identical_scores(tmp_path, tok_nobos):
 
     clean = api.score_ifd(data, model=str(model_dir), store_dir=tmp_path / "clean-store", chunk_size=1)
     assert resumed == clean.rows
+
+
+@pytest.mark.parametrize("pipeline", ["cherry-pre", "mods-full"])
+def test_pipelines_take_the_executor_and_dtype_options(pipeline, tmp_path):
+    """run cherry-pre and run mods-full take their options from the same declarations as every run command:
+    --executor and --dtype included, and a bad executor is refused before any work."""
+    result = CliRunner().invoke(app, ["run", pipeline, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for flag in ("--executor", "--dtype", "--ray-address", "--store", "--batch-tokens", "--lr"):
+        assert flag in result.output, flag
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(3)))
+    extra = ["--reward-model", "x"] if pipeline == "mods-full" else []
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["run", pipeline, str(pool), "--count", "1", "--out", str(out),
+                                      "--executor", "nowhere", *extra])  # fmt: skip
+    assert result.exit_code == 2 and "executor" in result.output and not out.exists()

@@ -1,0 +1,184 @@
+"""The commands that select, fit, run a recipe file, report and list: each a thin shell over the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tunesift.cli import app, run_app
+from tunesift.cli.generated import run_with_recipe
+from tunesift.cli.options import (
+    EXECUTOR_OPTIONS,
+    CountOpt,
+    DataArg,
+    DeviceOpt,
+    FormatOpt,
+    OnErrorOpt,
+    OutOpt,
+    RateOpt,
+    ScoresOutOpt,
+    StoreOpt,
+    fail,
+    files_written,
+    refuse,
+)
+from tunesift.errors import TunesiftError
+
+
+@app.command("select")
+def select_cmd(
+    data: DataArg,
+    scores: Annotated[Path, typer.Option("--scores", help="SCORES.jsonl written by 'tunesift score' for DATA.")],
+    out: Annotated[Path, typer.Option("--out", help="Subset to write, in DATA's own format, score fields added.")],
+    rule: Annotated[
+        str | None,
+        typer.Option(
+            help="cherry: drop IFD > 1, rate of survivors; superfilter: keep IFD < 1, rate of pool; "
+            "top / bottom: highest / lowest first, rate of pool; alpagasus: keep >= 4.5. Default: the score "
+            "column's own (cherry for IFD, alpagasus for the judge, bottom for InstructMining, else top)."
+        ),
+    ] = None,
+    field: Annotated[
+        str | None, typer.Option(help="Score column to rank by (default: the one the scores were written with).")
+    ] = None,
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+) -> None:
+    """Select a subset from existing scores (no model is loaded)."""
+    from tunesift import api
+    from tunesift.scorers import default_rule
+
+    try:
+        refuse({"out": files_written("subset", out)}, {"pool": data, "scores": scores})
+        budget = api.Budget(rate=rate, count=count)
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        table = api.read_scores(scores, pool, score_field=field)
+        rule = rule or default_rule(table.score_field)
+        selection = api.select(table, rule, budget)
+        manifest = api.write_subset(out, pool, table, selection, budget)
+    except TunesiftError as err:
+        fail(err)
+    typer.echo(f"selected {len(selection.indices)} of {selection.n_pool} records -> {out} ({manifest.name})", err=True)
+
+
+@app.command("fit-indicators")
+def fit_indicators_cmd(
+    table: Annotated[
+        Path,
+        typer.Argument(
+            help="A .csv, .json or .jsonl table with fields subset (a pool file, relative to the table) "
+            "and eval_loss (the loss of a model tuned on that subset)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Rule JSON to write (for score/run --rule).")],
+    indicators: Annotated[
+        str, typer.Option(help="Comma-separated indicators to fit.")
+    ] = "len_instruction,len_input,len_response,ppl,mtld,knn",
+    model: Annotated[str, typer.Option("--model", help="Model for token lengths and response perplexity.")] = (
+        "smollm2-135m-instruct"
+    ),
+    knn: Annotated[int, typer.Option("--knn", help="kNN-i: distance to the i-th nearest other sample (MiniLM).")] = 6,
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Fit InstructMining's rule log(eval_loss) ~ b0 + sum b_i * mean indicator_i by least squares."""
+    from tunesift import api
+
+    try:
+        names = [m.strip() for m in indicators.split(",") if m.strip()]
+        rule = api.fit_indicators(table, indicators=names, model=model, knn=knn, store_dir=store, device=device,
+                                  progress=True)  # fmt: skip
+        rule.save(out)
+    except TunesiftError as err:
+        fail(err)
+    terms = " ".join(f"{c:+.4g}*{n}" for n, c in zip(rule.indicators, rule.coefficients, strict=True))
+    typer.echo(f"log(eval_loss) ~ {rule.intercept:.4g} {terms} (R^2 {rule.fit['r2']:.3f}, "
+               f"{rule.fit['n_subsets']} subsets) -> {out}", err=True)  # fmt: skip
+
+
+@run_app.command("recipe")
+def run_recipe_cmd(
+    recipe: Annotated[str, typer.Argument(help="A recipe YAML file of your own, or a built-in recipe's name.")],
+    data: DataArg,
+    out: OutOpt,
+    rate: RateOpt = None,
+    count: CountOpt = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="KEY=VALUE for the recipe's scorer (e.g. model=gemma-3-270m); repeat."),
+    ] = None,
+    scores_out: ScoresOutOpt = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+    executor: Annotated[str | None, typer.Option(help=EXECUTOR_OPTIONS[0].help)] = None,
+    ray_address: Annotated[str | None, typer.Option(help=EXECUTOR_OPTIONS[1].help)] = None,
+    actors: Annotated[int | None, typer.Option(help=EXECUTOR_OPTIONS[2].help)] = None,
+    gpus_per_actor: Annotated[float | None, typer.Option(help=EXECUTOR_OPTIONS[3].help)] = None,
+    cpus_per_actor: Annotated[float | None, typer.Option(help=EXECUTOR_OPTIONS[4].help)] = None,
+) -> None:
+    """Run a recipe: a scorer, then filter / rank / cut / select steps (see 'tunesift methods' for built-ins).
+
+    A recipe may name its executor (``executor: ray``); --executor on the command line wins."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(TunesiftError(f"option '--option': expected KEY=VALUE, got {item!r}"))
+        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    kw = {"data": data, "out": out, "rate": rate, "count": count, "scores_out": scores_out, "format": format,
+          "on_error": on_error, "store": store, "device": device, "executor": executor, "ray_address": ray_address,
+          "actors": actors, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor}  # fmt: skip
+    run_with_recipe(recipe, kw, options)
+
+
+@app.command("report")
+def report_cmd(
+    data: DataArg,
+    scores: Annotated[list[Path], typer.Option("--scores", help="SCORES.jsonl of DATA; repeat to compare methods.")],
+    out: Annotated[Path, typer.Option("--out", help="Report file to write (report.html, report.md, ...).")],
+    selection: Annotated[
+        list[Path] | None, typer.Option("--selection", help="A subset written by tunesift; repeat to compare.")
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="html (plots inline, plus the statistics as .json beside it), md or json.")
+    ] = "html",
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Model whose tokenizer counts tokens (default: the first score's model).")
+    ] = None,
+) -> None:
+    """What was selected, and why: score histograms with the cut, lengths, composition, agreement, examples."""
+    from tunesift.report import make_report
+
+    try:
+        refuse({"out": files_written("report", out)}, {"pool": data, "scores": scores, "selection": selection})
+        make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer)
+    except TunesiftError as err:
+        fail(err)
+    typer.echo(f"report -> {out}", err=True)
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the packaged models that work offline."""
+    from tunesift.models.registry import ALIASES, PACKAGED
+
+    for name, packaged in PACKAGED.items():
+        aliases = ", ".join(a for a, target in ALIASES.items() if target == name)
+        typer.echo(f"{name:24s} {packaged.description} (aliases: {aliases})")
+
+
+@app.command("methods")
+def methods_cmd() -> None:
+    """List the methods 'tunesift run' knows."""
+    from tunesift.api import METHODS
+
+    for name, description in METHODS.items():
+        typer.echo(f"{name:18s} {description}")

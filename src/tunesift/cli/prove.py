@@ -1,0 +1,154 @@
+"""The commands that prove a selection: train on it, evaluate the tuned model, compare methods against random."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tunesift.cli import app
+from tunesift.cli.options import (
+    ApiKeyEnvOpt,
+    BaseUrlOpt,
+    DataArg,
+    DeviceOpt,
+    DtypeOpt,
+    FormatOpt,
+    OnErrorOpt,
+    fail,
+)
+from tunesift.errors import TunesiftError
+
+LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged at the end) or every weight.")]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default 5e-4 LoRA, 2e-5 full).")]
+EpochsOpt = Annotated[int, typer.Option(help="Passes over the data.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the initialisation and of the batch order.")]
+
+
+@app.command("train")
+def train_cmd(
+    data: DataArg,
+    base: Annotated[str, typer.Option(help="Model to tune: packaged name or checkpoint dir.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (an unfinished run there resumes).")],
+    lora: LoraOpt = True,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha (scale alpha / r).")] = 32,
+    lr: LrOpt = None,
+    epochs: EpochsOpt = 1,
+    examples_per_step: Annotated[
+        int, typer.Option(help="Samples per optimizer step: equal-size subsets get equal numbers of steps.")
+    ] = 8,
+    batch_tokens: Annotated[
+        int, typer.Option(help="Tokens per micro-batch (rows x longest); a step accumulates its micro-batches.")
+    ] = 2048,
+    max_length: Annotated[int, typer.Option(help="Tokens per example (prompt + response).")] = 512,
+    template: Annotated[
+        str, typer.Option(help="Prompt template, as for scoring: alpaca, wiz, vicuna, plain, chat.")
+    ] = "alpaca",
+    seed: SeedOpt = 0,
+    save_every: Annotated[int, typer.Option(help="Steps between two checkpoints.")] = 50,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+) -> None:
+    """Fine-tune on a pool or subset; loss on response tokens only; writes RUN/model (merged, loadable anywhere)."""
+    from tunesift import api
+    from tunesift.eval.train import TrainConfig, train
+
+    try:
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        config = TrainConfig(base=base, template=template, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha,
+                             learning_rate=lr, epochs=epochs, examples_per_step=examples_per_step,
+                             batch_tokens=batch_tokens, max_length=max_length, seed=seed, dtype=dtype)  # fmt: skip
+        result = train(pool, out, config, device=device, save_every=save_every, progress=True)
+    except TunesiftError as err:
+        fail(err)
+    last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    typer.echo(f"{result.steps} steps, {result.response_tokens} response tokens, final loss {last}, "
+               f"{result.seconds:.0f} s -> {result.model_dir}", err=True)  # fmt: skip
+
+
+@app.command("eval")
+def eval_cmd(
+    runs: Annotated[
+        list[str], typer.Argument(help="Run folders from 'tunesift train' (or model names/paths, e.g. the base).")
+    ],
+    suite: Annotated[
+        str,
+        typer.Option(
+            help="cpu: AlpacaEval loss, GSM8K reference loss, MMLU 5-shot; gpu: + GSM8K accuracy; "
+            "pairwise: two runs' answers judged in both orders."
+        ),
+    ] = "cpu",
+    n_alpaca: Annotated[int, typer.Option(help="AlpacaEval items (GPT-4 outputs) for the response loss.")] = 200,
+    n_gsm8k: Annotated[int, typer.Option(help="GSM8K test items.")] = 200,
+    n_mmlu: Annotated[int, typer.Option(help="MMLU test questions, drawn with seed 0 across subjects.")] = 300,
+    template: Annotated[str, typer.Option(help="Prompt template of the loss metrics (as in training).")] = "alpaca",
+    testset: Annotated[
+        str, typer.Option(help="pairwise: vicuna, koala, wizardlm, sinstruct or lima (Cherry's test sets).")
+    ] = "vicuna",
+    n_questions: Annotated[int | None, typer.Option(help="pairwise: only the first N questions.")] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            help="pairwise judge (required): with --base-url the served model's name; without, a local "
+            "model that writes its reply greedily."
+        ),
+    ] = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    data_dir: Annotated[Path | None, typer.Option(help="Evaluation sets (default ../shared/data/eval).")] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "auto",
+) -> None:
+    """Evaluate tuned models; prints a JSON line per run (also saved as RUN/eval-SUITE.json)."""
+    from tunesift.eval.suite import EvalSettings, evaluate
+
+    try:
+        if suite == "pairwise":
+            from tunesift.eval.pairwise_run import run_pairwise
+
+            if len(runs) != 2:
+                raise TunesiftError("suite 'pairwise' compares exactly two runs")
+            summary = run_pairwise(runs[0], runs[1], testset=testset, n=n_questions, judge_model=judge_model,
+                                   base_url=base_url, api_key_env=api_key_env, data_dir=data_dir, device=device,
+                                   template=template)  # fmt: skip
+            typer.echo(json.dumps(summary))
+            return
+        settings = EvalSettings(data_dir=str(data_dir) if data_dir else None, template=template, n_alpaca=n_alpaca,
+                                n_gsm8k=n_gsm8k, n_mmlu=n_mmlu, dtype=dtype)  # fmt: skip
+        for run in runs:
+            typer.echo(json.dumps(evaluate(run, suite, settings, device)))
+    except TunesiftError as err:
+        fail(err)
+
+
+@app.command("compare")
+def compare_cmd(
+    config: Annotated[Path, typer.Argument(help="Comparison config (YAML): pool, budget(s), base, methods, seeds.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for subsets, runs, results.json/.md/.png, report.html.")],
+    train_seeds: Annotated[
+        int | None, typer.Option(help="Data orders per method subset (overrides the config's train_seeds).")
+    ] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Method subsets vs random subsets of the same size vs the full pool: train each, evaluate, and say with a
+    paired-bootstrap interval whether each method is better, worse or not distinguishable."""
+    from tunesift.eval.compare import compare, load_config
+    from tunesift.eval.compare_view import html, plot, table
+
+    try:
+        cfg = load_config(config)
+        if train_seeds is not None:
+            cfg.train_seeds = train_seeds
+        results = compare(cfg, out, device=device, progress=True, log=lambda m: typer.echo(m, err=True))
+    except TunesiftError as err:
+        fail(err)
+    text = table(results)
+    (out / "results.md").write_text(text + "\n", encoding="utf-8")
+    plot(results, out / "results.png")
+    (out / "report.html").write_text(html(results), encoding="utf-8")
+    typer.echo(text)
