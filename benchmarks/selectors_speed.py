@@ -15,7 +15,9 @@ import tracemalloc
 
 import numpy as np
 
-from tunesift.selectors.diversity import deita_filter, facility_location, kcenter_greedy
+from tunesift.selectors.deita import deita_filter
+from tunesift.selectors.facility_location import facility_location
+from tunesift.selectors.kcenter import kcenter_greedy
 
 
 def measure(name, fn):

@@ -36,7 +36,7 @@ def test_run_superfiltering_d(tmp_path, tiny_model_dir, store_dir):
     import json
 
     from tunesift import api
-    from tunesift.selectors.diversity import facility_location
+    from tunesift.selectors.facility_location import facility_location
 
     records = json.loads(ALPACA_9K.read_text())[:50]
     data = tmp_path / "pool.json"

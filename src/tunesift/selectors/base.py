@@ -18,6 +18,8 @@ import numpy as np
 from tunesift.errors import ConfigError
 from tunesift.options import Option
 
+CHUNK_ROWS = 4096  # rows of a distance/similarity block computed at once: nothing builds an N x N matrix
+
 #: Every registered selector by name.
 SELECTORS: dict[str, type[Selector]] = {}
 
@@ -135,3 +137,26 @@ class Top(Selector):
 
     def select(self, candidates: Candidates, size: int) -> list[int]:
         return list(range(min(size, len(candidates.indices))))
+
+
+# ----- what the embedding selectors share -----
+
+
+def as_matrix(x: np.ndarray, name: str = "embeddings") -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ConfigError(name, f"expected a non-empty (n, d) matrix, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ConfigError(name, "holds NaN or infinite values")
+    return x
+
+
+def check_budget(k: int, n: int) -> int:
+    if k < 1:
+        raise ConfigError("count", f"must be a positive number, got {k}")
+    return min(k, n)
+
+
+def sq_dist(x: np.ndarray, norms: np.ndarray, centres: np.ndarray, centre_norms: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (n, m) between points and centres, clipped at 0 against rounding."""
+    return np.maximum(norms[:, None] - 2.0 * (x @ centres.T) + centre_norms[None, :], 0.0)

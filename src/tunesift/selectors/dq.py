@@ -22,8 +22,7 @@ import numpy as np
 
 from tunesift.errors import ConfigError
 from tunesift.options import Option
-from tunesift.selectors.base import SEED, Candidates, Selector
-from tunesift.selectors.diversity import _as_matrix, _check_budget
+from tunesift.selectors.base import SEED, Candidates, Selector, as_matrix, check_budget
 
 DEFAULT_BINS = 10  # the reference's --k default
 
@@ -36,7 +35,7 @@ def bin_sizes(n: int, bins: int) -> list[int]:
 def graphcut_bins(x: np.ndarray, bins: int = DEFAULT_BINS, lam: float = 1.0) -> list[list[int]]:
     """The pool split into ``bins`` bins, each grown greedily by the GraphCut gain over what is left;
     every bin lists its samples in pick order."""
-    x = _as_matrix(x).astype(np.float64)
+    x = as_matrix(x).astype(np.float64)
     n = x.shape[0]
     if bins < 1 or bins > n:
         raise ConfigError("bins", f"must be between 1 and the number of samples ({n}), got {bins}")
@@ -60,8 +59,8 @@ def graphcut_bins(x: np.ndarray, bins: int = DEFAULT_BINS, lam: float = 1.0) -> 
 def dq_select(x: np.ndarray, k: int, *, bins: int = DEFAULT_BINS, random_state: int = 0) -> list[int]:
     """``k`` samples: the bins of :func:`graphcut_bins`, then a seeded uniform sample of every bin (the
     first ``k mod bins`` bins give one more), bin after bin."""
-    x = _as_matrix(x)
-    k = _check_budget(k, x.shape[0])
+    x = as_matrix(x)
+    k = check_budget(k, x.shape[0])
     bins = min(bins, x.shape[0])
     rng = np.random.default_rng(random_state)
     chosen: list[int] = []
