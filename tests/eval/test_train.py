@@ -132,3 +132,34 @@ def test_micro_batches_accumulate_to_the_one_batch_step(tmp_path, pool_path, tin
     b = load_file(str(pieces.model_dir / "model.safetensors"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_gemma_protocol_base_trains_and_evaluates_per_item(tmp_path):
+    """The CPU protocol's base model end to end on a few records: LoRA training with a fixed number of examples
+    per step (4 records, 2 per step: 2 steps), the merged model evaluated in memory on every CPU metric with
+    per-item values, and the paired bootstrap against the untuned base on the same items."""
+
+    import numpy as np
+
+    from tunesift.eval.compare import _in_memory
+    from tunesift.eval.stats import paired_bootstrap
+    from tunesift.eval.suite import EvalSettings, evaluate, per_item
+
+    settings = EvalSettings(n_alpaca=6, n_gsm8k=2, n_mmlu=3, max_length=128)
+    base = evaluate("gemma-3-270m", "cpu", settings)
+    path = tmp_path / "subset.json"
+    path.write_text(json.dumps(alpaca_records(4)))
+    cfg = TrainConfig(base="gemma-3-270m", max_length=128, examples_per_step=2, learning_rate=1e-3)
+    result = train(path, tmp_path / "run", cfg)
+    assert result.steps == 2 and all(np.isfinite(result.losses))
+    tuned = evaluate(tmp_path / "run", "cpu", settings, lm=_in_memory(result.model, tmp_path / "run"))
+    assert tuned["mmlu"]["n"] == 3 and len(tuned["alpaca_eval_loss"]["items"]) == 6
+    assert 0.5 < tuned["alpaca_eval_loss"]["loss"] < 6
+    assert tuned["alpaca_eval_loss"]["loss"] != base["alpaca_eval_loss"]["loss"]  # training changed the model
+    num_tuned, den = per_item(tuned, "alpaca_eval_loss")
+    num_base, den_base = per_item(base, "alpaca_eval_loss")
+    assert den == den_base  # the same items and tokens: a paired comparison
+    interval = paired_bootstrap([num_tuned], [num_base], den, higher_is_better=False, n_boot=500)
+    assert interval.low <= interval.diff <= interval.high and interval.n_items == 6

@@ -110,3 +110,21 @@ def test_run_deita_end_to_end(tmp_path, tiny_model_dir, store_dir):
     assert max(r["deita"] for r in subset) == pytest.approx(best)  # score-first: the top sample is admitted
     table = api.score_deita(pool, model=str(tiny_model_dir))  # the store serves the same scores
     assert [r["deita"] for r in table.rows] == [r["deita"] for r in rows]
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_smollm2_deita_matches_reference_on_4_records():
+    from tunesift.data.pools import record_to_sample
+    from tunesift.models.registry import resolve_model
+
+    lm = CausalLM.load("smollm2")
+    scorer = DEITA(resolve_model("smollm2"))
+    for i, record in enumerate(alpaca_records(4)):
+        sample = record_to_sample(record, i, "alpaca")
+        row = scorer.combine(sample, scorer.compute(scorer.units(sample), lm))
+        query = f"{record['instruction']}\n{record['input']}" if record["input"] else record["instruction"]
+        want, c, q = reference_sample(lm.model, lm.tokenizer, [(query, record["output"])])
+        assert row["deita"] == pytest.approx(want, abs=1e-4)
+        assert 1.0 <= c <= 6.0 and 1.0 <= q <= 6.0
+        assert row["deita_complexity"] == pytest.approx(c, abs=1e-5)

@@ -163,3 +163,26 @@ def test_local_tagger_matches_one_query_generation(tmp_path, tiny_model_dir, sto
         want = reference_reply(model, tok, query, 12)
         assert result["tag_reply"] == want
         assert result["tags"] is None and result["skip_reason"] == "no_json_list"  # a random model writes no JSON
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_smollm2_instag_tagger_matches_one_query_generation():
+    from tunesift.models.causal_lm import CausalLM
+    from tunesift.models.registry import resolve_model
+    from tunesift.scorers.base import Unit
+    from tunesift.scorers.instag import InsTag, parse_tags
+
+    lm = CausalLM.load("smollm2")
+    scorer = InsTag(resolve_model("smollm2"), max_new_tokens=40)
+    queries = [r["instruction"] for r in alpaca_records(2)]
+    results = scorer.compute([Unit(str(i), q) for i, q in enumerate(queries)], scorer.load_backend("cpu"))
+    for result, query in zip(results, queries, strict=True):
+        reply = reference_reply(lm.model, lm.tokenizer, query, 40)
+        assert result["tag_reply"] == reply
+        try:
+            want = parse_tags(reply)
+        except UnparseableReply as err:  # an unreadable reply: null with its reason, never a default
+            assert result["tags"] is None and result["skip_reason"] == err.reason
+        else:
+            assert result["tags"] == want

@@ -123,3 +123,15 @@ def test_run_mods_seed_then_necessity(tmp_path, tiny_reward_dir, tiny_model_dir,
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "c.manifest.json").read_text())["selected_indices"] == second.selection.indices
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_smollm2_is_refused_as_a_mods_reward_model(tmp_path):
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(2)))
+    result = CliRunner().invoke(app, ["run", "mods", str(pool), "--count", "1", "--reward-model", "smollm2",
+                                      "--out", str(tmp_path / "s.json")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "reward-model" in result.output and "not a sequence classifier" in result.output
+    assert not (tmp_path / "s.json").exists()

@@ -113,3 +113,20 @@ def test_run_nuggets_takes_the_highest_golden_scores(tmp_path, tiny_model_dir, s
     v = [json.loads(line)["nuggets"] for line in scores.read_text().splitlines()]
     chosen = json.loads((tmp_path / "sub.manifest.json").read_text())["selected_indices"]
     assert chosen == sorted(range(12), key=lambda i: (-v[i], i))[:3]
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_smollm2_nuggets_matches_reference_on_2_records():
+    from tunesift.models.registry import resolve_model
+
+    lm = CausalLM.load("smollm2")
+    records = alpaca_records(5)
+    anchors = records[2:5]
+    scorer = Nuggets(resolve_model("smollm2"), [Task(a["instruction"].strip(), a["input"].strip(),
+                                                     a["output"].strip()) for a in anchors])  # fmt: skip
+    zero = np.array([response_logp(lm.model, lm.tokenizer, prompt(a), a["output"]) for a in anchors])
+    samples = [record_to_sample(r, i, "alpaca") for i, r in enumerate(records[:2])]
+    rows = scorer.compute([u for s in samples for u in scorer.units(s)], AnchoredLM(lm, zero))
+    for row, record in zip(rows, records[:2], strict=True):
+        assert row["nuggets"] == pytest.approx(reference_golden(lm.model, lm.tokenizer, record, anchors), abs=1e-12)

@@ -179,3 +179,17 @@ def test_cli_run_selectit_keeps_20_percent_highest_first(tmp_path, tiny_model_di
     )
     assert result.exit_code == 0, result.output
     assert json.loads(again.read_text()) == chosen
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_smollm2_selectit_matches_reference_on_5_records():
+    lm = CausalLM.load("smollm2")
+    records = alpaca_records(5)
+    sentences = load_prompts()
+    pairs = [(record_to_sample(r, i, "alpaca"), t) for i, r in enumerate(records) for t in sentences]
+    ratings = SelectITRater(lm).rate(pairs)
+    for (sample, sentence), rating in zip(pairs, ratings, strict=True):
+        np.testing.assert_allclose(
+            rating.probs, reference_probs(lm.model, lm.tokenizer, sample.record, sentence), atol=1e-5
+        )

@@ -129,3 +129,22 @@ def test_local_judge_matches_the_one_sample_reference(tmp_path, tiny_model_dir, 
     for row, sample in zip(table.rows, read_pool(path).samples, strict=True):
         assert 1.0 <= row["self_curation"] <= 5.0
         assert row["self_curation"] == pytest.approx(reference_rating(model, tok, sample), abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_smollm2_self_curation_matches_reference_on_3_records():
+    from tunesift.data.pools import record_to_sample
+    from tunesift.models.causal_lm import CausalLM
+    from tunesift.models.registry import resolve_model
+    from tunesift.scorers.self_curation import SelfCuration
+
+    lm = CausalLM.load("smollm2")
+    scorer = SelfCuration(resolve_model("smollm2"))
+    backend = scorer.load_backend("cpu")
+    assert backend.prefix == "Score: "  # SmolLM2 splits the space from the digit
+    samples = [record_to_sample(r, i, "alpaca") for i, r in enumerate(alpaca_records(3))]
+    rows = scorer.compute([u for s in samples for u in scorer.units(s)], backend)
+    for row, sample in zip(rows, samples, strict=True):
+        assert 1.0 <= row["self_curation"] <= 5.0
+        assert row["self_curation"] == pytest.approx(reference_rating(lm.model, lm.tokenizer, sample), abs=1e-4)
