@@ -51,31 +51,31 @@ class Option:
         if not isinstance(value, (str, int, float, Path)):
             return value  # an object the Python API hands in (a resolved model, a loaded rule): the method's to read
         for kind in allowed:
-            if kind is type(None):
+            try:
+                return _convert(kind, value)
+            except (TypeError, ValueError):
                 continue
-            if kind is bool:
-                if isinstance(value, bool):
-                    return value
-                if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-                    return value.lower() in ("true", "yes", "1")
-                continue
-            if kind is int and isinstance(value, bool):
-                continue
-            if isinstance(value, kind):
-                return value
-            if kind is float and isinstance(value, int):
-                return float(value)
-            if kind in (int, float) and isinstance(value, str):
-                try:
-                    return kind(value)
-                except ValueError:
-                    continue
-            if kind in (str, Path) and isinstance(value, (str, Path)):
-                return kind(value)
-            if isinstance(value, (str, int, float)) and kind is not bool and kind not in (int, float, str, Path):
-                return value  # a type this check does not know: leave it to the method
         names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed if k is not type(None))
         raise ConfigError(self.key, f"expected {names}, got {value!r}")
+
+
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _convert(kind: Any, value: str | int | float | Path) -> Any:
+    """``value`` as ``kind`` (a string as a recipe or ``-o`` writes it converted); TypeError or ValueError if it
+    is not one. A bool is never taken for a number."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _BOOLS:
+            return _BOOLS[value.lower()]
+    elif kind in (int, float) and not isinstance(value, bool):
+        if isinstance(value, (int, str)) or (kind is float and isinstance(value, float)):
+            return kind(value)
+    elif kind in (str, Path) and isinstance(value, (str, Path)):
+        return kind(value)
+    raise TypeError(kind)
 
 
 def _types(annotation: Any) -> tuple[Any, ...]:

@@ -36,40 +36,55 @@ from tunesift.scorers import Method, discover
 
 class _Generated(typer.core.TyperGroup):
     """A group whose commands come from a registry at the moment they are asked for, so a method registered
-    after import (a plugin, a test) has its commands too."""
+    after import (a plugin, a test) has its commands too. A command is built once, when first needed."""
 
-    make: Callable[[], dict[str, Callable[..., None]]]
+    @staticmethod
+    def names() -> list[str]:
+        raise NotImplementedError
 
-    def _sync(self) -> None:
-        for name, body in type(self).make().items():
-            if name not in self.commands:
-                single = typer.Typer()
-                single.command(name)(body)
-                command = typer.main.get_command(single)
-                command.name = name
-                self.add_command(command, name)
+    @staticmethod
+    def build(name: str) -> Callable[..., None]:
+        raise NotImplementedError
+
+    def _add(self, name: str) -> None:
+        single = typer.Typer()
+        single.command(name)(self.build(name))
+        command = typer.main.get_command(single)
+        command.name = name
+        self.add_command(command, name)
 
     def list_commands(self, ctx: Any) -> list[str]:
-        self._sync()
+        for name in self.names():
+            if name not in self.commands:
+                self._add(name)
         return super().list_commands(ctx)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        self._sync()
+        if cmd_name not in self.commands and cmd_name in self.names():
+            self._add(cmd_name)
         return super().get_command(ctx, cmd_name)
 
 
 class ScoreGroup(_Generated):
     @staticmethod
-    def make() -> dict[str, Callable[..., None]]:
-        return {name: score_command(cls) for name, cls in discover().items()}
+    def names() -> list[str]:
+        return list(discover())
+
+    @staticmethod
+    def build(name: str) -> Callable[..., None]:
+        return score_command(discover()[name])
 
 
 class RunGroup(_Generated):
     @staticmethod
-    def make() -> dict[str, Callable[..., None]]:
+    def names() -> list[str]:
         from tunesift.recipes import run_names
 
-        return {name: run_command(name) for name in run_names()}
+        return run_names()
+
+    @staticmethod
+    def build(name: str) -> Callable[..., None]:
+        return run_command(name)
 
 
 def score_command(info: type[Method]) -> Callable[..., None]:

@@ -22,6 +22,7 @@ rate counts: the whole ``pool`` or the
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +72,14 @@ def builtin_names() -> list[str]:
 def run_names() -> list[str]:
     """What ``tunesift run NAME`` takes: every built-in recipe, and every registered method no built-in recipe
     scores with (it runs as its default recipe)."""
-    used = {load_recipe(name).scorer for name in builtin_names()}
+    used = _builtin_scorers()
     return sorted({*builtin_names(), *(m for m in discover() if m not in used)})
+
+
+@functools.cache
+def _builtin_scorers() -> frozenset[str | None]:
+    """The scorers the built-in recipes use (the files ship with the package: read once)."""
+    return frozenset(load_recipe(name).scorer for name in builtin_names())
 
 
 def default_recipe(method: str) -> Recipe:
