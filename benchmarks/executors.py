@@ -53,7 +53,7 @@ def main() -> None:
 
     # FLOPs of the work, from one pass whose batches we can count (the same batches every executor runs)
     lm = CausalLM.load(model)
-    api.score_ifd(pool, lm=lm, store_dir=work / "count", chunk_size=args.chunk_size)
+    api.score_ifd(pool, backend=lm, store_dir=work / "count", chunk_size=args.chunk_size)
     body, head = linear_params(lm.model)
     flops = 2 * body * lm.stats["decoder_tokens"] + 2 * head * lm.stats["output_positions"]
     del lm

@@ -31,6 +31,7 @@ from tunesift.outputs import (
 )
 from tunesift.recipes import Recipe, builtin_names, execute, load_recipe, select_by_rule
 from tunesift.recipes.pipelines import fit_indicators
+from tunesift.scorers.mods import NECESSITY_THRESHOLD, QUALITY_THRESHOLD
 from tunesift.selectors.base import Budget, Selection
 
 if TYPE_CHECKING:
@@ -255,8 +256,8 @@ def run_mods(
     *,
     reward_model: str,
     model: str = "smollm2-135m-instruct",
-    threshold: float = 0.0,
-    necessity_threshold: float = 0.0,
+    threshold: float = QUALITY_THRESHOLD,
+    necessity_threshold: float = NECESSITY_THRESHOLD,
     template: str = "alpaca",
     max_new_tokens: int = 256,
     train_options: dict[str, Any] | None = None,

@@ -35,13 +35,6 @@ OnErrorOpt = Annotated[
         "(their score is null with the reason) and list them in <out>.rejects.jsonl.",
     ),
 ]
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        help="Packaged model short name (smollm2-135m-instruct, gemma-3-270m), a local HF checkpoint directory, "
-        "or a hub id (org/name, from the local HF cache)."
-    ),
-]
 StoreOpt = Annotated[
     Path | None,
     typer.Option(help="Score cache folder (default $TUNESIFT_CACHE/scores or ~/.cache/tunesift/scores)."),
@@ -91,7 +84,7 @@ EXECUTOR_OPTIONS = (
     Option("cpus_per_actor", float | None, None, "CPUs per Ray actor, also its torch threads (default 1)."),
 )
 # Common options of the generated commands: (keyword, annotation, default).
-IO_PARAMS: tuple[tuple[str, Any, Any], ...] = (
+_IO_PARAMS: tuple[tuple[str, Any, Any], ...] = (
     ("format", FormatOpt, None), ("on_error", OnErrorOpt, "raise"), ("store", StoreOpt, None),
     ("device", DeviceOpt, None),
 )  # fmt: skip
@@ -186,4 +179,4 @@ def say_summary(executor: Any) -> None:
 
 def execution_params() -> list[inspect.Parameter]:
     """The input/output and executor options every scoring command takes."""
-    return [*(param(n, a, d) for n, a, d in IO_PARAMS), *(option_param(o) for o in EXECUTOR_OPTIONS)]
+    return [*(param(n, a, d) for n, a, d in _IO_PARAMS), *(option_param(o) for o in EXECUTOR_OPTIONS)]

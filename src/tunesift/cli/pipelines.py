@@ -27,6 +27,7 @@ from tunesift.cli.options import (
 )
 from tunesift.errors import TunesiftError
 from tunesift.options import DTYPE, MODEL_HELP, Option, model_option
+from tunesift.scorers.mods import NECESSITY_THRESHOLD, QUALITY_THRESHOLD
 
 # The fine-tune inside both pipelines.
 TUNE_OPTIONS = (
@@ -47,9 +48,9 @@ MODS_FULL_OPTIONS = (
     Option("reward_model", str, ..., "Reward model: a sequence-classification checkpoint (folder or hub id), e.g. "
            "OpenAssistant/reward-model-deberta-v3-large-v2."),
     model_option(MODEL_HELP),
-    Option("threshold", float, 0.0, "High quality: reward above this (MoDS: 0.0)."),
-    Option("necessity_threshold", float, 0.0, "Necessity: the tuned model's answer scored below this (MoDS: a "
-           "threshold of your choice; default 0.0)."),
+    Option("threshold", float, QUALITY_THRESHOLD, "High quality: reward above this (MoDS: 0.0)."),
+    Option("necessity_threshold", float, NECESSITY_THRESHOLD,
+           "Necessity: the tuned model's answer scored below this (MoDS: a threshold of your choice; default 0.0)."),
     Option("max_new_tokens", int, 256, "Longest answer the seed-tuned model writes."),
     *TUNE_OPTIONS,
     Option("work_dir", Path | None, None, "Where the seed and the tuned model go (<out>.mods)."),

@@ -38,7 +38,7 @@ class MoDSReward(Scorer):
 
     method = "mods"
     summary = "MoDS quality: a reward model's score of each (instruction, response)."
-    columns = ("mods_reward",)
+    columns = MODS_COLUMNS
     options = (
         Option("reward_model", str | None, None, "Reward model: a Hugging Face sequence-classification checkpoint "
                "with one score (folder or hub id; MoDS uses OpenAssistant/reward-model-deberta-v3-large-v2)."),
