@@ -1,13 +1,47 @@
-"""Write files so that a killed run never leaves a half-written file where the final one belongs."""
+"""Write files so that a killed run never leaves a half-written file where the final one belongs, with the
+permissions ``open(path, "w")`` would give: the user's umask for a new file, the old mode for an overwrite
+(a temporary file is private until it is renamed into place; the result must not stay so)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+
+def current_umask() -> int:
+    """This process's umask (read without changing it where /proc says it; else set and restored at once)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def open_mode(target: Path) -> int:
+    """The mode ``open(target, "w")`` leaves: the existing file's, else 0o666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
+def as_created(tree: Path) -> None:
+    """Give every file and folder under ``tree`` (itself included) the mode a plain create would give them,
+    where a library wrote private temporaries (a saved model)."""
+    mask = current_umask()
+    for root, dirs, files in os.walk(tree):
+        os.chmod(root, 0o777 & ~mask)
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
 
 
 @contextlib.contextmanager
@@ -32,6 +66,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, open_mode(target))
         os.replace(tmp_name, target)
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):

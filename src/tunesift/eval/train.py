@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from tunesift import progress as run_progress
+from tunesift.atomic import as_created
 from tunesift.data.pools import Pool
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, as_storage_error
@@ -353,6 +354,7 @@ def train(
     shutil.rmtree(tmp, ignore_errors=True)
     final.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    as_created(tmp)  # a colleague or a job under another user reads the model, as any file the user makes
     shutil.rmtree(run_dir / MODEL_DIR, ignore_errors=True)
     os.replace(tmp, run_dir / MODEL_DIR)
     seconds = time.perf_counter() - started
