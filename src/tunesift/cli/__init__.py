@@ -10,7 +10,7 @@ mods-full) and :mod:`.prove` (train, eval, compare).
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import typer.core
@@ -69,6 +69,25 @@ app = typer.Typer(
 score_app = typer.Typer(cls=ScoreGroup, help="Score every record of a pool; writes one JSON line per record.",
                         no_args_is_help=True)  # fmt: skip
 run_app = typer.Typer(cls=RunGroup, help="Score and select in one go with a published method.", no_args_is_help=True)
+
+
+def _say_version(value: bool) -> None:
+    if value:
+        from tunesift._version import __version__
+
+        typer.echo(f"tunesift {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_say_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Pick the best instruction-tuning data out of a pool: score it, select a subset, explain it."""
+
+
 app.add_typer(score_app, name="score")
 app.add_typer(run_app, name="run")
 

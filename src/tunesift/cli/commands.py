@@ -165,6 +165,14 @@ def report_cmd(
     typer.echo(f"report -> {out}", err=True)
 
 
+@app.command("version")
+def version_cmd() -> None:
+    """Print the version of tunesift."""
+    from tunesift._version import __version__
+
+    typer.echo(f"tunesift {__version__}")
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the packaged models that work offline."""
