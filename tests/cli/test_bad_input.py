@@ -82,3 +82,75 @@ def test_on_error_skip_lists_rejects_and_keeps_indices(tmp_path, tiny_model_dir,
     rejects = [json.loads(line) for line in (tmp_path / "scores.rejects.jsonl").read_text().splitlines()]
     assert [(r["index"], r["field"]) for r in rejects] == [(1, "instruction"), (2, None), (3, "conversations")]
     assert rejects[2]["record"] == {"conversations": []}
+
+
+class _Failing:
+    """An endpoint that fails every request in one way: (status, reply) for every call."""
+
+    def __init__(self, status: int, reply):
+        from localhost import JsonServer
+
+        outer = self
+
+        class Server(JsonServer):
+            def answer(self, path, body):
+                return outer.status, outer.reply
+
+        self.status, self.reply = status, reply
+        self.server = Server()
+        self.url = self.server.url
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there any more
+
+
+@pytest.mark.parametrize("method", ["alpagasus", "self-curation", "instag"])
+@pytest.mark.parametrize(
+    ("failure", "quoted"),
+    [("closed", "Connection refused"), ((500, {"error": "overloaded"}), "overloaded"),
+     ((400, {"error": "model does not exist"}), "model does not exist"), ((200, "<html>"), "no chat completion"),
+     ((200, {"id": "x"}), "no chat completion")],
+)  # fmt: skip
+def test_an_endpoint_that_fails_every_request_is_one_error_up_front(method, failure, quoted, tmp_path, store_dir):
+    """Probed once before any work: exit 2 naming --base-url and quoting the server; --out is left as it was."""
+    failing = None
+    if failure == "closed":
+        url = _closed_port_url()
+    else:
+        failing = _Failing(*failure)
+        url = failing.url
+    try:
+        pool = tmp_path / "pool.json"
+        pool.write_text(json.dumps([GOOD] * 3))
+        out = tmp_path / "subset.json"
+        out.write_text("mine")
+        result = runner.invoke(app, ["run", method, str(pool), "--count", "1", "--out", str(out), "--model", "m",
+                                     "--base-url", url, "--retries", "0", "--timeout", "5"])  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert "base-url" in result.output and quoted in result.output
+        assert out.read_text() == "mine" and not (tmp_path / "subset.manifest.json").exists()
+    finally:
+        if failing is not None:
+            failing.server.close()
+
+
+def test_a_run_where_every_sample_fails_writes_nothing(tmp_path, tiny_model_dir, store_dir, monkeypatch):
+    """A model that fails on every sample stops the run with one line (exit 2), instead of a table of nulls."""
+    from tunesift.scorers.ifd import IFD
+
+    def broken(self, units, backend, on_progress=None):
+        raise RuntimeError("kernel failed")
+
+    monkeypatch.setattr(IFD, "compute", broken)
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps([GOOD, {**GOOD, "output": "Red."}]))
+    out = tmp_path / "scores.jsonl"
+    result = runner.invoke(app, ["score", "ifd", str(pool), "--out", str(out), "--model", str(tiny_model_dir)])
+    assert result.exit_code == 2 and "every one of 2 samples failed" in result.output
+    assert "kernel failed" in result.output and not out.exists()

@@ -94,7 +94,10 @@ REPLIES = {"poem": _tags("Creative Writing", "Poetry"), "sum": _tags("Math", "Ar
 
 @pytest.fixture
 def tag_server():
-    s = ChatServer(lambda content: REPLIES[content.split("[begin]\n", 1)[1].split()[0]])
+    # the probe before any work gets "OK"; a tagging request, its scripted reply
+    s = ChatServer(
+        lambda content: REPLIES[content.split("[begin]\n", 1)[1].split()[0]] if "[begin]" in content else "OK"
+    )
     yield s
     s.close()
 
@@ -113,7 +116,7 @@ def test_endpoint_tagger_and_run_instag(tmp_path, tag_server, store_dir):
         ["creative writing", "humor", "storytelling"], None, ["creative writing"], ["arithmetic", "math"]]  # fmt: skip
     assert [r["instag"] for r in table.rows] == [2.0, 2.0, 3.0, None, 1.0, 2.0]
     assert table.rows[3]["skip_reason"] == "no_json_list" and table.rows[3]["tag_reply"] == REPLIES["chat"]
-    assert tag_server.requests == 5  # the two equal queries share one request
+    assert tag_server.requests == 1 + 5  # the probe, then one request a query: the two equal ones share one
     out, scores = tmp_path / "sub.json", tmp_path / "scores.jsonl"
     result = CliRunner().invoke(app, ["run", "instag", str(path), "--count", "3", "--model", "t", "--base-url",
                                       tag_server.url, "--min-tag-count", "1", "--no-semantic", "--out", str(out),

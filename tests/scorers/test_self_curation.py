@@ -60,8 +60,9 @@ REPLIES = {"great": "Clear and complete.\nScore: 5", "fine": "Minor issues.\nSco
 
 
 def _reply(content: str) -> str:
-    """The reply for a record whose answer ends in one of REPLIES' keys."""
-    return REPLIES[content.rstrip("\n").rsplit("\n", 1)[-1].split()[-1]]
+    """The reply for a record whose answer ends in one of REPLIES' keys ("OK" to the probe before any work)."""
+    last = content.rstrip("\n").rsplit("\n", 1)[-1].split()[-1]
+    return REPLIES[last] if last in REPLIES else "OK"
 
 
 @pytest.fixture

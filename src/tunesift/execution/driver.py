@@ -9,6 +9,7 @@ budget or aggregation reuses everything without loading a model.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ import numpy as np
 from tunesift.data.pools import Pool, read_pool
 from tunesift.data.sample import Rejected, Sample
 from tunesift.data.table import ScoreTable
-from tunesift.errors import ConfigError
+from tunesift.errors import ConfigError, TunesiftError
 from tunesift.models.registry import ResolvedModel, cache_root
 from tunesift.scorers.base import Method, PoolContext, Scorer, Unit, get_method
 from tunesift.store import ScoreStore
@@ -26,6 +27,11 @@ from tunesift.store import ScoreStore
 if TYPE_CHECKING:
     from tunesift.execution import Executor
     from tunesift.scorers.embedding import EmbeddingTable
+
+
+class ComputeFailed(TunesiftError):
+    """Every unit a run computed failed (an endpoint that answers nothing, a model that cannot run): the run
+    stops without writing, rather than giving a table of nulls."""
 
 
 def as_pool(data: Pool | str | Path) -> Pool:
@@ -75,17 +81,17 @@ def compute_units(
     store.merge_shards()
     cached = store.load()
     executor = default_executor(executor, None)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, unit=scorer.unit_name, desc=scorer.describe(), dynamic_ncols=True)
+    bar: Any = None  # made once the first unit to compute is known, so a refused service shows no bar
     seen: set[str] = set()
     done_texts = 0.0
+    served = skipped = 0  # units the store already held; units passed over (held, or a repeat)
 
     def missing() -> Iterator[Unit]:
+        nonlocal served, skipped
         for unit in units:
             if unit.key in cached or unit.key in seen:
+                served += unit.key in cached
+                skipped += 1
                 if bar is not None:
                     bar.update(1)
                 continue
@@ -103,17 +109,33 @@ def compute_units(
 
     n_stored = len(cached)
     kept.stored(scorer.unit_name + "s", n_stored, store.path)
+    failed: list[dict[str, Any]] = []
     try:
-        for key, row in executor.map_units(scorer, missing(), store, on_progress=tick if bar is not None else None):
+        pending = missing()
+        first = next(pending, None)
+        if first is not None:  # something to compute: only now are the scorer's services asked (an endpoint probed)
+            scorer.check_ready()
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=skipped, unit=scorer.unit_name, desc=scorer.describe(),
+                       dynamic_ncols=True)  # fmt: skip
+        stream = itertools.chain([first], pending) if first is not None else iter(())
+        for key, row in executor.map_units(scorer, stream, store, on_progress=tick if bar is not None else None):
             cached[key] = row
             if scorer.cacheable(row):
                 n_stored += 1
                 kept.stored(scorer.unit_name + "s", n_stored, store.path)
+            else:
+                failed.append(row)
         if bar is not None:
             bar.n = bar.total if bar.total is not None else bar.n
     finally:  # the bar ends before any message about why the run stopped
         if bar is not None:
             bar.close()
+    if failed and len(failed) == len(seen) and not served:
+        raise ComputeFailed(f"{scorer.describe()}: every one of {len(failed)} {scorer.unit_name}s failed, nothing "
+                            f"was written; the first: {failed[0].get('skip_reason')}")  # fmt: skip
     return cached
 
 

@@ -55,11 +55,12 @@ class EndpointChat:
         return {"judge": "endpoint", "url": self.url, "model": self.model, "temperature": 0,
                 "max_tokens": self.max_tokens}  # fmt: skip
 
-    def complete(self, messages: Messages) -> Reply:
+    def complete(self, messages: Messages, max_tokens: int | None = None) -> Reply:
         """One chat request, retried with exponential backoff on 429, 5xx and network errors; other HTTP
         errors and malformed responses are not retried."""
         try:
-            body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+            body = {"model": self.model, "messages": messages, "temperature": 0,
+                    "max_tokens": max_tokens or self.max_tokens}  # fmt: skip
             payload = self.endpoint.post("/chat/completions", body)
         except RequestFailed as err:
             return None, err.reason, err.transient
@@ -70,6 +71,23 @@ class EndpointChat:
         if not isinstance(content, str):
             return None, f"bad_response: reply content is not text: {content!r}", False
         return content, None, False
+
+    def probe(self) -> None:
+        """One short request before any work: a server that is down, refuses the key, or does not serve the
+        model is one error naming ``--base-url`` and quoting the server, not a pool of null scores."""
+        body = {"model": self.model, "messages": [{"role": "user", "content": "Reply with OK."}], "temperature": 0,
+                "max_tokens": 1}  # fmt: skip
+        try:
+            payload = self.endpoint.post("/chat/completions", body)
+        except RequestFailed as err:
+            said = f"; the server said: {err.detail}" if getattr(err, "detail", None) else ""
+            raise ConfigError("base-url", f"{self.url} (model {self.model!r}) did not answer a test request: "
+                              f"{err.reason}{said}") from None  # fmt: skip
+        try:
+            payload["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise ConfigError("base-url", f"{self.url} (model {self.model!r}) answered a test request with no chat "
+                              f"completion: {json.dumps(payload)[:200]}") from None  # fmt: skip
 
     def complete_all(self, conversations: Sequence[Messages], on_progress: Callable[[float], None] | None = None
                      ) -> list[Reply]:  # fmt: skip

@@ -56,7 +56,7 @@ class JsonEndpoint:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        last = ""
+        last, detail = "", ""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
@@ -65,16 +65,16 @@ class JsonEndpoint:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     text = response.read().decode("utf-8")
             except urllib.error.HTTPError as err:
+                detail = err.read().decode("utf-8", "replace")[:200].strip()
                 last = f"HTTP {err.code}"
                 if err.code == 429 or err.code >= 500:
                     continue
-                detail = err.read().decode("utf-8", "replace")[:200].strip()
-                raise RequestFailed(f"request_failed: {last} (not retried)", detail=detail) from None
+                raise RequestFailed(f"request_failed: HTTP {err.code} (not retried)", detail=detail) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+                last, detail = f"{type(err).__name__}: {getattr(err, 'reason', err)}", ""
                 continue
             try:
                 return json.loads(text)
             except ValueError:
                 raise RequestFailed(f"bad_response: not JSON: {text[:200]!r}") from None
-        raise RequestFailed(f"request_failed: {last} after {self.retries + 1} attempts", transient=True)
+        raise RequestFailed(f"request_failed: {last} after {self.retries + 1} attempts", transient=True, detail=detail)

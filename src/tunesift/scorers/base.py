@@ -164,6 +164,10 @@ class Scorer(Method, ABC):
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
         """One result per unit, in order; batched; no I/O."""
 
+    def check_ready(self) -> None:
+        """Called once on the driver before the first unit is computed (never when the store holds them all):
+        a scorer whose backend is a service checks it answers, so a dead endpoint is one error up front."""
+
     def combine(self, sample: Sample, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """The sample's fields from its units' results (default: the single unit's result)."""
         return {k: results[0][k] for k in self.result_fields}

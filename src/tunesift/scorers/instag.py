@@ -147,6 +147,10 @@ class InsTag(Scorer):
         queries = [turn_query(sample, t) for t in range(len(sample.turns))]
         return [Unit(_key(q), q) for q in queries]
 
+    def check_ready(self) -> None:
+        if isinstance(self.tagger, EndpointSpec):
+            self._client().probe()
+
     def load_backend(self, device: str | None = None) -> Any:
         """A chat model: the endpoint, or the local model generating greedily (after its chat template, or the
         bare prompt and a newline for a model without one)."""

@@ -249,6 +249,10 @@ class JudgeScorer(Scorer):
             config = {"judge": "local", **self.judge.key()}
         return {**config, "scorer": self.name, "version": self.version, "prompt_sha256": self.prompt_sha256}
 
+    def check_ready(self) -> None:
+        if isinstance(self.judge, EndpointSpec):
+            self.judge.client().probe()
+
     def load_backend(self, device: str | None = None) -> Any:
         if isinstance(self.judge, EndpointSpec):
             return ChatJudge(self.judge.client(), self.rubric)
