@@ -200,6 +200,8 @@ def test_winning_rate_against_full_data_with_a_judge_on_localhost(tmp_path, tiny
      ({"budget": None, "budgets": [0.1, 1.2]}, "budgets"),
      ({"budget": None, "budgets": [0.0]}, "budgets"),
      ({"random_seeds": [0]}, "random_seeds"),
+     ({"random_seeds": [0, 0]}, "random_seeds"),
+     ({"pool_size": 0}, "pool_size"),
      ({"eval": {**EVAL, "n_alpaca": 0}}, "eval.n_alpaca"),
      ({"eval": {**EVAL, "max_length": 2}}, "eval.n_alpaca"),
      ({"judge": {"model": "j"}}, "judge"),
@@ -223,3 +225,15 @@ def test_bad_config_exits_2_naming_the_key_with_nothing_trained(tmp_path, tiny_m
     assert result.exit_code == 2 and "random_seeds" in result.output
     assert not (tmp_path / "out").exists()
     assert load_config(tmp_path / "cmp.yaml").random_seeds == [3]
+
+
+@pytest.mark.parametrize(("changes", "key"), [({"pool_size": 50}, "pool_size"), ({"eval": {"n_alpaca": 0}}, "eval")])
+def test_a_config_refused_at_run_time_leaves_no_out_folder(tmp_path, tiny_model_dir, changes, key):
+    """pool_size beyond the pool is refused (it was used silently); nothing is left behind, not even --out."""
+    (tmp_path / "pool.json").write_text(json.dumps(alpaca_records(10)))
+    config = {"pool": "pool.json", "budget": {"rate": 0.5}, "base": str(tiny_model_dir), "random_seeds": [0, 1],
+              **changes}  # fmt: skip
+    (tmp_path / "cmp.yaml").write_text(json.dumps(config))
+    result = CliRunner().invoke(app, ["compare", str(tmp_path / "cmp.yaml"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and key in result.output
+    assert not (tmp_path / "out").exists()

@@ -145,6 +145,11 @@ def validate(config: CompareConfig) -> None:
             raise ConfigError(f"methods.{name}.recipe", str(err)) from None
     if not config.random_seeds:
         raise ConfigError("random_seeds", "at least one random subset is needed to compare with")
+    if len(set(config.random_seeds)) != len(config.random_seeds):
+        raise ConfigError("random_seeds", f"each seed once: {config.random_seeds} draws the same random subset "
+                          "more than once")  # fmt: skip
+    if config.pool_size is not None and (not isinstance(config.pool_size, int) or config.pool_size < 1):
+        raise ConfigError("pool_size", f"a positive number of records, got {config.pool_size!r}")
     if config.intervals and len(config.random_seeds) < 2:
         raise ConfigError("random_seeds", f"intervals pool random subsets: give at least 2 seeds, got "
                           f"{len(config.random_seeds)} (or intervals: false)")  # fmt: skip
@@ -227,15 +232,31 @@ def compare(config: CompareConfig, out: str | Path, *, device: str | None = None
             log: Callable[[str], Any] = print) -> dict[str, Any]:  # fmt: skip
     """Run the protocol; returns (and writes to ``out/results.json``) every model's metrics, the intervals
     and verdicts per budget, and the winning rates against full data when a judge is given."""
+    from tunesift.data.pools import read_pool
+
+    validate(config)
+    out = Path(out)
+    source = read_pool(config.pool)
+    records = [s.record for s in source.samples]
+    if config.pool_size is not None and config.pool_size > len(records):
+        raise ConfigError("pool_size", f"{config.pool_size} is more than the {len(records)} valid records of "
+                          f"{config.pool}")  # fmt: skip
+    created = not out.exists()
+    try:
+        return _compare(config, out, records, device=device, progress=progress, log=log)
+    except TunesiftError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a config refused before anything was written leaves no folder behind
+        raise
+
+
+def _compare(config: CompareConfig, out: Path, records: list[dict[str, Any]], *,
+             device: str | None, progress: bool, log: Callable[[str], Any]) -> dict[str, Any]:  # fmt: skip
     from tunesift import api
     from tunesift.data.pools import read_pool, write_records
     from tunesift.eval.train import _ids_hash
 
-    validate(config)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    source = read_pool(config.pool)
-    records = [s.record for s in source.samples]
     if config.pool_size is not None and config.pool_size < len(records):
         keep = sorted(np.random.default_rng(config.pool_seed).choice(len(records), config.pool_size, replace=False))
         records = [records[i] for i in keep]
