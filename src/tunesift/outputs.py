@@ -193,6 +193,8 @@ def write_subset(
         "skipped_by_reason": table.skipped(),
         "skipped": [{"index": row["index"], "reason": row["skip_reason"]} for row in table.rows if row["skip_reason"]],
         "selected_score_range": [min(values), max(values)] if values else None,
+        "steps": list(selection.steps),
+        **({"why_empty": selection.why_empty} if selection.why_empty else {}),
         "selected_indices": selection.indices,
         "scorer_config": table.config,
     }

@@ -154,3 +154,68 @@ def test_a_run_where_every_sample_fails_writes_nothing(tmp_path, tiny_model_dir,
     result = runner.invoke(app, ["score", "ifd", str(pool), "--out", str(out), "--model", str(tiny_model_dir)])
     assert result.exit_code == 2 and "every one of 2 samples failed" in result.output
     assert "kernel failed" in result.output and not out.exists()
+
+
+def _pool_file(tmp_path, n=10):
+    from conftest import alpaca_records
+
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(n)))
+    return pool
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [(["run", "dq", "--bins", "0"], "bins"), (["run", "dq", "--bins", "50"], "bins"),
+     (["run", "random", "--rate", "0.01"], "rate"), (["run", "cluster-ifd", "--clusters", "0"], "clusters"),
+     (["run", "recipe", "longest", "-o", "model=smollm2"], "model"),
+     (["run", "recipe", "alpagasus", "-o", "retries=many"], "retries"),
+     (["run", "recipe", "cherry", "-o", "max_length=lots"], "max-length")],
+)  # fmt: skip
+def test_select_and_scorer_options_are_refused_before_any_work(args, key, tmp_path, store_dir):
+    """Nothing is embedded, scored or written: the store stays empty and --out is not created."""
+    pool = _pool_file(tmp_path)
+    out = tmp_path / "subset.json"
+    budget = [] if "--rate" in args else ["--count", "3"]
+    command = [*args[:2], *([args[2]] if args[1] == "recipe" else []), str(pool)]
+    rest = args[3:] if args[1] == "recipe" else args[2:]
+    result = runner.invoke(app, [*command, *rest, *budget, "--out", str(out)])
+    assert result.exit_code == 2 and key in result.output, result.output
+    assert not out.exists() and not (store_dir.exists() and any(store_dir.rglob("*.jsonl")))
+
+
+def test_the_manifest_records_every_select_option(tmp_path, store_dir, monkeypatch):
+    import numpy as np
+
+    from tunesift.models.minilm import MiniLMEmbedder
+
+    monkeypatch.setattr(MiniLMEmbedder, "__init__", lambda self, device=None, max_length=256: None)
+
+    def embed(self, texts, batch_size=64):
+        return np.random.default_rng(len(texts)).normal(size=(len(texts), 8)).astype(np.float32)
+
+    monkeypatch.setattr(MiniLMEmbedder, "embed", embed)
+    pool = _pool_file(tmp_path)
+    out = tmp_path / "subset.json"
+    result = runner.invoke(app, ["run", "dq", str(pool), "--count", "4", "--bins", "3", "--seed", "5",
+                                 "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    select = json.loads((tmp_path / "subset.manifest.json").read_text())["steps"][-1]["select"]
+    assert select["method"] == "dq" and select["bins"] == 3 and select["random_state"] == 5
+
+
+def test_an_empty_selection_says_why(tmp_path, store_dir):
+    pool = _pool_file(tmp_path, 4)
+    scores = tmp_path / "scores.jsonl"
+    rows = [{"index": i, "id": None, "alpagasus": v, "skip_reason": None} for i, v in enumerate([1.0, 2.0, 3.0, 4.0])]
+    from tunesift import api
+
+    table = api.ScoreTable({"scorer": "alpagasus"}, rows, "alpagasus", ("alpagasus",))
+    real = api.read_pool(pool)
+    for row, sample in zip(table.rows, real.samples, strict=True):
+        row["id"] = sample.content_id
+    api.write_scores(scores, table)
+    out = tmp_path / "subset.json"
+    result = runner.invoke(app, ["select", str(pool), "--scores", str(scores), "--rate", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "selected 0 of 4" in result.output and "no scored record passed score >= 4.5" in result.output

@@ -62,7 +62,9 @@ def select_cmd(
         manifest = api.write_subset(out, pool, table, selection, budget)
     except TunesiftError as err:
         fail(err)
-    typer.echo(f"selected {len(selection.indices)} of {selection.n_pool} records -> {out} ({manifest.name})", err=True)
+    why = f"; {selection.why_empty}" if selection.why_empty else ""
+    typer.echo(f"selected {len(selection.indices)} of {selection.n_pool} records -> {out} ({manifest.name}){why}",
+               err=True)  # fmt: skip
 
 
 @app.command("fit-indicators")

@@ -147,6 +147,7 @@ def run_with_recipe(method: str, kw: dict[str, Any], score_options: dict[str, An
     skipped = result.scores.skipped()
     typer.echo(
         f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {kw['out']}"
+        + (f"; {result.selection.why_empty}" if result.selection.why_empty else "")
         + (f"; skipped: {skipped}" if skipped else ""),
         err=True,
     )

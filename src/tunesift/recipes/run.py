@@ -11,7 +11,7 @@ from tunesift.data.table import ScoreTable
 from tunesift.errors import ConfigError
 from tunesift.execution.driver import default_executor, embed_pool, score
 from tunesift.recipes.load import Recipe
-from tunesift.recipes.steps import apply_steps
+from tunesift.recipes.steps import apply_steps, why_empty
 from tunesift.scorers import check_options, get_method
 from tunesift.selectors.base import Budget, Candidates, Selection, get_selector
 
@@ -44,6 +44,15 @@ def execute(
     is kept per record is its score row, never the record itself.
     """
     executor = default_executor(executor, device)
+    steps = list(recipe.steps)
+    if select_options:
+        steps[-1] = {"select": {**steps[-1]["select"], **select_options}}
+    final = steps[-1]["select"]
+    selector = get_selector(final["method"])(**{k: v for k, v in final.items() if k not in ("method", "of")})
+    selector.check(len(pool))  # options that cannot work on this pool are refused before any scoring
+    steps[-1] = {"select": {**final, **selector.params}}
+    budget = budget or recipe.budget
+    _check_budget(recipe, budget, len(pool))
     if recipe.scorer:
         options = {k: v for k, v in recipe.score.items() if k != "scorer"}
         options.update(score_options or {})
@@ -51,15 +60,13 @@ def execute(
         _check_needs(recipe, options)
         table = score(recipe.scorer, pool, **options, store_dir=store_dir, executor=executor, progress=progress)
     else:  # no model score: the subset and manifest carry each record's response length
+        if score_options:
+            name = sorted(score_options)[0].replace("_", "-")
+            raise ConfigError(name, f"recipe {recipe.name!r} scores with no model: it takes no scorer options")
         rows = [{"index": item.index, "id": getattr(item, "content_id", None),
                  "response_chars": float(len(item.output)) if hasattr(item, "output") else None,
                  "skip_reason": None if hasattr(item, "output") else "invalid_record"} for item in pool]  # fmt: skip
         table = ScoreTable({"method": recipe.name}, rows, score_field="response_chars", columns=("response_chars",))
-    budget = budget or recipe.budget
-    if budget is not None and budget.count is not None and budget.count > len(pool):
-        raise ConfigError("count", f"{budget.count} is more than the pool's {len(pool)} records")
-    if budget is None and not recipe.keep_all:
-        raise ConfigError("rate/count", f"recipe {recipe.name!r} has no default budget: give --rate or --count")
     rows = table.rows
     valid = [row["index"] for row in rows if row.get("id") is not None]
 
@@ -67,15 +74,10 @@ def execute(
         v = rows[i].get(column)
         return v if v is not None and math.isfinite(v) else None
 
-    steps = list(recipe.steps)
-    if select_options:
-        steps[-1] = {"select": {**steps[-1]["select"], **select_options}}
-
     def select(body: dict[str, Any], candidates: list[int], size: int) -> list[int]:
         if size == 0 or not candidates:
             return []
-        options = {k: v for k, v in body.items() if k not in ("method", "of")}
-        selector = get_selector(body["method"])(**options)
+        selector.check(len(candidates))
         embed = {"embedder": selector.params.get("embedder", "minilm")}
         for key in ("model", "text", "template"):
             if selector.params.get(f"embed_{key}") is not None:
@@ -92,8 +94,21 @@ def execute(
 
     chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select)
     n_scored = sum(1 for i in valid if value(i, table.score_field) is not None)
-    selection = Selection(chosen, len(pool), n_scored, len(candidates), recipe.name)
+    empty = None if chosen else why_empty(table.score_field, table.skipped(), n_scored, candidates, steps)
+    selection = Selection(chosen, len(pool), n_scored, len(candidates), recipe.name, tuple(steps), empty)
     return RecipeRun(table, selection)
+
+
+def _check_budget(recipe: Recipe, budget: Budget | None, n_pool: int) -> None:
+    """A budget that cannot select anything, or more than there is, is refused before any work."""
+    if budget is None:
+        if not recipe.keep_all:
+            raise ConfigError("rate/count", f"recipe {recipe.name!r} has no default budget: give --rate or --count")
+        return
+    if budget.count is not None and budget.count > n_pool:
+        raise ConfigError("count", f"{budget.count} is more than the pool's {n_pool} records")
+    if budget.rate is not None and int(budget.rate * n_pool) == 0:
+        raise ConfigError("rate", f"{budget.rate} of {n_pool} records rounds to 0; give a larger rate or --count")
 
 
 def _check_needs(recipe: Recipe, options: dict[str, Any]) -> None:

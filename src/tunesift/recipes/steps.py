@@ -86,6 +86,17 @@ def rule_steps(rule: str, column: str = "score") -> list[dict[str, Any]]:
     return [{kind: rename(body) for kind, body in step.items()} for step in recipe.steps]
 
 
+def why_empty(score_field: str, skipped: dict[str, int], n_scored: int, candidates: list[int],
+              steps: Sequence[dict[str, Any]]) -> str:  # fmt: skip
+    """One line saying why a selection came out empty."""
+    if n_scored == 0:
+        return f"no record has a {score_field} score" + (f" (skipped: {skipped})" if skipped else "")
+    if not candidates:
+        filters = [f"{b['column']} {b['op']} {b['value']:g}" for s in steps for k, b in s.items() if k == "filter"]
+        return "no scored record passed " + (" and ".join(filters) if filters else "the steps")
+    return f"the budget keeps 0 of the {len(candidates)} candidates"
+
+
 def select_by_rule(rule: str, scores: Sequence[float | None], budget: Budget) -> Selection:
     """Apply a rule to one score column (never calls a model)."""
     steps = rule_steps(rule)
@@ -96,7 +107,8 @@ def select_by_rule(rule: str, scores: Sequence[float | None], budget: Budget) ->
 
     n_scored = sum(1 for i in range(len(scores)) if value(i, "score") is not None)
     chosen, candidates = apply_steps(steps, list(range(len(scores))), len(scores), budget, value)
-    return Selection(chosen, len(scores), n_scored, len(candidates), rule)
+    empty = None if chosen else why_empty("score", {}, n_scored, candidates, steps)
+    return Selection(chosen, len(scores), n_scored, len(candidates), rule, tuple(steps), empty)
 
 
 def select_cherry(scores: Sequence[float | None], budget: Budget) -> Selection:

@@ -53,6 +53,8 @@ class Selection:
     n_scored: int
     n_candidates: int
     rule: str
+    steps: tuple[dict[str, Any], ...] = ()  # the steps that made it, every select option resolved
+    why_empty: str | None = None  # for an empty selection: why, in one line
 
 
 @dataclass
@@ -101,6 +103,10 @@ class Selector:
             if key not in declared:
                 raise ConfigError(key, f"select {self.name}: no such option")
         self.params = {name: o.check(options[name]) if name in options else o.default for name, o in declared.items()}
+
+    def check(self, n: int) -> None:
+        """Refuse options that cannot work on ``n`` records (the pool before any scoring, the candidates
+        before selecting), naming the option; nothing is silently cut to fit."""
 
     def select(self, candidates: Candidates, size: int) -> list[int]:
         """Positions into ``candidates.indices``, in pick order, at most ``size``."""

@@ -92,6 +92,14 @@ class ClusterTop(Selector):
     )
     embeds = True
 
+    def check(self, n: int) -> None:
+        clusters, per_cluster = self.params["clusters"], self.params["per_cluster"]
+        if not 1 <= clusters <= n:
+            raise ConfigError("clusters", f"must be between 1 and the number of records to cluster ({n}), got "
+                              f"{clusters}")  # fmt: skip
+        if per_cluster is not None and per_cluster < 1:
+            raise ConfigError("per-cluster", f"must be at least 1, got {per_cluster}")
+
     def select(self, candidates: Candidates, size: int) -> list[int]:
         by = self.params["by"] or candidates.score_field
         idx = candidates.indices

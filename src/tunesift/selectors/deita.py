@@ -60,6 +60,10 @@ class DeitaFilter(Selector):
                           "admitted one."))  # fmt: skip
     embeds = True
 
+    def check(self, n: int) -> None:
+        if not 0 < self.params["tau"] <= 1:
+            raise ConfigError("tau", f"a cosine similarity in (0, 1], got {self.params['tau']}")
+
     def select(self, candidates: Candidates, size: int) -> list[int]:
         by = self.params["by"] or candidates.score_field
         scores = [candidates.value(i, by) for i in candidates.indices]

@@ -61,7 +61,6 @@ def dq_select(x: np.ndarray, k: int, *, bins: int = DEFAULT_BINS, random_state: 
     first ``k mod bins`` bins give one more), bin after bin."""
     x = as_matrix(x)
     k = check_budget(k, x.shape[0])
-    bins = min(bins, x.shape[0])
     rng = np.random.default_rng(random_state)
     chosen: list[int] = []
     for members, take in zip(graphcut_bins(x, bins), bin_sizes(k, bins), strict=True):
@@ -76,6 +75,11 @@ class DatasetQuantization(Selector):
     name = "dq"
     options = (Option("bins", int, DEFAULT_BINS, "dq: bins the pool is split into before sampling."), SEED)
     embeds = True
+
+    def check(self, n: int) -> None:
+        bins = self.params["bins"]
+        if not 1 <= bins <= n:
+            raise ConfigError("bins", f"must be between 1 and the number of records to bin ({n}), got {bins}")
 
     def select(self, candidates: Candidates, size: int) -> list[int]:
         return dq_select(candidates.vectors(), size, bins=self.params["bins"], random_state=self.params["random_state"])
