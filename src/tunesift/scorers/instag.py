@@ -93,6 +93,7 @@ class InsTag(Scorer):
     summary = "INSTAG: an LLM tags each query's intentions; tags normalised over the pool; complexity = number of tags."
     columns = ("instag",)
     subset_columns = INSTAG_COLUMNS
+    needs_response = False  # it tags the queries
     options = (
         Option("model", str | None, None, "Tagger: with --base-url, the model name the endpoint serves; without, a "
                "local causal LM generating greedily (default smollm2-135m-instruct; a 135M model rarely writes valid "

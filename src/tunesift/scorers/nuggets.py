@@ -172,22 +172,29 @@ class Nuggets(CausalLMScorer):
 
 
 def load_anchors(pool: Pool, anchors: str | Path | None, n_anchors: int = DEFAULT_ANCHORS, seed: int = 0) -> list[Task]:
-    """The user's anchor file (every valid record), or a seeded sample of ``n_anchors`` of the pool's."""
+    """The user's anchor file (every valid record with a response; the others are counted on stderr), or a
+    seeded sample of ``n_anchors`` of the pool's records with a response."""
+    import sys
+
     from tunesift.data.pools import read_pool
     from tunesift.errors import TunesiftError
 
     if anchors is not None:
         try:
-            source = read_pool(anchors)
+            source = read_pool(anchors, on_error="skip")
         except TunesiftError as err:
             raise ConfigError("anchors", f"cannot read the anchor set: {err}") from None
-        tasks = [Task.of(s) for s in source if isinstance(s, Sample)]
+        records = list(source)
+        tasks = [Task.of(s) for s in records if isinstance(s, Sample) and s.output.strip()]
         if not tasks:
-            raise ConfigError("anchors", f"{anchors}: no valid record to use as an anchor")
+            raise ConfigError("anchors", f"{anchors}: no valid record with a response to use as an anchor")
+        if len(tasks) < len(records):
+            print(f"tunesift: --anchors {anchors}: {len(records) - len(tasks)} of {len(records)} records left out "
+                  f"(invalid, or no response); {len(tasks)} used", file=sys.stderr)  # fmt: skip
         return tasks
     if n_anchors < 1:
         raise ConfigError("n-anchors", f"must be at least 1, got {n_anchors}")
-    valid = [s for s in pool if isinstance(s, Sample)]
+    valid = [s for s in pool if isinstance(s, Sample) and s.output.strip()]
     if not valid:
         raise ConfigError("anchors", "the pool has no valid record to sample anchors from")
     picks = np.random.default_rng(seed).choice(len(valid), size=min(n_anchors, len(valid)), replace=False)
