@@ -76,6 +76,9 @@ def probe_writable(paths: list[Path]) -> None:
     from tunesift.errors import StorageError
 
     for path in paths:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise StorageError(path, OSError(0, f"{blocker} is a file, not a folder"))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -126,6 +129,9 @@ def read_scores(path: str | Path, pool: Pool, score_field: str | None = None) ->
         raise InputError("file not found", path=path) from None
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", path=path) from None
+    if not _looks_like_scores(lines):
+        raise InputError("is not a SCORES file: expected one JSON object per line with index and id, as "
+                         "'tunesift score' or --scores-out writes", path=path)  # fmt: skip
     if len(lines) != len(pool):
         raise InputError(
             f"has {len(lines)} score lines but {pool.path} has {len(pool)} records: scores are from another pool",
@@ -154,6 +160,17 @@ def read_scores(path: str | Path, pool: Pool, score_field: str | None = None) ->
         rows.append(row)
     columns = subset_columns(score_field)
     return ScoreTable(config=config, rows=rows, score_field=score_field, columns=columns)
+
+
+def _looks_like_scores(lines: list[str]) -> bool:
+    """Whether a file's first line is a score row (a subset, a pool or a manifest is not)."""
+    if not lines:
+        return True  # an empty pool's scores; the count check says the rest
+    try:
+        first = json.loads(lines[0])
+    except json.JSONDecodeError:
+        return False
+    return isinstance(first, dict) and "index" in first
 
 
 def write_subset(

@@ -142,13 +142,19 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
     checked = []
     for number, step in enumerate(steps):
         where = f"steps[{number}]"
-        if not isinstance(step, dict) or len(step) != 1 or next(iter(step)) not in STEP_KINDS:
-            raise bad(f"each step is one of {', '.join(STEP_KINDS)}", where)
+        if not isinstance(step, dict) or len(step) != 1:
+            raise bad(f"each step is one mapping of one of {', '.join(STEP_KINDS)}", where)
+        if next(iter(step)) not in STEP_KINDS:
+            raise bad(f"unknown step {next(iter(step))!r}; each step is one of {', '.join(STEP_KINDS)}", where)
         kind, body = next(iter(step.items()))
         if kind == "filter":
             match = _FILTER.match(str(body))
-            if not match or match.group(1) not in columns:
+            if not match:
                 raise bad(f"filter {body!r}: expected 'COLUMN OP NUMBER' over {', '.join(columns)}", where)
+            if match.group(1) not in columns:
+                writer = f"scorer {scorer!r}" if scorer else "a recipe without a scorer"
+                raise bad(f"filter {body!r}: unknown column {match.group(1)!r}: {writer} writes "
+                          f"{', '.join(columns)}", where)  # fmt: skip
             body = {"column": match.group(1), "op": match.group(2), "value": float(match.group(3))}
         elif kind == "rank":
             body = {"by": body} if isinstance(body, str) else dict(body or {})
