@@ -149,3 +149,13 @@ def test_smollm2_self_curation_matches_reference_on_3_records():
     for row, sample in zip(rows, samples, strict=True):
         assert 1.0 <= row["self_curation"] <= 5.0
         assert row["self_curation"] == pytest.approx(reference_rating(lm.model, lm.tokenizer, sample), abs=1e-4)
+
+
+def test_the_rubric_types_the_sources_apostrophes():
+    """The paper's Table 1 and distilabel's template write U+2019 in "user’s", "person’s", ...; a small rater's
+    score moves by about 0.1 with the straight apostrophe, so the source's character is kept."""
+    from tunesift.scorers.self_curation import PROMPT
+
+    rubric = PROMPT.split("Please first provide")[0]
+    assert rubric.count("\u2019") == 10 and "'" not in rubric
+    assert "respond to the user\u2019s instruction" in rubric and "other people\u2019s perspective" in rubric

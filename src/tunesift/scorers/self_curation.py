@@ -20,31 +20,31 @@ import re
 from tunesift.data.sample import Sample
 from tunesift.scorers.judge import JudgeScorer, Rubric, UnparseableReply
 
-SELF_CURATION_VERSION = 1
+SELF_CURATION_VERSION = 2  # 2: the rubric's apostrophes are U+2019, as the paper's Table 1 and distilabel
 SCALE = (1, 2, 3, 4, 5)
 PROMPT = (
     "Below is an instruction from an user and a candidate answer. Evaluate whether or not the answer is a good "
-    "example of how AI Assistant should respond to the user's instruction. Please assign a score using the "
+    "example of how AI Assistant should respond to the user’s instruction. Please assign a score using the "
     "following 5-point scale:\n"
     "1: It means the answer is incomplete, vague, off-topic, controversial, or not exactly what the user asked "
     "for. For example, some content seems missing, numbered list does not start from the beginning, the opening "
-    "sentence repeats user's question. Or the response is from another person's perspective with their personal "
+    "sentence repeats user’s question. Or the response is from another person’s perspective with their personal "
     "experience (e.g. taken from blog posts), or looks like an answer from a forum. Or it contains promotional "
     "text, navigation text, or other irrelevant information.\n"
-    "2: It means the answer addresses most of the asks from the user. It does not directly address the user's "
-    "question. For example, it only provides a high-level methodology instead of the exact solution to user's "
+    "2: It means the answer addresses most of the asks from the user. It does not directly address the user’s "
+    "question. For example, it only provides a high-level methodology instead of the exact solution to user’s "
     "question.\n"
     "3: It means the answer is helpful but not written by an AI Assistant. It addresses all the basic asks from "
     "the user. It is complete and self contained with the drawback that the response is not written from an AI "
-    "assistant's perspective, but from other people's perspective. The content looks like an excerpt from a blog "
+    "assistant’s perspective, but from other people’s perspective. The content looks like an excerpt from a blog "
     "post, web page, or web search results. For example, it contains personal experience or opinion, mentions "
     "comments section, or share on social media, etc.\n"
-    "4: It means the answer is written from an AI assistant's perspective with a clear focus of addressing the "
-    "instruction. It provide a complete, clear, and comprehensive response to user's question or instruction "
+    "4: It means the answer is written from an AI assistant’s perspective with a clear focus of addressing the "
+    "instruction. It provide a complete, clear, and comprehensive response to user’s question or instruction "
     "without missing or irrelevant information. It is well organized, self-contained, and written in a helpful "
     "tone. It has minor room for improvement, e.g. more concise and focused.\n"
     "5: It means it is a perfect answer from an AI Assistant. It has a clear focus on being a helpful AI "
-    "Assistant, where the response looks like intentionally written to address the user's question or "
+    "Assistant, where the response looks like intentionally written to address the user’s question or "
     "instruction without any irrelevant sentences. The answer provides high quality content, demonstrating "
     "expert knowledge in the area, is very well written, logical, easy-to-follow, engaging and insightful.\n"
     'Please first provide a brief reasoning you used to derive the rating score, and then write "Score: <rating>" '
