@@ -27,13 +27,18 @@ def prompt(t: dict) -> str:
     return f"Instruction:\n{i}\nInput:\n{x}\nResponse:\n" if x else f"Instruction:\n{i}\nResponse:\n"
 
 
-def response_logp(model, tok, before: str, response: str) -> float:
-    ids = tok(before).input_ids
-    target = tok(response.strip(), add_special_tokens=False).input_ids
-    full = torch.tensor([ids + target])
+def anchor_logp(model, tok, anchor: dict, demo: str | None) -> float:
+    """The authors' code path, one text at a time: the demonstration tokenised on its own with the tokenizer's
+    special tokens (tokenize_demonstration), then the anchor's prompt and response as one text without them
+    (tokenize), summed log-probability of the tokens from the prompt's token count on; no separator."""
+    query = prompt(anchor)
+    head = tok(demo).input_ids if demo is not None else []
+    tokens = tok(query + anchor["output"].strip(), add_special_tokens=False).input_ids
+    start = len(head) + len(tok(query, add_special_tokens=False).input_ids)
+    ids = head + tokens
     with torch.no_grad():
-        logp = torch.log_softmax(model(full).logits[0].double(), dim=-1)
-    return float(sum(logp[len(ids) - 1 + k, t] for k, t in enumerate(target)))
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+    return float(sum(logp[k - 1, ids[k]] for k in range(start, len(ids))))
 
 
 def reference_golden(model, tok, candidate: dict, anchors: list[dict]) -> float:
@@ -44,8 +49,7 @@ def reference_golden(model, tok, candidate: dict, anchors: list[dict]) -> float:
         return (t["instruction"].strip(), t["input"].strip(), t["output"].strip())
 
     others = [a for a in anchors if key(a) != key(candidate)]
-    wins = sum(response_logp(model, tok, demo + "\n\n" + prompt(a), a["output"])
-               > response_logp(model, tok, prompt(a), a["output"]) for a in others)  # fmt: skip
+    wins = sum(anchor_logp(model, tok, a, demo) > anchor_logp(model, tok, a, None) for a in others)
     return wins / len(others)
 
 
@@ -58,7 +62,7 @@ def test_golden_scores_equal_the_one_sample_reference(tok_bos):
                                                                   a["output"].strip()) for a in anchors])  # fmt: skip
     path_records = [*records[:8], anchors[0]]  # the last one is an anchor itself: scored on the other five
     samples = [record_to_sample(r, i, "alpaca") for i, r in enumerate(path_records)]
-    zero = np.array([response_logp(model, tok_bos, prompt(a), a["output"]) for a in anchors])
+    zero = np.array([anchor_logp(model, tok_bos, a, None) for a in anchors])
     rows = scorer.compute([u for s in samples for u in scorer.units(s)], AnchoredLM(lm, zero))
     want = [reference_golden(model, tok_bos, record, anchors) for record in path_records]
     assert [r["nuggets"] for r in rows] == pytest.approx(want, abs=1e-12)
@@ -137,7 +141,7 @@ def test_smollm2_nuggets_matches_reference_on_2_records():
     anchors = records[2:5]
     scorer = Nuggets(resolve_model("smollm2"), [Task(a["instruction"].strip(), a["input"].strip(),
                                                      a["output"].strip()) for a in anchors])  # fmt: skip
-    zero = np.array([response_logp(lm.model, lm.tokenizer, prompt(a), a["output"]) for a in anchors])
+    zero = np.array([anchor_logp(lm.model, lm.tokenizer, a, None) for a in anchors])
     samples = [record_to_sample(r, i, "alpaca") for i, r in enumerate(records[:2])]
     rows = scorer.compute([u for s in samples for u in scorer.units(s)], AnchoredLM(lm, zero))
     for row, record in zip(rows, records[:2], strict=True):

@@ -2,18 +2,22 @@
 is the share of anchor tasks whose response the model predicts better with the sample as a one-shot
 demonstration than zero-shot (docs/methods.md §10).
 
-Followed from pldlgb/nuggets: ``tasks/alpaca.py`` (the ``sp`` prompt: ``Instruction:\\n{instruction}\\n``
-[``Input:\\n{input}\\n``] ``Response:\\n`` then the response; fields stripped; the demonstration is the
-candidate's full prompt and response, then the ``"\\n\\n"`` exemplar separator, then the anchor's prompt;
+Followed from pldlgb/nuggets along its code path: ``tasks/alpaca.py`` (the ``sp`` prompt:
+``Instruction:\\n{instruction}\\n`` [``Input:\\n{input}\\n``] ``Response:\\n`` then the response; fields
+stripped; ``stratified_sampling`` -> ``build_exemplar_from_examples``: a demonstration is the candidate's prompt
+and response, nothing appended (``exemplar_seperator`` is defined but never used on this path);
 ``post_process``: the golden score is the share of anchors with ``lm_log_p`` one-shot ``>`` zero-shot, the
-log-probability summed over the anchor's response tokens) and ``instruction_main.py`` (zero-shot once per
-anchor; per candidate, the demonstration's KV cache reused across the anchor batch).
+log-probability summed over the anchor's response tokens) and ``instruction_main.py`` with its loader
+(``tokenize_demonstration``: the demonstration tokenised on its own, with the tokenizer's special tokens;
+``tokenize``: an anchor's prompt and response as one text, without them, its response tokens from the
+prompt's token count on; the anchor's tokens follow the demonstration's KV cache directly; zero-shot is the
+anchor's tokens alone, once per anchor).
 
-The response tokens are tokenised on their own, so the zero-shot and one-shot texts score the very same
-target tokens. Every one-shot text of a candidate is in one batch group, so the causal LM runs the shared
-demonstration once per batch and reuses its KV cache for the anchors (``CausalLM._decode_batch``). Cost:
-``M`` zero-shot anchor passes once per worker, then ``M`` anchor continuations per sample. A sample that is
-itself an anchor is not scored against its own copy (the share is over the other anchors).
+Zero-shot and one-shot score the very same anchor tokens. Every one-shot text of a candidate is in one batch
+group, so the causal LM runs the shared demonstration once per batch and reuses its KV cache for the anchors
+(``CausalLM._decode_batch``). Cost: ``M`` zero-shot anchor passes once per worker, then ``M`` anchor
+continuations per sample. A sample that is itself an anchor is not scored against its own copy (the share is
+over the other anchors).
 """
 
 from __future__ import annotations
@@ -37,8 +41,7 @@ if TYPE_CHECKING:
     from tunesift.data.pools import Pool
     from tunesift.models.backend import LMBackend
 
-NUGGETS_VERSION = 1
-SEPARATOR = "\n\n"  # tasks/alpaca.py exemplar_seperator
+NUGGETS_VERSION = 2  # 2: the authors' code path (no separator, their tokenisation)
 DEFAULT_ANCHORS = 100  # the paper's anchor set: 100 tasks
 NUGGETS_COLUMNS = ("nuggets", "nuggets_wins", "nuggets_anchors")
 
@@ -66,13 +69,14 @@ class Task:
 
 
 def anchor_span(lm: LMBackend, anchor: Task, demonstration: Task | None) -> TargetSpan:
-    """The anchor's response scored after its prompt, with ``demonstration`` and the separator before it
-    (one-shot) or not (zero-shot); the response tokens are the same either way."""
-    before = (demonstration.demonstration() + SEPARATOR if demonstration else "") + anchor.query()
-    prompt = lm.encode(before)
-    target = lm.encode(anchor.output, add_special_tokens=False)
-    group = "zero" if demonstration is None else hashlib.sha256(before[: -len(anchor.query())].encode()).hexdigest()
-    return TargetSpan(tuple(prompt + target), start=len(prompt), group=group)
+    """The anchor's response scored after its prompt (prompt and response tokenised as one text, no special
+    tokens), after ``demonstration``'s own tokens (one-shot: with the tokenizer's special tokens) or alone
+    (zero-shot); the anchor's tokens are the same either way."""
+    query = lm.encode(anchor.query(), add_special_tokens=False)
+    tokens = lm.encode(anchor.query() + anchor.output, add_special_tokens=False)
+    head = lm.encode(demonstration.demonstration()) if demonstration is not None else []
+    group = "zero" if demonstration is None else hashlib.sha256(demonstration.demonstration().encode()).hexdigest()
+    return TargetSpan(tuple(head + tokens), start=len(head) + len(query), group=group)
 
 
 @dataclass
