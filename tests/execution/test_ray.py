@@ -8,6 +8,7 @@ Pools are scored with at most one CPU of actors, leaving one to Ray Data's own t
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -289,3 +290,32 @@ steps:
         (tmp_path / "l.manifest.json").read_text())["selected_indices"]  # fmt: skip
     with pytest.raises(TunesiftError, match="executor"):
         parse_recipe({"executor": "spark", "steps": [{"select": {"method": "top"}}]}, source="x.yaml")
+
+
+@pytest.mark.parametrize(("address", "user", "want"), [(None, None, "0"), (None, "10", "10"), ("auto", None, None)])
+def test_a_local_instance_runs_its_workers_at_the_users_priority(address, user, want, monkeypatch):
+    """Ray starts workers at niceness 15 (measured: 15 with a plain ray.init, 0 through tunesift); the local
+    instance tunesift starts asks for 0, a user's RAY_worker_niceness wins, and a cluster keeps its own."""
+    from tunesift.errors import ConfigError
+    from tunesift.execution import ray_data
+
+    seen = {}
+
+    class FakeRay:
+        @staticmethod
+        def is_initialized():
+            return False
+
+        @staticmethod
+        def init(**kwargs):
+            seen["niceness"] = os.environ.get("RAY_worker_niceness")
+            raise RuntimeError("stop here")
+
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    if user is not None:
+        monkeypatch.setenv("RAY_worker_niceness", user)
+    monkeypatch.setattr(ray_data, "_ray", lambda: FakeRay)
+    monkeypatch.setattr(ray_data, "_check_reachable", lambda address: None)
+    with pytest.raises(ConfigError):
+        ray_data.RayExecutor(address=address).connect()
+    assert seen["niceness"] == want

@@ -146,6 +146,11 @@ class RayExecutor:
         if self.address and self.address != "auto":
             _check_reachable(self.address)
         if not ray.is_initialized():
+            if self.address is None:
+                # Ray starts its workers at niceness 15; on a busy machine the scoring actor of the user's own
+                # local run then gets a sliver of a core. The instance tunesift starts runs them at the user's
+                # priority (a cluster keeps its own setting; RAY_worker_niceness set by the user wins).
+                os.environ.setdefault("RAY_worker_niceness", "0")
             try:
                 ray.init(address=self.address, include_dashboard=False, logging_level="WARNING",
                          log_to_driver=False, ignore_reinit_error=True)  # fmt: skip
