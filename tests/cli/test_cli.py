@@ -194,3 +194,33 @@ def test_every_score_command_runs_with_its_default_options(name, tmp_path, tiny_
     result = CliRunner().invoke(app, ["score", name, str(pool), "--out", str(out), *model])
     assert result.exit_code == 0, result.output
     assert len(out.read_text().splitlines()) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_a_run_with_the_packaged_model_prints_no_library_noise(tmp_path):
+    """tunesift's own bars and summary lines only: no warning, no deprecation, no per-tensor loading bars,
+    even when the packaged model is prepared for the first time (a fresh cache)."""
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(4)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_HUB_DISABLE", "TRANSFORMERS_VERBOSITY"))}
+    env["TUNESIFT_CACHE"] = str(tmp_path / "cache")
+    args = [
+        sys.executable,
+        "-m",
+        "tunesift",
+        "run",
+        "cherry",
+        str(pool),
+        "--count",
+        "2",
+        "--out",
+        str(tmp_path / "s.json"),
+    ]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in (result.stdout + result.stderr).replace("\r", "\n").splitlines() if line.strip()]
+    noisy = [line for line in lines if "warning" in line.lower() or "deprecat" in line.lower()]
+    assert not noisy, noisy
+    assert not [line for line in lines if "Loading weights" in line or "GGUF tensors" in line or "shards" in line]
+    assert any(line.startswith("selected 2 of 4 records") for line in lines)

@@ -9,8 +9,15 @@ mods-full) and :mod:`.prove` (train, eval, compare).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any
+
+# A normal run shows tunesift's own progress bars and summary lines only: the libraries' per-tensor loading
+# bars and advisory warnings are off (read by huggingface_hub and transformers when they are imported, so set
+# before any of them is; a user's own setting wins).
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import typer
 import typer.core

@@ -103,11 +103,18 @@ class ResolvedModel:
 
 
 def _dequantise_to(gguf: Path, target: Path) -> None:
+    import sys
+    from unittest import mock
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    print(f"tunesift: preparing the packaged model {target.name} (once: its weights are cached in {target.parent})",
+          file=sys.stderr)  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers draws a bar per GGUF tensor with a tqdm of its own, which no setting turns off
+    with mock.patch("transformers.modeling_gguf_pytorch_utils.tqdm", lambda items, **_: items):
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are plain fp32 tensors now; drop the GGUF marker so save_pretrained accepts them.
     del model.config.quantization_config
     model.hf_quantizer = None
