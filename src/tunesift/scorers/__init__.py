@@ -8,25 +8,18 @@ the conformance suite. A method defined elsewhere (a plugin, a test) registers i
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any
 
+from tunesift.discovery import import_submodules
 from tunesift.scorers.base import METHODS, Method, Scorer, get_method
 
 #: With no scorer, a recipe's rows carry each record's response length.
 NO_SCORER_COLUMNS = ("response_chars",)
 
-_discovered = False
-
 
 def discover() -> dict[str, type[Method]]:
     """Every registered method by name, after importing each module of this package once."""
-    global _discovered
-    if not _discovered:
-        _discovered = True
-        for info in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{info.name}")
+    import_submodules(__name__)
     return METHODS
 
 

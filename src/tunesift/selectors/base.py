@@ -7,14 +7,13 @@ registers itself when its module is imported; the recipes' ``select`` step finds
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from tunesift.discovery import import_submodules
 from tunesift.errors import ConfigError
 from tunesift.options import Option
 
@@ -121,18 +120,9 @@ def get_selector(name: str) -> type[Selector]:
         raise ConfigError("method", f"unknown select method {name!r}; choose one of {', '.join(SELECTORS)}") from None
 
 
-_discovered = False
-
-
 def discover() -> dict[str, type[Selector]]:
     """Every registered selector, after importing each module of :mod:`tunesift.selectors` once."""
-    global _discovered
-    if not _discovered:
-        _discovered = True
-        import tunesift.selectors as package
-
-        for info in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"tunesift.selectors.{info.name}")
+    import_submodules("tunesift.selectors")
     return SELECTORS
 
 
