@@ -29,7 +29,7 @@ from tunesift.outputs import (
     write_scores,
     write_subset,
 )
-from tunesift.recipes import Recipe, builtin_names, execute, load_recipe, select_by_rule
+from tunesift.recipes import Recipe, execute, load_recipe, run_names, select_by_rule
 from tunesift.recipes.pipelines import fit_indicators
 from tunesift.scorers.mods import NECESSITY_THRESHOLD, QUALITY_THRESHOLD
 from tunesift.selectors.base import Budget, Selection
@@ -48,6 +48,7 @@ __all__ = [
     "fit_indicators",
     "load_recipe",
     "manifest_path",
+    "methods",
     "read_pool",
     "read_scores",
     "rejects_path",
@@ -90,8 +91,10 @@ def select(table: ScoreTable, rule: str, budget: Budget) -> Selection:
     return select_by_rule(rule, table.values(), budget)
 
 
-def _methods() -> dict[str, str]:
-    names = {name: load_recipe(name).description for name in builtin_names()}
+def methods() -> dict[str, str]:
+    """Every method ``tunesift run`` knows, with what it does: the built-in recipes, every registered method
+    no recipe uses (run as its default recipe), and the pipelines (cherry-pre, mods-full)."""
+    names = {name: load_recipe(name).description for name in run_names()}
     names["mods-full"] = (
         "MoDS with its necessity stage ('tunesift run mods-full'): the mods seed, LoRA-tune on it, add "
         "the high-quality samples whose answers from the tuned model the reward model scores low"
@@ -101,8 +104,8 @@ def _methods() -> dict[str, str]:
     return dict(sorted(names.items()))
 
 
-# Every method `tunesift run` knows, with what it does: the built-in YAML recipes plus cherry-pre.
-METHODS: dict[str, str] = _methods()
+# The methods as this module is imported (methods() sees one registered later too).
+METHODS: dict[str, str] = methods()
 SET_METHODS = ("random", "longest", "kcenter", "deita-style")
 
 

@@ -81,6 +81,9 @@ def test_a_method_defined_in_a_test_is_registered_everywhere(tmp_path, store_dir
     assert result.exit_code == 0, result.output
     best = sorted(range(6), key=lambda i: (-_reference(records[i]), i))[:2]
     assert [r["instruction"] for r in json.loads(out.read_text())] == [records[i]["instruction"] for i in best]
+    # tunesift methods lists it with its summary
+    result = runner.invoke(app, ["methods"])
+    assert result.exit_code == 0 and "Share of vowels in the response" in result.output
     # a bad option value is refused naming the option
     result = runner.invoke(app, ["score", "toy-vowels", str(pool), "--out", str(tmp_path / "x.jsonl"),
                                  "--weight", "lots"])  # fmt: skip

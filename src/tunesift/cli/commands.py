@@ -188,7 +188,7 @@ def models_cmd() -> None:
 @app.command("methods")
 def methods_cmd() -> None:
     """List the methods 'tunesift run' knows."""
-    from tunesift.api import METHODS
+    from tunesift.api import methods
 
-    for name, description in METHODS.items():
+    for name, description in methods().items():
         typer.echo(f"{name:18s} {description}")
