@@ -11,6 +11,7 @@ Records are streamed: reading a pool keeps one record at a time (plus the reason
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -47,6 +48,49 @@ def detect_container(path: Path) -> Container:
     return "jsonl" if suffix in {".jsonl", ".ndjson"} else "json"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# A JSON escape of a surrogate: valid only as a high-low pair (an emoji written as escapes).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def lone_surrogate(value: Any, where: str = "") -> str | None:
+    """The field (``a.b[2]``) of the first text in ``value`` that holds a lone surrogate, which no UTF-8 file
+    can hold and a JSON writer would turn into ``?``; None if there is none."""
+    if isinstance(value, str):
+        return where or "(record)" if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        items: Iterable[tuple[str, Any]] = ((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    return next((found for key, v in items if (found := lone_surrogate(v, key))), None)
+
+
+def _refuse_surrogate(record: Any, path: Path, index: int) -> None:
+    field = lone_surrogate(record)
+    if field is not None:
+        raise InputError("holds a lone surrogate escape (half of a \\uD8xx-\\uDFxx pair): not valid Unicode text; "
+                         "fix the text or drop the record", path=path, record=index, field=field)  # fmt: skip
+
+
+class _EscapeScan:
+    """A binary file whose reads note whether any surrogate escape went by (ijson's C parser turns a lone one
+    into ``?``, so the text is checked again with the standard library where one did)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.tail = b""
+        self.seen = False
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        if not self.seen and _SURROGATE_ESCAPE.search(self.tail + chunk):
+            self.seen = True
+        self.tail = chunk[-6:]
+        return chunk
+
+
 def _iter_json_list(path: Path) -> Iterator[tuple[int, Any]]:
     import ijson
 
@@ -62,10 +106,14 @@ def _iter_json_list(path: Path) -> Iterator[tuple[int, Any]]:
         if handle.read(3) != b"\xef\xbb\xbf":
             handle.seek(0)
         index = 0
+        scan = _EscapeScan(handle)
         try:
-            for record in ijson.items(handle, "item", use_float=True):
+            for record in ijson.items(scan, "item", use_float=True):
                 yield index, record
                 index += 1
+            if scan.seen:  # rare: escapes of surrogates; a valid pair is fine, a lone one is refused
+                for number, record in enumerate(json.loads(path.read_bytes().decode("utf-8-sig"))):
+                    _refuse_surrogate(record, path, number)
         except ijson.JSONError as err:
             raise InputError(_ijson_message(err), path=path, record=index) from None
         except UnicodeDecodeError:
@@ -104,6 +152,7 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 record = json.loads(line, parse_constant=_reject_constant)
             except (json.JSONDecodeError, ValueError) as err:
                 raise InputError(f"line {line_no} is not valid JSON: {err}", path=path, record=index) from None
+            _refuse_surrogate(record, path, index)
             yield index, record
             index += 1
     if not seen_any:
