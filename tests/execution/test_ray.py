@@ -319,3 +319,27 @@ def test_a_local_instance_runs_its_workers_at_the_users_priority(address, user, 
     with pytest.raises(ConfigError):
         ray_data.RayExecutor(address=address).connect()
     assert seen["niceness"] == want
+
+
+def test_a_run_whose_scores_are_all_cached_starts_no_ray(tmp_path, pool_path, tiny_model_dir, store_dir, monkeypatch):
+    """Ray is started only once there is something to compute: a second run over a cached store, with the
+    ray executor of a local instance, never calls ray.init (nor joins the session's running instance)."""
+    from tunesift import api
+    from tunesift.execution import make_executor, ray_data
+
+    first = api.score("ifd", pool_path, model=str(tiny_model_dir), store_dir=store_dir)  # locally, into the store
+
+    class NoRay:
+        @staticmethod
+        def is_initialized():
+            return False
+
+        @staticmethod
+        def init(**kwargs):
+            raise AssertionError("Ray was started for a run with nothing to compute")
+
+    monkeypatch.setattr(ray_data, "_ray", lambda: NoRay)
+    executor = make_executor("ray", gpus_per_actor=0)
+    again = api.score("ifd", pool_path, model=str(tiny_model_dir), store_dir=store_dir, executor=executor)
+    assert [r["ifd"] for r in again.rows] == [r["ifd"] for r in first.rows]
+    assert not executor._connected and executor.summary() == []

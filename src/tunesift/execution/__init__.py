@@ -29,6 +29,11 @@ class Executor(Protocol):
 
     def summary(self) -> list[str]: ...
 
+    def prepare(self) -> None:
+        """Called once there is something to compute, before any progress is shown (a cluster is joined or
+        started here, never when the store holds everything)."""
+        ...
+
     def target_device(self) -> str:
         """The device type the work runs on (``cpu``, ``cuda``, ``cuda:N``): what ``--dtype auto`` means."""
         ...
@@ -53,6 +58,8 @@ def make_executor(
 
         executor = RayExecutor(address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
                                cpus_per_actor=cpus_per_actor, device=device)  # fmt: skip
-        executor.connect()
+        executor.validate()
+        if ray_address is not None:  # a cluster of the user's: unreachable is an error now
+            executor.connect()
         return executor
     raise ConfigError("executor", f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -122,15 +122,22 @@ def compute_units(
     try:
         pending = missing()
         first = next(pending, None)
-        if first is not None:  # something to compute: only now are the scorer's services asked (an endpoint probed)
+        if first is not None:  # something to compute: only now are services asked (an endpoint probed, Ray started)
             scorer.check_ready()
+            executor.prepare()
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, initial=skipped, unit=scorer.unit_name, desc=scorer.describe(),
                        dynamic_ncols=True)  # fmt: skip
-        stream = itertools.chain([first], pending) if first is not None else iter(())
-        for key, row in executor.map_units(scorer, stream, store, on_progress=tick if bar is not None else None):
+        computed = (
+            ()
+            if first is None
+            else executor.map_units(
+                scorer, itertools.chain([first], pending), store, on_progress=tick if bar is not None else None
+            )
+        )
+        for key, row in computed:
             cached[key] = row
             if scorer.cacheable(row):
                 n_stored += 1

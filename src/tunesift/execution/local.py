@@ -24,6 +24,9 @@ class LocalExecutor:
     name: str = "local"
     _seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
+    def prepare(self) -> None:
+        """Nothing to start: the model loads with the first batch."""
+
     def map_units(
         self, scorer: Scorer, units: Iterable[Unit], store: ScoreStore, on_progress: Progress = None
     ) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -134,15 +134,23 @@ class RayExecutor:
     _stats: dict[str, Any] = field(default_factory=dict, repr=False)
     _connected: bool = field(default=False, repr=False)
 
-    def connect(self) -> None:
-        """Join (or start) Ray and check the options against the cluster; errors name the option."""
-        ray = _ray()
+    def validate(self) -> None:
+        """The options that are wrong whatever the cluster (no Ray needed); errors name the option."""
         if self.actors is not None and self.actors < 1:
             raise ConfigError("actors", f"must be at least 1, got {self.actors}")
         if self.gpus_per_actor is not None and self.gpus_per_actor < 0:
             raise ConfigError("gpus-per-actor", f"must be >= 0, got {self.gpus_per_actor}")
         if self.cpus_per_actor is not None and self.cpus_per_actor <= 0:
             raise ConfigError("cpus-per-actor", f"must be > 0, got {self.cpus_per_actor}")
+
+    def prepare(self) -> None:
+        if not self._connected:
+            self.connect()
+
+    def connect(self) -> None:
+        """Join (or start) Ray and check the options against the cluster; errors name the option."""
+        ray = _ray()
+        self.validate()
         if self.address and self.address != "auto":
             _check_reachable(self.address)
         if not ray.is_initialized():
@@ -152,7 +160,8 @@ class RayExecutor:
                 # priority (a cluster keeps its own setting; RAY_worker_niceness set by the user wins).
                 os.environ.setdefault("RAY_worker_niceness", "0")
             try:
-                ray.init(address=self.address, include_dashboard=False, logging_level="WARNING",
+                # ERROR: Ray's advisory lines (token authentication, ...) are not the user's business on a run
+                ray.init(address=self.address, include_dashboard=False, logging_level="ERROR",
                          log_to_driver=False, ignore_reinit_error=True)  # fmt: skip
             except (ConnectionError, RuntimeError, ValueError) as err:
                 where = self.address or "a local instance"
@@ -163,10 +172,10 @@ class RayExecutor:
 
         from ray.data import DataContext
 
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # before the switch below, which says it is off
         context = DataContext.get_current()
         context.enable_progress_bars = False  # tunesift draws its own
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
         resources = ray.cluster_resources()
         cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
         if self.gpus_per_actor is None:
@@ -267,8 +276,16 @@ class RayExecutor:
             entry["compute"] += float(seconds)
 
     def target_device(self) -> str:
-        """``cuda`` when actors hold GPUs (the driver may have none: the actor checks its own), else ``cpu``."""
+        """``cuda`` when actors hold GPUs (the driver may have none: the actor checks its own), else ``cpu``.
+
+        For a local instance not started yet, this machine's GPUs say it, so asking starts nothing (a run
+        whose scores are all cached never starts Ray); a running instance or a cluster is asked."""
         if not self._connected:
+            if self.address is None and not _ray().is_initialized():
+                import torch
+
+                gpus = self.gpus_per_actor if self.gpus_per_actor is not None else float(torch.cuda.is_available())
+                return self.device or ("cuda" if gpus else "cpu")
             self.connect()
         return self.device or ("cuda" if self.gpus_per_actor else "cpu")
 
