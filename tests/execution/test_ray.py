@@ -343,3 +343,34 @@ def test_a_run_whose_scores_are_all_cached_starts_no_ray(tmp_path, pool_path, ti
     again = api.score("ifd", pool_path, model=str(tiny_model_dir), store_dir=store_dir, executor=executor)
     assert [r["ifd"] for r in again.rows] == [r["ifd"] for r in first.rows]
     assert not executor._connected and executor.summary() == []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_ray_run_with_exit_143_and_it_resumes(tmp_path, tiny_model_dir):
+    """Ray's core worker installs handlers that abort the process on SIGTERM (a core dump); tunesift puts the
+    program's own back, so a Ray run stops as a local one does: exit 143, one line, and the same command
+    resumes to every sample once. Its own process and Ray instance, as a user's command would be."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(1500)))
+    env = {**os.environ, "TUNESIFT_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "tunesift", "score", "ifd", str(pool), "--out", str(tmp_path / "s.jsonl"),
+            "--model", str(tiny_model_dir), "--executor", "ray", "--chunk-size", "2"]  # fmt: skip
+    run = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any((tmp_path / "cache" / "scores").glob("ifd-*.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait until results reach the store: the run is mid-way
+    run.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 143, err[-2000:]
+    assert time.monotonic() - sent < 30 and "tunesift: interrupted:" in err and "SIGTERM received" not in err
+    assert not (tmp_path / "s.jsonl").exists()
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == list(range(1500))

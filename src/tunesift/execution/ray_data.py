@@ -159,6 +159,11 @@ class RayExecutor:
                 # local run then gets a sliver of a core. The instance tunesift starts runs them at the user's
                 # priority (a cluster keeps its own setting; RAY_worker_niceness set by the user wins).
                 os.environ.setdefault("RAY_worker_niceness", "0")
+            import signal
+            import threading
+
+            main = threading.current_thread() is threading.main_thread()
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
             try:
                 # ERROR: Ray's advisory lines (token authentication, ...) are not the user's business on a run
                 ray.init(address=self.address, include_dashboard=False, logging_level="ERROR",
@@ -168,6 +173,11 @@ class RayExecutor:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 hint = "start it with 'ray start --head' or give --ray-address auto | ray://HOST:10001"
                 raise ConfigError("ray-address", f"cannot reach Ray at {where}: {first}; {hint}") from None
+            # Ray's core worker installs C-level handlers that abort the process on SIGTERM (a core dump, not
+            # exit 143); the handlers the program had go back, so Ctrl-C and SIGTERM stop a Ray run as a local one
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
         import logging
 
         from ray.data import DataContext
