@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -352,8 +353,6 @@ def test_sigterm_stops_a_ray_run_with_exit_143_and_it_resumes(tmp_path, tiny_mod
     resumes to every sample once. Its own process and Ray instance, as a user's command would be."""
     import signal
     import subprocess
-    import sys
-    import time
 
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(alpaca_records(1500)))
@@ -374,3 +373,69 @@ def test_sigterm_stops_a_ray_run_with_exit_143_and_it_resumes(tmp_path, tiny_mod
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert [r["index"] for r in rows] == list(range(1500))
+
+
+class KilledFromOutside(IFD):
+    """IFD whose actor process waits, at the given moment, to be SIGKILLed by the test (once): during its
+    model load, or between batches (after its first batch reached the driver, before the next is computed)."""
+
+    def __init__(self, folder: str, when: str, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.folder, self.when = folder, when
+
+    def _wait_to_be_killed(self) -> None:
+        import os
+        import time
+
+        if not os.path.exists(f"{self.folder}/killed"):
+            Path(f"{self.folder}/victim").write_text(str(os.getpid()))
+            time.sleep(60)  # the test kills this process here
+
+    def load_backend(self, device=None):
+        if self.when == "load":
+            self._wait_to_be_killed()
+        return super().load_backend(device)
+
+    def compute(self, units, backend, on_progress=None):
+        import os
+
+        if self.when == "between" and os.path.exists(f"{self.folder}/first-done"):
+            self._wait_to_be_killed()
+        results = super().compute(units, backend, on_progress)
+        Path(f"{self.folder}/first-done").touch()
+        return results
+
+
+@pytest.mark.parametrize("when", ["load", "between"])
+def test_an_actor_killed_for_real_still_ends_with_every_sample_once(when, tmp_path, pool_path, tiny_model_dir):
+    """SIGKILL of the actor process itself (not an exception inside compute): during its model load, and
+    between two batches. The actor is restarted and the run ends with every sample scored once."""
+    import signal
+    import threading
+
+    from tunesift.models.registry import resolve_model
+
+    model = resolve_model(str(tiny_model_dir))
+    pool = api.read_pool(pool_path)
+    scorer = KilledFromOutside(str(tmp_path), when, model, chunk_size=6)
+    victim, killed = tmp_path / "victim", []
+
+    def kill() -> None:
+        deadline = time.monotonic() + 120
+        while not victim.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if victim.exists():
+            (tmp_path / "killed").touch()  # the restarted actor goes on
+            os.kill(int(victim.read_text()), signal.SIGKILL)
+            killed.append(int(victim.read_text()))
+
+    killer = threading.Thread(target=kill, daemon=True)
+    killer.start()
+    results = compute_units(scorer, (u for s in pool for u in scorer.units(s)), store_dir=tmp_path / "ray",
+                            executor=RayExecutor(**CPU_ONLY))  # fmt: skip
+    killer.join(timeout=5)
+    assert killed, "the actor was not killed"
+    store = ScoreStore(tmp_path / "ray", IFD(model).cache_config())
+    ids = [json.loads(line)["id"] for line in store.path.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == len(pool)  # every sample once
+    assert all(results[s.content_id]["ifd"] is not None or results[s.content_id]["skip_reason"] for s in pool.samples)
