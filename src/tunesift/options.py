@@ -48,6 +48,14 @@ class Option:
             raise ConfigError(self.key, "needs a value")
         if self.split and isinstance(value, (list, tuple)):
             return list(value)
+        repeated = next((k for k in allowed if typing.get_origin(k) is list), None)
+        if repeated is not None:  # a repeatable option (--query A --query B); a recipe may give one value
+            (kind,) = typing.get_args(repeated)
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            try:
+                return [_convert(kind, v) for v in values]
+            except (TypeError, ValueError):
+                raise ConfigError(self.key, f"expected {kind.__name__} values, got {value!r}") from None
         if not isinstance(value, (str, int, float, Path)):
             return value  # an object the Python API hands in (a resolved model, a loaded rule): the method's to read
         for kind in allowed:

@@ -73,7 +73,7 @@ def _close(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-5)
     if isinstance(a, str) and isinstance(b, str) and len(a) > 100:  # base64 float32 vectors
-        from tunesift.scorers.embedding import decode_vector
+        from tunesift.store import decode_vector
 
         return np.allclose(decode_vector(a), decode_vector(b), atol=1e-5)
     if isinstance(a, dict) and isinstance(b, dict):

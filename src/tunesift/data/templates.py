@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tunesift.data.sample import Turn
+from tunesift.data.sample import Sample, Turn
 from tunesift.errors import ConfigError
 
 
@@ -170,6 +170,16 @@ def render_chat(tokenizer: Any, messages: Sequence[dict[str, str]], add_generati
 
 def _user_content(instruction: str, input: str) -> str:
     return f"{instruction}\n\n{input}" if input else instruction
+
+
+def messages(sample: Sample) -> list[dict[str, str]]:
+    """The whole sample as chat messages: its system message, then each turn's user message (the input after a
+    blank line, where there is one) and reply."""
+    out = [{"role": "system", "content": sample.system}] if sample.system else []
+    for turn in sample.turns:
+        out += [{"role": "user", "content": _user_content(turn.user, turn.input)},
+                {"role": "assistant", "content": turn.assistant}]  # fmt: skip
+    return out
 
 
 def get_template(name: str, tokenizer: Any = None) -> Template:

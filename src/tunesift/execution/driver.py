@@ -86,7 +86,7 @@ def compute_units(
     Units are streamed; a key already stored (or already seen in this run) costs nothing. Results that
     shards of an earlier, interrupted distributed run hold are merged into the store first.
     """
-    store = ScoreStore(store_root(store_dir), scorer.cache_config())
+    store = ScoreStore(store_root(store_dir), scorer.cache_config(), scorer.vector_field)
     store.merge_shards()
     cached = store.load()
     executor = default_executor(executor, None)
@@ -155,6 +155,19 @@ def compute_units(
     return cached
 
 
+def gather_vectors(
+    scorer: Scorer, results: dict[str, dict[str, Any]], keys: Sequence[str], store_dir: str | Path | None = None
+) -> np.ndarray:
+    """The vectors of ``keys`` (units ``compute_units`` returned in ``results``), one row each in that order,
+    read from the store's memory-mapped file: float32 (len(keys), width). Every key must have its vector."""
+    field = scorer.vector_field
+    rows = np.fromiter((results[k][field] for k in keys), dtype=np.int64, count=len(keys))
+    matrix = ScoreStore(store_root(store_dir), scorer.cache_config(), field).vectors()
+    if not len(keys):
+        return np.zeros((0, matrix.shape[1] if matrix.ndim == 2 else 0), dtype=np.float32)
+    return np.asarray(matrix[rows], dtype=np.float32)
+
+
 def score_pool(
     method: Method,
     pool: Pool,
@@ -195,7 +208,14 @@ def score_pool(
     def embed(data: Pool) -> EmbeddingTable:
         return embed_pool(data, store_dir=store_dir, executor=executor, progress=progress)
 
-    method.finish(pool, rows, PoolContext(store_dir, executor, progress, embed))
+    def compute(stage: Scorer, samples: Iterable[Sample]) -> dict[str, dict[str, Any]]:
+        units = (unit for sample in samples for unit in stage.units(sample))
+        return compute_units(stage, units, store_dir=store_dir, executor=executor, progress=progress)
+
+    def vectors(stage: Scorer) -> np.ndarray:
+        return ScoreStore(store_root(store_dir), stage.cache_config(), stage.vector_field).vectors()
+
+    method.finish(pool, rows, PoolContext(store_dir, executor, progress, embed, compute, vectors))
     return ScoreTable(method.table_config(), rows, method.ranked_by(), columns)
 
 
@@ -251,14 +271,7 @@ def embed_pool(
     only what the score store lacks."""
     from tunesift.models.backend import model_ref
     from tunesift.models.registry import DEFAULT_MODEL
-    from tunesift.scorers.embedding import (
-        EMBEDDERS,
-        LM_TEXTS,
-        EmbeddingTable,
-        LMEmbedding,
-        MiniLMEmbedding,
-        decode_vector,
-    )
+    from tunesift.scorers.embedding import EMBEDDERS, LM_TEXTS, EmbeddingTable, LMEmbedding, MiniLMEmbedding
 
     if embedder not in EMBEDDERS:
         raise ConfigError("embedder", f"unknown embedder {embedder!r}; choose one of {', '.join(EMBEDDERS)}")
@@ -285,7 +298,7 @@ def embed_pool(
                            progress=progress, total=len(wanted) if wanted is not None else len(pool))  # fmt: skip
     rows = list(order) if indices is None else list(indices)
     ids = [order[i] for i in rows]
-    vectors = np.stack([decode_vector(cached[k]["vec"]) for k in ids]) if ids else np.zeros((0, 0))
+    vectors = gather_vectors(scorer, cached, ids, store_dir) if ids else np.zeros((0, 0), dtype=np.float32)
     loss = None
     if embedder == "lm":
         loss = np.array([np.nan if (x := cached[k]["loss"]) is None else x for k in ids])

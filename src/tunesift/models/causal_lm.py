@@ -55,6 +55,15 @@ class TargetSpan:
         return max(len(self.ids) - self.first_target, 0)
 
 
+def weighted_mean(hidden: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    """SGPT's position-weighted mean, per row of a right-padded batch ``(B, T, d)``: the ``t``-th of a row's
+    ``L`` real tokens weighs ``t / (L (L + 1) / 2)``, padding 0; float32 whatever the hidden states' dtype."""
+    positions = torch.arange(1, hidden.shape[1] + 1, dtype=torch.float32, device=hidden.device)
+    length = torch.tensor(list(lengths), dtype=torch.float32, device=hidden.device)[:, None]
+    weights = torch.where(positions[None, :] <= length, positions[None, :], 0.0) / (length * (length + 1) / 2)
+    return torch.einsum("bt,btd->bd", weights, hidden.float())
+
+
 def cache_keyword(decoder: torch.nn.Module) -> str:
     """The name under which ``decoder`` takes and returns its KV cache: ``cache`` since transformers
     deprecated ``past_key_values`` (removed in 5.40), ``past_key_values`` in the releases before."""
@@ -276,6 +285,24 @@ class CausalLM(TokenizerSide):
                     losses[i] = float(self._nll(hidden[row, : n - 1], targets).double().mean())
             self.stats["output_positions"] += sum(len(s.ids) - 1 for s in items)
         return means, losses
+
+    @torch.inference_mode()
+    def weighted_mean_hidden(self, texts: Sequence[Sequence[int]], batch_tokens: int = 4096) -> np.ndarray:
+        """Per text: the position-weighted mean of the last hidden state (after the final norm), weight
+        ``t / sum(1..L)`` for the ``t``-th of its ``L`` real tokens, in float32, not normalised (RDS+,
+        METHODS.md §13). Texts are batched with right padding, which gets weight 0: a batch equals batch size 1.
+        No output layer is run."""
+        spans = [TargetSpan(tuple(ids), start=1) for ids in texts]  # start=1: every position, no shared prefix
+        width = self.model.config.get_text_config().hidden_size
+        pooled = np.zeros((len(spans), width), dtype=np.float32)
+        for batch in plan_batches(spans, batch_tokens):
+            rows = [i for i in batch if spans[i].ids]
+            items = [spans[i] for i in rows]
+            if not items:
+                continue
+            hidden, _ = self._decode_batch(items)
+            pooled[rows] = weighted_mean(hidden, [len(s.ids) for s in items]).cpu().numpy()
+        return pooled
 
     def _decode_batch(self, items: Sequence[TargetSpan]) -> tuple[torch.Tensor, int]:
         """Last hidden states of a batch, from its shared prefix on; returns them and the prefix length.

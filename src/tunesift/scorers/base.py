@@ -41,13 +41,17 @@ METHODS: dict[str, type[Method]] = {}
 
 @dataclass
 class PoolContext:
-    """What a pool-level hook may use: where scores are stored, the executor, the progress setting, and
-    ``embed`` (MiniLM vectors of the pool's valid samples, in pool order, cached in the store)."""
+    """What a pool-level hook may use: where scores are stored, the executor, the progress setting,
+    ``embed`` (MiniLM vectors of the pool's valid samples, in pool order, cached in the store), ``compute``
+    (a stage's cached results for other samples, a query set's: what the store lacks is computed by the
+    executor) and ``vectors`` (a stage's stored vectors, memory-mapped: row ``r`` for a result holding ``r``)."""
 
     store_dir: Any
     executor: Any
     progress: bool
     embed: Callable[[Any], Any]
+    compute: Callable[[Scorer, Any], dict[str, dict[str, Any]]] | None = None
+    vectors: Callable[[Scorer], Any] | None = None
 
 
 class Method:
@@ -148,6 +152,9 @@ class Scorer(Method, ABC):
     texts_per_unit: ClassVar[int] = 1
     #: Units computed between two writes to the store (the executor's default chunk).
     chunk_size: int = 128
+    #: A result field holding a vector (base64 float32 from :meth:`compute`): the store keeps it binary,
+    #: memory-mapped, and the cached result holds its row (see :func:`tunesift.execution.driver.gather_vectors`).
+    vector_field: ClassVar[str | None] = None
 
     @abstractmethod
     def cache_config(self) -> dict[str, Any]:

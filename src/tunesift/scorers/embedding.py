@@ -8,13 +8,12 @@ Two embedders:
   no response, cut to ``max_length``), not normalised, with the prompt's own loss beside it: Cherry's
   pre-experienced embedding (METHODS.md §1). ``text="sample"`` embeds the whole sample text instead.
 
-Vectors are stored as base64 float32 per sample content id, so every later selector reuses them; the
-driver's :func:`~tunesift.execution.driver.embed_pool` computes a pool's.
+Vectors are stored binary (float32, memory-mapped) per sample content id, so every later selector reuses
+them; the driver's :func:`~tunesift.execution.driver.embed_pool` computes a pool's.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,19 +25,13 @@ from tunesift.errors import ConfigError
 from tunesift.models.minilm import MINILM, MiniLMEmbedder
 from tunesift.models.registry import ResolvedModel
 from tunesift.scorers.base import CausalLMScorer, Progress, Scorer, Unit
+from tunesift.store import encode_vector
 
 EMBEDDERS = ("minilm", "lm")
 LM_TEXTS = ("prompt", "sample")
-# Bump when a computation changes, so cached vectors from older code are not reused.
-EMBEDDING_VERSION = 1
-
-
-def encode_vector(vector: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-
-
-def decode_vector(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype="<f4")
+# Bump when a computation or its storage changes, so cached vectors from older code are not reused
+# (2: vectors in the store's binary file, not base64 in its JSON lines).
+EMBEDDING_VERSION = 2
 
 
 @dataclass
@@ -56,10 +49,11 @@ class EmbeddingTable:
 
 
 class MiniLMEmbedding(Scorer):
-    """all-MiniLM-L6-v2 vectors on the scorer contract: a unit per sample, the vector as base64 float32."""
+    """all-MiniLM-L6-v2 vectors on the scorer contract: a unit per sample, its vector kept binary in the store."""
 
     name = "embedding"
     result_fields = ("vec",)
+    vector_field = "vec"
     chunk_size = 256
 
     def __init__(self, chunk_size: int | None = None) -> None:
@@ -88,6 +82,7 @@ class LMEmbedding(CausalLMScorer):
 
     name = "embedding"
     result_fields = ("vec", "loss")
+    vector_field = "vec"
     chunk_size = 256
 
     def __init__(self, model: ResolvedModel, template: str = "alpaca", text: str = "prompt", max_length: int = 512,
