@@ -16,11 +16,16 @@ one prompt instead of five), training texts are cut at 256 tokens and the evalua
 (AlpacaEval 50 items and GSM8K 50, each text at most 160 tokens; MMLU 100 questions). Every one of these is
 a flag: the issue's full sizes are ``--n-alpaca 200 --n-gsm8k 200 --n-mmlu 300 --eval-max-length 1024
 --train-max-length 512 --selectit-level sentence --ifd-model gemma-3-270m`` (about 2.5 h here).
+
+``--target gsm8k`` runs the targeted protocol instead: a query set of 8 GSM8K *train* problems (never the
+evaluation items, which come from GSM8K test), and rds (RDS+ on SmolLM2), embed (MiniLM), bm25, longest and
+random, evaluated on the GSM8K loss (the target) and the AlpacaEval loss (what the target may cost).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +37,22 @@ from _common import DATA, matmul_peak_gflops
 
 from tunesift.eval.compare import CompareConfig, compare
 from tunesift.eval.compare_view import html, plot, table
+
+
+def targeted_methods(out: Path, args: argparse.Namespace) -> dict:
+    """rds, embed, bm25 against a query file of GSM8K train problems (as Alpaca records), and longest."""
+    train = DATA.parents[1] / "eval" / "gsm8k_train.jsonl"
+    with open(train, encoding="utf-8") as handle:
+        problems = [json.loads(line) for _, line in zip(range(args.n_query), handle, strict=False)]
+    query = out / "gsm8k_query.json"
+    query.write_text(json.dumps([{"instruction": p["question"], "input": "", "output": p["answer"]} for p in problems],
+                                indent=1))  # fmt: skip
+    return {
+        "rds": {"recipe": "rds", "options": {"query": [str(query)], "model": args.rds_model}},
+        "embed": {"recipe": "embed", "options": {"query": [str(query)]}},
+        "bm25": {"recipe": "bm25", "options": {"query": [str(query)]}},
+        "longest": {"recipe": "longest"},
+    }
 
 
 def main() -> None:
@@ -53,6 +74,9 @@ def main() -> None:
     parser.add_argument("--train-seeds", type=int, default=1)
     parser.add_argument("--budgets", default=None, help="a sweep of rates, e.g. 0.05,0.1,0.2 (opt-in; adds time)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--target", choices=["gsm8k"], default=None, help="the targeted protocol (see above)")
+    parser.add_argument("--n-query", type=int, default=8, help="--target: query examples from GSM8K train")
+    parser.add_argument("--rds-model", default="smollm2-135m-instruct", help="--target: RDS+'s representation model")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,7 +98,9 @@ def main() -> None:
             "batch_tokens": 2048,
             "examples_per_step": args.examples_per_step,
         },
-        methods={
+        methods=targeted_methods(out, args)
+        if args.target
+        else {
             "ifd": {"recipe": "cherry", "options": {"model": args.ifd_model}},
             "selectit": {
                 "recipe": "selectit",
@@ -85,7 +111,7 @@ def main() -> None:
         random_seeds=[int(s) for s in args.seeds.split(",")],
         full=False,
         floor=True,
-        suite="cpu",
+        suite="targeted" if args.target else "cpu",
         eval={
             "n_alpaca": args.n_alpaca,
             "n_gsm8k": args.n_gsm8k,

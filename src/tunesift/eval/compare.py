@@ -21,6 +21,8 @@ Config (YAML or JSON)::
     methods:                 # name -> recipe (built-in or YAML) and scorer options
       ifd: {recipe: cherry, options: {model: gemma-3-270m}}
       longest: {recipe: longest}
+      rds: {recipe: rds, options: {query: gsm8k_examples.json}}   # targeted (a query set, relative to this file)
+    random: {balance: dataset}   # the random arm balanced by source (omit for uniform random)
     random_seeds: [0, 1, 2]
     train_seeds: 1           # data orders per method subset (their noise joins the interval)
     full: false              # also train on the whole pool (needed for "against full" and the judge)
@@ -45,7 +47,7 @@ import numpy as np
 from tunesift.atomic import atomic_open
 from tunesift.errors import ConfigError, InputError, TunesiftError
 
-KEYS = {"pool", "pool_size", "pool_seed", "budget", "budgets", "base", "train", "methods", "random_seeds",
+KEYS = {"pool", "pool_size", "pool_seed", "budget", "budgets", "base", "train", "methods", "random", "random_seeds",
         "train_seeds", "full", "floor", "suite", "eval", "store_dir", "intervals", "n_boot", "judge"}  # fmt: skip
 JUDGE_KEYS = {"model", "base_url", "api_key_env", "testset", "n"}
 RESERVED = ("random", "full", "base")
@@ -62,6 +64,8 @@ class CompareConfig:
     pool_seed: int = 0
     train: dict[str, Any] = field(default_factory=dict)
     random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    #: the random arm's options: {balance: FIELD} draws balanced-by-source random subsets (METHODS.md §16)
+    random: dict[str, Any] = field(default_factory=dict)
     train_seeds: int = 1
     full: bool = False
     floor: bool = True
@@ -111,6 +115,11 @@ def load_config(path: str | Path) -> CompareConfig:
             raise InputError("missing", path=path, field=key)
     pool = Path(raw["pool"])
     raw["pool"] = str(pool if pool.is_absolute() else (path.parent / pool))
+    for spec in (raw.get("methods") or {}).values():  # a query set, like the pool, is relative to the config
+        options = spec.get("options") if isinstance(spec, dict) else None
+        if isinstance(options, dict) and options.get("query") is not None:
+            given = options["query"] if isinstance(options["query"], list) else [options["query"]]
+            options["query"] = [str(q if Path(q).is_absolute() else path.parent / q) for q in map(Path, given)]
     return CompareConfig(**raw)
 
 
@@ -143,6 +152,16 @@ def validate(config: CompareConfig) -> None:
             load_recipe(spec.get("recipe", name))
         except TunesiftError as err:
             raise ConfigError(f"methods.{name}.recipe", str(err)) from None
+        query = (spec.get("options") or {}).get("query")
+        if query is not None:  # a targeted method's query set, read and checked before any training
+            from tunesift.data.queries import read_queries
+
+            try:
+                read_queries(query)
+            except ConfigError as err:
+                raise ConfigError(f"methods.{name}.options.query", err.message) from None
+    if not isinstance(config.random, dict) or set(config.random) - {"balance"}:
+        raise ConfigError("random", "the random arm takes {balance: FIELD} (or nothing: uniform random)")
     if not config.random_seeds:
         raise ConfigError("random_seeds", "at least one random subset is needed to compare with")
     if len(set(config.random_seeds)) != len(config.random_seeds):
@@ -216,6 +235,11 @@ def _recipe_identity(name: str) -> Any:
     """A built-in recipe by name, a user's recipe file by its content (an edited file is another recipe)."""
     path = Path(name)
     return {"file_sha": _file_sha(path)} if path.suffix and path.exists() else name
+
+
+def _query_identity(path: str | Path) -> str | None:
+    """A query file by its content: an edited query set is another selection."""
+    return _file_sha(Path(path)) if Path(path).is_file() else None
 
 
 @dataclass
@@ -319,8 +343,11 @@ def _subsets(config: CompareConfig, api: Any, pool: Any, pool_key: str, wanted: 
 
     def method_subset(name: str, spec: dict[str, Any], size: int) -> Path:
         recipe = spec.get("recipe", name)
-        key = _key({"pool": pool_key, "recipe": _recipe_identity(recipe), "options": spec.get("options", {}),
-                    "size": size})  # fmt: skip
+        options = spec.get("options", {})
+        queries = options.get("query") or []
+        key = _key({"pool": pool_key, "recipe": _recipe_identity(recipe), "options": options, "size": size,
+                    **({"query_sha": [_query_identity(q) for q in ([queries] if isinstance(queries, str) else queries)]}
+                       if queries else {})})  # fmt: skip
         path = out / "subsets" / f"{name}-{size}-{key}.json"
         if not path.exists():
             started = time.perf_counter()
@@ -342,9 +369,13 @@ def _subsets(config: CompareConfig, api: Any, pool: Any, pool_key: str, wanted: 
     for name, spec in config.methods.items():
         arms[name] = (method_subset(name, spec, size), list(range(config.train_seeds)))
     for seed in config.random_seeds:
-        path = out / "subsets" / f"random-{seed}-{size}-{_key({'pool': pool_key, 'seed': seed, 'size': size})}.json"
+        key = _key(
+            {"pool": pool_key, "seed": seed, "size": size, **({"random": config.random} if config.random else {})}
+        )
+        path = out / "subsets" / f"random-{seed}-{size}-{key}.json"
         if not path.exists():
-            api.run_recipe("random", pool, path, api.Budget(count=size), select_options={"random_state": seed})
+            api.run_recipe("random", pool, path, api.Budget(count=size),
+                           select_options={**config.random, "random_state": seed})  # fmt: skip
         arms[f"random-{seed}"] = (path, [seed])
     return arms, size, short
 

@@ -21,6 +21,8 @@ from tunesift.errors import ConfigError
 SUITES: dict[str, tuple[str, ...]] = {
     "cpu": ("alpaca_eval_loss", "gsm8k_loss", "mmlu"),
     "gpu": ("alpaca_eval_loss", "gsm8k_loss", "mmlu", "gsm8k_accuracy"),
+    # a targeted selection's protocol: the target task's loss first, then the general one it may cost
+    "targeted": ("gsm8k_loss", "alpaca_eval_loss"),
 }
 # Lower is better for losses, higher for accuracies: what a table or plot needs to know.
 HIGHER_IS_BETTER = {"alpaca_eval_loss": False, "gsm8k_loss": False, "mmlu": True, "gsm8k_accuracy": True}

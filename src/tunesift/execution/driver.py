@@ -258,6 +258,7 @@ def embed_pool(
     template: str = "alpaca",
     text: str = "prompt",
     max_length: int = 512,
+    minilm_text: str = "sample",
     indices: Sequence[int] | None = None,
     store_dir: str | Path | None = None,
     batch_tokens: int = 4096,
@@ -268,7 +269,8 @@ def embed_pool(
     dtype: str | None = None,
 ) -> EmbeddingTable:
     """Embed the valid samples of a pool (or only the records at ``indices``, in that order), computing
-    only what the score store lacks."""
+    only what the score store lacks. ``text`` is what the ``lm`` embedder reads; ``minilm_text`` what MiniLM
+    reads (``sample``: instruction, input, output; ``prompt``: instruction and input, as QDIT embeds)."""
     from tunesift.models.backend import model_ref
     from tunesift.models.registry import DEFAULT_MODEL
     from tunesift.scorers.embedding import EMBEDDERS, LM_TEXTS, EmbeddingTable, LMEmbedding, MiniLMEmbedding
@@ -281,7 +283,7 @@ def embed_pool(
     executor = default_executor(executor, device)
     scorer: Scorer
     if embedder == "minilm":
-        scorer = MiniLMEmbedding(chunk_size=chunk_size)
+        scorer = MiniLMEmbedding(chunk_size=chunk_size, text=minilm_text)
     else:
         scorer = LMEmbedding(model_ref(model or DEFAULT_MODEL, executor, dtype=dtype), template, text, max_length,
                              batch_tokens, chunk_size=chunk_size)  # fmt: skip

@@ -82,14 +82,19 @@ def execute(
         for key in ("model", "text", "template"):
             if selector.params.get(f"embed_{key}") is not None:
                 embed[key] = selector.params[f"embed_{key}"]
+        embed["minilm_text"] = selector.minilm_text
 
         def vectors() -> Any:
             return embed_pool(pool, indices=candidates, store_dir=store_dir, executor=executor, progress=progress,
                               **embed).vectors  # fmt: skip
 
-        seen = Candidates(
-            candidates, value, rows, table.score_field, vectors, lambda: _response_chars(pool, candidates)
-        )
+        def chars() -> list[int]:
+            return _response_chars(pool, candidates)
+
+        def field(name: str) -> list[Any]:
+            return _record_field(pool, candidates, name)
+
+        seen = Candidates(candidates, value, rows, table.score_field, vectors, chars, field)
         return [candidates[p] for p in selector.select(seen, size)]
 
     chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select)
@@ -122,6 +127,14 @@ def _check_needs(recipe: Recipe, options: dict[str, Any]) -> None:
                     flag = "--" + option.replace("_", "-")
                     raise ConfigError(option.replace("_", "-"), f"recipe {recipe.name!r} uses the column {column!r}, "
                                       f"which needs {flag} (e.g. a rule written by fit-indicators)")  # fmt: skip
+
+
+def _record_field(pool: Any, indices: list[int], name: str) -> list[Any]:
+    """The field ``name`` of the records at ``indices`` (None where absent), in that order, in one streaming pass."""
+    wanted = set(indices)
+    values = {item.index: item.record.get(name) if isinstance(item.record, dict) else None
+              for item in pool if item.index in wanted}  # fmt: skip
+    return [values[i] for i in indices]
 
 
 def _response_chars(pool: Any, indices: list[int]) -> list[int]:

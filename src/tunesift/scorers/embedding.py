@@ -48,6 +48,11 @@ class EmbeddingTable:
     prompt_loss: np.ndarray | None = None
 
 
+def prompt_text(sample: Any) -> str:
+    """A sample's prompt as one text: the instruction, and the input on the next line where there is one."""
+    return f"{sample.instruction}\n{sample.input}" if sample.input else sample.instruction
+
+
 class MiniLMEmbedding(Scorer):
     """all-MiniLM-L6-v2 vectors on the scorer contract: a unit per sample, its vector kept binary in the store."""
 
@@ -56,12 +61,16 @@ class MiniLMEmbedding(Scorer):
     vector_field = "vec"
     chunk_size = 256
 
-    def __init__(self, chunk_size: int | None = None) -> None:
+    def __init__(self, chunk_size: int | None = None, text: str = "sample") -> None:
+        if text not in LM_TEXTS:
+            raise ConfigError("text", f"unknown text {text!r}; choose one of {', '.join(LM_TEXTS)}")
         self.chunk_size = chunk_size or type(self).chunk_size
+        self.text = text
 
     def cache_config(self) -> dict[str, Any]:
+        text = "instruction\\ninput\\noutput" if self.text == "sample" else "instruction\\ninput"
         return {"scorer": "embedding", "version": EMBEDDING_VERSION, "embedder": MINILM, "max_length": 256,
-                "text": "instruction\\ninput\\noutput"}  # fmt: skip
+                "text": text}  # fmt: skip
 
     def describe(self) -> str:
         return "embeddings (minilm)"
@@ -70,7 +79,8 @@ class MiniLMEmbedding(Scorer):
         return MiniLMEmbedder(device=device)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
-        vectors = backend.embed([sample_text(u.payload) for u in units])
+        vectors = backend.embed([sample_text(u.payload) if self.text == "sample" else prompt_text(u.payload)
+                                 for u in units])  # fmt: skip
         if on_progress is not None:
             on_progress(len(units))
         return [{"vec": encode_vector(v)} for v in vectors]

@@ -69,10 +69,11 @@ class Targeted(Method):
     def empty_row(self, reason: str | None = None) -> dict[str, Any]:
         return {**dict.fromkeys(self.table_columns()), "skip_reason": reason}
 
-    def set_scores(self, rows: list[dict[str, Any]], positions: Sequence[int], by_task: np.ndarray) -> None:
-        """Write each task's best similarity (``by_task``, ``(len(positions), K)``) into the rows at
-        ``positions``; a non-finite value leaves the row null with the reason."""
-        best = by_task.max(axis=1) if len(by_task) else np.zeros(0)
+    def set_scores(self, rows: list[dict[str, Any]], positions: Sequence[int], by_task: np.ndarray,
+                   overall: np.ndarray | None = None) -> None:  # fmt: skip
+        """Write each task's score (``by_task``, ``(len(positions), K)``) and the overall one (default: the best
+        task's) into the rows at ``positions``; a non-finite value leaves the row null with the reason."""
+        best = overall if overall is not None else by_task.max(axis=1) if len(by_task) else np.zeros(0)
         several = len(self.tasks) > 1
         for pos, value, per_task in zip(positions, best.tolist(), by_task.tolist(), strict=True):
             row = rows[pos]

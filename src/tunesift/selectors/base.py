@@ -67,6 +67,8 @@ class Candidates:
     score_field: str
     vectors: Callable[[], np.ndarray]
     response_chars: Callable[[], list[int]]
+    #: a field of the candidates' own records (``dataset``, ``source``), None where a record lacks it
+    record_field: Callable[[str], list[Any]] = lambda name: []
 
 
 SEED = Option("random_state", int, 0, "Seed of the random, k-center or k-means selection.", flag="--seed")
@@ -86,6 +88,8 @@ class Selector:
     name: ClassVar[str]
     options: ClassVar[tuple[Option, ...]] = ()
     embeds: ClassVar[bool] = False
+    #: what the MiniLM embedder reads for this selector: the whole sample, or (QDIT) the prompt alone
+    minilm_text: ClassVar[str] = "sample"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
