@@ -78,7 +78,8 @@ def test_run_qdit_end_to_end_and_a_bad_alpha(tmp_path, tiny_model_dir, store_dir
                               str(tiny_model_dir), "--out", str(out)])  # fmt: skip
     assert bad.exit_code == 2 and "option 'alpha'" in bad.output and not out.exists()
     result = runner.invoke(app, ["run", "qdit", str(pool), "--count", "4", "--alpha", "1", "--model",
-                                 str(tiny_model_dir), "--out", str(out), "--scores-out", str(tmp_path / "s.jsonl")])  # fmt: skip
+                                 str(tiny_model_dir), "--out", str(out),
+                                 "--scores-out", str(tmp_path / "s.jsonl")])  # fmt: skip
     assert result.exit_code == 0, result.output
     deita = [json.loads(line)["deita"] for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     chosen = json.loads((tmp_path / "sub.manifest.json").read_text())["selected_indices"]
