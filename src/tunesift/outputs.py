@@ -212,8 +212,34 @@ def write_subset(
         "selected_score_range": [min(values), max(values)] if values else None,
         "steps": list(selection.steps),
         **({"why_empty": selection.why_empty} if selection.why_empty else {}),
+        **({"dedup": selection.dedup} if selection.dedup else {}),
         "selected_indices": selection.indices,
         "scorer_config": table.config,
+    }
+    target = manifest_path(path)
+    with atomic_open(target) as handle:
+        json.dump(manifest, handle, indent=2, allow_nan=False)
+    return target
+
+
+def write_deduped(path: str | Path, pool: Pool, result: Any) -> Path:
+    """The records a dedup kept, in pool order and the pool's own format (``path``'s extension may change the
+    container), and ``<name>.manifest.json``: the method, its options, the counts and every dropped record with the
+    index and id of the record kept in its place. Returns the manifest's path."""
+    kept = set(result.kept)
+    records = (sample.record for sample in pool if sample.index in kept and not isinstance(sample, Rejected))
+    write_records(path, records, output_container(Path(path), pool.container))
+    manifest = {
+        "tunesift_version": __version__,
+        "data": str(pool.path),
+        "format": {"container": pool.container, "schema": pool.schema},
+        "counts": {
+            "pool": len(pool),
+            "rejected": len(pool.rejects),
+            "kept": len(result.kept),
+            "dropped": len(result.dropped),
+        },
+        "dedup": result.summary(),
     }
     target = manifest_path(path)
     with atomic_open(target) as handle:

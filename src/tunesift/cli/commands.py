@@ -67,6 +67,67 @@ def select_cmd(
                err=True)  # fmt: skip
 
 
+@app.command("dedup")
+def dedup_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="The kept records, in DATA's own format, in pool order.")],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="exact (a hash of the text), minhash (MinHash-LSH near duplicates, "
+            "word 5-grams, 256 permutations) or semantic (SemDeDup on MiniLM vectors)."
+        ),
+    ],
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="minhash: the Jaccard similarity that groups (default 0.7); "
+            "semantic: the cosine above which a sample goes (default 0.99). "
+            "In (0, 1]."
+        ),
+    ] = None,
+    on: Annotated[
+        str | None,
+        typer.Option(
+            help="sample (every message) or prompt (no replies). Default: sample for "
+            "exact and semantic, prompt for minhash."
+        ),
+    ] = None,
+    normalise: Annotated[
+        bool, typer.Option(help="exact: lower case, whitespace, digits and punctuation removed before hashing.")
+    ] = False,
+    clusters: Annotated[
+        int | None,
+        typer.Option(
+            help="semantic: k-means clusters (default: pool / 100, at most "
+            "1,000); pairs across clusters are not compared."
+        ),
+    ] = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+    store: StoreOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Drop duplicates before selecting: each group keeps its first record in pool order (SemDeDup: the one
+    farthest from its cluster's centre); the manifest names, for every dropped record, the one kept in its place."""
+    from tunesift import api
+    from tunesift.execution.local import LocalExecutor
+    from tunesift.outputs import write_deduped
+    from tunesift.recipes.dedup import check_dedup, dedup_pool
+
+    try:
+        refuse({"out": files_written("subset", out)}, {"pool": data})
+        check_dedup(method, threshold, on, clusters)
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        result = dedup_pool(pool, method, threshold=threshold, on=on, normalise=normalise, clusters=clusters,
+                            store_dir=store, executor=LocalExecutor(device=device), progress=True)  # fmt: skip
+        manifest = write_deduped(out, pool, result)
+    except TunesiftError as err:
+        fail(err)
+    typer.echo(f"kept {len(result.kept)} of {len(pool)} records, dropped {len(result.dropped)} ({method}) -> {out} "
+               f"({manifest.name})", err=True)  # fmt: skip
+
+
 @app.command("fit-indicators")
 def fit_indicators_cmd(
     table: Annotated[

@@ -9,6 +9,7 @@ candidate records::
     budget: {rate: 0.05}              # optional default when the user gives none ("all": keep every candidate)
     score: {scorer: ifd, variant: cherry}
     steps:
+      - dedup: {method: minhash, threshold: 0.7}   # exact | minhash | semantic; keeps the first of each group
       - filter: "ifd <= 1"            # COLUMN OP NUMBER; unscored samples never pass
       - rank: {by: ifd, order: desc}  # ties: pool order
       - cut: {rate: 0.2, of: pool}    # an intermediate budget (Superfiltering.D's k1)
@@ -36,7 +37,7 @@ from tunesift.selectors.base import discover as discover_selectors
 
 BUILTIN_DIR = Path(__file__).parent
 _FILTER = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(<=|>=|==|!=|<|>)\s*(-?[\d.]+(?:[eE][-+]?\d+)?)\s*$")
-STEP_KINDS = ("filter", "rank", "cut", "select")
+STEP_KINDS = ("dedup", "filter", "rank", "cut", "select")
 EXECUTOR_KEYS = {"name", "ray_address", "actors", "gpus_per_actor", "cpus_per_actor"}
 
 # Options of a run that change the recipe's final selection (default: the recipe's own values): every option
@@ -160,6 +161,17 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
             body = {"by": body} if isinstance(body, str) else dict(body or {})
             if body.get("by") not in columns or body.get("order", "desc") not in ("asc", "desc"):
                 raise bad(f"rank needs by: one of {', '.join(columns)} and order: asc|desc", where)
+        elif kind == "dedup":
+            from tunesift.recipes.dedup import check_dedup
+
+            body = {"method": body} if isinstance(body, str) else dict(body or {})
+            extra = set(body) - {"method", "threshold", "on", "normalise", "clusters"}
+            if extra:
+                raise bad(f"dedup: unknown option(s) {sorted(extra)}", where)
+            try:
+                check_dedup(body.get("method", ""), body.get("threshold"), body.get("on"), body.get("clusters"))
+            except ConfigError as err:
+                raise bad(f"dedup: {err}", where) from None
         elif kind == "cut":
             body = dict(body or {})
             if body.get("of", "pool") not in ("pool", "candidates"):

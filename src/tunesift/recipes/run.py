@@ -97,10 +97,22 @@ def execute(
         seen = Candidates(candidates, value, rows, table.score_field, vectors, chars, field)
         return [candidates[p] for p in selector.select(seen, size)]
 
-    chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select)
+    deduped: list[dict[str, Any]] = []
+
+    def dedup(body: dict[str, Any], candidates: list[int]) -> list[int]:
+        from tunesift.recipes.dedup import dedup_pool
+
+        options = {k: v for k, v in body.items() if k != "method"}
+        result = dedup_pool(pool, body["method"], indices=candidates, store_dir=store_dir, executor=executor,
+                            progress=progress, **options)  # fmt: skip
+        deduped.append(result.summary())
+        return result.kept
+
+    chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select, dedup)
     n_scored = sum(1 for i in valid if value(i, table.score_field) is not None)
     empty = None if chosen else why_empty(table.score_field, table.skipped(), n_scored, candidates, steps)
-    selection = Selection(chosen, len(pool), n_scored, len(candidates), recipe.name, tuple(steps), empty)
+    selection = Selection(chosen, len(pool), n_scored, len(candidates), recipe.name, tuple(steps), empty,
+                          deduped[-1] if deduped else None)  # fmt: skip
     return RecipeRun(table, selection)
 
 

@@ -54,6 +54,7 @@ class Selection:
     rule: str
     steps: tuple[dict[str, Any], ...] = ()  # the steps that made it, every select option resolved
     why_empty: str | None = None  # for an empty selection: why, in one line
+    dedup: dict[str, Any] | None = None  # a recipe's dedup step: method, counts, every dropped sample and its twin
 
 
 @dataclass

@@ -1,0 +1,105 @@
+"""Deduplicate a pool (``tunesift dedup``, and a recipe's ``dedup`` step before selection): the texts or MiniLM
+vectors of its samples through :mod:`tunesift.selectors.dedup`, each drop tied to the sample kept in its place."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesift.data.sample import Sample
+from tunesift.data.templates import messages
+from tunesift.errors import ConfigError
+from tunesift.selectors.dedup import (
+    METHODS,
+    check_threshold,
+    exact_duplicates,
+    minhash_duplicates,
+    semantic_duplicates,
+)
+
+ON = ("sample", "prompt")
+#: What each method compares unless told (``--on``): exact and SemDeDup the whole sample, MinHash the prompt.
+DEFAULT_ON = {"exact": "sample", "minhash": "prompt", "semantic": "sample"}
+EXAMPLES = 5  # pairs shown in a report or a command's summary
+
+
+def dedup_text(sample: Sample, on: str) -> str:
+    """The canonical text compared: every message (``prompt``: the system and user messages only) stripped, with
+    its role, one per line."""
+    kept = [m for m in messages(sample) if on == "sample" or m["role"] != "assistant"]
+    return "\n".join(json.dumps([m["role"], m["content"].strip()], ensure_ascii=False) for m in kept)
+
+
+def plain_text(sample: Sample, on: str) -> str:
+    """The words compared by MinHash: the messages' contents (``prompt``: without the replies)."""
+    return "\n".join(m["content"] for m in messages(sample) if on == "sample" or m["role"] != "assistant")
+
+
+@dataclass
+class DedupResult:
+    """What a dedup kept and dropped, by pool index; ``dropped`` lists each dropped sample with its kept twin."""
+
+    method: str
+    options: dict[str, Any]
+    kept: list[int]
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self, pool: Any = None) -> dict[str, Any]:
+        """The manifest's ``dedup`` section: method, options, counts, every drop, and a few example pairs."""
+        return {"method": self.method, **self.options, **self.details, "kept": len(self.kept),
+                "dropped": len(self.dropped), "pairs": self.dropped}  # fmt: skip
+
+
+def check_dedup(method: str, threshold: float | None = None, on: str | None = None, clusters: int | None = None,
+                n: int | None = None) -> tuple[float | None, str]:  # fmt: skip
+    """The options checked before any work (each error names its option); returns the threshold and ``on``."""
+    if method not in METHODS:
+        raise ConfigError("method", f"unknown dedup method {method!r}; choose one of {', '.join(METHODS)}")
+    threshold = check_threshold(method, threshold)
+    on = on or DEFAULT_ON[method]
+    if on not in ON:
+        raise ConfigError("on", f"choose sample or prompt, got {on!r}")
+    if clusters is not None:
+        if method != "semantic":
+            raise ConfigError("clusters", "only semantic dedup clusters (exact and minhash compare texts)")
+        if clusters < 1 or (n is not None and clusters > n):
+            raise ConfigError("clusters", f"must be between 1 and the pool's {n} records, got {clusters}")
+    return threshold, on
+
+
+def dedup_pool(
+    pool: Any,
+    method: str,
+    *,
+    threshold: float | None = None,
+    on: str | None = None,
+    normalise: bool = False,
+    clusters: int | None = None,
+    indices: Sequence[int] | None = None,
+    store_dir: str | Path | None = None,
+    executor: Any = None,
+    progress: bool = False,
+) -> DedupResult:
+    """Deduplicate the valid samples of ``pool`` (or those at ``indices``, kept in pool order)."""
+    threshold, on = check_dedup(method, threshold, on, clusters, len(pool))
+    wanted = None if indices is None else set(indices)
+    samples = [s for s in pool if isinstance(s, Sample) and (wanted is None or s.index in wanted)]
+    options: dict[str, Any] = {"on": on}
+    if method == "exact":
+        options["normalise"] = normalise
+        found = exact_duplicates([dedup_text(s, on) for s in samples], normalised=normalise)
+    elif method == "minhash":
+        found = minhash_duplicates([plain_text(s, on) for s in samples], threshold=threshold or 0.7)
+    else:
+        from tunesift.execution.driver import embed_pool
+
+        table = embed_pool(pool, indices=[s.index for s in samples], store_dir=store_dir, executor=executor,
+                           progress=progress, minilm_text=on)  # fmt: skip
+        found = semantic_duplicates(table.vectors, threshold=threshold or 0.99, clusters=clusters)
+    dropped = [{"index": samples[p].index, "id": samples[p].content_id, "kept_index": samples[k].index,
+                "kept_id": samples[k].content_id} for p, k in sorted(found.kept_for.items())]  # fmt: skip
+    return DedupResult(method, options, [samples[p].index for p in found.kept], dropped, dict(found.details))
