@@ -213,6 +213,7 @@ def write_subset(
         "steps": list(selection.steps),
         **({"why_empty": selection.why_empty} if selection.why_empty else {}),
         **({"dedup": selection.dedup} if selection.dedup else {}),
+        **({"select_details": selection.details} if selection.details else {}),
         "selected_indices": selection.indices,
         "scorer_config": table.config,
     }

@@ -68,7 +68,7 @@ def test_every_scorer_in_the_package_is_registered_and_checked(tiny_model_dir, t
     assert package == set(_builders(resolve_model(str(tiny_model_dir)), resolve_model(str(tiny_reward_dir))))
     # every registered method is one of them or built from them (SelectIT's raters, a targeted method's index are
     # its stages; BM25 has none: it works over the whole pool)
-    assert all(issubclass(m, tuple(package)) or m.__name__ in ("SelectIT", "RDS", "Embed", "BM25")
+    assert all(issubclass(m, tuple(package)) or m.__name__ in ("SelectIT", "RDS", "Embed", "BM25", "MIGScores")
                for m in SCORERS.values() if m.__module__.startswith("tunesift."))  # fmt: skip
 
 

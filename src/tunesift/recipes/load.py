@@ -200,6 +200,10 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
                 raise bad("select: 'of' is pool or candidates", where)
             if "by" in declared and body.get("by", scorer and columns[0]) not in columns:
                 raise bad(f"select {method}: by must be one of {', '.join(columns)}", where)
+            if "labels" in declared and body.get("labels", "instag_tags") not in columns:
+                raise bad(f"select {method}: needs a labels column ({body.get('labels', 'instag_tags')}), which "
+                          f"{f'scorer {scorer!r}' if scorer else 'a recipe without a scorer'} does not write; score "
+                          "with mig (INSTAG tags and DEITA ratings)", where)  # fmt: skip
             if number != len(steps) - 1:
                 raise bad("select must be the last step", where)
         checked.append({kind: body})

@@ -94,7 +94,12 @@ def execute(
         def field(name: str) -> list[Any]:
             return _record_field(pool, candidates, name)
 
-        seen = Candidates(candidates, value, rows, table.score_field, vectors, chars, field)
+        def embed_texts(texts: list[str]) -> Any:
+            from tunesift.models.minilm import MiniLMEmbedder
+
+            return MiniLMEmbedder(device=device).embed(texts)
+
+        seen = Candidates(candidates, value, rows, table.score_field, vectors, chars, field, embed_texts)
         return [candidates[p] for p in selector.select(seen, size)]
 
     deduped: list[dict[str, Any]] = []
@@ -112,7 +117,7 @@ def execute(
     n_scored = sum(1 for i in valid if value(i, table.score_field) is not None)
     empty = None if chosen else why_empty(table.score_field, table.skipped(), n_scored, candidates, steps)
     selection = Selection(chosen, len(pool), n_scored, len(candidates), recipe.name, tuple(steps), empty,
-                          deduped[-1] if deduped else None)  # fmt: skip
+                          deduped[-1] if deduped else None, getattr(selector, "details", None))  # fmt: skip
     return RecipeRun(table, selection)
 
 

@@ -55,6 +55,7 @@ class Selection:
     steps: tuple[dict[str, Any], ...] = ()  # the steps that made it, every select option resolved
     why_empty: str | None = None  # for an empty selection: why, in one line
     dedup: dict[str, Any] | None = None  # a recipe's dedup step: method, counts, every dropped sample and its twin
+    details: dict[str, Any] | None = None  # what the selector says of its work (MIG's label graph)
 
 
 @dataclass
@@ -70,6 +71,12 @@ class Candidates:
     response_chars: Callable[[], list[int]]
     #: a field of the candidates' own records (``dataset``, ``source``), None where a record lacks it
     record_field: Callable[[str], list[Any]] = lambda name: []
+    #: unit MiniLM vectors of other texts (MIG's labels), computed by the recipe executor, not the selector
+    embed_texts: Callable[[list[str]], np.ndarray] = lambda texts: _no_embedder()
+
+
+def _no_embedder() -> np.ndarray:
+    raise ConfigError("embedder", "this selection embeds texts: run it through a recipe")
 
 
 SEED = Option("random_state", int, 0, "Seed of the random, k-center or k-means selection.", flag="--seed")
@@ -113,7 +120,8 @@ class Selector:
         before selecting), naming the option; nothing is silently cut to fit."""
 
     def select(self, candidates: Candidates, size: int) -> list[int]:
-        """Positions into ``candidates.indices``, in pick order, at most ``size``."""
+        """Positions into ``candidates.indices``, in pick order, at most ``size``. A selector may leave what it
+        wants the manifest to say in ``self.details``."""
         raise NotImplementedError
 
 
