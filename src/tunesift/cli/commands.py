@@ -216,13 +216,23 @@ def report_cmd(
     tokenizer: Annotated[
         str | None, typer.Option(help="Model whose tokenizer counts tokens (default: the first score's model).")
     ] = None,
+    pool_map: Annotated[
+        bool | None,
+        typer.Option(
+            "--map/--no-map",
+            help="A 2-D map (PCA of MiniLM embeddings) of the pool with each selection "
+            "marked (default: on when there is a selection and all-MiniLM-L6-v2 is installed).",
+        ),
+    ] = None,
+    store: StoreOpt = None,
 ) -> None:
-    """What was selected, and why: score histograms with the cut, lengths, composition, agreement, examples."""
+    """What was selected, and why: score histograms with the cut, lengths, composition, agreement, a map, examples."""
     from tunesift.report import make_report
 
     try:
         refuse({"out": files_written("report", out)}, {"pool": data, "scores": scores, "selection": selection})
-        make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer)
+        make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer, pool_map=pool_map,
+                    store_dir=store)  # fmt: skip
     except TunesiftError as err:
         fail(err)
     typer.echo(f"report -> {out}", err=True)

