@@ -152,3 +152,104 @@ def compare_cmd(
     plot(results, out / "results.png")
     (out / "report.html").write_text(html(results), encoding="utf-8")
     typer.echo(text)
+
+
+def _settings(items: list[str] | None, option: str) -> dict:
+    import yaml
+
+    values = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise TunesiftError(f"option '{option}': expected KEY=VALUE, got {item!r}")
+        values[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return values
+
+
+def _numbers(text: str, option: str, kind: type) -> list:
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise TunesiftError(f"option '{option}': expected comma-separated numbers, got {text!r}") from None
+
+
+@app.command("advise")
+def advise_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the race (cached) and advice.md/.json, report.html.")],
+    budget: Annotated[
+        str,
+        typer.Option(
+            "--budget",
+            "--budgets",
+            help="The share(s) of the pool to keep, e.g. 0.1 "
+            "or 0.05,0.1,0.2 (a sweep: a recommendation per budget, and the curve).",
+        ),
+    ],
+    target: Annotated[
+        str,
+        typer.Option(
+            help="What the tuned model must be good at: alpaca_eval, gsm8k, mmlu, or a "
+            "FILE of your own held-out examples (the loss on their responses)."
+        ),
+    ] = ("alpaca_eval"),
+    query: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--query",
+            help="A query set for the targeted methods (rds, embed, bm25 join the menu); repeat for several tasks.",
+        ),
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated arms (default: longest, ifd, superfiltering, "
+            "selectit, kcenter; balanced where records name a dataset/source; "
+            "rds, embed, bm25 with --query). Random is always raced."
+        ),
+    ] = None,
+    base: Annotated[str, typer.Option(help="The proxy model fine-tuned on each subset.")] = "gemma-3-270m",
+    model: Annotated[str | None, typer.Option(help="The model the scoring methods use (default: each recipe's).")] = (
+        None
+    ),
+    proxy_size: Annotated[int, typer.Option(help="A seeded sample of the pool the race runs on.")] = 2000,
+    random_seeds: Annotated[str, typer.Option(help="Random subsets per budget (comma-separated seeds).")] = "0,1,2",
+    train_seeds: Annotated[int, typer.Option(help="Data orders per method subset.")] = 1,
+    train: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--train", help="KEY=VALUE of compare's train settings (examples_per_step=8, max_length=256, ...); repeat."
+        ),
+    ] = None,
+    eval: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--eval",
+            help="KEY=VALUE of compare's eval settings (n_alpaca=50, "
+            "n_gsm8k=50, n_mmlu=100, max_length=160, ...); repeat.",
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan (arms, cached, estimated time) and stop.")] = False,
+    store: Annotated[Path | None, typer.Option(help="Score cache folder (default: OUT/scores).")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Race the selection methods on a proxy of your pool at your budget against random, and recommend one (or say
+    that none beat random), with 95 % intervals and each method's cost."""
+    from tunesift.eval.advise import AdviseConfig, advise
+
+    try:
+        train_settings = {"lora": True, "epochs": 1, "template": "alpaca", "max_length": 256, "batch_tokens": 2048,
+                          "examples_per_step": 8, **_settings(train, "--train")}  # fmt: skip
+        eval_settings = {"n_alpaca": 50, "n_gsm8k": 50, "n_mmlu": 100, "max_length": 160, **_settings(eval, "--eval")}
+        config = AdviseConfig(
+            pool=str(data), budgets=_numbers(budget, "budget", float), target=target,
+            query=[str(q) for q in query or []], methods=None if methods is None else
+            [m.strip() for m in methods.split(",") if m.strip()], base=base, proxy_size=proxy_size,
+            random_seeds=_numbers(random_seeds, "random-seeds", int), train_seeds=train_seeds, train=train_settings,
+            eval=eval_settings, store_dir=str(store or out / "scores"), scorer_model=model,
+        )  # fmt: skip
+        advise(config, out, dry_run=dry_run, device=device, progress=True, log=lambda m: typer.echo(m, err=True))
+    except TunesiftError as err:
+        fail(err)
+    if not dry_run:
+        typer.echo((out / "advice.md").read_text())

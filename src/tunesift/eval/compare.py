@@ -343,12 +343,7 @@ def _subsets(config: CompareConfig, api: Any, pool: Any, pool_key: str, wanted: 
 
     def method_subset(name: str, spec: dict[str, Any], size: int) -> Path:
         recipe = spec.get("recipe", name)
-        options = spec.get("options", {})
-        queries = options.get("query") or []
-        key = _key({"pool": pool_key, "recipe": _recipe_identity(recipe), "options": options, "size": size,
-                    **({"query_sha": [_query_identity(q) for q in ([queries] if isinstance(queries, str) else queries)]}
-                       if queries else {})})  # fmt: skip
-        path = out / "subsets" / f"{name}-{size}-{key}.json"
+        path = _method_subset_path(out, pool_key, name, spec, size)
         if not path.exists():
             started = time.perf_counter()
             api.run_recipe(recipe, pool, path, api.Budget(count=size), store_dir=config.store_dir, device=device,
@@ -369,15 +364,58 @@ def _subsets(config: CompareConfig, api: Any, pool: Any, pool_key: str, wanted: 
     for name, spec in config.methods.items():
         arms[name] = (method_subset(name, spec, size), list(range(config.train_seeds)))
     for seed in config.random_seeds:
-        key = _key(
-            {"pool": pool_key, "seed": seed, "size": size, **({"random": config.random} if config.random else {})}
-        )
-        path = out / "subsets" / f"random-{seed}-{size}-{key}.json"
+        path = _random_subset_path(out, pool_key, config, seed, size)
         if not path.exists():
             api.run_recipe("random", pool, path, api.Budget(count=size),
                            select_options={**config.random, "random_state": seed})  # fmt: skip
         arms[f"random-{seed}"] = (path, [seed])
     return arms, size, short
+
+
+def _method_subset_path(out: Path, pool_key: str, name: str, spec: dict[str, Any], size: int) -> Path:
+    """Where a method's subset of ``size`` is kept: keyed by the pool, the recipe, its options and query files."""
+    options = spec.get("options", {})
+    queries = options.get("query") or []
+    queries = [queries] if isinstance(queries, str) else queries
+    described = {"pool": pool_key, "recipe": _recipe_identity(spec.get("recipe", name)), "options": options,
+                 "size": size}  # fmt: skip
+    if queries:
+        described["query_sha"] = [_query_identity(q) for q in queries]
+    key = _key(described)
+    return out / "subsets" / f"{name}-{size}-{key}.json"
+
+
+def _random_subset_path(out: Path, pool_key: str, config: CompareConfig, seed: int, size: int) -> Path:
+    key = _key({"pool": pool_key, "seed": seed, "size": size, **({"random": config.random} if config.random else {})})
+    return out / "subsets" / f"random-{seed}-{size}-{key}.json"
+
+
+def planned_arms(config: CompareConfig, out: str | Path) -> list[dict[str, Any]]:
+    """Every fine-tune the protocol needs at its asked sizes, and which are already cached (subset written,
+    model trained and evaluated); a method that keeps fewer records would shrink the sizes at run time."""
+    from tunesift.data.pools import read_pool
+    from tunesift.eval.suite import result_path
+    from tunesift.eval.train import _ids_hash
+
+    out = Path(out)
+    pool_key = _key({"source": _file_sha(config.pool), "size": config.pool_size, "seed": config.pool_seed})
+    n = config.pool_size or len(read_pool(config.pool))
+    settings = config.eval_settings()
+    found = []
+    for label, budget in config.budget_list():
+        size = budget.size(base=n, available=n)
+        wanted = [(name, _method_subset_path(out, pool_key, name, spec, size), list(range(config.train_seeds)))
+                  for name, spec in config.methods.items()]  # fmt: skip
+        wanted += [("random", _random_subset_path(out, pool_key, config, seed, size), [seed])
+                   for seed in config.random_seeds]  # fmt: skip
+        for arm, subset, seeds in wanted:
+            ids = _ids_hash(read_pool(subset).samples) if subset.exists() else None
+            for seed in seeds:
+                run = _run_dir(out, config, arm, seed, ids) if ids else None
+                evaluated = bool(run and result_path(run, config.suite, settings).exists())
+                found.append({"budget": label, "arm": arm, "seed": seed, "size": size, "subset": subset.exists(),
+                              "evaluated": evaluated})  # fmt: skip
+    return found
 
 
 def _train_and_eval(config: CompareConfig, model: Model, settings: Any, budget: str, device: str | None,

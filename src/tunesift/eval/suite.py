@@ -23,9 +23,12 @@ SUITES: dict[str, tuple[str, ...]] = {
     "gpu": ("alpaca_eval_loss", "gsm8k_loss", "mmlu", "gsm8k_accuracy"),
     # a targeted selection's protocol: the target task's loss first, then the general one it may cost
     "targeted": ("gsm8k_loss", "alpaca_eval_loss"),
+    # the user's own held-out examples (eval target_file), then the general losses
+    "target": ("target_loss", "alpaca_eval_loss", "gsm8k_loss"),
 }
 # Lower is better for losses, higher for accuracies: what a table or plot needs to know.
-HIGHER_IS_BETTER = {"alpaca_eval_loss": False, "gsm8k_loss": False, "mmlu": True, "gsm8k_accuracy": True}
+HIGHER_IS_BETTER = {"target_loss": False, "alpaca_eval_loss": False, "gsm8k_loss": False, "mmlu": True,
+                    "gsm8k_accuracy": True}  # fmt: skip
 
 
 def default_eval_dir() -> Path:
@@ -44,6 +47,8 @@ class EvalSettings:
     mmlu_shots: int = 5
     mmlu_seed: int = 0
     gsm8k_shots: int = 8
+    target_file: str | None = None  # the user's held-out examples (any pool format): the target_loss metric
+    n_target: int | None = None
     max_length: int = 1024
     batch_tokens: int = 4096
     dtype: str = "auto"  # as for scoring: bf16 on a CUDA GPU that has it, else fp32
@@ -56,6 +61,10 @@ class EvalSettings:
         from tunesift.store import config_hash
 
         described = {k: v for k, v in asdict(self).items() if k != "data_dir"}
+        if self.target_file:  # the file by its content: edited examples are another evaluation
+            import hashlib
+
+            described["target_file"] = hashlib.sha256(Path(self.target_file).read_bytes()).hexdigest()[:16]
         return config_hash({"suite": suite, "settings": described, "data": str(self.folder().resolve())})
 
 
@@ -88,7 +97,10 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
     results: dict[str, Any] = {"model": lm.name, "suite": suite, "settings": asdict(settings)}
     for metric in SUITES[suite]:
         started = time.perf_counter()
-        if metric == "alpaca_eval_loss":
+        if metric == "target_loss":
+            pairs = read_target(settings.target_file, settings.n_target)
+            value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.batch_tokens)
+        elif metric == "alpaca_eval_loss":
             pairs = metrics.read_alpaca_eval(folder / "alpaca_eval_805_gpt4_1106_preview.json", settings.n_alpaca)
             value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.batch_tokens)
         elif metric == "gsm8k_loss":
@@ -114,7 +126,21 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
 
 
 # The setting that sizes each metric's set: what an error about an empty set names.
-_SIZE_KEY = {"alpaca_eval_loss": "n_alpaca", "gsm8k_loss": "n_gsm8k", "mmlu": "n_mmlu", "gsm8k_accuracy": "n_gsm8k"}
+_SIZE_KEY = {"alpaca_eval_loss": "n_alpaca", "gsm8k_loss": "n_gsm8k", "mmlu": "n_mmlu", "gsm8k_accuracy": "n_gsm8k",
+             "target_loss": "n_target"}  # fmt: skip
+
+
+def read_target(path: str | Path | None, n: int | None = None) -> list[tuple[str, str]]:
+    """The user's held-out examples as (prompt, response) pairs: each record's last turn (its instruction, the
+    input after a blank line), the first ``n``; a file that fails validation is an error naming it."""
+    from tunesift.data.pools import read_pool
+    from tunesift.data.sample import Sample
+
+    if not path:
+        raise ConfigError("target", "the target_loss metric needs eval.target_file (the held-out examples)")
+    pairs = [(f"{s.instruction}\n\n{s.input}" if s.input else s.instruction, s.output)
+             for s in read_pool(path) if isinstance(s, Sample)]  # fmt: skip
+    return pairs[:n] if n is not None else pairs
 
 
 def check_sets(suite: str, settings: EvalSettings, tokenizer: Any, template: Any) -> None:
@@ -136,6 +162,8 @@ def check_sets(suite: str, settings: EvalSettings, tokenizer: Any, template: Any
             continue  # read_mmlu refuses an empty folder; every question is kept
         if metric == "alpaca_eval_loss":
             pairs = metrics.read_alpaca_eval(folder / "alpaca_eval_805_gpt4_1106_preview.json", size)
+        elif metric == "target_loss":
+            pairs = read_target(settings.target_file, size)
         else:
             pairs = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", size)
         if metric == "gsm8k_accuracy":

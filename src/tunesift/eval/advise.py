@@ -1,0 +1,412 @@
+"""``tunesift advise``: race the selection methods on a proxy of the user's own pool, at their budget, against
+random, and recommend one, with intervals.
+
+The race is :func:`tunesift.eval.compare.compare` (equal sizes, equal optimizer steps, paired-bootstrap intervals,
+every artifact cached under the hash of what produced it): a second run, one more method or one more budget
+computes only what is new. Before any work the plan is said: the arms, what is cached, and the time each stage
+should take on this machine, measured on a few samples. The advice: per budget, a leaderboard of each method's
+difference from random on every metric (95 % interval, verdict), its selection cost, and one recommendation: the
+cheapest method better than random on the target's metric and not worse on any other; else, plainly, that no
+method beat random, and the baseline to use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesift.errors import ConfigError
+
+#: The default menu: baselines and the model methods that need no endpoint (their recipes, by arm name).
+MENU: dict[str, dict[str, Any]] = {
+    "longest": {"recipe": "longest"},
+    "ifd": {"recipe": "cherry"},
+    "superfiltering": {"recipe": "superfiltering"},
+    "selectit": {"recipe": "selectit"},
+    "kcenter": {"recipe": "kcenter"},
+}
+#: The targeted methods, on the menu when a query set is given.
+TARGETED: dict[str, dict[str, Any]] = {"rds": {"recipe": "rds"}, "embed": {"recipe": "embed"},
+                                       "bm25": {"recipe": "bm25"}}  # fmt: skip
+BALANCED = "balanced"  # random, balanced by the pool's source field: on the menu where the pool has one
+TARGETS = {"alpaca_eval": "alpaca_eval_loss", "gsm8k": "gsm8k_loss", "mmlu": "mmlu"}
+METHODS_WITH_A_SCORER_MODEL = ("cherry", "superfiltering", "selectit", "rds")
+
+
+@dataclass
+class AdviseConfig:
+    """What the race runs: the pool, the budget(s), the target and the arms; the rest is ``compare``'s."""
+
+    pool: str
+    budgets: list[float]
+    target: str = "alpaca_eval"
+    query: list[str] = field(default_factory=list)
+    methods: list[str] | None = None
+    base: str = "gemma-3-270m"
+    proxy_size: int = 2000
+    random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    train_seeds: int = 1
+    train: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    store_dir: str | None = None
+    scorer_model: str | None = None  # the model the scoring methods use (default: each recipe's own)
+
+
+def metric_of(target: str) -> str:
+    return TARGETS.get(target, "target_loss")
+
+
+def _source_field(pool: Any) -> str | None:
+    from tunesift.selectors.random import SOURCE_FIELDS
+
+    for sample in pool:
+        record = getattr(sample, "record", None)
+        if isinstance(record, dict):
+            found = next((f for f in SOURCE_FIELDS if record.get(f) is not None), None)
+            if found:
+                return found
+    return None
+
+
+def arms(config: AdviseConfig, pool: Any, out: Path) -> dict[str, dict[str, Any]]:
+    """The method arms (name -> compare's {recipe, options}), every name checked; random is compare's own arm."""
+    from tunesift.recipes import builtin_names
+
+    source = _source_field(pool)
+    if config.methods is None:
+        names = [*MENU, *([BALANCED] if source else []), *(TARGETED if config.query else [])]
+    else:
+        names = config.methods
+    known = {*MENU, *TARGETED, BALANCED, *builtin_names()}
+    chosen: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if Path(name).suffix in (".yaml", ".yml") and Path(name).is_file():  # a recipe of the user's own
+            chosen[Path(name).stem] = {"recipe": str(Path(name).resolve())}
+            continue
+        if name not in known:
+            raise ConfigError("methods", f"unknown method {name!r}; choose from {', '.join(sorted(known))} or give a "
+                              "recipe file (.yaml)")  # fmt: skip
+        if name == "random":
+            continue  # every race has its random arm
+        if name == BALANCED:
+            if source is None:
+                raise ConfigError("methods", "balanced random needs a dataset or source field in the pool's records")
+            recipe = out / "recipes" / "balanced.yaml"
+            recipe.parent.mkdir(parents=True, exist_ok=True)
+            recipe.write_text(f"name: balanced\ndescription: random, balanced by {source}\nsteps:\n"
+                              f"  - select: {{method: random, balance: {source}, of: pool}}\n")  # fmt: skip
+            chosen[name] = {"recipe": str(recipe)}
+            continue
+        spec = dict({**MENU, **TARGETED}.get(name, {"recipe": name}))
+        options: dict[str, Any] = {}
+        if spec["recipe"] in TARGETED or name in TARGETED:
+            if not config.query:
+                raise ConfigError("query", f"method {name!r} ranks the pool against a query set: give --query FILE")
+            options["query"] = list(config.query)
+        if config.scorer_model and spec["recipe"] in METHODS_WITH_A_SCORER_MODEL:
+            options["models" if spec["recipe"] == "selectit" else "model"] = (
+                [config.scorer_model] if spec["recipe"] == "selectit" else config.scorer_model
+            )
+        if options:
+            spec["options"] = options
+        chosen[name] = spec
+    return chosen
+
+
+def check(config: AdviseConfig, pool: Any) -> None:
+    """Everything wrong with the request that needs no model, before any scoring or training."""
+    from tunesift.data.queries import read_queries
+
+    for rate in config.budgets:
+        if not 0 < rate <= 1:
+            raise ConfigError("budget", f"a rate in (0, 1], got {rate}")
+    if config.proxy_size < 2 or config.proxy_size > len(pool):
+        raise ConfigError("proxy-size", f"between 2 and the pool's {len(pool)} records, got {config.proxy_size}")
+    if len(config.random_seeds) < 2:
+        raise ConfigError("random-seeds", f"intervals pool the random subsets: give at least 2, got "
+                          f"{len(config.random_seeds)}")  # fmt: skip
+    if config.target not in TARGETS:
+        path = Path(config.target)
+        if not path.exists():
+            raise ConfigError("target", f"alpaca_eval, gsm8k, mmlu or a file of held-out examples; {path} does not "
+                              "exist")  # fmt: skip
+        from tunesift.data.pools import read_pool
+        from tunesift.errors import TunesiftError
+
+        try:
+            read_pool(path)
+        except TunesiftError as err:
+            raise ConfigError("target", str(err)) from None
+    if config.query:
+        tasks = read_queries(config.query)
+        texts = {s.instruction.strip() for t in tasks for s in t.samples}
+        overlap = texts & _target_prompts(config)
+        if overlap:
+            raise ConfigError(
+                "query",
+                f"{len(overlap)} query example(s) are evaluation items of the target "
+                f"{config.target} (e.g. {sorted(overlap)[0][:60]!r}): the race would measure the leak",
+            )
+
+
+def _target_prompts(config: AdviseConfig) -> set[str]:
+    """The prompts of the target's evaluation items (all of them, whatever the size asked)."""
+    from tunesift.eval import metrics
+    from tunesift.eval.suite import EvalSettings, read_target
+
+    folder = EvalSettings(**{k: v for k, v in config.eval.items() if k == "data_dir"}).folder()
+    if config.target == "gsm8k":
+        pairs = metrics.read_gsm8k(folder / "gsm8k_test.jsonl")
+    elif config.target == "alpaca_eval":
+        pairs = metrics.read_alpaca_eval(folder / "alpaca_eval_805_gpt4_1106_preview.json")
+    elif config.target == "mmlu":
+        return set()
+    else:
+        pairs = read_target(config.target)
+    return {q.split("\n\n")[0].strip() for q, _ in pairs}
+
+
+def compare_config(config: AdviseConfig, methods: dict[str, dict[str, Any]]) -> Any:
+    from tunesift.eval.compare import CompareConfig
+
+    eval_settings = dict(config.eval)
+    suite = "cpu"
+    if config.target not in TARGETS:
+        suite = "target"
+        eval_settings["target_file"] = str(Path(config.target).resolve())
+    return CompareConfig(
+        pool=config.pool, base=config.base, budgets=list(config.budgets), methods=methods,
+        pool_size=config.proxy_size, pool_seed=0, train=dict(config.train), random_seeds=list(config.random_seeds),
+        train_seeds=config.train_seeds, full=False, floor=False, suite=suite, eval=eval_settings,
+        store_dir=config.store_dir, intervals=True,
+    )  # fmt: skip
+
+
+# ----- the plan -----
+
+
+def plan(config: AdviseConfig, compare_cfg: Any, out: Path, measure: bool = True) -> dict[str, Any]:
+    """The arms, what is cached, and the time each stage should take here (measured on a few samples)."""
+    from tunesift.eval.compare import planned_arms
+
+    arms_here = planned_arms(compare_cfg, out)
+    estimate = measure_costs(config, compare_cfg, out) if measure else {}
+    return {"arms": arms_here, "estimate": estimate}
+
+
+def measure_costs(config: AdviseConfig, compare_cfg: Any, out: Path, probe: int = 8) -> dict[str, Any]:
+    """Seconds per sample of each scoring method (two small runs on the pool's first records, so the model's
+    load is apart), and of one optimizer step of the base model (its forward and backward); the evaluation is
+    taken as a third of a training step a token, at least 30 s a model."""
+    from tunesift import api
+    from tunesift.data.pools import read_pool
+    from tunesift.recipes import load_recipe
+
+    proxy = read_pool(config.pool).samples[: 3 * probe]
+    folder = out / "probe"
+    folder.mkdir(parents=True, exist_ok=True)
+    costs: dict[str, Any] = {"scoring": {}}
+    for name, spec in compare_cfg.methods.items():
+        recipe = load_recipe(spec["recipe"])
+        if not recipe.scorer:
+            costs["scoring"][name] = {"load_s": 0.0, "per_sample_s": 0.0}
+            continue
+        seconds = []
+        for part, records in (("a", proxy[:probe]), ("b", proxy[probe : 3 * probe])):
+            path = folder / f"{name}-{part}.json"
+            path.write_text(json.dumps([s.record for s in records]))
+            options = {**{k: v for k, v in recipe.score.items() if k != "scorer"}, **spec.get("options", {})}
+            started = time.perf_counter()
+            api.score(recipe.scorer, path, store_dir=config.store_dir, **options)
+            seconds.append(time.perf_counter() - started)
+        per_sample = max(0.0, (seconds[1] - seconds[0]) / probe)
+        costs["scoring"][name] = {"load_s": max(0.0, seconds[0] - probe * per_sample), "per_sample_s": per_sample}
+    costs["train_step_s"] = _train_step_seconds(compare_cfg, proxy)
+    return costs
+
+
+def _train_step_seconds(compare_cfg: Any, samples: Sequence[Any]) -> float:
+    """One optimizer step's forward and backward on ``examples_per_step`` proxy samples, timed on the second."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesift.models.registry import resolve_model
+
+    cfg = compare_cfg.train_config(0)
+    resolved = resolve_model(cfg.base)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    model = AutoModelForCausalLM.from_pretrained(resolved.path)
+    texts = [f"{s.instruction}\n{s.input}\n{s.output}" for s in samples[: cfg.examples_per_step]]
+    batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_length) \
+        if tokenizer.pad_token else None  # fmt: skip
+    seconds = 0.0
+    for _ in range(2):
+        started = time.perf_counter()
+        if batch is not None:
+            out = model(**batch, labels=batch["input_ids"])
+        else:
+            out = [model(**tokenizer(t, return_tensors="pt", truncation=True, max_length=cfg.max_length),
+                         labels=tokenizer(t, return_tensors="pt", truncation=True, max_length=cfg.max_length)
+                         ["input_ids"]) for t in texts][-1]  # fmt: skip
+        out.loss.backward()
+        model.zero_grad(set_to_none=True)
+        seconds = time.perf_counter() - started
+    del model
+    torch.set_grad_enabled(True)
+    return seconds
+
+
+def plan_lines(config: AdviseConfig, compare_cfg: Any, found: dict[str, Any]) -> list[str]:
+    """The plan as a user reads it: arms, cached parts, estimated minutes per stage."""
+    lines = [f"advise: {config.proxy_size} records of {config.pool} (seed 0), budgets {config.budgets}, target "
+             f"{config.target} ({metric_of(config.target)}), base {config.base}"]  # fmt: skip
+    arms_here = found["arms"]
+    lines.append("arms: " + ", ".join(dict.fromkeys(a["arm"] for a in arms_here)))
+    cached = [a for a in arms_here if a["evaluated"]]
+    lines.append(f"cached: {len(cached)} of {len(arms_here)} fine-tunes already trained and evaluated")
+    estimate = found.get("estimate") or {}
+    if estimate:
+        n = config.proxy_size
+        scoring = sum(c["load_s"] + c["per_sample_s"] * n for c in estimate["scoring"].values())
+        steps = sum(max(1, int(rate * n) // compare_cfg.train_config(0).examples_per_step) for rate in config.budgets)
+        fine_tunes = [a for a in arms_here if not a["evaluated"]]
+        per_run = steps / max(1, len(config.budgets)) * estimate["train_step_s"]
+        train = per_run * len(fine_tunes)
+        evaluate = len(fine_tunes) * max(30.0, per_run / 3)
+        lines.append(f"estimate on this machine: scoring {scoring / 60:.1f} min ("
+                     + ", ".join(f"{k} {v['load_s'] + v['per_sample_s'] * n:.0f} s"
+                                 for k, v in estimate["scoring"].items()) +
+                     f"); training {train / 60:.1f} min ({len(fine_tunes)} fine-tunes, "
+                     f"{estimate['train_step_s']:.1f} s a step); evaluation about {evaluate / 60:.1f} min")  # fmt: skip
+    return lines
+
+
+# ----- the advice -----
+
+
+@dataclass
+class Advice:
+    budget: str
+    leaderboard: list[dict[str, Any]]
+    recommendation: str | None
+    reason: str
+    command: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def advise_from(results: dict[str, Any], config: AdviseConfig, methods: dict[str, dict[str, Any]],
+                pool_size: int, pool_path: str) -> list[Advice]:  # fmt: skip
+    """Per budget: each method's intervals against random, its cost, and the recommendation."""
+    primary = metric_of(config.target)
+    out = []
+    for budget in results["budgets"]:
+        label = budget["budget"]
+        found = [i for i in results.get("intervals", []) if i["budget"] == label and i["against"] == "random"]
+        rows = [r for r in results["models"] if r["budget"] == label]
+        board = []
+        for name in methods:
+            mine = [i for i in found if i["method"] == name]
+            if not mine:
+                continue
+            select_s = next((r["select_s"] for r in rows if r["arm"] == name and r.get("select_s") is not None), 0.0)
+            per_sample = (select_s or 0.0) / max(1, results["n_pool"])
+            board.append({"method": name, "select_s": select_s, "select_s_per_sample": per_sample,
+                          "projected_pool_s": per_sample * pool_size,
+                          "metrics": {i["metric"]: {k: i[k] for k in ("diff", "low", "high", "verdict")} for i in mine},
+                          })  # fmt: skip
+        winners = [b for b in board if b["metrics"].get(primary, {}).get("verdict") == "better"
+                   and not any(m["verdict"] == "worse" for m in b["metrics"].values())]  # fmt: skip
+        rate = budget["rate"]
+        if winners:
+            best = min(winners, key=lambda b: (b["select_s"] or 0.0, b["method"]))
+            d = best["metrics"][primary]
+            reason = (f"the cheapest method better than random on {primary} ({d['diff']:+.4f}, 95 % interval "
+                      f"[{d['low']:+.4f}, {d['high']:+.4f}]) and not worse on any other metric"
+                      + (f"; also better: {', '.join(b['method'] for b in winners if b is not best)}"
+                         if len(winners) > 1 else ""))  # fmt: skip
+            name = best["method"]
+            command = _command(methods[name], pool_path, rate, config)
+        else:
+            source = any(n == BALANCED for n in methods)
+            name = None
+            baseline = "balanced random (--balance-by auto)" if source else "random"
+            reason = (f"no method beat random on {primary} on this pool at this budget without losing on another "
+                      f"metric: use {baseline}")  # fmt: skip
+            command = (f"tunesift run random {pool_path} --rate {rate:g} --out subset.json"
+                       + (" --balance-by auto" if source else ""))  # fmt: skip
+        out.append(Advice(label, board, name, reason, command))
+    return out
+
+
+def _command(spec: dict[str, Any], pool_path: str, rate: float, config: AdviseConfig) -> str:
+    recipe = spec["recipe"]
+    words = ["tunesift", "run", *(["recipe", recipe] if recipe.endswith(".yaml") else [recipe]), pool_path,
+             "--rate", f"{rate:g}", "--out", "subset.json"]  # fmt: skip
+    for key, value in spec.get("options", {}).items():
+        for item in value if isinstance(value, list) else [value]:
+            words += [f"--{key.replace('_', '-')}", str(item)]
+    if config.store_dir:
+        words += ["--store", config.store_dir]
+    return " ".join(words)
+
+
+def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float) -> str:
+    primary = metric_of(config.target)
+    lines = [f"# tunesift advise: {config.pool}", "",
+             f"Proxy: {config.proxy_size} records (seed 0); target {config.target} ({primary}); base {config.base}; "
+             f"random seeds {config.random_seeds}; wall time {seconds / 60:.1f} min.", ""]  # fmt: skip
+    for a in advice:
+        metrics = list(dict.fromkeys(m for b in a.leaderboard for m in b["metrics"]))
+        head = "| method | " + " | ".join(f"{m} vs random" for m in metrics)
+        lines += [f"## Budget {a.budget}", "", head + " | selection s (proxy) | projected s (whole pool) |",
+                  "|---" * (len(metrics) + 3) + "|"]  # fmt: skip
+        for b in sorted(a.leaderboard, key=lambda b: b["metrics"].get(primary, {}).get("diff", 0.0)
+                        * (-1 if primary == "mmlu" else 1)):  # fmt: skip
+            cells = [f"{b['metrics'][m]['diff']:+.4f} [{b['metrics'][m]['low']:+.4f}, {b['metrics'][m]['high']:+.4f}] "
+                     f"{b['metrics'][m]['verdict']}" if m in b["metrics"] else "–" for m in metrics]  # fmt: skip
+            lines.append(f"| {b['method']} | " + " | ".join(cells) + f" | {b['select_s'] or 0:.1f} | "
+                         f"{b['projected_pool_s']:.0f} |")  # fmt: skip
+        verdict = f"**Recommendation: {a.recommendation}**" if a.recommendation else "**No method beat random.**"
+        lines += ["", f"{verdict}: {a.reason}.", "", f"    {a.command}", ""]
+    return "\n".join(lines)
+
+
+def advise(config: AdviseConfig, out: str | Path, *, dry_run: bool = False, measure: bool = True,
+           device: str | None = None, progress: bool = False,
+           log: Callable[[str], Any] = print) -> dict[str, Any]:  # fmt: skip
+    """Check, plan, race and advise; writes ``out/advice.md``, ``advice.json`` and ``report.html``."""
+    from tunesift.data.pools import read_pool
+    from tunesift.eval.compare import compare, validate
+    from tunesift.eval.compare_view import html
+
+    out = Path(out)
+    pool = read_pool(config.pool)
+    check(config, pool)
+    methods = arms(config, pool, out)
+    compare_cfg = compare_config(config, methods)
+    validate(compare_cfg)
+    found = plan(config, compare_cfg, out, measure=measure and not dry_run)
+    for line in plan_lines(config, compare_cfg, found):
+        log(line)
+    if dry_run:
+        return {"plan": found}
+    started = time.perf_counter()
+    results = compare(compare_cfg, out, device=device, progress=progress, log=log)
+    seconds = time.perf_counter() - started
+    advice = advise_from(results, config, methods, len(pool), str(config.pool))
+    summary = {"config": asdict(config), "plan": found, "advice": [a.as_dict() for a in advice],
+               "wall_s": round(seconds, 1), "results": str(out / "results.json")}  # fmt: skip
+    (out / "advice.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "advice.md").write_text(advice_markdown(advice, config, seconds))
+    (out / "report.html").write_text(html(results))
+    for a in advice:
+        log(f"budget {a.budget}: {a.recommendation or 'no method beat random'}: {a.reason}")
+    if advice:
+        log(advice[-1].command)
+    return summary

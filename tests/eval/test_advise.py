@@ -1,0 +1,125 @@
+"""``tunesift advise`` on tiny models: a method planted to win is recommended with its reason; random-like methods
+get the baseline and a plain "no method beat random"; a second run with one more method trains only its arms; the
+plan; bad requests refused before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import alpaca_records
+from typer.testing import CliRunner
+
+from tunesift.cli import app
+from tunesift.eval.advise import AdviseConfig, advise
+from tunesift.eval.metrics import read_alpaca_eval
+from tunesift.eval.suite import default_eval_dir
+
+TRAIN = {"template": "plain", "max_length": 96, "batch_tokens": 800, "examples_per_step": 4, "epochs": 5,
+         "learning_rate": 1e-3}  # fmt: skip
+EVAL = {"n_alpaca": 12, "n_gsm8k": 3, "n_mmlu": 4, "max_length": 256}
+
+
+@pytest.fixture
+def planted_pool(tmp_path):
+    """30 Alpaca records and the 12 AlpacaEval items the evaluation reads, whose GPT-4 answers are the longest."""
+    pairs = read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)
+    records = alpaca_records(30) + [{"instruction": q, "input": "", "output": a} for q, a in pairs]
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def _config(pool: Path, tiny_model_dir: Path, tmp_path: Path, **changes) -> AdviseConfig:
+    base = {"pool": str(pool), "budgets": [0.29], "methods": ["longest"], "base": str(tiny_model_dir),
+            "proxy_size": 42, "random_seeds": [0, 1, 2], "train": dict(TRAIN), "eval": dict(EVAL),
+            "store_dir": str(tmp_path / "scores")}  # fmt: skip
+    return AdviseConfig(**{**base, **changes})
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def test_a_planted_winner_is_recommended_and_a_second_run_trains_only_the_new_arm(planted_pool, tiny_model_dir,
+                                                                                   tmp_path, store_dir):  # fmt: skip
+    out = tmp_path / "advise"
+    summary = advise(_config(planted_pool, tiny_model_dir, tmp_path), out, measure=False, log=_quiet)
+    (advice,) = summary["advice"]
+    assert advice["recommendation"] == "longest", advice
+    assert "better than random on alpaca_eval_loss" in advice["reason"]
+    assert advice["command"].startswith(f"tunesift run longest {planted_pool} --rate 0.29")
+    board = {b["method"]: b for b in advice["leaderboard"]}
+    assert board["longest"]["metrics"]["alpaca_eval_loss"]["verdict"] == "better"
+    text = (out / "advice.md").read_text()
+    assert "**Recommendation: longest**" in text and (out / "report.html").exists()
+    runs = set((out / "runs").iterdir())
+    recipe = tmp_path / "seven.yaml"
+    recipe.write_text("name: seven\nsteps:\n  - select: {method: random, random_state: 7, of: pool}\n")
+    again = advise(_config(planted_pool, tiny_model_dir, tmp_path, methods=["longest", str(recipe)]), out,
+                   measure=False, log=_quiet)  # fmt: skip
+    new = set((out / "runs").iterdir()) - runs
+    assert len(new) == 1 and next(iter(new)).name.startswith("seven-s0-")  # only the new method's fine-tune
+    assert {b["method"] for b in again["advice"][0]["leaderboard"]} == {"longest", "seven"}
+
+
+def test_random_like_methods_get_the_baseline_and_say_so(tmp_path, tiny_model_dir, store_dir):
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps([{**r, "dataset": "a" if i % 3 else "b"} for i, r in enumerate(alpaca_records(40))]))
+    recipe = tmp_path / "seven.yaml"
+    recipe.write_text("name: seven\nsteps:\n  - select: {method: random, random_state: 7, of: pool}\n")
+    config = _config(pool, tiny_model_dir, tmp_path, methods=[str(recipe), "balanced"], proxy_size=40,
+                     budgets=[0.3], train={**TRAIN, "epochs": 1})  # fmt: skip
+    summary = advise(config, tmp_path / "out", measure=False, log=_quiet)
+    (advice,) = summary["advice"]
+    assert advice["recommendation"] is None
+    assert advice["reason"].startswith("no method beat random on alpaca_eval_loss")
+    assert "balanced random" in advice["reason"] and advice["command"].endswith("--balance-by auto")
+    assert "**No method beat random.**" in (tmp_path / "out" / "advice.md").read_text()
+
+
+def test_the_plan_is_said_before_any_work_and_a_dry_run_stops_there(planted_pool, tiny_model_dir, tmp_path,
+                                                                     store_dir):  # fmt: skip
+    said: list[str] = []
+    out = tmp_path / "advise"
+    advise(_config(planted_pool, tiny_model_dir, tmp_path, methods=["longest", "ifd"],
+                   scorer_model=str(tiny_model_dir)), out, dry_run=True, log=said.append)  # fmt: skip
+    assert (
+        said[1] == "arms: longest, ifd, random" and said[2] == "cached: 0 of 5 fine-tunes already trained and evaluated"
+    )
+    assert not (out / "runs").exists()
+    measured: list[str] = []
+    from tunesift.eval.advise import compare_config, measure_costs, plan_lines
+
+    config = _config(planted_pool, tiny_model_dir, tmp_path, methods=["ifd"], scorer_model=str(tiny_model_dir))
+    cfg = compare_config(config, {"ifd": {"recipe": "cherry", "options": {"model": str(tiny_model_dir)}}})
+    costs = measure_costs(config, cfg, out)
+    assert costs["scoring"]["ifd"]["per_sample_s"] >= 0 and costs["train_step_s"] > 0
+    measured = plan_lines(config, cfg, {"arms": [{"arm": "ifd", "evaluated": False}], "estimate": costs})
+    assert measured[-1].startswith("estimate on this machine: scoring")
+
+
+@pytest.mark.parametrize(
+    ("flags", "option"),
+    [
+        (["--methods", "nope"], "methods"),
+        (["--methods", "rds"], "query"),
+        (["--budget", "1.5"], "budget"),
+        (["--proxy-size", "500"], "proxy-size"),
+        (["--random-seeds", "0"], "random-seeds"),
+        (["--target", "missing.json"], "target"),
+        (["--methods", "embed", "--query", "LEAK"], "query"),
+    ],
+)
+def test_bad_requests_are_one_line_exit_2_before_any_work(planted_pool, tiny_model_dir, tmp_path, flags, option):
+    leak = tmp_path / "leak.json"
+    pairs = read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 2)
+    leak.write_text(json.dumps([{"instruction": q, "input": "", "output": a} for q, a in pairs]))
+    flags = [str(leak) if f == "LEAK" else f for f in flags]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["advise", str(planted_pool), "--budget", "0.2", "--out", str(out), "--base",
+                                      str(tiny_model_dir), "--proxy-size", "40", *flags])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"option '{option}'" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (out / "runs").exists()
