@@ -19,7 +19,8 @@ from tunesift.atomic import atomic_open
 from tunesift.data.pools import Pool, read_pool
 from tunesift.data.table import ScoreTable
 from tunesift.errors import ConfigError
-from tunesift.execution.driver import as_pool, default_executor, score
+from tunesift.execution.driver import as_pool, default_executor
+from tunesift.execution.driver import score as score_table
 from tunesift.outputs import (
     manifest_path,
     read_scores,
@@ -52,6 +53,7 @@ __all__ = [
     "read_pool",
     "read_scores",
     "rejects_path",
+    "run",
     "run_mods",
     "run_recipe",
     "run_set_method",
@@ -74,6 +76,62 @@ __all__ = [
 ]
 
 
+def score(name: str, data: Any, **options: Any) -> Any:
+    """Every record of ``data`` scored by the method ``name`` (its options checked, the store and executor as the
+    CLI's). ``data`` is a pool file, a :class:`Pool`, a list of dicts, a pandas ``DataFrame`` or a
+    ``datasets.Dataset``: a file or a Pool gives a :class:`ScoreTable`; the others give the same kind back, with
+    the method's score columns and ``skip_reason`` added, row for row."""
+    from tunesift.data.frames import as_pool_file, frame_kind, with_columns
+
+    if frame_kind(data) is None:
+        return score_table(name, data, **options)
+    with as_pool_file(data) as path:
+        table = score_table(name, path, **options)
+    columns = [*table.columns, "skip_reason"]
+    return with_columns(data, {c: [row.get(c) for row in table.rows] for c in columns})
+
+
+def run(recipe: str | Path | Recipe, data: Any, *, rate: float | None = None, count: int | None = None,
+        out: str | Path | None = None, **options: Any) -> Any:  # fmt: skip
+    """A recipe (a built-in name such as ``cherry`` or ``rds``, or a YAML file) over ``data`` to a budget
+    (``rate`` or ``count``; none: the recipe's own). A list of dicts, a DataFrame or a Dataset gives the chosen
+    rows back, same kind, in rank order with their score columns; the manifest is ``result.manifest`` (a list),
+    ``result.attrs["tunesift_manifest"]`` (a DataFrame) or ``result.manifest`` (a Dataset). A file or a Pool
+    writes the subset to ``out`` and gives the :class:`RunResult`. ``options`` are the recipe scorer's, and
+    ``select_options``, ``store_dir``, ``device``, ``executor``, ``progress`` as :func:`run_recipe`'s."""
+    from tunesift.data.frames import as_pool_file, frame_kind, take, with_columns
+
+    budget = Budget(rate=rate, count=count) if rate is not None or count is not None else None
+    if frame_kind(data) is None:
+        if out is None:
+            raise ConfigError("out", "a pool file is run to a subset file: give out=PATH")
+        return run_recipe(recipe, data, out, budget, **options)
+    with as_pool_file(data) as path:
+        subset = Path(path).with_name("subset.jsonl")
+        result = run_recipe(recipe, path, subset, budget, **options)
+        manifest = json.loads(result.manifest.read_text())
+    chosen = result.selection.indices
+    table = result.scores
+    picked = take(data, chosen)
+    columns = {c: [table.rows[i].get(c) for i in chosen] for c in table.columns}
+    picked = with_columns(picked, columns)
+    manifest["data"] = f"<{type(data).__name__}>"
+    if frame_kind(picked) == "pandas":
+        picked.attrs["tunesift_manifest"] = manifest
+    elif frame_kind(picked) == "list":
+        picked = Subset(picked)
+        picked.manifest = manifest
+    else:
+        picked.manifest = manifest
+    return picked
+
+
+class Subset(list):
+    """A selection handed back as a list of dicts, in rank order; ``manifest`` says how it was made."""
+
+    manifest: dict[str, Any]
+
+
 # The documented per-method functions: one-line aliases of score(name, ...).
 score_ifd = functools.partial(score, "ifd")
 score_selectit = functools.partial(score, "selectit")
@@ -86,9 +144,34 @@ score_mods = functools.partial(score, "mods")
 score_nuggets = functools.partial(score, "nuggets")
 
 
-def select(table: ScoreTable, rule: str, budget: Budget) -> Selection:
-    """Apply a selection rule to a score table (never calls a model)."""
-    return select_by_rule(rule, table.values(), budget)
+def select(table: Any, rule: str | None = None, budget: Budget | None = None, *, rate: float | None = None,
+           count: int | None = None, field: str | None = None) -> Any:  # fmt: skip
+    """Apply a selection rule (never calls a model). Given a :class:`ScoreTable`, the :class:`Selection`. Given
+    what :func:`score` handed back (a list of dicts, a DataFrame or a Dataset with a score column), the chosen
+    rows, same kind, in rank order; ``field`` names the score column (default: the only one a method writes),
+    ``rule`` defaults to that column's own (cherry for IFD, ...), the budget is ``rate`` or ``count``."""
+    from tunesift.data.frames import frame_kind, take
+    from tunesift.scorers import default_rule, discover
+
+    budget = budget or Budget(rate=rate, count=count)
+    if isinstance(table, ScoreTable):
+        return select_by_rule(rule or default_rule(table.score_field), table.values(), budget)
+    if frame_kind(table) is None:
+        raise ConfigError("data", f"select takes a ScoreTable, a list of dicts, a DataFrame or a Dataset, got "
+                          f"{type(table).__name__}")  # fmt: skip
+    names = list(table.columns) if frame_kind(table) == "pandas" else (
+        table.column_names if frame_kind(table) == "datasets" else sorted({k for r in table for k in r}))  # fmt: skip
+    if field is None:
+        known = [m.score_field() for m in discover().values() if m.score_field() in names]
+        if len(set(known)) != 1:
+            raise ConfigError("field", f"name the score column (field=...): found {sorted(set(known)) or 'none'}")
+        field = known[0]
+    if field not in names:
+        raise ConfigError("field", f"no column {field!r}; the data has {', '.join(map(str, names))}")
+    values = list(table[field]) if frame_kind(table) != "list" else [r.get(field) for r in table]
+    values = [None if v is None or v != v else float(v) for v in values]  # NaN (a DataFrame's null) -> None
+    chosen = select_by_rule(rule or default_rule(field), values, budget).indices
+    return take(table, chosen)
 
 
 def methods() -> dict[str, str]:
@@ -128,13 +211,15 @@ def run_recipe(
     device: str | None = None,
     executor: Executor | None = None,
     progress: bool = False,
+    out_format: str | None = None,
     **score_options: Any,
 ) -> RunResult:
     """Score and select in one go with a recipe: a built-in name (``cherry``, ``superfiltering``,
     ``selectit``, ``alpagasus``, ...), a YAML file of one's own, or a loaded :class:`Recipe`.
 
     ``score_options`` go to the recipe's scorer (``model``, ``max_length``, ...) over the recipe's own;
-    without a budget from the caller or the recipe, every candidate the steps leave is kept.
+    without a budget from the caller or the recipe, every candidate the steps leave is kept. ``out_format``
+    writes the subset for a trainer (llamafactory, messages, hf, alpaca) instead of in the pool's own format.
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
@@ -143,7 +228,7 @@ def run_recipe(
                   store_dir=store_dir, device=device, executor=executor, progress=progress)  # fmt: skip
     if scores_out is not None:
         write_scores(scores_out, run.scores)
-    manifest = write_subset(out, pool, run.scores, run.selection, budget or recipe.budget)
+    manifest = write_subset(out, pool, run.scores, run.selection, budget or recipe.budget, out_format=out_format)
     write_rejects(out, pool)
     return RunResult(scores=run.scores, selection=run.selection, manifest=manifest)
 

@@ -173,23 +173,94 @@ def _looks_like_scores(lines: list[str]) -> bool:
     return isinstance(first, dict) and "index" in first
 
 
+#: What a subset can be written as besides the pool's own format: for the trainers people use.
+OUT_FORMATS = ("llamafactory", "messages", "hf", "alpaca")
+
+
+def _messages(sample: Any) -> list[dict[str, str]]:
+    from tunesift.data.templates import messages
+
+    return messages(sample)
+
+
+def trainer_record(sample: Any, scores: dict[str, Any], out_format: str, conversation: bool = False) -> dict[str, Any]:
+    """A chosen sample as ``out_format`` writes it, score fields kept: OpenAI ``messages`` (TRL's SFTTrainer,
+    axolotl's chat_template); LLaMA-Factory's alpaca columns (a single turn) or, for a conversation or with
+    ``conversation``, its sharegpt ``conversations``; plain ``alpaca`` (a single turn only)."""
+    if out_format == "messages":
+        return {"messages": _messages(sample), **scores}
+    system = {"system": sample.system} if sample.system else {}
+    single = len(sample.turns) == 1
+    if out_format == "alpaca" and not single:
+        raise InputError("is a conversation: --out-format alpaca holds one turn; use messages or llamafactory",
+                         record=sample.index, field="out-format")  # fmt: skip
+    if single and not conversation:
+        return {"instruction": sample.instruction, "input": sample.input, "output": sample.output, **system, **scores}
+    roles = {"user": "human", "assistant": "gpt"}
+    turns = [{"from": roles[m["role"]], "value": m["content"]} for m in _messages(sample) if m["role"] != "system"]
+    return {"conversations": turns, **system, **scores}
+
+
+def llamafactory_entry(records: list[dict[str, Any]], file_name: str) -> dict[str, Any]:
+    """The ``dataset_info.json`` entry LLaMA-Factory loads the file by (its data/README.md schema)."""
+    system = any("system" in r for r in records)
+    if records and "conversations" in records[0]:
+        tags = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
+        columns = {"messages": "conversations", **({"system": "system"} if system else {})}
+        return {"file_name": file_name, "formatting": "sharegpt", "columns": columns, "tags": tags}
+    return {"file_name": file_name, "formatting": "alpaca",
+            "columns": {"prompt": "instruction", "query": "input", "response": "output",
+                        **({"system": "system"} if system else {})}}  # fmt: skip
+
+
+def _write_trainer_subset(path: Path, chosen: list[tuple[Any, dict[str, Any]]], out_format: str) -> None:
+    if out_format == "hf":
+        write_records(path, [{**s.record, **scores} for s, scores in chosen], "hf")
+        return
+    # one file, one layout: any conversation among the chosen makes a LLaMA-Factory file sharegpt throughout
+    conversation = out_format == "llamafactory" and any(len(s.turns) > 1 for s, _ in chosen)
+    records = [trainer_record(s, scores, out_format, conversation) for s, scores in chosen]
+    write_records(path, records, output_container(path, "jsonl" if out_format == "messages" else "json"))
+    if out_format == "llamafactory":
+        info_path = path.parent / "dataset_info.json"
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        info[path.stem] = llamafactory_entry(records, path.name)  # the user's other entries are kept
+        with atomic_open(info_path) as handle:
+            json.dump(info, handle, indent=2, ensure_ascii=False)
+
+
 def write_subset(
-    path: str | Path, pool: Pool, table: ScoreTable, selection: Selection, budget: Budget | None = None
+    path: str | Path,
+    pool: Pool,
+    table: ScoreTable,
+    selection: Selection,
+    budget: Budget | None = None,
+    out_format: str | None = None,
 ) -> Path:
     """Write the chosen records in rank order, as the user's own records with score fields added.
 
-    The container follows ``path``'s extension (.json, .jsonl, .parquet), else the pool's. Also writes
-    ``<name>.manifest.json``: rule, budget, counts, skipped samples with reasons, configuration. One pass
-    over the pool; only the chosen records are held. Returns the manifest's path.
+    The container follows ``path``'s extension (.json, .jsonl, .parquet), else the pool's; ``out_format`` writes
+    them for a trainer instead (:data:`OUT_FORMATS`; ``llamafactory`` also adds the subset's entry to the
+    ``dataset_info.json`` beside it). Also writes ``<name>.manifest.json``: rule, budget, counts, skipped samples
+    with reasons, configuration. One pass over the pool; only the chosen records are held. Returns the
+    manifest's path.
     """
+    if out_format is not None and out_format not in OUT_FORMATS:
+        from tunesift.errors import ConfigError
+
+        raise ConfigError("out-format", f"choose one of {', '.join(OUT_FORMATS)}, got {out_format!r}")
     rank = {index: k for k, index in enumerate(selection.indices)}
     chosen: list[Any] = [None] * len(rank)
     for sample in pool:
         k = rank.get(sample.index)
         if k is not None and not isinstance(sample, Rejected):
             row = table.rows[sample.index]
-            chosen[k] = {**sample.record, **{c: row.get(c) for c in table.columns if c in row}}
-    write_records(path, chosen, output_container(Path(path), pool.container))
+            chosen[k] = (sample, {c: row.get(c) for c in table.columns if c in row})
+    if out_format is None:
+        container = output_container(Path(path), pool.container)
+        write_records(path, [{**s.record, **scores} for s, scores in chosen], container)
+    else:
+        _write_trainer_subset(Path(path), chosen, out_format)
     values = [v for i in selection.indices if (v := table.rows[i].get(table.score_field)) is not None]
     manifest = {
         "tunesift_version": __version__,
@@ -198,6 +269,7 @@ def write_subset(
         "rule": selection.rule,
         "budget": None if budget is None else {"rate": budget.rate, "count": budget.count},
         "score_field": table.score_field,
+        **({"out_format": out_format} if out_format else {}),
         "counts": {
             "pool": selection.n_pool,
             "scored": selection.n_scored,

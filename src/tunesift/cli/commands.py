@@ -16,10 +16,12 @@ from tunesift.cli.options import (
     DeviceOpt,
     FormatOpt,
     OnErrorOpt,
+    OutFormatOpt,
     OutOpt,
     RateOpt,
     ScoresOutOpt,
     StoreOpt,
+    check_out_format,
     fail,
     files_written,
     refuse,
@@ -47,6 +49,7 @@ def select_cmd(
     count: CountOpt = None,
     format: FormatOpt = None,
     on_error: OnErrorOpt = "raise",
+    out_format: OutFormatOpt = None,
 ) -> None:
     """Select a subset from existing scores (no model is loaded)."""
     from tunesift import api
@@ -54,12 +57,13 @@ def select_cmd(
 
     try:
         refuse({"out": files_written("subset", out)}, {"pool": data, "scores": scores})
+        check_out_format(out_format)
         budget = api.Budget(rate=rate, count=count)
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         table = api.read_scores(scores, pool, score_field=field)
         rule = rule or default_rule(table.score_field)
         selection = api.select(table, rule, budget)
-        manifest = api.write_subset(out, pool, table, selection, budget)
+        manifest = api.write_subset(out, pool, table, selection, budget, out_format=out_format)
     except TunesiftError as err:
         fail(err)
     why = f"; {selection.why_empty}" if selection.why_empty else ""
@@ -175,6 +179,7 @@ def run_recipe_cmd(
         typer.Option("--option", "-o", help="KEY=VALUE for the recipe's scorer (e.g. model=gemma-3-270m); repeat."),
     ] = None,
     scores_out: ScoresOutOpt = None,
+    out_format: OutFormatOpt = None,
     format: FormatOpt = None,
     on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
@@ -196,7 +201,8 @@ def run_recipe_cmd(
         if not sep or not key:
             fail(TunesiftError(f"option '--option': expected KEY=VALUE, got {item!r}"))
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    kw = {"data": data, "out": out, "rate": rate, "count": count, "scores_out": scores_out, "format": format,
+    kw = {"data": data, "out": out, "rate": rate, "count": count, "scores_out": scores_out, "out_format": out_format,
+          "format": format,
           "on_error": on_error, "store": store, "device": device, "executor": executor, "ray_address": ray_address,
           "actors": actors, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor}  # fmt: skip
     run_with_recipe(recipe, kw, options)

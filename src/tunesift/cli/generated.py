@@ -13,9 +13,11 @@ import typer.core
 from tunesift.cli.options import (
     CountOpt,
     DataArg,
+    OutFormatOpt,
     OutOpt,
     RateOpt,
     ScoresOutOpt,
+    check_out_format,
     execution_params,
     executor_for,
     fail,
@@ -135,12 +137,13 @@ def run_with_recipe(method: str, kw: dict[str, Any], score_options: dict[str, An
         refuse(outputs, {"pool": kw["data"], "recipe": recipe_file,
                           **{k: v for k, v in score_options.items() if k in ("rule", "prompts_file")}})  # fmt: skip
         recipe = recipe or api.load_recipe(method)
+        check_out_format(kw.get("out_format"))
         pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
         probe([files[0] for files in outputs.values()])
         executor = executor_for(kw, recipe.executor)
         result = api.run_recipe(recipe, pool, kw["out"], budget, scores_out=kw["scores_out"],
                                 select_options=select_options or None, store_dir=kw["store"], executor=executor,
-                                progress=True, **score_options)  # fmt: skip
+                                progress=True, out_format=kw.get("out_format"), **score_options)  # fmt: skip
     except TunesiftError as err:
         fail(err)
     say_summary(executor)
@@ -186,7 +189,8 @@ def run_command(name: str) -> Callable[..., None]:
               param("count", CountOpt, None), *(option_param(o, unset=True) for o in scorer_options),
               *(option_param(o) for o in overrides), *([option_param(CUT_RATE)] if has_cut else []),
               *([option_param(THRESHOLD)] if has_filter else []),
-              param("scores_out", ScoresOutOpt, None), *execution_params()]  # fmt: skip
+              param("scores_out", ScoresOutOpt, None), param("out_format", OutFormatOpt, None),
+              *execution_params()]  # fmt: skip
     return make_command(body, params, recipe.description)
 
 

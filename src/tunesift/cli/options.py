@@ -46,6 +46,15 @@ DtypeOpt = Annotated[str, typer.Option(help=DTYPE.help)]
 RateOpt = Annotated[float | None, typer.Option(help="Share to keep, in (0, 1]; the base count depends on the rule.")]
 CountOpt = Annotated[int | None, typer.Option(help="Exact number of records to keep (instead of --rate).")]
 ScoresOutOpt = Annotated[Path | None, typer.Option(help="Also write the SCORES.jsonl here.")]
+OutFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--out-format",
+        help="Write the subset for a trainer instead of in DATA's own format: llamafactory "
+        "(its alpaca or sharegpt layout, plus the entry in dataset_info.json beside it), messages (OpenAI-style "
+        "JSONL for TRL's SFTTrainer and axolotl), hf (a save_to_disk folder), alpaca (single turns only).",
+    ),
+]
 OutOpt = Annotated[Path, typer.Option("--out", help="Subset to write, in DATA's own format, score fields added.")]
 BaseUrlOpt = Annotated[
     str | None,
@@ -88,6 +97,14 @@ _IO_PARAMS: tuple[tuple[str, Any, Any], ...] = (
     ("format", FormatOpt, None), ("on_error", OnErrorOpt, "raise"), ("store", StoreOpt, None),
     ("device", DeviceOpt, None),
 )  # fmt: skip
+
+
+def check_out_format(value: str | None) -> None:
+    from tunesift.errors import ConfigError
+    from tunesift.outputs import OUT_FORMATS
+
+    if value is not None and value not in OUT_FORMATS:
+        raise ConfigError("out-format", f"choose one of {', '.join(OUT_FORMATS)}, got {value!r}")
 
 
 def fail(err: Exception) -> None:
