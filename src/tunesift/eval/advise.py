@@ -26,7 +26,8 @@ MENU: dict[str, dict[str, Any]] = {
     "longest": {"recipe": "longest"},
     "ifd": {"recipe": "cherry"},
     "superfiltering": {"recipe": "superfiltering"},
-    "selectit": {"recipe": "selectit"},
+    # the token level (one rating prompt): sentence level rates with five, five times the cost on a CPU
+    "selectit": {"recipe": "selectit", "options": {"level": "token"}},
     "kcenter": {"recipe": "kcenter"},
 }
 #: The targeted methods, on the menu when a query set is given.
@@ -102,7 +103,7 @@ def arms(config: AdviseConfig, pool: Any, out: Path) -> dict[str, dict[str, Any]
             chosen[name] = {"recipe": str(recipe)}
             continue
         spec = dict({**MENU, **TARGETED}.get(name, {"recipe": name}))
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = dict(spec.get("options", {}))
         if spec["recipe"] in TARGETED or name in TARGETED:
             if not config.query:
                 raise ConfigError("query", f"method {name!r} ranks the pool against a query set: give --query FILE")
