@@ -139,6 +139,9 @@ def test_every_builtin_recipe_has_a_run_test():
         "rds",
         "embed",
         "bm25",
+        "mig",
+        "qdit",
     }  # alpagasus: test_judge; instructmining: test_indicators; deita: test_deita; dq: test_dq; self-curation:
-    # test_self_curation; nuggets: test_nuggets; instag: test_instag; mods: test_mods; rds, embed, bm25: their tests
+    # test_self_curation; nuggets: test_nuggets; instag: test_instag; mods: test_mods; rds, embed, bm25: their tests;
+    # mig: tests/selectors/test_mig; qdit: tests/selectors/test_qdit
     assert set(builtin_names()) <= pinned, set(builtin_names()) - pinned
