@@ -180,7 +180,10 @@ def test_an_interrupted_run_says_what_is_kept_and_resumes(tmp_path, tiny_model_d
     store, out = tmp_path / "store", tmp_path / "scores.jsonl"
     cmd = [sys.executable, "-m", "tunesift", "score", "ifd", str(pool), "--out", str(out), "--model",
            str(tiny_model_dir), "--store", str(store), "--chunk-size", "1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child: a test run from a background job inherits it ignored, and Python then
+    # installs no KeyboardInterrupt handler (the run would finish instead of stopping)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         files = list(store.glob("ifd-*.jsonl")) if store.exists() else []
