@@ -55,6 +55,9 @@ def test_a_planted_winner_is_recommended_and_a_second_run_trains_only_the_new_ar
     text = (out / "advice.md").read_text()
     assert "**Recommendation: longest**" in text and (out / "report.html").exists()
     runs = set((out / "runs").iterdir())
+    said: list[str] = []
+    advise(_config(planted_pool, tiny_model_dir, tmp_path), out, dry_run=True, log=said.append)
+    assert said[2] == "cached: 4 of 4 fine-tunes already trained and evaluated"  # the method's and the 3 random ones
     recipe = tmp_path / "seven.yaml"
     recipe.write_text("name: seven\nsteps:\n  - select: {method: random, random_state: 7, of: pool}\n")
     again = advise(_config(planted_pool, tiny_model_dir, tmp_path, methods=["longest", str(recipe)]), out,

@@ -406,12 +406,13 @@ def planned_arms(config: CompareConfig, out: str | Path) -> list[dict[str, Any]]
         size = budget.size(base=n, available=n)
         wanted = [(name, _method_subset_path(out, pool_key, name, spec, size), list(range(config.train_seeds)))
                   for name, spec in config.methods.items()]  # fmt: skip
-        wanted += [("random", _random_subset_path(out, pool_key, config, seed, size), [seed])
+        wanted += [(f"random-{seed}", _random_subset_path(out, pool_key, config, seed, size), [seed])
                    for seed in config.random_seeds]  # fmt: skip
-        for arm, subset, seeds in wanted:
+        for name, subset, seeds in wanted:
             ids = _ids_hash(read_pool(subset).samples) if subset.exists() else None
+            arm = "random" if name.startswith("random-") else name
             for seed in seeds:
-                run = _run_dir(out, config, arm, seed, ids) if ids else None
+                run = _run_dir(out, config, name, seed, ids) if ids else None  # a random arm's folder: random-SEED
                 evaluated = bool(run and result_path(run, config.suite, settings).exists())
                 found.append({"budget": label, "arm": arm, "seed": seed, "size": size, "subset": subset.exists(),
                               "evaluated": evaluated})  # fmt: skip
