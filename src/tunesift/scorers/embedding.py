@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tunesift.data.sample import sample_text
+from tunesift.data.sample import prompt_text, sample_text
 from tunesift.errors import ConfigError
 from tunesift.models.minilm import MINILM, MiniLMEmbedder
 from tunesift.models.registry import ResolvedModel
@@ -46,11 +46,6 @@ class EmbeddingTable:
     vectors: np.ndarray
     config: dict[str, Any]
     prompt_loss: np.ndarray | None = None
-
-
-def prompt_text(sample: Any) -> str:
-    """A sample's prompt as one text: the instruction, and the input on the next line where there is one."""
-    return f"{sample.instruction}\n{sample.input}" if sample.input else sample.instruction
 
 
 class MiniLMEmbedding(Scorer):

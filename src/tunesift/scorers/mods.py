@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tunesift.data.sample import Sample
+from tunesift.data.sample import prompt_text
 from tunesift.models.registry import ResolvedModel
 from tunesift.options import CHUNK_SIZE, DTYPE, Option
 from tunesift.scorers.base import Progress, Scorer, Unit
@@ -28,9 +28,8 @@ QUALITY_THRESHOLD = 0.0  # the README's threshold for high-quality data
 NECESSITY_THRESHOLD = 0.0
 
 
-def question(sample: Sample) -> str:
-    """MoDS's question: the instruction, and the input on the next line where there is one."""
-    return f"{sample.instruction}\n{sample.input}" if sample.input else sample.instruction
+#: MoDS's question: the instruction, and the input on the next line where there is one.
+question = prompt_text
 
 
 class MoDSReward(Scorer):
