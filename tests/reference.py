@@ -1,4 +1,4 @@
-"""An obvious, independent IFD reference: one sample at a time, labels masked with -100, the HF loss.
+"""An obvious, independent IFD reference: one sample at a time, the NLL of the scored tokens in float64.
 
 Shared by the tiny-model tests and the real-model tests; it shares no code with tunesift.
 """
@@ -49,28 +49,30 @@ def reference_prompt(template: str, rec: dict, tok) -> tuple[str, str]:
 
 
 def float64(model):
-    """A float64 copy of ``model``: the reference's own rounding stays far below the tolerances it is held to.
-
-    An fp32 reference is not exact enough for 1e-5: torch's fp32 log-softmax over a 49k-token vocabulary is
-    itself a few 1e-6 off per token, and its error moved with the install (issue 26)."""
+    """A float64 copy of ``model``, for a reference whose own rounding stays far below its tolerance."""
     import copy
 
     return copy.deepcopy(model).to(torch.float64)
 
 
 def reference_loss(model, tok, text: str, before: str, max_length: int) -> tuple[float, int]:
-    """Mean NLL of the tokens after ``before`` in ``text`` cut to ``max_length``; and their count (in the
-    model's own precision: pass :func:`float64` of it for an exact reference)."""
+    """Mean NLL of the tokens after ``before`` in ``text`` cut to ``max_length``; and their count.
+
+    The log-softmax runs in float64 on the model's logits. HF's ``labels=`` loss is not used: it casts the
+    logits to float32 (even a float64 model's), and torch's float32 cross-entropy over a 49k-token vocabulary
+    is 1e-5 off and moves with the CPU kernels torch picks (issue 26: 2.5765698 with AVX-512 kernels,
+    2.5765612 with AVX2, against 2.5765766 in float64, on the first Alpaca record with SmolLM2)."""
     ids = tok(text, truncation=True, max_length=max_length, return_tensors="pt").input_ids
     start = len(tok(before).input_ids)
-    labels = ids.clone()
-    labels[0, :start] = -100
-    count = int((labels[0, 1:] != -100).sum())
-    if count == 0:  # nothing to score: the HF loss would be NaN
+    targets = ids[0, 1:]
+    scored = torch.arange(len(targets)) >= start - 1  # target i is token i + 1
+    count = int(scored.sum())
+    if count == 0:  # nothing to score
         return math.nan, 0
     with torch.no_grad():
-        loss = model(input_ids=ids, labels=labels).loss.item()
-    return loss, count
+        logits = model(input_ids=ids).logits[0, :-1].to(torch.float64)
+    nll = -torch.log_softmax(logits, dim=-1)[torch.arange(len(targets)), targets]
+    return nll[scored].mean().item(), count
 
 
 def reference_ifd(model, tok, rec: dict, template: str, variant: str, max_length: int) -> dict:
