@@ -174,7 +174,9 @@ def _pool_file(tmp_path, n=10):
      (["run", "random", "--rate", "0.01"], "rate"), (["run", "cluster-ifd", "--clusters", "0"], "clusters"),
      (["run", "recipe", "longest", "-o", "model=smollm2"], "model"),
      (["run", "recipe", "alpagasus", "-o", "retries=many"], "retries"),
-     (["run", "recipe", "cherry", "-o", "max_length=lots"], "max-length")],
+     (["run", "recipe", "cherry", "-o", "max_length=lots"], "max-length"),
+     (["run", "recipe", "dq", "-o", "bins=0"], "bins"), (["run", "recipe", "dq", "-o", "bins=many"], "bins"),
+     (["run", "recipe", "dq", "-o", "retries=many"], "retries"), (["run", "recipe", "cherry", "-o", "bins=3"], "bins")],
 )  # fmt: skip
 def test_select_and_scorer_options_are_refused_before_any_work(args, key, tmp_path, store_dir):
     """Nothing is embedded, scored or written: the store stays empty and --out is not created."""
@@ -206,6 +208,13 @@ def test_the_manifest_records_every_select_option(tmp_path, store_dir, monkeypat
     assert result.exit_code == 0, result.output
     select = json.loads((tmp_path / "subset.manifest.json").read_text())["steps"][-1]["select"]
     assert select["method"] == "dq" and select["bins"] == 3 and select["random_state"] == 5
+    # the recipe command with -o applies them to its select step the same way (they were silently ignored)
+    again = tmp_path / "again.json"
+    result = runner.invoke(app, ["run", "recipe", "dq", str(pool), "--count", "4", "-o", "bins=3", "-o",
+                                 "random_state=5", "--out", str(again)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "again.manifest.json").read_text())["steps"][-1]["select"] == select
+    assert json.loads(again.read_text()) == json.loads(out.read_text())
 
 
 def test_an_empty_selection_says_why(tmp_path, store_dir):

@@ -26,7 +26,7 @@ from tunesift.cli.options import (
     files_written,
     refuse,
 )
-from tunesift.errors import TunesiftError
+from tunesift.errors import ConfigError, TunesiftError
 
 
 @app.command("select")
@@ -176,7 +176,8 @@ def run_recipe_cmd(
     count: CountOpt = None,
     option: Annotated[
         list[str] | None,
-        typer.Option("--option", "-o", help="KEY=VALUE for the recipe's scorer (e.g. model=gemma-3-270m); repeat."),
+        typer.Option("--option", "-o", help="KEY=VALUE for the recipe's scorer (e.g. model=gemma-3-270m) or its final "
+                     "select step (e.g. bins=3 for dq); repeat."),
     ] = None,
     scores_out: ScoresOutOpt = None,
     out_format: OutFormatOpt = None,
@@ -201,11 +202,37 @@ def run_recipe_cmd(
         if not sep or not key:
             fail(TunesiftError(f"option '--option': expected KEY=VALUE, got {item!r}"))
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    try:
+        score_options, select_options = split_options(recipe, options)
+    except TunesiftError as err:
+        fail(err)
     kw = {"data": data, "out": out, "rate": rate, "count": count, "scores_out": scores_out, "out_format": out_format,
           "format": format,
           "on_error": on_error, "store": store, "device": device, "executor": executor, "ray_address": ray_address,
           "actors": actors, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor}  # fmt: skip
-    run_with_recipe(recipe, kw, options)
+    run_with_recipe(recipe, kw, score_options, select_options)
+
+
+def split_options(recipe: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``-o`` options as (scorer's, final select step's): a key the scorer does not declare and the recipe's final
+    selector does goes to the selector, as ``tunesift run NAME --KEY`` would; anything else stays the scorer's
+    (checked, and refused naming the key, before any work)."""
+    from tunesift import api
+    from tunesift.scorers import get_method
+    from tunesift.selectors import get_selector
+
+    loaded = api.load_recipe(recipe)
+    scorer = {o.name for o in get_method(loaded.scorer).options} if loaded.scorer else set()
+    selector = {o.name for o in get_selector(loaded.steps[-1]["select"]["method"]).options} - {"by"}
+    for key in options:
+        if key not in scorer | selector:
+            method = loaded.steps[-1]["select"]["method"]
+            scorer_says = f"its scorer '{loaded.scorer}' takes {', '.join(sorted(scorer))}" if loaded.scorer else (
+                "it scores with no model")
+            raise ConfigError(key.replace("_", "-"), f"recipe {loaded.name!r} has no such option: {scorer_says}; "
+                              f"its select step ({method}) takes {', '.join(sorted(selector)) or 'nothing'}")  # fmt: skip
+    select = {k: v for k, v in options.items() if k in selector and k not in scorer}
+    return {k: v for k, v in options.items() if k not in select}, select
 
 
 @app.command("report")

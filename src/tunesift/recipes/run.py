@@ -62,7 +62,9 @@ def execute(
     else:  # no model score: the subset and manifest carry each record's response length
         if score_options:
             name = sorted(score_options)[0].replace("_", "-")
-            raise ConfigError(name, f"recipe {recipe.name!r} scores with no model: it takes no scorer options")
+            takes = ", ".join(sorted(selector.params)) or "nothing"
+            raise ConfigError(name, f"recipe {recipe.name!r} scores with no model, and its select step "
+                              f"({final['method']}) has no such option; it takes {takes}")  # fmt: skip
         rows = [{"index": item.index, "id": getattr(item, "content_id", None),
                  "response_chars": float(len(item.output)) if hasattr(item, "output") else None,
                  "skip_reason": None if hasattr(item, "output") else "invalid_record"} for item in pool]  # fmt: skip
