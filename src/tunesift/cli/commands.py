@@ -176,8 +176,12 @@ def run_recipe_cmd(
     count: CountOpt = None,
     option: Annotated[
         list[str] | None,
-        typer.Option("--option", "-o", help="KEY=VALUE for the recipe's scorer (e.g. model=gemma-3-270m) or its final "
-                     "select step (e.g. bins=3 for dq); repeat."),
+        typer.Option(
+            "--option",
+            "-o",
+            help="KEY=VALUE for the recipe's scorer (e.g. model=gemma-3-270m) or its final "
+            "select step (e.g. bins=3 for dq); repeat.",
+        ),
     ] = None,
     scores_out: ScoresOutOpt = None,
     out_format: OutFormatOpt = None,
@@ -227,10 +231,14 @@ def split_options(recipe: str, options: dict[str, Any]) -> tuple[dict[str, Any],
     for key in options:
         if key not in scorer | selector:
             method = loaded.steps[-1]["select"]["method"]
-            scorer_says = f"its scorer '{loaded.scorer}' takes {', '.join(sorted(scorer))}" if loaded.scorer else (
-                "it scores with no model")
+            scorer_says = (
+                f"its scorer '{loaded.scorer}' takes {', '.join(sorted(scorer))}"
+                if loaded.scorer
+                else ("it scores with no model")
+            )
+            takes = ", ".join(sorted(selector)) or "nothing"
             raise ConfigError(key.replace("_", "-"), f"recipe {loaded.name!r} has no such option: {scorer_says}; "
-                              f"its select step ({method}) takes {', '.join(sorted(selector)) or 'nothing'}")  # fmt: skip
+                              f"its select step ({method}) takes {takes}")  # fmt: skip
     select = {k: v for k, v in options.items() if k in selector and k not in scorer}
     return {k: v for k, v in options.items() if k not in select}, select
 
