@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 import uuid
 import warnings
@@ -61,6 +62,52 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
             f"nothing answers at {address} ({err.strerror or err}); start the head "
             "node with 'ray start --head', or give --ray-address auto on a node of the cluster",
         ) from None
+
+
+# The one line Ray's C++ core worker writes to the driver's stderr for every actor Ray Data starts (its actors take
+# their constructor arguments from the object store and restart when they die: Ray issue 53727). It asks nothing
+# of the user: the arguments' owner is this driver, and without it there is no run to restart an actor for.
+RAY_ACTOR_ARGS_LINE = re.compile(
+    rb"\[[0-9-]+ [0-9:,]+ E \d+ \d+\] core_worker\.cc:\d+: Actor with class name: [^\n]*has constructor arguments "
+    rb"in the object store and max_restarts > 0[^\n]*\n"
+)
+
+
+@contextlib.contextmanager
+def _stderr_without(pattern: re.Pattern[bytes]) -> Iterator[None]:
+    """File descriptor 2 through a filter that drops ``pattern``, for lines written below Python (Ray's C++).
+
+    Everything else goes through as it comes (progress bars included); on leaving, fd 2 is restored and the
+    pipe drained before returning, so nothing written inside is lost or reordered after what follows."""
+    import sys
+    import threading
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        read, write = os.pipe()
+    except (OSError, ValueError, AttributeError):  # no fd 2 (an embedding program): nothing to filter
+        yield
+        return
+
+    def pump() -> None:
+        with contextlib.suppress(OSError):
+            while chunk := os.read(read, 65536):  # a C++ log line is one write(): it arrives whole
+                os.write(saved, pattern.sub(b"", chunk))
+
+    thread = threading.Thread(target=pump, name="tunesift-stderr", daemon=True)
+    thread.start()
+    os.dup2(write, 2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(write)  # the reader sees the end once what is in the pipe is through
+        thread.join(timeout=5)
+        os.close(read)
+        os.close(saved)
 
 
 def shard_name(keys: Iterable[str]) -> str:
@@ -212,14 +259,25 @@ class RayExecutor:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         if not self._connected:
             self.connect()
-        ray = _ray()
         from ray import cloudpickle
 
         size = scorer.chunk_size  # units per batch, as a local chunk
         blob = cloudpickle.dumps(scorer)
         store.root.mkdir(parents=True, exist_ok=True)
         stop_file = store.shard_dir / f"stop-{uuid.uuid4().hex}"
-        iterator = iter(units)
+        with _stderr_without(RAY_ACTOR_ARGS_LINE):
+            yield from self._map_windows(scorer, iter(units), store, blob, size, stop_file, on_progress)
+        for stale in store.shard_dir.glob("stop-*"):  # left by stopped runs, whose actors are gone by now
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        with contextlib.suppress(OSError):
+            store.shard_dir.rmdir()  # only when empty
+
+    def _map_windows(self, scorer: Scorer, iterator: Iterator[Unit], store: ScoreStore, blob: bytes, size: int,
+                     stop_file: Any, on_progress: Progress) -> Iterator[tuple[str, dict[str, Any]]]:  # fmt: skip
+        ray = _ray()
+        from ray import cloudpickle
+
         while window := list(islice(iterator, self.window)):
             items = [{"key": u.key, "unit": cloudpickle.dumps(u.payload)} for u in window]
             dataset = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(items) / size)))
@@ -250,11 +308,6 @@ class RayExecutor:
                 if close is not None:
                     close()
             self._stats["wall"] = self._stats.get("wall", 0.0) + time.perf_counter() - started
-        for stale in store.shard_dir.glob("stop-*"):  # left by stopped runs, whose actors are gone by now
-            with contextlib.suppress(OSError):
-                stale.unlink()
-        with contextlib.suppress(OSError):
-            store.shard_dir.rmdir()  # only when empty
 
     def _map(self, ray: Any, dataset: Any, blob: bytes, store: ScoreStore, size: int, stop_file: str) -> Any:
         """The dataset mapped through the actor pool, with the retry limits set explicitly."""
