@@ -521,3 +521,20 @@ def test_rds_on_ray_gives_the_local_scores_and_its_index_serves_a_local_run(tmp_
                       executor=Counting(**CPU_ONLY))  # fmt: skip
     assert [r["rds"] for r in again.rows] == [r["rds"] for r in remote.rows]
     assert next((tmp_path / "ray").glob("rds-*.f32")).stat().st_size == (24 + 3) * 64 * 4
+
+
+def test_only_rays_actor_arguments_line_is_dropped_from_stderr(capfd):
+    """Written below Python (fd 2, as Ray's C++ writes): that one line goes, the rest comes through in order."""
+    from tunesift.execution.ray_data import RAY_ACTOR_ARGS_LINE, _stderr_without
+
+    ray_line = (b"[2026-12-02 14:20:34,974 E 4574 4574] core_worker.cc:2465: Actor with class name: 'MapWorker(MapBatch"
+                b"es(ScoreActor))' and ID: '839f' has constructor arguments in the object store and max_restarts > 0. "
+                b"If the arguments go out of scope or are lost, the restart will fail.\n")  # fmt: skip
+    other = b"[2026-12-02 14:20:35,001 E 4574 4574] core_worker.cc:99: a real error\n"
+    with _stderr_without(RAY_ACTOR_ARGS_LINE):
+        os.write(2, b"bar 10%\r")
+        os.write(2, ray_line)
+        os.write(2, other)
+        os.write(2, b"tunesift: a line of its own\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "bar 10%\r" + other.decode() + "tunesift: a line of its own\nafter\n"
