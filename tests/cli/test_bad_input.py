@@ -98,6 +98,11 @@ class _Failing:
 
         class Server(JsonServer):
             def answer(self, path, body):
+                if outer.status == "slow":  # answers, but after the client's timeout
+                    import time
+
+                    time.sleep(3)
+                    return 200, outer.reply
                 return outer.status, outer.reply
 
         self.status, self.reply = status, reply
@@ -119,7 +124,7 @@ def _closed_port_url() -> str:
     ("failure", "quoted"),
     [("closed", "Connection refused"), ((500, {"error": "overloaded"}), "overloaded"),
      ((400, {"error": "model does not exist"}), "model does not exist"), ((200, "<html>"), "no chat completion"),
-     ((200, {"id": "x"}), "no chat completion")],
+     ((200, {"id": "x"}), "no chat completion"), (("slow", {"id": "x"}), "timed out")],
 )  # fmt: skip
 def test_an_endpoint_that_fails_every_request_is_one_error_up_front(method, failure, quoted, tmp_path, store_dir):
     """Probed once before any work: exit 2 naming --base-url and quoting the server; --out is left as it was."""
@@ -135,7 +140,7 @@ def test_an_endpoint_that_fails_every_request_is_one_error_up_front(method, fail
         out = tmp_path / "subset.json"
         out.write_text("mine")
         result = runner.invoke(app, ["run", method, str(pool), "--count", "1", "--out", str(out), "--model", "m",
-                                     "--base-url", url, "--retries", "0", "--timeout", "5"])  # fmt: skip
+                                     "--base-url", url, "--retries", "0", "--timeout", "1"])  # fmt: skip
         assert result.exit_code == 2, result.output
         assert "base-url" in result.output and quoted in result.output
         assert out.read_text() == "mine" and not (tmp_path / "subset.manifest.json").exists()
