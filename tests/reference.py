@@ -60,8 +60,9 @@ def reference_loss(model, tok, text: str, before: str, max_length: int) -> tuple
 
     The log-softmax runs in float64 on the model's logits. HF's ``labels=`` loss is not used: it casts the
     logits to float32 (even a float64 model's), and torch's float32 cross-entropy over a 49k-token vocabulary
-    is 1e-5 off and moves with the CPU kernels torch picks (issue 26: 2.5765698 with AVX-512 kernels,
-    2.5765612 with AVX2, against 2.5765766 in float64, on the first Alpaca record with SmolLM2)."""
+    is 1e-5 off and moves with the CPU kernels torch dispatches to (issue 26, the first Alpaca record with SmolLM2:
+    2.5765698 with AVX-512 kernels, 2.5765612 with AVX2, 2.5765610 with none, ATEN_CPU_CAPABILITY=default, the
+    issue's figure; 2.5765766 in float64 on all three)."""
     ids = tok(text, truncation=True, max_length=max_length, return_tensors="pt").input_ids
     start = len(tok(before).input_ids)
     targets = ids[0, 1:]
