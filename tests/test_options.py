@@ -35,3 +35,17 @@ def test_an_undeclared_option_is_refused_and_defaults_fill_the_rest():
     assert check_values(options, {"k": "3"}, "method 'x'") == {"k": 3, "alpha": 0.2}
     with pytest.raises(ConfigError, match="bins"):
         check_values(options, {"bins": 3}, "method 'x'")
+
+
+@pytest.mark.parametrize(
+    ("range_", "given", "ok"),
+    [({"at_least": 1}, "1", True), ({"at_least": 1}, 0, False), ({"at_least": 0}, "-1", False),
+     ({"above": 0}, 0.001, True), ({"above": 0}, "0", False), ({"above": 0}, -3, False), ({}, -3, True)],
+)  # fmt: skip
+def test_a_value_outside_the_declared_range_is_refused_wherever_it_comes_from(range_, given, ok):
+    option = Option("timeout", float, 1.0, "h", **range_)
+    if ok:
+        assert option.check(given) == float(given)
+    else:
+        with pytest.raises(ConfigError, match="timeout': must be"):
+            option.check(given)

@@ -28,6 +28,8 @@ class Option:
     help: str
     flag: str | None = None
     split: bool = False
+    at_least: float | None = None  # the declared range of a number, checked wherever the value comes from
+    above: float | None = None
 
     @property
     def cli_flag(self) -> str:
@@ -60,11 +62,21 @@ class Option:
             return value  # an object the Python API hands in (a resolved model, a loaded rule): the method's to read
         for kind in allowed:
             try:
-                return _convert(kind, value)
+                converted = _convert(kind, value)
             except (TypeError, ValueError):
                 continue
+            return self._in_range(converted)
         names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed if k is not type(None))
         raise ConfigError(self.key, f"expected {names}, got {value!r}")
+
+    def _in_range(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        if self.at_least is not None and value < self.at_least:
+            raise ConfigError(self.key, f"must be at least {self.at_least:g}, got {value!r}")
+        if self.above is not None and value <= self.above:
+            raise ConfigError(self.key, f"must be more than {self.above:g}, got {value!r}")
+        return value
 
 
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -115,9 +127,9 @@ DTYPE = Option("dtype", str | None, None, "auto | float32 | bfloat16 | float16: 
 BASE_URL = Option("base_url", str | None, None, "OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM) or "
                   "https://api.openai.com/v1.")  # fmt: skip
 API_KEY_ENV = Option("api_key_env", str, "OPENAI_API_KEY", "Environment variable holding the server's API key.")
-CONCURRENCY = Option("concurrency", int, 8, "Requests in flight at once.")
-TIMEOUT = Option("timeout", float, 60.0, "Seconds before a request is abandoned (then retried).")
-RETRIES = Option("retries", int, 4, "Retries with exponential backoff on 429, 5xx and network errors.")
+CONCURRENCY = Option("concurrency", int, 8, "Requests in flight at once.", at_least=1)
+TIMEOUT = Option("timeout", float, 60.0, "Seconds before a request is abandoned (then retried).", above=0)
+RETRIES = Option("retries", int, 4, "Retries with exponential backoff on 429, 5xx and network errors.", at_least=0)
 TOKENIZER = Option("tokenizer", str | None, None, "With --base-url: the tokenizer whose token ids are sent (checkpoint "
                    "folder or hub id; default: --model, where that resolves locally).")  # fmt: skip
 #: A causal LM in this process, or on a server (prompt log-probabilities, as vLLM serves them).
@@ -125,13 +137,14 @@ LM_OPTIONS = (DTYPE, BASE_URL, TOKENIZER, API_KEY_ENV, CONCURRENCY, TIMEOUT, RET
 #: A chat model: an endpoint, or a local model in its dtype.
 CHAT_OPTIONS = (BASE_URL, API_KEY_ENV, CONCURRENCY, TIMEOUT, RETRIES, DTYPE)
 #: The batch size of every forward pass, in tokens: one name across CLI, API, recipes and backends.
-BATCH_TOKENS = Option("batch_tokens", int, 4096, "Tokens per forward batch (batch size x longest text).")
+BATCH_TOKENS = Option("batch_tokens", int, 4096, "Tokens per forward batch (batch size x longest text).", at_least=1)
 CHUNK_SIZE = Option(
     "chunk_size",
     int | None,
     None,
     "Samples scored between two writes to the score store (a kill loses at most one chunk; default: the "
     "method's own); on Ray, the samples of one actor batch.",
+    at_least=1,
 )
 TURNS = Option("turn_rule", str, "mean", "How a conversation's turn scores combine: mean, min, max, last, wmean.",
                flag="--turns")  # fmt: skip

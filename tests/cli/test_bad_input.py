@@ -181,7 +181,10 @@ def _pool_file(tmp_path, n=10):
      (["run", "recipe", "alpagasus", "-o", "retries=many"], "retries"),
      (["run", "recipe", "cherry", "-o", "max_length=lots"], "max-length"),
      (["run", "recipe", "dq", "-o", "bins=0"], "bins"), (["run", "recipe", "dq", "-o", "bins=many"], "bins"),
-     (["run", "recipe", "dq", "-o", "retries=many"], "retries"), (["run", "recipe", "cherry", "-o", "bins=3"], "bins")],
+     (["run", "recipe", "dq", "-o", "retries=many"], "retries"), (["run", "recipe", "cherry", "-o", "bins=3"], "bins"),
+     (["run", "cherry", "--concurrency", "0"], "concurrency"), (["run", "cherry", "--timeout", "0"], "timeout"),
+     (["run", "cherry", "--batch-tokens", "0"], "batch-tokens"), (["run", "cherry", "--chunk-size", "0"], "chunk-size"),
+     (["run", "recipe", "cherry", "-o", "retries=-1"], "retries"), (["run", "bm25", "--epsilon", "-1"], "epsilon")],
 )  # fmt: skip
 def test_select_and_scorer_options_are_refused_before_any_work(args, key, tmp_path, store_dir):
     """Nothing is embedded, scored or written: the store stays empty and --out is not created."""

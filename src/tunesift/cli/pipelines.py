@@ -32,14 +32,14 @@ from tunesift.scorers.mods import NECESSITY_THRESHOLD, QUALITY_THRESHOLD
 # The fine-tune inside both pipelines.
 TUNE_OPTIONS = (
     Option("lora", bool, True, "LoRA adapters (merged at the end) or every weight.", flag="--lora/--full"),
-    Option("learning_rate", float | None, None, "Learning rate (default 5e-4 LoRA, 2e-5 full).", flag="--lr"),
-    Option("batch_tokens", int, 2048, "Tokens per fine-tuning step."),
+    Option("learning_rate", float | None, None, "Learning rate (default 5e-4 LoRA, 2e-5 full).", flag="--lr", above=0),
+    Option("batch_tokens", int, 2048, "Tokens per fine-tuning step.", at_least=1),
 )
 CHERRY_PRE_OPTIONS = (
     model_option(MODEL_HELP),
     Option("template", str, "alpaca", "Template of the embedded prompts, the fine-tune and IFD."),
-    Option("clusters", int, 100, "k-means clusters of the prompt embeddings."),
-    Option("per_cluster", int, 10, "Samples taken from each cluster's perplexity band."),
+    Option("clusters", int, 100, "k-means clusters of the prompt embeddings.", at_least=1),
+    Option("per_cluster", int, 10, "Samples taken from each cluster's perplexity band.", at_least=1),
     *TUNE_OPTIONS,
     Option("work_dir", Path | None, None, "Where the sample and the tuned model go (<out>.pre)."),
     DTYPE,
@@ -51,7 +51,7 @@ MODS_FULL_OPTIONS = (
     Option("threshold", float, QUALITY_THRESHOLD, "High quality: reward above this (MoDS: 0.0)."),
     Option("necessity_threshold", float, NECESSITY_THRESHOLD,
            "Necessity: the tuned model's answer scored below this (MoDS: a threshold of your choice; default 0.0)."),
-    Option("max_new_tokens", int, 256, "Longest answer the seed-tuned model writes."),
+    Option("max_new_tokens", int, 256, "Longest answer the seed-tuned model writes.", at_least=1),
     *TUNE_OPTIONS,
     Option("work_dir", Path | None, None, "Where the seed and the tuned model go (<out>.mods)."),
     DTYPE,

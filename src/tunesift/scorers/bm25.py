@@ -95,7 +95,8 @@ class BM25(Targeted):
                "query documents."),
         Option("k1", float, 1.5, "BM25 term-frequency saturation (rank-bm25's default)."),
         Option("b", float, 0.75, "BM25 length normalisation (rank-bm25's default)."),
-        Option("epsilon", float, 0.25, "Floor of a negative idf, as a share of the mean idf (rank-bm25's default)."),
+        Option("epsilon", float, 0.25, "Floor of a negative idf, as a share of the mean idf (rank-bm25's default).",
+               at_least=0),
     )  # fmt: skip
 
     def __init__(self, tasks: Sequence[QueryTask], aggregate: str = "mean", k1: float = 1.5, b: float = 0.75,

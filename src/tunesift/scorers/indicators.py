@@ -204,7 +204,7 @@ class IndicatorLM(CausalLMScorer):
         Option("rule", Path | None, None, "Indicator rule JSON written by fit-indicators.", flag="--rule"),
         Option("model", str, "smollm2-135m-instruct", "Model for token lengths and response perplexity."),
         Option("knn", int, 6, "kNN-i: distance to the i-th nearest other sample (MiniLM).", flag="--knn"),
-        Option("max_length", int, 1024, "Tokens of the response scored for perplexity."),
+        Option("max_length", int, 1024, "Tokens of the response scored for perplexity.", at_least=2),
         BATCH_TOKENS,
         CHUNK_SIZE,
         *LM_OPTIONS,

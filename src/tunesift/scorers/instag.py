@@ -99,9 +99,9 @@ class InsTag(Scorer):
                "local causal LM generating greedily (default smollm2-135m-instruct; a 135M model rarely writes valid "
                "JSON). Real use needs an endpoint tagger."),
         BASE_URL, API_KEY_ENV, CONCURRENCY, TIMEOUT, RETRIES,
-        Option("max_new_tokens", int, MAX_NEW_TOKENS, "Longest tag list the tagger may write, in tokens."),
+        Option("max_new_tokens", int, MAX_NEW_TOKENS, "Longest tag list the tagger may write, in tokens.", at_least=1),
         Option("min_tag_count", int, MIN_TAG_COUNT, "Frequency filtering: tags seen fewer times over the pool are "
-               "dropped (the paper: 20, over a large pool; lower it for a small one)."),
+               "dropped (the paper: 20, over a large pool; lower it for a small one).", at_least=0),
         Option("semantic", bool, True, "Merge tags within cosine distance 0.05 (all-MiniLM-L6-v2, DBSCAN), as the "
                "paper does with PhraseBERT.", flag="--semantic/--no-semantic"),
         DTYPE,

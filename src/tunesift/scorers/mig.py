@@ -38,9 +38,9 @@ class MIGScores(Method):
         Option("rater", str | None, None, "The DEITA rater, a causal LM run here (default: --model when it is local, "
                "else smollm2-135m-instruct)."),
         BASE_URL, API_KEY_ENV, CONCURRENCY, TIMEOUT, RETRIES,
-        Option("max_new_tokens", int, MAX_NEW_TOKENS, "Longest tag list the tagger may write, in tokens."),
+        Option("max_new_tokens", int, MAX_NEW_TOKENS, "Longest tag list the tagger may write, in tokens.", at_least=1),
         Option("min_tag_count", int, MIN_TAG_COUNT, "INSTAG's frequency filter: tags seen fewer times over the pool "
-               "are dropped (lower it for a small pool)."),
+               "are dropped (lower it for a small pool).", at_least=0),
         Option("semantic", bool, True, "INSTAG's semantic merge of tags (all-MiniLM-L6-v2).",
                flag="--semantic/--no-semantic"),
         DTYPE,

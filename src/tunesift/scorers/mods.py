@@ -41,7 +41,8 @@ class MoDSReward(Scorer):
     options = (
         Option("reward_model", str | None, None, "Reward model: a Hugging Face sequence-classification checkpoint "
                "with one score (folder or hub id; MoDS uses OpenAssistant/reward-model-deberta-v3-large-v2)."),
-        Option("batch_size", int, 16, "Pairs scored per forward pass (the reward model batches pairs, not tokens)."),
+        Option("batch_size", int, 16, "Pairs scored per forward pass (the reward model batches pairs, not tokens).",
+               at_least=1),
         DTYPE,
         CHUNK_SIZE,
     )  # fmt: skip

@@ -337,7 +337,7 @@ class SelectIT(Method):
                flag="--prompts"),
         Option("level", str | None, None,
                "token | sentence | model (default: model with two or more raters, else sentence)."),
-        Option("token_prompt", int, 0, "Token level: the 0-based index of the one prompt used."),
+        Option("token_prompt", int, 0, "Token level: the 0-based index of the one prompt used.", at_least=0),
         Option("token_rule", str, "paper",
                "paper (METHODS.md) or authors-code (an extra softmax, as in the authors' code)."),
         TURNS,

@@ -87,7 +87,7 @@ class ClusterTop(Selector):
     options = (
         Option("by", str | None, None, "The score column ranked by (default: the scorer's own)."),
         Option("clusters", int, 100, "k-means clusters on the embeddings."),
-        Option("per_cluster", int | None, None, "Samples taken per cluster (default: budget / clusters)."),
+        Option("per_cluster", int | None, None, "Samples taken per cluster (default: budget / clusters).", at_least=1),
         SEED,
     )
     embeds = True
