@@ -122,12 +122,14 @@ def test_semantic_dedup_end_to_end(tmp_path, planted, store_dir):
     ("flags", "option"),
     [(["--method", "fuzzy"], "method"), (["--method", "minhash", "--threshold", "0"], "threshold"),
      (["--method", "exact", "--threshold", "0.5"], "threshold"), (["--method", "semantic", "--clusters", "999"],
-     "clusters"), (["--method", "minhash", "--on", "reply"], "on")],
+     "clusters"), (["--method", "semantic", "--clusters", "0"], "clusters"),
+     (["--method", "minhash", "--on", "reply"], "on")],
 )  # fmt: skip
 def test_bad_dedup_options_are_one_line_exit_2(tmp_path, planted, flags, option):
     out = tmp_path / "d.json"
     result = CliRunner().invoke(app, ["dedup", str(planted[0]), *flags, "--out", str(out)])
     assert result.exit_code == 2 and f"option '{option}'" in result.output and not out.exists()
+    assert "None" not in result.output
 
 
 def test_a_recipe_dedups_before_it_selects(tmp_path, planted, store_dir):
