@@ -163,3 +163,21 @@ def test_gemma_protocol_base_trains_and_evaluates_per_item(tmp_path):
     assert den == den_base  # the same items and tokens: a paired comparison
     interval = paired_bootstrap([num_tuned], [num_base], den, higher_is_better=False, n_boot=500)
     assert interval.low <= interval.diff <= interval.high and interval.n_items == 6
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--epochs", "0"), ("--lora-r", "0"), ("--lora-alpha", "-1"), ("--max-length", "1"), ("--save-every", "-1"),
+     ("--examples-per-step", "0"), ("--batch-tokens", "0"), ("--lr", "0")],
+)  # fmt: skip
+def test_a_bad_training_value_is_one_line_naming_it_before_any_work(flag, value, tmp_path, pool_path, tiny_model_dir):
+    """--lora-r 0 ended in peft's traceback and --lora-alpha -1 trained; each is refused naming its own flag."""
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(pool_path), "--base", str(tiny_model_dir), "--out", str(out),
+                                      flag, value])  # fmt: skip
+    assert result.exit_code == 2 and f"option '{flag.lstrip('-')}'" in result.output, result.output
+    assert "Traceback" not in result.output and not out.exists()

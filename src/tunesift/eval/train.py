@@ -59,9 +59,14 @@ class TrainConfig:
     dtype: str = "auto"  # the base model's weights: auto is bf16 on a CUDA GPU that has it (LoRA adapters stay fp32)
 
     def resolved(self) -> TrainConfig:
-        if self.epochs < 1 or self.batch_tokens < 1 or self.max_length < 2 or self.examples_per_step < 1:
-            raise ConfigError("epochs", "epochs >= 1, examples-per-step >= 1, batch-tokens >= 1 and max-length >= 2 "
-                              "are required")  # fmt: skip
+        least = {"epochs": (self.epochs, 1), "examples-per-step": (self.examples_per_step, 1),
+                 "batch-tokens": (self.batch_tokens, 1), "max-length": (self.max_length, 2),
+                 "lora-r": (self.lora_r, 1), "lora-alpha": (self.lora_alpha, 1)}  # fmt: skip
+        for name, (value, minimum) in least.items():
+            if value < minimum:
+                raise ConfigError(name, f"must be at least {minimum}, got {value}")
+        if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
+            raise ConfigError("train", "lora_dropout and warmup_ratio must be in [0, 1), weight_decay >= 0")
         lr = self.learning_rate if self.learning_rate is not None else (5e-4 if self.lora else 2e-5)
         if not lr > 0:
             raise ConfigError("lr", f"must be positive, got {lr}")
@@ -234,6 +239,8 @@ def train(
     command) and ``out/run.json`` (configuration, per-step loss, time). ``stop_after`` ends the run after
     that many steps with a checkpoint (for tests of resuming).
     """
+    if save_every < 1:
+        raise ConfigError("save-every", f"must be at least 1, got {save_every}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunesift.data.templates import get_template
