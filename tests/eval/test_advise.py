@@ -111,6 +111,8 @@ def test_the_plan_is_said_before_any_work_and_a_dry_run_stops_there(planted_pool
         (["--budget", "1.5"], "budget"),
         (["--proxy-size", "500"], "proxy-size"),
         (["--random-seeds", "0"], "random-seeds"),
+        (["--random-seeds", "0,0"], "random-seeds"),
+        (["--train-seeds", "0"], "train-seeds"),
         (["--target", "missing.json"], "target"),
         (["--methods", "embed", "--query", "LEAK"], "query"),
     ],

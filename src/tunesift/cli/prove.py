@@ -19,7 +19,7 @@ from tunesift.cli.options import (
     OnErrorOpt,
     fail,
 )
-from tunesift.errors import TunesiftError
+from tunesift.errors import ConfigError, TunesiftError
 
 LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged at the end) or every weight.")]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default 5e-4 LoRA, 2e-5 full).")]
@@ -249,6 +249,9 @@ def advise_cmd(
             eval=eval_settings, store_dir=str(store or out / "scores"), scorer_model=model,
         )  # fmt: skip
         advise(config, out, dry_run=dry_run, device=device, progress=True, log=lambda m: typer.echo(m, err=True))
+    except ConfigError as err:  # the config's key as the flag that set it (random_seeds: --random-seeds)
+        flag = err.option.replace("_", "-") if err.option in {"random_seeds", "train_seeds", "proxy_size"} else None
+        fail(ConfigError(flag, err.message) if flag else err)
     except TunesiftError as err:
         fail(err)
     if not dry_run:
