@@ -257,3 +257,16 @@ def test_pairwise_prompts_use_the_input_block_and_a_judge_is_required(tmp_path):
     assert with_input.for_judge() == f"{with_input.instruction}\n\n{with_input.input}"
     with pytest.raises(ConfigError, match="needs a judge"):
         make_judge(None, None, "OPENAI_API_KEY", None)
+
+
+@pytest.mark.parametrize("flag", ["--n-alpaca", "--n-gsm8k", "--n-mmlu", "--n-questions"])
+def test_an_evaluation_size_below_1_is_refused_before_any_model_loads(flag, tmp_path, monkeypatch):
+    """--n-mmlu 0 started evaluating; each size is one line naming its flag, and no model is loaded."""
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+    from tunesift.models import registry
+
+    monkeypatch.setattr(registry, "resolve_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--suite", "cpu", flag, "0"])
+    assert result.exit_code == 2 and f"option '{flag.lstrip('-')}': must be at least 1" in result.output

@@ -108,6 +108,10 @@ def eval_cmd(
     from tunesift.eval.suite import EvalSettings, evaluate
 
     try:
+        sizes = {"n-alpaca": n_alpaca, "n-gsm8k": n_gsm8k, "n-mmlu": n_mmlu, "n-questions": n_questions}
+        for flag, size in sizes.items():
+            if size is not None and size < 1:  # before any model is loaded
+                raise ConfigError(flag, f"must be at least 1, got {size}")
         if suite == "pairwise":
             from tunesift.eval.pairwise_run import run_pairwise
 
