@@ -206,7 +206,12 @@ def test_winning_rate_against_full_data_with_a_judge_on_localhost(tmp_path, tiny
      ({"eval": {**EVAL, "max_length": 2}}, "eval.n_alpaca"),
      ({"judge": {"model": "j"}}, "judge"),
      ({"train": {**TRAIN, "examples_per_step": 0}}, "train"),
-     ({"train_seeds": 0}, "train_seeds")],
+     ({"train_seeds": 0}, "train_seeds"),
+     ({"budget": {"rate": "x"}}, "budget.rate"), ({"budget": {"count": 2.5}}, "budget.count"),
+     ({"random_seeds": "x"}, "random_seeds"), ({"random_seeds": [0, "a"]}, "random_seeds"),
+     ({"train": {**TRAIN, "epochs": "x"}}, "train.epochs"), ({"train": {**TRAIN, "lora_dropout": "x"}}, "train"),
+     ({"eval": {**EVAL, "n_alpaca": "x"}}, "eval.n_alpaca"), ({"full": "maybe"}, "full"),
+     ({"n_boot": "lots"}, "n_boot")],
 )  # fmt: skip
 def test_bad_configs_are_refused_before_training(tmp_path, tiny_model_dir, changes, key):
     from tunesift.errors import ConfigError
@@ -215,6 +220,14 @@ def test_bad_configs_are_refused_before_training(tmp_path, tiny_model_dir, chang
         validate(_config(tmp_path, tiny_model_dir, **changes))
     assert err.value.option.startswith(key)
     assert "\n" not in str(err.value)
+
+
+def test_methods_that_are_no_mapping_are_one_line(tmp_path, tiny_model_dir):
+    (tmp_path / "pool.json").write_text(json.dumps(alpaca_records(10)))
+    (tmp_path / "cmp.yaml").write_text(json.dumps({"pool": "pool.json", "budget": {"rate": 0.5},
+                                                   "base": str(tiny_model_dir), "methods": ["cherry"]}))  # fmt: skip
+    result = CliRunner().invoke(app, ["compare", str(tmp_path / "cmp.yaml"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "option 'methods'" in result.output and not (tmp_path / "out").exists()
 
 
 def test_bad_config_exits_2_naming_the_key_with_nothing_trained(tmp_path, tiny_model_dir):

@@ -115,7 +115,11 @@ def load_config(path: str | Path) -> CompareConfig:
             raise InputError("missing", path=path, field=key)
     pool = Path(raw["pool"])
     raw["pool"] = str(pool if pool.is_absolute() else (path.parent / pool))
-    for spec in (raw.get("methods") or {}).values():  # a query set, like the pool, is relative to the config
+    methods = raw.get("methods") or {}
+    if not isinstance(methods, dict):
+        raise ConfigError("methods", f"expected a mapping of arm name to {{recipe: NAME, options: {{...}}}}, got "
+                          f"{methods!r}")  # fmt: skip
+    for spec in methods.values():  # a query set, like the pool, is relative to the config
         options = spec.get("options") if isinstance(spec, dict) else None
         if isinstance(options, dict) and options.get("query") is not None:
             given = options["query"] if isinstance(options["query"], list) else [options["query"]]
@@ -128,6 +132,12 @@ def validate(config: CompareConfig) -> None:
     from tunesift.recipes import load_recipe
     from tunesift.selectors.base import Budget
 
+    kinds = {"full": bool, "floor": bool, "intervals": bool, "pool_seed": int, "suite": str, "train": dict,
+             "eval": dict, "methods": dict}  # fmt: skip
+    for key, kind in kinds.items():
+        value = getattr(config, key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(key, f"expected {kind.__name__}, got {value!r}")
     if (config.budget is None) == (config.budgets is None):
         raise ConfigError("budget", "give one budget ({rate: R} or {count: N}) or a sweep (budgets: [R, ...])")
     if config.budgets is not None:
@@ -162,6 +172,10 @@ def validate(config: CompareConfig) -> None:
                 raise ConfigError(f"methods.{name}.options.query", err.message) from None
     if not isinstance(config.random, dict) or set(config.random) - {"balance"}:
         raise ConfigError("random", "the random arm takes {balance: FIELD} (or nothing: uniform random)")
+    if not isinstance(config.random_seeds, list) or not all(
+        isinstance(seed, int) and not isinstance(seed, bool) for seed in config.random_seeds
+    ):
+        raise ConfigError("random_seeds", f"a list of whole-number seeds, e.g. [0, 1, 2], got {config.random_seeds!r}")
     if not config.random_seeds:
         raise ConfigError("random_seeds", "at least one random subset is needed to compare with")
     if len(set(config.random_seeds)) != len(config.random_seeds):
@@ -174,7 +188,7 @@ def validate(config: CompareConfig) -> None:
                           f"{len(config.random_seeds)} (or intervals: false)")  # fmt: skip
     if not isinstance(config.train_seeds, int) or config.train_seeds < 1:
         raise ConfigError("train_seeds", f"a positive number of data orders, got {config.train_seeds!r}")
-    if config.n_boot < 100:
+    if not isinstance(config.n_boot, int) or config.n_boot < 100:
         raise ConfigError("n_boot", f"at least 100 bootstrap replicates, got {config.n_boot}")
     if config.judge is not None:
         if not isinstance(config.judge, dict) or "model" not in config.judge:
@@ -194,6 +208,8 @@ def validate(config: CompareConfig) -> None:
         settings = config.eval_settings()
     except TypeError as err:
         raise ConfigError("eval", str(err).replace("EvalSettings.__init__()", "eval")) from None
+    except ConfigError as err:
+        raise ConfigError(f"eval.{err.option}", err.message) from None
     _check_eval_sets(config, settings)
 
 

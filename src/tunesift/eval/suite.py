@@ -53,6 +53,14 @@ class EvalSettings:
     batch_tokens: int = 4096
     dtype: str = "auto"  # as for scoring: bf16 on a CUDA GPU that has it, else fp32
 
+    def __post_init__(self) -> None:
+        whole = ("n_alpaca", "n_gsm8k", "n_mmlu", "mmlu_shots", "mmlu_seed", "gsm8k_shots", "max_length",
+                 "batch_tokens")  # fmt: skip
+        for name in (*whole, "n_target"):
+            value = getattr(self, name)
+            if (value is not None or name != "n_target") and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(name, f"expected a whole number, got {value!r}")
+
     def folder(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_eval_dir()
 

@@ -13,6 +13,7 @@ resumed run ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -63,12 +64,17 @@ class TrainConfig:
                  "batch-tokens": (self.batch_tokens, 1), "max-length": (self.max_length, 2),
                  "lora-r": (self.lora_r, 1), "lora-alpha": (self.lora_alpha, 1)}  # fmt: skip
         for name, (value, minimum) in least.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(name, f"expected a whole number, got {value!r}")
             if value < minimum:
                 raise ConfigError(name, f"must be at least {minimum}, got {value}")
-        if not 0 <= self.lora_dropout < 1 or not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
-            raise ConfigError("train", "lora_dropout and warmup_ratio must be in [0, 1), weight_decay >= 0")
+        shares = {"lora_dropout": (self.lora_dropout, 1.0), "warmup_ratio": (self.warmup_ratio, 1.0),
+                  "weight_decay": (self.weight_decay, math.inf)}  # fmt: skip
+        for name, (value, below) in shares.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < below:
+                raise ConfigError(name, f"expected a number in [0, {below:g}), got {value!r}")
         lr = self.learning_rate if self.learning_rate is not None else (5e-4 if self.lora else 2e-5)
-        if not lr > 0:
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
             raise ConfigError("lr", f"must be positive, got {lr}")
         target = self.target_modules
         if isinstance(target, str) and target != "all-linear":

@@ -33,6 +33,10 @@ class Budget:
     def __post_init__(self) -> None:
         if (self.rate is None) == (self.count is None):
             raise ConfigError("rate/count", "give exactly one of --rate or --count")
+        if self.rate is not None and (isinstance(self.rate, bool) or not isinstance(self.rate, int | float)):
+            raise ConfigError("rate", f"expected a number in (0, 1], got {self.rate!r}")
+        if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int)):
+            raise ConfigError("count", f"expected a whole number, got {self.count!r}")
         if self.rate is not None and not 0.0 < self.rate <= 1.0:
             raise ConfigError("rate", f"must be in (0, 1], got {self.rate}")
         if self.count is not None and self.count < 1:
