@@ -155,6 +155,7 @@ def select(table: Any, rule: str | None = None, budget: Budget | None = None, *,
 
     budget = budget or Budget(rate=rate, count=count)
     if isinstance(table, ScoreTable):
+        budget.check(len(table.rows))
         return select_by_rule(rule or default_rule(table.score_field), table.values(), budget)
     if frame_kind(table) is None:
         raise ConfigError("data", f"select takes a ScoreTable, a list of dicts, a DataFrame or a Dataset, got "
@@ -170,6 +171,7 @@ def select(table: Any, rule: str | None = None, budget: Budget | None = None, *,
         raise ConfigError("field", f"no column {field!r}; the data has {', '.join(map(str, names))}")
     values = list(table[field]) if frame_kind(table) != "list" else [r.get(field) for r in table]
     values = [None if v is None or v != v else float(v) for v in values]  # NaN (a DataFrame's null) -> None
+    budget.check(len(values))
     chosen = select_by_rule(rule or default_rule(field), values, budget).indices
     return take(table, chosen)
 

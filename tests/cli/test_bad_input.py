@@ -225,17 +225,32 @@ def test_the_manifest_records_every_select_option(tmp_path, store_dir, monkeypat
     assert json.loads(again.read_text()) == json.loads(out.read_text())
 
 
-def test_an_empty_selection_says_why(tmp_path, store_dir):
+def _judge_scores(tmp_path):
+    """A 4-record pool and its SCORES file (judge ratings 1 to 4), written without a model."""
+    from tunesift import api
+
     pool = _pool_file(tmp_path, 4)
     scores = tmp_path / "scores.jsonl"
     rows = [{"index": i, "id": None, "alpagasus": v, "skip_reason": None} for i, v in enumerate([1.0, 2.0, 3.0, 4.0])]
-    from tunesift import api
-
     table = api.ScoreTable({"scorer": "alpagasus"}, rows, "alpagasus", ("alpagasus",))
-    real = api.read_pool(pool)
-    for row, sample in zip(table.rows, real.samples, strict=True):
+    for row, sample in zip(table.rows, api.read_pool(pool).samples, strict=True):
         row["id"] = sample.content_id
     api.write_scores(scores, table)
+    return pool, scores
+
+
+@pytest.mark.parametrize(("budget", "key"), [(["--count", "5"], "count"), (["--rate", "0.2"], "rate")])
+def test_select_refuses_a_budget_beyond_the_pool_or_rounding_to_0(tmp_path, budget, key):
+    """--count 11 on 10 records selected what there was, silently; 'run' already refused it."""
+    pool, scores = _judge_scores(tmp_path)
+    out = tmp_path / "subset.json"
+    result = runner.invoke(app, ["select", str(pool), "--scores", str(scores), "--rule", "top", *budget,
+                                 "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 2 and f"option '{key}'" in result.output and not out.exists()
+
+
+def test_an_empty_selection_says_why(tmp_path, store_dir):
+    pool, scores = _judge_scores(tmp_path)
     out = tmp_path / "subset.json"
     result = runner.invoke(app, ["select", str(pool), "--scores", str(scores), "--rate", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output

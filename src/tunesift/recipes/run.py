@@ -129,10 +129,7 @@ def _check_budget(recipe: Recipe, budget: Budget | None, n_pool: int) -> None:
         if not recipe.keep_all:
             raise ConfigError("rate/count", f"recipe {recipe.name!r} has no default budget: give --rate or --count")
         return
-    if budget.count is not None and budget.count > n_pool:
-        raise ConfigError("count", f"{budget.count} is more than the pool's {n_pool} records")
-    if budget.rate is not None and int(budget.rate * n_pool) == 0:
-        raise ConfigError("rate", f"{budget.rate} of {n_pool} records rounds to 0; give a larger rate or --count")
+    budget.check(n_pool)
 
 
 def _check_needs(recipe: Recipe, options: dict[str, Any]) -> None:

@@ -42,6 +42,13 @@ class Budget:
         if self.count is not None and self.count < 1:
             raise ConfigError("count", f"must be a positive number, got {self.count}")
 
+    def check(self, n_pool: int) -> None:
+        """Refuse, before any work, a budget that cannot select anything or asks more than there is."""
+        if self.count is not None and self.count > n_pool:
+            raise ConfigError("count", f"{self.count} is more than the pool's {n_pool} records")
+        if self.rate is not None and int(self.rate * n_pool) == 0:
+            raise ConfigError("rate", f"{self.rate} of {n_pool} records rounds to 0; give a larger rate or --count")
+
     def size(self, base: int, available: int) -> int:
         wanted = int(self.rate * base) if self.rate is not None else self.count
         return min(wanted, available)
