@@ -60,6 +60,14 @@ def refuse_overwriting_inputs(outputs: dict[str, list[Path]], inputs: dict[str, 
 
     named = [(name, Path(p)) for name, value in inputs.items() if value is not None
              for p in (value if isinstance(value, (list, tuple)) else [value])]  # fmt: skip
+    options = list(outputs.items())
+    for i, (option, files) in enumerate(options):  # two outputs on one file: the second would replace the first
+        for other, other_files in options[i + 1 :]:
+            pairs = [(files[0], f) for f in other_files] + [(f, other_files[0]) for f in files]
+            clash = next((b for a, b in pairs if ".rejects." not in b.name and _same_file(a, b)), None)
+            if clash is not None:
+                raise ConfigError(other, f"{clash} is also written by --{option}: give them different paths "
+                                  "(nothing was done)")  # fmt: skip
     for option, files in outputs.items():
         for written in files:
             for name, path in named:

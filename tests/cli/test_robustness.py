@@ -60,6 +60,17 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path, pool_js
     assert not store_dir.exists()  # no work: nothing scored
 
 
+@pytest.mark.parametrize("scores_out", ["sub.json", "sub.manifest.json"])
+def test_two_outputs_on_one_file_are_refused_before_any_work(tmp_path, pool_json, store_dir, scores_out):
+    """--out and --scores-out on one path: the subset replaced the scores (or its manifest did), silently."""
+    out, scores = str(tmp_path / "sub.json"), str(tmp_path / scores_out)
+    result = CliRunner().invoke(app, ["run", "cherry", str(pool_json), "--rate", "0.5", "--out", out,
+                                      "--scores-out", scores])  # fmt: skip
+    line = _one_line(result)
+    assert result.exit_code == 2 and "option 'scores-out'" in line and "is also written by --out" in line
+    assert not (tmp_path / "sub.json").exists() and not store_dir.exists()
+
+
 def _limited(limit_bytes: int):
     def set_limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
