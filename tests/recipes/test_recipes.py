@@ -37,6 +37,14 @@ def test_builtins_parse_and_are_listed():
         ({"steps": [{"select": {"method": "kcenter", "tau": 0.9}}]}, "unknown option\\(s\\) \\['tau'\\]"),
         ({"steps": [{"shuffle": {}}]}, "each step is one of"),
         ({"steps": [{"select": {"method": "top"}}], "extra": 1}, "field 'extra'"),
+        ({"steps": [{"dedup": {"method": "minhash", "threshold": "x"}}, {"select": {"method": "longest"}}]},
+         "threshold': must be a number"),
+        ({"steps": [{"dedup": {"method": "semantic", "clusters": "x"}}, {"select": {"method": "longest"}}]},
+         "clusters': must be a whole number"),
+        ({"steps": [{"select": {"method": "longest"}}], "executor": {"actors": 2}}, "executor.name"),
+        ({"steps": [{"select": {"method": "longest"}}], "executor": {"name": "ray", "actors": "x"}},
+         "executor.actors': expected int"),
+        ({"steps": [{"select": {"method": "longest"}}], "budget": {"rate": "x"}}, "rate': expected a number"),
     ],
 )  # fmt: skip
 def test_bad_recipes_fail_before_running(raw, message):

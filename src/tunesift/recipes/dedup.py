@@ -66,8 +66,8 @@ def check_dedup(method: str, threshold: float | None = None, on: str | None = No
     if clusters is not None:
         if method != "semantic":
             raise ConfigError("clusters", "only semantic dedup clusters (exact and minhash compare texts)")
-        if clusters < 1:
-            raise ConfigError("clusters", f"must be at least 1, got {clusters}")
+        if isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 1:
+            raise ConfigError("clusters", f"must be a whole number, at least 1, got {clusters!r}")
         if n is not None and clusters > n:
             raise ConfigError("clusters", f"must be between 1 and the pool's {n} records, got {clusters}")
     return threshold, on

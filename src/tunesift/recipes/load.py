@@ -212,10 +212,17 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
     executor = raw.get("executor")
     if executor is not None:
         executor = {"name": executor} if isinstance(executor, str) else executor
-        if (
-            not isinstance(executor, dict)
-            or executor.get("name") not in ("local", "ray")
-            or set(executor) - EXECUTOR_KEYS
-        ):
+        if not isinstance(executor, dict):
             raise bad(f"executor is local or ray, or a mapping of {sorted(EXECUTOR_KEYS)}", "executor")
+        if set(executor) - EXECUTOR_KEYS:
+            raise bad(f"unknown key(s) {sorted(set(executor) - EXECUTOR_KEYS)}; known: {sorted(EXECUTOR_KEYS)}",
+                      "executor")  # fmt: skip
+        if executor.get("name") not in ("local", "ray"):
+            raise bad(f"needs name: local or ray, got {executor.get('name')!r}", "executor.name")
+        kinds = {"actors": (int,), "gpus_per_actor": (int, float), "cpus_per_actor": (int, float),
+                 "ray_address": (str,)}  # fmt: skip
+        for key, kind in kinds.items():
+            value = executor.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+                raise bad(f"expected {' or '.join(k.__name__ for k in kind)}, got {value!r}", f"executor.{key}")
     return Recipe(name, str(raw.get("description", "")), tuple(checked), score, budget, source, keep_all, executor)

@@ -50,8 +50,8 @@ def check_threshold(method: str, threshold: float | None) -> float | None:
         return {"exact": None, "minhash": MINHASH_THRESHOLD, "semantic": SEMANTIC_THRESHOLD}[method]
     if method == "exact":
         raise ConfigError("threshold", "exact dedup has no threshold (it compares hashes); drop --threshold")
-    if not 0.0 < threshold <= 1.0:
-        raise ConfigError("threshold", f"must be in (0, 1], got {threshold}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 < threshold <= 1.0:
+        raise ConfigError("threshold", f"must be a number in (0, 1], got {threshold!r}")
     return float(threshold)
 
 
