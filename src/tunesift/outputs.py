@@ -51,7 +51,8 @@ def files_written(kind: str, path: str | Path) -> list[Path]:
 
 
 def refuse_overwriting_inputs(outputs: dict[str, list[Path]], inputs: dict[str, Any]) -> None:
-    """Refuse, before any work, an output that is the same file as an input (the pool, scores, a recipe).
+    """Refuse, before any work, an output that is the same file as an input (the pool, scores, a recipe), or
+    as a file another output option writes (``--out`` and ``--scores-out`` on one path).
 
     ``outputs`` maps an option (``--out``) to the files it writes; ``inputs`` maps a name to a path or a
     list of paths. Raises :class:`ConfigError` naming both.

@@ -231,11 +231,9 @@ def split_options(recipe: str, options: dict[str, Any]) -> tuple[dict[str, Any],
     for key in options:
         if key not in scorer | selector:
             method = loaded.steps[-1]["select"]["method"]
-            scorer_says = (
-                f"its scorer '{loaded.scorer}' takes {', '.join(sorted(scorer))}"
-                if loaded.scorer
-                else ("it scores with no model")
-            )
+            scorer_says = "it scores with no model"
+            if loaded.scorer:
+                scorer_says = f"its scorer '{loaded.scorer}' takes {', '.join(sorted(scorer))}"
             takes = ", ".join(sorted(selector)) or "nothing"
             raise ConfigError(key.replace("_", "-"), f"recipe {loaded.name!r} has no such option: {scorer_says}; "
                               f"its select step ({method}) takes {takes}")  # fmt: skip
