@@ -70,13 +70,19 @@ class Option:
         raise ConfigError(self.key, f"expected {names}, got {value!r}")
 
     def _in_range(self, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value):
             return value
         if self.at_least is not None and value < self.at_least:
             raise ConfigError(self.key, f"must be at least {self.at_least:g}, got {value!r}")
         if self.above is not None and value <= self.above:
             raise ConfigError(self.key, f"must be more than {self.above:g}, got {value!r}")
         return value
+
+
+def is_number(value: Any, whole: bool = False) -> bool:
+    """A number as YAML, JSON or a caller gives it: an int (or, unless ``whole``, a float), never a bool (which
+    Python counts as an int) nor a string that spells one."""
+    return not isinstance(value, bool) and isinstance(value, int if whole else (int, float))
 
 
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}

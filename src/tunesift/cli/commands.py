@@ -26,7 +26,7 @@ from tunesift.cli.options import (
     files_written,
     refuse,
 )
-from tunesift.errors import ConfigError, TunesiftError
+from tunesift.errors import TunesiftError
 
 
 @app.command("select")
@@ -200,6 +200,9 @@ def run_recipe_cmd(
     A recipe may name its executor (``executor: ray``); --executor on the command line wins."""
     import yaml
 
+    from tunesift import api
+    from tunesift.recipes.run import split_options
+
     options: dict[str, Any] = {}
     for item in option or []:
         key, sep, value = item.partition("=")
@@ -207,38 +210,15 @@ def run_recipe_cmd(
             fail(TunesiftError(f"option '--option': expected KEY=VALUE, got {item!r}"))
         options[key.strip().replace("-", "_")] = yaml.safe_load(value)
     try:
-        score_options, select_options = split_options(recipe, options)
+        loaded = api.load_recipe(recipe)
+        score_options, select_options = split_options(loaded, options)
     except TunesiftError as err:
         fail(err)
     kw = {"data": data, "out": out, "rate": rate, "count": count, "scores_out": scores_out, "out_format": out_format,
           "format": format,
           "on_error": on_error, "store": store, "device": device, "executor": executor, "ray_address": ray_address,
           "actors": actors, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor}  # fmt: skip
-    run_with_recipe(recipe, kw, score_options, select_options)
-
-
-def split_options(recipe: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``-o`` options as (scorer's, final select step's): a key the scorer does not declare and the recipe's final
-    selector does goes to the selector, as ``tunesift run NAME --KEY`` would; anything else stays the scorer's
-    (checked, and refused naming the key, before any work)."""
-    from tunesift import api
-    from tunesift.scorers import get_method
-    from tunesift.selectors import get_selector
-
-    loaded = api.load_recipe(recipe)
-    scorer = {o.name for o in get_method(loaded.scorer).options} if loaded.scorer else set()
-    selector = {o.name for o in get_selector(loaded.steps[-1]["select"]["method"]).options} - {"by"}
-    for key in options:
-        if key not in scorer | selector:
-            method = loaded.steps[-1]["select"]["method"]
-            scorer_says = "it scores with no model"
-            if loaded.scorer:
-                scorer_says = f"its scorer '{loaded.scorer}' takes {', '.join(sorted(scorer))}"
-            takes = ", ".join(sorted(selector)) or "nothing"
-            raise ConfigError(key.replace("_", "-"), f"recipe {loaded.name!r} has no such option: {scorer_says}; "
-                              f"its select step ({method}) takes {takes}")  # fmt: skip
-    select = {k: v for k, v in options.items() if k in selector and k not in scorer}
-    return {k: v for k, v in options.items() if k not in select}, select
+    run_with_recipe(recipe, kw, score_options, select_options, recipe=loaded)
 
 
 @app.command("report")

@@ -46,6 +46,7 @@ import numpy as np
 
 from tunesift.atomic import atomic_open
 from tunesift.errors import ConfigError, InputError, TunesiftError
+from tunesift.options import is_number
 
 KEYS = {"pool", "pool_size", "pool_seed", "budget", "budgets", "base", "train", "methods", "random", "random_seeds",
         "train_seeds", "full", "floor", "suite", "eval", "store_dir", "intervals", "n_boot", "judge"}  # fmt: skip
@@ -172,9 +173,7 @@ def validate(config: CompareConfig) -> None:
                 raise ConfigError(f"methods.{name}.options.query", err.message) from None
     if not isinstance(config.random, dict) or set(config.random) - {"balance"}:
         raise ConfigError("random", "the random arm takes {balance: FIELD} (or nothing: uniform random)")
-    if not isinstance(config.random_seeds, list) or not all(
-        isinstance(seed, int) and not isinstance(seed, bool) for seed in config.random_seeds
-    ):
+    if not isinstance(config.random_seeds, list) or not all(is_number(s, whole=True) for s in config.random_seeds):
         raise ConfigError("random_seeds", f"a list of whole-number seeds, e.g. [0, 1, 2], got {config.random_seeds!r}")
     if not config.random_seeds:
         raise ConfigError("random_seeds", "at least one random subset is needed to compare with")
@@ -188,7 +187,7 @@ def validate(config: CompareConfig) -> None:
                           f"{len(config.random_seeds)} (or intervals: false)")  # fmt: skip
     if not isinstance(config.train_seeds, int) or config.train_seeds < 1:
         raise ConfigError("train_seeds", f"a positive number of data orders, got {config.train_seeds!r}")
-    if not isinstance(config.n_boot, int) or config.n_boot < 100:
+    if not is_number(config.n_boot, whole=True) or config.n_boot < 100:
         raise ConfigError("n_boot", f"at least 100 bootstrap replicates, got {config.n_boot}")
     if config.judge is not None:
         if not isinstance(config.judge, dict) or "model" not in config.judge:

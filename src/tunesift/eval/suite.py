@@ -17,6 +17,7 @@ from typing import Any
 
 from tunesift.atomic import atomic_open
 from tunesift.errors import ConfigError
+from tunesift.options import is_number
 
 SUITES: dict[str, tuple[str, ...]] = {
     "cpu": ("alpaca_eval_loss", "gsm8k_loss", "mmlu"),
@@ -58,7 +59,7 @@ class EvalSettings:
                  "batch_tokens")  # fmt: skip
         for name in (*whole, "n_target"):
             value = getattr(self, name)
-            if (value is not None or name != "n_target") and (isinstance(value, bool) or not isinstance(value, int)):
+            if (value is not None or name != "n_target") and not is_number(value, whole=True):
                 raise ConfigError(name, f"expected a whole number, got {value!r}")
 
     def folder(self) -> Path:

@@ -32,6 +32,7 @@ from tunesift.data.pools import Pool
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, as_storage_error
 from tunesift.models.output_layer import linear_cross_entropy
+from tunesift.options import is_number
 
 CHECKPOINT = "checkpoint"
 MODEL_DIR = "model"
@@ -64,17 +65,17 @@ class TrainConfig:
                  "batch-tokens": (self.batch_tokens, 1), "max-length": (self.max_length, 2),
                  "lora-r": (self.lora_r, 1), "lora-alpha": (self.lora_alpha, 1)}  # fmt: skip
         for name, (value, minimum) in least.items():
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not is_number(value, whole=True):
                 raise ConfigError(name, f"expected a whole number, got {value!r}")
             if value < minimum:
                 raise ConfigError(name, f"must be at least {minimum}, got {value}")
         shares = {"lora_dropout": (self.lora_dropout, 1.0), "warmup_ratio": (self.warmup_ratio, 1.0),
                   "weight_decay": (self.weight_decay, math.inf)}  # fmt: skip
         for name, (value, below) in shares.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < below:
+            if not is_number(value) or not 0 <= value < below:
                 raise ConfigError(name, f"expected a number in [0, {below:g}), got {value!r}")
         lr = self.learning_rate if self.learning_rate is not None else (5e-4 if self.lora else 2e-5)
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+        if not is_number(lr) or not lr > 0:
             raise ConfigError("lr", f"must be positive, got {lr}")
         target = self.target_modules
         if isinstance(target, str) and target != "all-linear":

@@ -12,6 +12,7 @@ from typing import Any
 from tunesift.data.sample import Sample
 from tunesift.data.templates import messages
 from tunesift.errors import ConfigError
+from tunesift.options import is_number
 from tunesift.selectors.dedup import (
     METHODS,
     check_threshold,
@@ -66,7 +67,7 @@ def check_dedup(method: str, threshold: float | None = None, on: str | None = No
     if clusters is not None:
         if method != "semantic":
             raise ConfigError("clusters", "only semantic dedup clusters (exact and minhash compare texts)")
-        if isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 1:
+        if not is_number(clusters, whole=True) or clusters < 1:
             raise ConfigError("clusters", f"must be a whole number, at least 1, got {clusters!r}")
         if n is not None and clusters > n:
             raise ConfigError("clusters", f"must be between 1 and the pool's {n} records, got {clusters}")

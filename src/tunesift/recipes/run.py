@@ -123,6 +123,25 @@ def execute(
     return RecipeRun(table, selection)
 
 
+def split_options(recipe: Recipe, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` given for a recipe as a whole (``-o KEY=VALUE``) as (scorer's, final select step's): a key the
+    scorer does not declare and the final selector does goes to the selector, as ``tunesift run NAME --KEY``
+    would; a key neither declares is refused naming both lists, before any work."""
+    scorer = {o.name for o in get_method(recipe.scorer).options} if recipe.scorer else set()
+    method = recipe.steps[-1]["select"]["method"]
+    selector = {o.name for o in get_selector(method).options} - {"by"}
+    for key in options:
+        if key not in scorer | selector:
+            scorer_says = "it scores with no model"
+            if recipe.scorer:
+                scorer_says = f"its scorer '{recipe.scorer}' takes {', '.join(sorted(scorer))}"
+            takes = ", ".join(sorted(selector)) or "nothing"
+            raise ConfigError(key.replace("_", "-"), f"recipe {recipe.name!r} has no such option: {scorer_says}; "
+                              f"its select step ({method}) takes {takes}")  # fmt: skip
+    select = {k: v for k, v in options.items() if k in selector and k not in scorer}
+    return {k: v for k, v in options.items() if k not in select}, select
+
+
 def _check_budget(recipe: Recipe, budget: Budget | None, n_pool: int) -> None:
     """A budget that cannot select anything, or more than there is, is refused before any work."""
     if budget is None:

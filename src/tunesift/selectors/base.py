@@ -15,7 +15,7 @@ import numpy as np
 
 from tunesift.discovery import import_submodules
 from tunesift.errors import ConfigError
-from tunesift.options import Option
+from tunesift.options import Option, is_number
 
 CHUNK_ROWS = 4096  # rows of a distance/similarity block computed at once: nothing builds an N x N matrix
 
@@ -33,9 +33,9 @@ class Budget:
     def __post_init__(self) -> None:
         if (self.rate is None) == (self.count is None):
             raise ConfigError("rate/count", "give exactly one of --rate or --count")
-        if self.rate is not None and (isinstance(self.rate, bool) or not isinstance(self.rate, int | float)):
+        if self.rate is not None and not is_number(self.rate):
             raise ConfigError("rate", f"expected a number in (0, 1], got {self.rate!r}")
-        if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int)):
+        if self.count is not None and not is_number(self.count, whole=True):
             raise ConfigError("count", f"expected a whole number, got {self.count!r}")
         if self.rate is not None and not 0.0 < self.rate <= 1.0:
             raise ConfigError("rate", f"must be in (0, 1], got {self.rate}")

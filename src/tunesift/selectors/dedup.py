@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tunesift.errors import ConfigError
+from tunesift.options import is_number
 
 METHODS = ("exact", "minhash", "semantic")
 MINHASH_THRESHOLD = 0.7  # data-juicer's Jaccard threshold: datasketch picks 25 bands x 10 rows for it
@@ -50,7 +51,7 @@ def check_threshold(method: str, threshold: float | None) -> float | None:
         return {"exact": None, "minhash": MINHASH_THRESHOLD, "semantic": SEMANTIC_THRESHOLD}[method]
     if method == "exact":
         raise ConfigError("threshold", "exact dedup has no threshold (it compares hashes); drop --threshold")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 < threshold <= 1.0:
+    if not is_number(threshold) or not 0.0 < threshold <= 1.0:
         raise ConfigError("threshold", f"must be a number in (0, 1], got {threshold!r}")
     return float(threshold)
 
