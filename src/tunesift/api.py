@@ -21,6 +21,7 @@ from tunesift.data.table import ScoreTable
 from tunesift.errors import ConfigError
 from tunesift.execution.driver import as_pool, default_executor
 from tunesift.execution.driver import score as score_table
+from tunesift.files import Files, option_inputs
 from tunesift.outputs import (
     manifest_path,
     read_scores,
@@ -225,6 +226,8 @@ def run_recipe(
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
+    recipe_files(recipe, getattr(data, "path", data), out, scores_out=scores_out, out_format=out_format,
+                 score_options=score_options).check()  # fmt: skip
     pool = as_pool(data)
     run = execute(recipe, pool, budget, score_options=score_options, select_options=select_options,
                   store_dir=store_dir, device=device, executor=executor, progress=progress)  # fmt: skip
@@ -233,6 +236,20 @@ def run_recipe(
     manifest = write_subset(out, pool, run.scores, run.selection, budget or recipe.budget, out_format=out_format)
     write_rejects(out, pool)
     return RunResult(scores=run.scores, selection=run.selection, manifest=manifest)
+
+
+def recipe_files(recipe: Recipe, data: Any, out: str | Path | None, *, scores_out: str | Path | None = None,
+                 out_format: str | None = None, score_options: dict[str, Any] | None = None) -> Files:  # fmt: skip
+    """Every file a recipe run reads (the pool, the recipe file, the files its scorer's options name: query
+    sets, anchors, a rule) and writes (the subset and what goes beside it, the scores): check it before work."""
+    from tunesift.scorers import get_method
+
+    files = Files().read("pool", data)
+    if recipe.source and Path(recipe.source).is_file():
+        files.read("recipe", recipe.source)
+    if recipe.scorer:
+        files.read_all(option_inputs(get_method(recipe.scorer).options, {**recipe.score, **(score_options or {})}))
+    return files.write("out", out, "subset", out_format).write("scores-out", scores_out, "scores")
 
 
 def run_superfiltering_d(

@@ -30,10 +30,18 @@ class Option:
     split: bool = False
     at_least: float | None = None  # the declared range of a number, checked wherever the value comes from
     above: float | None = None
+    writes: bool = False  # a Path option the command writes (a work folder); any other Path option is read
 
     @property
     def cli_flag(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def reads_file(self) -> bool:
+        """Whether the option names a file the command reads: typed ``Path`` (or a list of them), not ``writes``."""
+        if self.writes:
+            return False
+        return any(k is Path or typing.get_args(k) == (Path,) for k in _types(self.type))
 
     @property
     def key(self) -> str:

@@ -16,65 +16,9 @@ from tunesift.data.pools import Pool, output_container, write_records
 from tunesift.data.sample import Rejected
 from tunesift.data.table import ScoreTable
 from tunesift.errors import InputError
+from tunesift.files import check_dataset_info, manifest_path, rejects_path, scores_config_path
 from tunesift.scorers import subset_columns
 from tunesift.selectors.base import Budget, Selection
-
-
-def scores_config_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(path.name + ".config.json")
-
-
-def manifest_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(path.stem + ".manifest.json")
-
-
-def rejects_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(path.stem + ".rejects.jsonl")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return (a.exists() and b.exists() and os.path.samefile(a, b)) or a.resolve() == b.resolve()
-    except OSError:
-        return False
-
-
-def files_written(kind: str, path: str | Path) -> list[Path]:
-    """Every file a command writes for an output option: the file and what goes beside it."""
-    path = Path(path)
-    beside = {"subset": [manifest_path(path), rejects_path(path)], "scores": [scores_config_path(path),
-              rejects_path(path)], "report": [path.with_suffix(".json")]}  # fmt: skip
-    return [path, *beside.get(kind, [])]
-
-
-def refuse_overwriting_inputs(outputs: dict[str, list[Path]], inputs: dict[str, Any]) -> None:
-    """Refuse, before any work, an output that is the same file as an input (the pool, scores, a recipe), or
-    as a file another output option writes (``--out`` and ``--scores-out`` on one path).
-
-    ``outputs`` maps an option (``--out``) to the files it writes; ``inputs`` maps a name to a path or a
-    list of paths. Raises :class:`ConfigError` naming both.
-    """
-    from tunesift.errors import ConfigError
-
-    named = [(name, Path(p)) for name, value in inputs.items() if value is not None
-             for p in (value if isinstance(value, (list, tuple)) else [value])]  # fmt: skip
-    options = list(outputs.items())
-    for i, (option, files) in enumerate(options):  # two outputs on one file: the second would replace the first
-        for other, other_files in options[i + 1 :]:
-            pairs = [(files[0], f) for f in other_files] + [(f, other_files[0]) for f in files]
-            clash = next((b for a, b in pairs if ".rejects." not in b.name and _same_file(a, b)), None)
-            if clash is not None:
-                raise ConfigError(other, f"{clash} is also written by --{option}: give them different paths "
-                                  "(nothing was done)")  # fmt: skip
-    for option, files in outputs.items():
-        for written in files:
-            for name, path in named:
-                if _same_file(written, path):
-                    raise ConfigError(option, f"{written} is the same file as the {name} {path}: it would be "
-                                      "overwritten; write to another path (nothing was done)")  # fmt: skip
 
 
 def probe_writable(paths: list[Path]) -> None:
@@ -231,10 +175,9 @@ def _write_trainer_subset(path: Path, chosen: list[tuple[Any, dict[str, Any]]], 
     records = [trainer_record(s, scores, out_format, conversation) for s, scores in chosen]
     write_records(path, records, output_container(path, "jsonl" if out_format == "messages" else "json"))
     if out_format == "llamafactory":
-        info_path = path.parent / "dataset_info.json"
-        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        info = check_dataset_info(path)  # checked before any work too; read again as it is now
         info[path.stem] = llamafactory_entry(records, path.name)  # the user's other entries are kept
-        with atomic_open(info_path) as handle:
+        with atomic_open(path.parent / "dataset_info.json") as handle:
             json.dump(info, handle, indent=2, ensure_ascii=False)
 
 
@@ -265,6 +208,8 @@ def write_subset(
         if k is not None and not isinstance(sample, Rejected):
             row = table.rows[sample.index]
             chosen[k] = (sample, {c: row.get(c) for c in table.columns if c in row})
+    if out_format == "llamafactory":
+        check_dataset_info(Path(path))  # before the subset is written: a bad index leaves nothing half done
     if out_format is None:
         container = output_container(Path(path), pool.container)
         write_records(path, [{**s.record, **scores} for s, scores in chosen], container)
@@ -273,6 +218,7 @@ def write_subset(
     values = [v for i in selection.indices if (v := table.rows[i].get(table.score_field)) is not None]
     manifest = {
         "tunesift_version": __version__,
+        "subset": str(path),
         "data": str(pool.path),
         "format": {"container": pool.container, "schema": pool.schema},
         "rule": selection.rule,
@@ -313,6 +259,7 @@ def write_deduped(path: str | Path, pool: Pool, result: Any) -> Path:
     write_records(path, records, output_container(Path(path), pool.container))
     manifest = {
         "tunesift_version": __version__,
+        "subset": str(path),
         "data": str(pool.path),
         "format": {"container": pool.container, "schema": pool.schema},
         "counts": {

@@ -39,6 +39,14 @@ from tunesift.atomic import atomic_open
 from tunesift.errors import StorageError
 
 
+def is_result(row: dict[str, Any]) -> bool:
+    """Whether a unit's row is a result the store may keep. Anything that stands in place of a value is not:
+    an exception (``error``), a transient failure (``transient``), or a ``skip_reason`` of any kind (a request
+    that failed, a reply that was not JSON or held no readable score, a sample the method could not score).
+    Only results are cached, so whatever failed is asked again by the next run, never remembered as an answer."""
+    return not (row.get("error") or row.get("transient") or row.get("skip_reason"))
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """Stable hash of a scorer configuration (key order does not matter)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()[:16]
@@ -124,12 +132,14 @@ class ScoreStore:
                   "cached result is kept, and the skipped samples are computed again", file=sys.stderr)  # fmt: skip
         return results
 
-    def append(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Append rows (each with an ``id``) durably, in one write. A vector field's value (an array, a list or
-        base64 float32) goes to the binary file, and the row given is changed in place to hold its row number."""
-        rows = list(rows)
+    def append(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Append the rows (each with an ``id``) that are results (:func:`is_result`; the others are refused
+        here, whoever computed them) durably, in one write; returns how many. A vector field's value (an array,
+        a list or base64 float32) goes to the binary file, and the row given is changed in place to hold its
+        row number."""
+        rows = [row for row in rows if is_result(row)]
         if not rows:
-            return
+            return 0
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -154,6 +164,7 @@ class ScoreStore:
                     raise
         except OSError as err:
             raise StorageError(self.path, err, "every result stored before this chunk is kept") from None
+        return len(rows)
 
     def _append_vectors(self, rows: list[dict[str, Any]]) -> None:
         """Write the rows' vectors to the binary file (under the store's lock) and put their row numbers in."""
@@ -204,10 +215,10 @@ class ScoreStore:
     # ----- shards: what distributed workers computed, waiting for the driver to merge it -----
 
     def write_shard(self, name: str, rows: list[dict[str, Any]]) -> None:
-        """Write one batch's results as ``shard_dir/name.jsonl``, atomically (a retried batch rewrites the same
-        name, so a retry never duplicates anything)."""
+        """Write one batch's results (:func:`is_result`: failures never) as ``shard_dir/name.jsonl``, atomically
+        (a retried batch rewrites the same name, so a retry never duplicates anything)."""
         with atomic_open(self.shard_dir / f"{name}.jsonl") as handle:
-            for row in rows:
+            for row in filter(is_result, rows):
                 handle.write(json.dumps(self.portable(row), allow_nan=False) + "\n")
 
     def portable(self, row: dict[str, Any]) -> dict[str, Any]:

@@ -135,10 +135,12 @@ def test_endpoint_judge_over_http(tmp_path, server, store_dir, monkeypatch):
     assert server.auth == {"Bearer sk-test"}
     assert table.skipped() == {"unparseable_reply": 1, "request_failed: HTTP 400 (not retried)": 1,
                                rows["slow"]["skip_reason"]: 1}  # fmt: skip
-    # Second run: everything but the transient failure comes from the cache.
+    # Second run: the scores come from the cache; every failure (unreadable reply, refused request, time-out)
+    # was never stored, so it is asked again.
     before = dict(server.calls)
     again = api.score_alpagasus(path, **options)
-    assert {m: server.calls[m] - before[m] for m in markers} == {m: int(m == "slow") * 3 for m in markers}
+    asked = {"slow": 3, "prose": 1, "bad-request": 1}
+    assert {m: server.calls[m] - before[m] for m in markers} == {m: asked.get(m, 0) for m in markers}
     assert [r["alpagasus"] for r in again.rows] == [r["alpagasus"] for r in table.rows]
 
 
@@ -231,3 +233,72 @@ def test_endpoint_serving_the_packaged_model(tmp_path, store_dir):
                 parse_score(row["judge_reply"])
         else:
             assert 0 <= row["alpagasus"] <= 5 and parse_score(row["judge_reply"]) == row["alpagasus"]
+
+
+class _NotJsonAfterProbe(ThreadingHTTPServer):
+    """Answers the start-up probe as a chat server, then HTTP 200 with a body that is not JSON (``broken``), or
+    the score 5 once repaired."""
+
+    def __init__(self) -> None:
+        self.broken = True
+        self.sample_requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                probe = len(body["messages"]) == 1
+                outer.sample_requests += not probe
+                if probe or not outer.broken:
+                    data = json.dumps({"choices": [{"message": {"role": "assistant", "content": "5"}}]}).encode()
+                else:
+                    data = b"<html>upstream proxy error</html>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/v1"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_replies_that_are_not_json_are_never_cached_and_write_nothing(tmp_path, store_dir):
+    """N2: an endpoint that passes the probe then answers every sample with a body that is not JSON: the run
+    fails (exit 2), the existing --out is left as it was, the store holds nothing; once the server is fixed
+    the same command asks every sample again and selects them."""
+    server = _NotJsonAfterProbe()
+    try:
+        path = _pool(tmp_path, ["a", "b", "c"])
+        out = tmp_path / "sub.json"
+        out.write_text('["my earlier subset"]')
+        args = [
+            "run",
+            "alpagasus",
+            str(path),
+            "--model",
+            "m",
+            "--base-url",
+            server.url,
+            "--out",
+            str(out),
+            "--retries",
+            "0",
+        ]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "every one of 3" in result.output and "not JSON" in result.output
+        assert out.read_text() == '["my earlier subset"]' and not (tmp_path / "sub.manifest.json").exists()
+        assert all(p.stat().st_size == 0 for p in store_dir.rglob("alpagasus-*.jsonl"))
+        assert server.sample_requests == 3
+        server.broken = False
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert server.sample_requests == 6  # asked again: nothing had been remembered
+        assert [r["alpagasus"] for r in json.loads(out.read_text())] == [5.0, 5.0, 5.0]
+    finally:
+        server.shutdown()
+        server.server_close()

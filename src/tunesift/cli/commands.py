@@ -23,10 +23,9 @@ from tunesift.cli.options import (
     StoreOpt,
     check_out_format,
     fail,
-    files_written,
-    refuse,
 )
 from tunesift.errors import TunesiftError
+from tunesift.files import Files
 
 
 @app.command("select")
@@ -56,8 +55,8 @@ def select_cmd(
     from tunesift.scorers import default_rule
 
     try:
-        refuse({"out": files_written("subset", out)}, {"pool": data, "scores": scores})
         check_out_format(out_format)
+        Files().read("pool", data).read("scores", scores).write("out", out, "subset", out_format).check()
         budget = api.Budget(rate=rate, count=count)
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         table = api.read_scores(scores, pool, score_field=field)
@@ -120,7 +119,7 @@ def dedup_cmd(
     from tunesift.recipes.dedup import check_dedup, dedup_pool
 
     try:
-        refuse({"out": files_written("subset", out)}, {"pool": data})
+        Files().read("pool", data).write("out", out, "subset").check()
         check_dedup(method, threshold, on, clusters)
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         result = dedup_pool(pool, method, threshold=threshold, on=on, normalise=normalise, clusters=clusters,
@@ -156,6 +155,7 @@ def fit_indicators_cmd(
     from tunesift import api
 
     try:
+        Files().read("table", table).write("out", out).check()
         names = [m.strip() for m in indicators.split(",") if m.strip()]
         rule = api.fit_indicators(table, indicators=names, model=model, knn=knn, store_dir=store, device=device,
                                   progress=True)  # fmt: skip
@@ -249,7 +249,7 @@ def report_cmd(
     from tunesift.report import make_report
 
     try:
-        refuse({"out": files_written("report", out)}, {"pool": data, "scores": scores, "selection": selection})
+        Files().read_all({"pool": data, "scores": scores, "selection": selection}).write("out", out, "report").check()
         make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer, pool_map=pool_map,
                     store_dir=store)  # fmt: skip
     except TunesiftError as err:

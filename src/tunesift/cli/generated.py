@@ -21,17 +21,16 @@ from tunesift.cli.options import (
     execution_params,
     executor_for,
     fail,
-    files_written,
     input_options,
     make_command,
     option_param,
     option_values,
     param,
     probe,
-    refuse,
     say_summary,
 )
 from tunesift.errors import TunesiftError
+from tunesift.files import Files
 from tunesift.options import Option
 from tunesift.scorers import Method, discover
 
@@ -96,7 +95,7 @@ def score_command(info: type[Method]) -> Callable[..., None]:
         from tunesift import api
 
         try:
-            refuse({"out": files_written("scores", kw["out"])}, {"pool": kw["data"], **input_options(info, kw)})
+            Files().read("pool", kw["data"]).read_all(input_options(info, kw)).write("out", kw["out"], "scores").check()
             pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
             probe([kw["out"]])
             executor = executor_for(kw)
@@ -130,16 +129,12 @@ def run_with_recipe(method: str, kw: dict[str, Any], score_options: dict[str, An
     try:
         rate, count = kw["rate"], kw["count"]
         budget = None if rate is None and count is None else api.Budget(rate=rate, count=count)
-        outputs = {"out": files_written("subset", kw["out"])}
-        if kw["scores_out"] is not None:
-            outputs["scores-out"] = files_written("scores", kw["scores_out"])
-        recipe_file = Path(method) if Path(method).suffix in (".yaml", ".yml") else None
-        refuse(outputs, {"pool": kw["data"], "recipe": recipe_file,
-                          **{k: v for k, v in score_options.items() if k in ("rule", "prompts_file")}})  # fmt: skip
         recipe = recipe or api.load_recipe(method)
         check_out_format(kw.get("out_format"))
+        files = api.recipe_files(recipe, kw["data"], kw["out"], scores_out=kw["scores_out"],
+                                 out_format=kw.get("out_format"), score_options=score_options).check()  # fmt: skip
         pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
-        probe([files[0] for files in outputs.values()])
+        probe([written[0] for _, _, written in files.writes])
         executor = executor_for(kw, recipe.executor)
         result = api.run_recipe(recipe, pool, kw["out"], budget, scores_out=kw["scores_out"],
                                 select_options=select_options or None, store_dir=kw["store"], executor=executor,

@@ -153,28 +153,17 @@ def option_values(options: tuple[Option, ...], kwargs: dict[str, Any], given_onl
     return values
 
 
-def refuse(outputs: dict[str, list[Path]], inputs: dict[str, Any]) -> None:
-    """Refuse an output that is one of the command's inputs, before any work (one line, exit 2)."""
-    from tunesift.outputs import refuse_overwriting_inputs
-
-    refuse_overwriting_inputs(outputs, inputs)
-
-
 def probe(paths: list[Path]) -> None:
     from tunesift.outputs import probe_writable
 
     probe_writable([Path(p) for p in paths])
 
 
-def files_written(kind: str, path: Path) -> list[Path]:
-    from tunesift.outputs import files_written as written
-
-    return written(kind, path)
-
-
 def input_options(info: type[Method], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The scorer options that name an input file (a rule, a prompts file)."""
-    return {o.name: kwargs[o.name] for o in info.options if o.type in (Path, Path | None) and kwargs[o.name]}
+    """The scorer options that name a file the command reads (a query set, anchors, a rule, a prompts file)."""
+    from tunesift.files import option_inputs
+
+    return option_inputs(info.options, kwargs)
 
 
 def executor_for(kwargs: dict[str, Any], defaults: dict[str, Any] | None = None) -> Any:

@@ -26,6 +26,7 @@ from tunesift.cli.options import (
     say_summary,
 )
 from tunesift.errors import TunesiftError
+from tunesift.files import Files
 from tunesift.options import DTYPE, MODEL_HELP, Option, model_option
 from tunesift.scorers.mods import NECESSITY_THRESHOLD, QUALITY_THRESHOLD
 
@@ -41,7 +42,7 @@ CHERRY_PRE_OPTIONS = (
     Option("clusters", int, 100, "k-means clusters of the prompt embeddings.", at_least=1),
     Option("per_cluster", int, 10, "Samples taken from each cluster's perplexity band.", at_least=1),
     *TUNE_OPTIONS,
-    Option("work_dir", Path | None, None, "Where the sample and the tuned model go (<out>.pre)."),
+    Option("work_dir", Path | None, None, "Where the sample and the tuned model go (<out>.pre).", writes=True),
     DTYPE,
 )
 MODS_FULL_OPTIONS = (
@@ -53,7 +54,7 @@ MODS_FULL_OPTIONS = (
            "Necessity: the tuned model's answer scored below this (MoDS: a threshold of your choice; default 0.0)."),
     Option("max_new_tokens", int, 256, "Longest answer the seed-tuned model writes.", at_least=1),
     *TUNE_OPTIONS,
-    Option("work_dir", Path | None, None, "Where the seed and the tuned model go (<out>.mods)."),
+    Option("work_dir", Path | None, None, "Where the seed and the tuned model go (<out>.mods).", writes=True),
     DTYPE,
 )  # fmt: skip
 
@@ -66,6 +67,9 @@ def _pipeline(name: str, options: tuple[Option, ...], doc: str, function: str) -
         from tunesift import api
 
         try:
+            Files().read("pool", kw["data"]).write("out", kw["out"], "subset").write(
+                "scores-out", kw["scores_out"], "scores"
+            ).write("work-dir", kw["work_dir"], "folder").check()
             budget = api.Budget(rate=kw["rate"], count=kw["count"])
             pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
             executor = executor_for(kw)

@@ -20,6 +20,7 @@ from tunesift.cli.options import (
     fail,
 )
 from tunesift.errors import ConfigError, TunesiftError
+from tunesift.files import Files
 
 LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged at the end) or every weight.")]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default 5e-4 LoRA, 2e-5 full).")]
@@ -59,6 +60,7 @@ def train_cmd(
     from tunesift.eval.train import TrainConfig, train
 
     try:
+        Files().read("pool", data).write("out", out, "folder").check()
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         config = TrainConfig(base=base, template=template, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha,
                              learning_rate=lr, epochs=epochs, examples_per_step=examples_per_step,
@@ -145,6 +147,7 @@ def compare_cmd(
     from tunesift.eval.compare_view import html, plot, table
 
     try:
+        Files().read("config", config).write("out", out, "folder").check()
         cfg = load_config(config)
         if train_seeds is not None:
             cfg.train_seeds = train_seeds
@@ -239,9 +242,11 @@ def advise_cmd(
 ) -> None:
     """Race the selection methods on a proxy of your pool at your budget against random, and recommend one (or say
     that none beat random), with 95 % intervals and each method's cost."""
-    from tunesift.eval.advise import AdviseConfig, advise
+    from tunesift.eval.advise import TARGETS, AdviseConfig, advise
 
     try:
+        target_file = target if target not in TARGETS else None
+        Files().read_all({"pool": data, "--query": query, "--target": target_file}).write("out", out, "folder").check()
         train_settings = {"lora": True, "epochs": 1, "template": "alpaca", "max_length": 256, "batch_tokens": 2048,
                           "examples_per_step": 8, **_settings(train, "--train")}  # fmt: skip
         eval_settings = {"n_alpaca": 50, "n_gsm8k": 50, "n_mmlu": 100, "max_length": 160, **_settings(eval, "--eval")}

@@ -44,7 +44,7 @@ class LocalExecutor:
             results = compute_safely(scorer, chunk, backend, on_progress)
             self._add("compute", time.perf_counter() - started)
             rows = [{"id": unit.key, **result} for unit, result in zip(chunk, results, strict=True)]
-            store.append(row for row in rows if scorer.cacheable(row))
+            store.append(rows)  # the store keeps only results
             chunk.clear()
             yield from ((row["id"], row) for row in rows)
 

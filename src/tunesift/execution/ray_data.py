@@ -148,7 +148,7 @@ class ScoreActor:
         seconds = time.perf_counter() - started
         rows = [{"id": key, **result} for key, result in zip(keys, results, strict=True)]
         name = shard_name(keys)
-        self.store.write_shard(name, [row for row in rows if self.scorer.cacheable(row)])
+        self.store.write_shard(name, rows)  # failures never reach a shard
         n = len(rows)
         return {
             "row": [json.dumps(row, allow_nan=False) for row in rows],
@@ -291,7 +291,7 @@ class RayExecutor:
             try:
                 for batch in batches:
                     rows = [json.loads(text) for text in batch["row"]]
-                    store.append(row for row in rows if scorer.cacheable(row))
+                    store.append(rows)  # the store keeps only results
                     for name in set(batch["shard"].tolist()):
                         store.drop_shard(name)
                     self._record(batch)

@@ -111,6 +111,25 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     return parse_recipe(raw, source=str(path))
 
 
+def _beside(source: str, scorer: str, score: dict[str, Any]) -> dict[str, Any]:
+    """The files a recipe file's scorer options name (a query set, anchors, a rule), relative paths read from the
+    recipe's own folder, as a user who keeps them together expects, not from wherever the command runs."""
+    from tunesift.scorers import get_method
+
+    folder = Path(source).parent
+    if not Path(source).is_file():
+        return {}
+    resolved = {}
+    for option in get_method(scorer).options:
+        value = score.get(option.name)
+        if not option.reads_file or value is None:
+            continue
+        many = isinstance(value, (list, tuple))
+        paths = [v if Path(v).is_absolute() else str(folder / v) for v in (value if many else [value])]
+        resolved[option.name] = paths if many else paths[0]
+    return resolved
+
+
 def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
     """Check a recipe's structure, scorer, options, steps and columns before anything runs."""
 
@@ -129,6 +148,7 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
         raise bad(f"unknown scorer {scorer!r}; choose one of {', '.join(discover())}", "score.scorer")
     if scorer:
         check_options(scorer, {k: v for k, v in score.items() if k != "scorer"}, where=f"{source}: score")
+        score.update(_beside(source, scorer, score))
     budget = None
     keep_all = raw.get("budget") == "all"
     if raw.get("budget") is not None and not keep_all:

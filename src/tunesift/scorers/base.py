@@ -11,7 +11,8 @@ splits into four pure steps that an executor (in-process, or a Ray cluster) driv
 * ``combine(sample, results)``: the sample's row from its units' results (turn rules, levels).
 
 A unit whose computation raises gets :meth:`Scorer.failure` (null values and the reason, never a default),
-which is reported but not cached, so a later run tries it again.
+which is reported but not cached, so a later run tries it again; the store refuses any row that stands in place
+of a value (a ``skip_reason`` of any kind), so no failure is ever remembered as a result.
 
 A **method** (:class:`Method`) is what a user names: ``tunesift score ifd``. Its class declares its name,
 columns, subset fields, default selection rule and options, and registers itself when it is defined (as
@@ -186,8 +187,11 @@ class Scorer(Method, ABC):
         return {**dict.fromkeys(self.result_fields), "skip_reason": f"error: {reason}", "error": True}
 
     def cacheable(self, result: dict[str, Any]) -> bool:
-        """Whether a result may be stored (a failure, or a transient one, is retried by a later run)."""
-        return not result.get("error") and not result.get("transient")
+        """Whether a result may be stored: the store's own rule (:func:`tunesift.store.is_result`), which it
+        enforces itself; a failure of any kind is retried by a later run."""
+        from tunesift.store import is_result
+
+        return is_result(result)
 
     def describe(self) -> str:
         """A short label for progress bars and logs."""
