@@ -82,8 +82,9 @@ def score(name: str, data: Any, **options: Any) -> Any:
     CLI's). ``data`` is a pool file, a :class:`Pool`, a list of dicts, a pandas ``DataFrame`` or a
     ``datasets.Dataset``: a file or a Pool gives a :class:`ScoreTable`; the others give the same kind back, with
     the method's score columns and ``skip_reason`` added, row for row."""
-    from tunesift.data.frames import as_pool_file, frame_kind, with_columns
+    from tunesift.data.frames import as_pool_file, check_data, frame_kind, with_columns
 
+    check_data(data)
     if frame_kind(data) is None:
         return score_table(name, data, **options)
     with as_pool_file(data) as path:
@@ -100,8 +101,9 @@ def run(recipe: str | Path | Recipe, data: Any, *, rate: float | None = None, co
     ``result.attrs["tunesift_manifest"]`` (a DataFrame) or ``result.manifest`` (a Dataset). A file or a Pool
     writes the subset to ``out`` and gives the :class:`RunResult`. ``options`` are the recipe scorer's, and
     ``select_options``, ``store_dir``, ``device``, ``executor``, ``progress`` as :func:`run_recipe`'s."""
-    from tunesift.data.frames import as_pool_file, frame_kind, take, with_columns
+    from tunesift.data.frames import as_pool_file, check_data, frame_kind, take, with_columns
 
+    check_data(data)
     budget = Budget(rate=rate, count=count) if rate is not None or count is not None else None
     if frame_kind(data) is None:
         if out is None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from tunesift._version import __version__
 from tunesift.atomic import atomic_open
-from tunesift.data.pools import Pool, output_container, write_records
+from tunesift.data.pools import Pool, lone_surrogate, output_container, write_records
 from tunesift.data.sample import Rejected
 from tunesift.data.table import ScoreTable
 from tunesift.errors import InputError
@@ -58,7 +58,10 @@ def write_rejects(path: str | Path, pool: Pool) -> Path | None:
     with atomic_open(target) as handle:
         for r in pool.rejects:
             row = {"index": r.index, "field": r.field, "reason": r.reason, "record": r.record}
-            handle.write(json.dumps(row, ensure_ascii=False, default=repr) + "\n")
+            line = json.dumps(row, ensure_ascii=False, default=repr)
+            if lone_surrogate(r.record):  # no UTF-8 file holds it: kept as its JSON escape, as the pool had it
+                line = json.dumps(row, default=repr)
+            handle.write(line + "\n")
     return target
 
 
@@ -223,7 +226,7 @@ def write_subset(
         "format": {"container": pool.container, "schema": pool.schema},
         "rule": selection.rule,
         "budget": None if budget is None else {"rate": budget.rate, "count": budget.count},
-        "score_field": table.score_field,
+        "score_field": table.score_field if table.score_field in table.columns else None,
         **({"out_format": out_format} if out_format else {}),
         "counts": {
             "pool": selection.n_pool,
@@ -236,9 +239,10 @@ def write_subset(
         },
         "skipped_by_reason": table.skipped(),
         "skipped": [{"index": row["index"], "reason": row["skip_reason"]} for row in table.rows if row["skip_reason"]],
-        "selected_score_range": [min(values), max(values)] if values else None,
+        "selected_score_range": [min(values), max(values)] if values and table.score_field in table.columns else None,
         "steps": list(selection.steps),
         **({"why_empty": selection.why_empty} if selection.why_empty else {}),
+        **({"why_short": selection.why_short} if selection.why_short else {}),
         **({"dedup": selection.dedup} if selection.dedup else {}),
         **({"select_details": selection.details} if selection.details else {}),
         "selected_indices": selection.indices,

@@ -91,7 +91,8 @@ def test_the_plan_is_said_before_any_work_and_a_dry_run_stops_there(planted_pool
     assert (
         said[1] == "arms: longest, ifd, random" and said[2] == "cached: 0 of 5 fine-tunes already trained and evaluated"
     )
-    assert not (out / "runs").exists()
+    assert said[-1].startswith("estimate on this machine: scoring")  # N25: the estimate its help promises
+    assert not out.exists() and not (tmp_path / "scores").exists()  # N25: a dry run writes nothing
     measured: list[str] = []
     from tunesift.eval.advise import compare_config, measure_costs, plan_lines
 
@@ -115,6 +116,10 @@ def test_the_plan_is_said_before_any_work_and_a_dry_run_stops_there(planted_pool
         (["--train-seeds", "0"], "train-seeds"),
         (["--target", "missing.json"], "target"),
         (["--methods", "embed", "--query", "LEAK"], "query"),
+        (["--budget", "0.01"], "budget"),  # N6: 0.4 of a record of the 40-record proxy
+        (["--budget", "0.2,0.2"], "budget"),  # N7: the same arms twice
+        (["--methods", ""], "methods"),  # N24: random against nothing
+        (["--methods", "longest", "--dry-run", "--budget", "0.01"], "budget"),  # N6 in a dry run too
     ],
 )
 def test_bad_requests_are_one_line_exit_2_before_any_work(planted_pool, tiny_model_dir, tmp_path, flags, option):
@@ -128,3 +133,14 @@ def test_bad_requests_are_one_line_exit_2_before_any_work(planted_pool, tiny_mod
     assert result.exit_code == 2, result.output
     assert f"option '{option}'" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (out / "runs").exists()
+
+
+def test_a_small_pool_is_raced_whole_without_a_proxy_size(tmp_path, tiny_model_dir, store_dir):
+    """N8: every pool under 2,000 records was refused for a --proxy-size the user never gave."""
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(30)))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["advise", str(pool), "--budget", "0.2", "--out", str(out), "--base",
+                                      str(tiny_model_dir), "--methods", "longest", "--dry-run"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "advise: 30 records of" in result.output and not out.exists()

@@ -199,6 +199,7 @@ def test_winning_rate_against_full_data_with_a_judge_on_localhost(tmp_path, tiny
      ({"budget": {"rate": 0}}, "budget.rate"),
      ({"budget": None, "budgets": [0.1, 1.2]}, "budgets"),
      ({"budget": None, "budgets": [0.0]}, "budgets"),
+     ({"budget": None, "budgets": [0.25, 0.25]}, "budgets"),  # N7: the same arms twice
      ({"random_seeds": [0]}, "random_seeds"),
      ({"random_seeds": [0, 0]}, "random_seeds"),
      ({"pool_size": 0}, "pool_size"),
@@ -240,7 +241,11 @@ def test_bad_config_exits_2_naming_the_key_with_nothing_trained(tmp_path, tiny_m
     assert load_config(tmp_path / "cmp.yaml").random_seeds == [3]
 
 
-@pytest.mark.parametrize(("changes", "key"), [({"pool_size": 50}, "pool_size"), ({"eval": {"n_alpaca": 0}}, "eval")])
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [({"pool_size": 50}, "pool_size"), ({"eval": {"n_alpaca": 0}}, "eval"),
+     ({"budget": {"rate": 0.05}}, "budget")],  # N17: 0.5 of a record left out/pool-*.json behind
+)  # fmt: skip
 def test_a_config_refused_at_run_time_leaves_no_out_folder(tmp_path, tiny_model_dir, changes, key):
     """pool_size beyond the pool is refused (it was used silently); nothing is left behind, not even --out."""
     (tmp_path / "pool.json").write_text(json.dumps(alpaca_records(10)))

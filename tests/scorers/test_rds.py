@@ -252,7 +252,7 @@ def test_query_on_a_method_without_one_and_rds_without_a_query_or_with_a_server(
     assert no.exit_code == 2 and "--query" in no.output
     missing = runner.invoke(app, ["score", "rds", str(pool), "--model", str(tiny_model_dir),
                                   "--out", str(tmp_path / "s.jsonl")])  # fmt: skip
-    assert missing.exit_code == 2 and "give --query FILE" in missing.output
+    assert missing.exit_code == 2 and "--query FILE" in missing.output
     served = runner.invoke(app, ["score", "rds", str(pool), "--query", str(q), "--base-url", "http://localhost:9/v1",
                                  "--out", str(tmp_path / "s.jsonl")])  # fmt: skip
     assert served.exit_code == 2 and "hidden states" in served.output and "base-url" in served.output

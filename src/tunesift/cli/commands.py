@@ -120,15 +120,16 @@ def dedup_cmd(
 
     try:
         Files().read("pool", data).write("out", out, "subset").check()
-        check_dedup(method, threshold, on, clusters)
+        check_dedup(method, threshold, on, clusters, normalise=normalise)
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         result = dedup_pool(pool, method, threshold=threshold, on=on, normalise=normalise, clusters=clusters,
                             store_dir=store, executor=LocalExecutor(device=device), progress=True)  # fmt: skip
         manifest = write_deduped(out, pool, result)
+        rejects = api.write_rejects(out, pool)
     except TunesiftError as err:
         fail(err)
     typer.echo(f"kept {len(result.kept)} of {len(pool)} records, dropped {len(result.dropped)} ({method}) -> {out} "
-               f"({manifest.name})", err=True)  # fmt: skip
+               f"({manifest.name})" + (f"; rejects: {rejects}" if rejects else ""), err=True)  # fmt: skip
 
 
 @app.command("fit-indicators")
@@ -208,7 +209,11 @@ def run_recipe_cmd(
         key, sep, value = item.partition("=")
         if not sep or not key:
             fail(TunesiftError(f"option '--option': expected KEY=VALUE, got {item!r}"))
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        name = key.strip().replace("-", "_")
+        if name in options:  # the last would silently win
+            fail(TunesiftError(f"option '--option': {key.strip()} is given twice ({options[name]!r} and "
+                               f"{yaml.safe_load(value)!r}): give it once"))  # fmt: skip
+        options[name] = yaml.safe_load(value)
     try:
         loaded = api.load_recipe(recipe)
         score_options, select_options = split_options(loaded, options)

@@ -146,6 +146,7 @@ def run_with_recipe(method: str, kw: dict[str, Any], score_options: dict[str, An
     typer.echo(
         f"selected {len(result.selection.indices)} of {result.selection.n_pool} records -> {kw['out']}"
         + (f"; {result.selection.why_empty}" if result.selection.why_empty else "")
+        + (f"; {result.selection.why_short}" if result.selection.why_short else "")
         + (f"; skipped: {skipped}" if skipped else ""),
         err=True,
     )

@@ -219,7 +219,10 @@ def advise_cmd(
     model: Annotated[str | None, typer.Option(help="The model the scoring methods use (default: each recipe's).")] = (
         None
     ),
-    proxy_size: Annotated[int, typer.Option(help="A seeded sample of the pool the race runs on.")] = 2000,
+    proxy_size: Annotated[
+        int | None,
+        typer.Option(help="A seeded sample of the pool the race runs on (default 2,000, or the whole pool if smaller)."),
+    ] = None,
     random_seeds: Annotated[str, typer.Option(help="Random subsets per budget (comma-separated seeds).")] = "0,1,2",
     train_seeds: Annotated[int, typer.Option(help="Data orders per method subset.")] = 1,
     train: Annotated[

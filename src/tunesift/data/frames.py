@@ -25,7 +25,7 @@ def frame_kind(data: Any) -> str | None:
     if isinstance(data, list):
         return "list"
     module = type(data).__module__.split(".")[0]
-    if module == "pandas" and hasattr(data, "to_json"):
+    if module == "pandas" and hasattr(data, "to_json") and hasattr(data, "columns"):  # a DataFrame, not a Series
         return "pandas"
     if module == "datasets" and hasattr(data, "to_json") and hasattr(data, "column_names"):
         return "datasets"
@@ -49,25 +49,77 @@ def _quiet(kind: str) -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
+def check_data(data: Any) -> None:
+    """Refuse, in one line, what is neither a pool file, a :class:`Pool`, nor a pool held in Python, saying what
+    to give instead (a tuple or generator of dicts, a DatasetDict, a Series, a number)."""
+    from tunesift.data.pools import Pool
+    from tunesift.errors import ConfigError
+
+    if frame_kind(data) is not None or isinstance(data, (str, Path, Pool)):
+        return
+    name = type(data).__name__
+    if name in ("DatasetDict", "IterableDatasetDict"):
+        hint = f"it holds several splits ({', '.join(data)}): give one, e.g. data[{next(iter(data))!r}]"
+    elif name == "Series":
+        hint = "a Series is one column: give the DataFrame (or series.to_frame())"
+    elif isinstance(data, (tuple, set)) or hasattr(data, "__next__"):
+        hint = "give it as a list (list(data))"
+    else:
+        hint = "give a path, a Pool, a list of dicts, a pandas DataFrame or a datasets.Dataset"
+    raise ConfigError("data", f"cannot read a pool from a {name}: {hint}")
+
+
 def _write_jsonl(data: Any, kind: str, path: Path) -> None:
     if kind == "list":
         with open(path, "w", encoding="utf-8") as handle:
             for number, record in enumerate(data):
                 if not isinstance(record, dict):
-                    raise InputError(f"expected a dict, got {type(record).__name__}", path="<list>", record=number)
-                handle.write(json.dumps(record, ensure_ascii=False, default=_plain) + "\n")
+                    raise InputError(f"expected a dict, got {type(record).__name__}", path="<list of dicts>",
+                                     record=number)  # fmt: skip
+                try:
+                    line = json.dumps(_clean(record), ensure_ascii=False, allow_nan=False, default=_plain)
+                except (TypeError, ValueError) as err:
+                    field = next((k for k, v in record.items() if not _serialisable(v)), None)
+                    raise InputError(f"cannot be written as JSON: {err}", path="<list of dicts>", record=number,
+                                     field=field) from None  # fmt: skip
+                handle.write(line + "\n")
     elif kind == "pandas":
-        data.to_json(path, orient="records", lines=True, force_ascii=False)
+        twice = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
+        if twice:
+            raise InputError(f"has duplicate columns {twice}: a record holds one value per field; rename or drop "
+                             "them", path="<DataFrame>")  # fmt: skip
+        data.to_json(path, orient="records", lines=True, force_ascii=False, date_format="iso")
     else:
         with _quiet(kind):
             data.to_json(str(path), lines=True, force_ascii=False)
 
 
+def _clean(value: Any) -> Any:
+    """A NaN or infinity (a missing value, as pandas writes it) as null, wherever it is in the record."""
+    if isinstance(value, float):
+        return None if value != value or value in (float("inf"), float("-inf")) else value
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
 def _plain(value: Any) -> Any:
-    """numpy scalars and arrays as JSON can hold them."""
+    """numpy scalars and arrays, dates and times as JSON can hold them (ISO 8601, as pandas writes them)."""
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return _clean(value.tolist())
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _serialisable(value: Any) -> bool:
+    try:
+        json.dumps(_clean(value), allow_nan=False, default=_plain)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 @contextlib.contextmanager

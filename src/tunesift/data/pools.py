@@ -10,6 +10,7 @@ Records are streamed: reading a pool keeps one record at a time (plus the reason
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -74,21 +75,17 @@ def _refuse_surrogate(record: Any, path: Path, index: int) -> None:
                          "fix the text or drop the record", path=path, record=index, field=field)  # fmt: skip
 
 
-class _EscapeScan:
-    """A binary file whose reads note whether any surrogate escape went by (ijson's C parser turns a lone one
-    into ``?``, so the text is checked again with the standard library where one did)."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        self.tail = b""
-        self.seen = False
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.handle.read(size)
-        if not self.seen and _SURROGATE_ESCAPE.search(self.tail + chunk):
-            self.seen = True
-        self.tail = chunk[-6:]
-        return chunk
+@functools.lru_cache(maxsize=64)
+def _has_surrogate_escape(path: Path, size: int, mtime_ns: int) -> bool:
+    """Whether the file holds a JSON escape of a surrogate anywhere (one pass over its bytes, a block at a time):
+    ijson's C parser turns a lone one into ``?``, so such a rare file is parsed by the standard library."""
+    tail = b""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 18):
+            if _SURROGATE_ESCAPE.search(tail + chunk):
+                return True
+            tail = chunk[-6:]
+    return False
 
 
 def _iter_json_list(path: Path) -> Iterator[tuple[int, Any]]:
@@ -106,14 +103,18 @@ def _iter_json_list(path: Path) -> Iterator[tuple[int, Any]]:
         if handle.read(3) != b"\xef\xbb\xbf":
             handle.seek(0)
         index = 0
-        scan = _EscapeScan(handle)
         try:
-            for record in ijson.items(scan, "item", use_float=True):
+            stat = path.stat()
+            if _has_surrogate_escape(path, stat.st_size, stat.st_mtime_ns):  # rare: parsed as written, so a lone
+                try:  # surrogate is refused by its record alone (--on-error skip leaves just that record out)
+                    records = json.loads(path.read_bytes().decode("utf-8-sig"))
+                except ValueError as err:
+                    raise InputError(f"not valid JSON: {err}", path=path) from None
+                yield from enumerate(records)
+                return
+            for record in ijson.items(handle, "item", use_float=True):
                 yield index, record
                 index += 1
-            if scan.seen:  # rare: escapes of surrogates; a valid pair is fine, a lone one is refused
-                for number, record in enumerate(json.loads(path.read_bytes().decode("utf-8-sig"))):
-                    _refuse_surrogate(record, path, number)
         except ijson.JSONError as err:
             raise InputError(_ijson_message(err), path=path, record=index) from None
         except UnicodeDecodeError:
@@ -152,7 +153,6 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 record = json.loads(line, parse_constant=_reject_constant)
             except (json.JSONDecodeError, ValueError) as err:
                 raise InputError(f"line {line_no} is not valid JSON: {err}", path=path, record=index) from None
-            _refuse_surrogate(record, path, index)
             yield index, record
             index += 1
     if not seen_any:
@@ -313,6 +313,7 @@ def record_to_sample(record: Any, index: int, path: str | Path, schema: str | No
     path = Path(path)
     if not isinstance(record, dict):
         raise InputError(f"expected a JSON object, found {type(record).__name__}", path=path, record=index)
+    _refuse_surrogate(record, path, index)  # a record's own defect: --on-error skip leaves it out
     schema = schema or detect_schema(record)
     if schema == "sharegpt":
         return _conversation(record, index, path, "conversations", "from", "value")

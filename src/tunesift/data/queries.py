@@ -44,15 +44,19 @@ def read_queries(paths: Sequence[str | Path] | str | Path | None) -> list[QueryT
     """The query tasks of ``--query`` files, checked: each file exists, reads as a pool with no invalid record,
     holds at least one example, and names a task no other file names."""
     if paths is None or (not isinstance(paths, (str, Path)) and not paths):
-        raise ConfigError("query", "this method ranks the pool against a query set: give --query FILE")
+        raise ConfigError(
+            "query",
+            "this method ranks the pool against a query set: give one (--query FILE on "
+            "'run NAME' and 'score NAME'; in a recipe, query: FILE under score, or -o query=FILE)",
+        )
     tasks: list[QueryTask] = []
     for raw in [paths] if isinstance(paths, (str, Path)) else paths:
         path = Path(raw)
         try:
             pool = read_pool(path)
             samples = tuple(s for s in pool if isinstance(s, Sample))
-        except TunesiftError as err:
-            raise ConfigError("query", f"{path}: {err}") from None
+        except TunesiftError as err:  # an InputError already names the file: once is enough
+            raise ConfigError("query", str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from None
         except OSError as err:
             raise ConfigError("query", f"{path}: {err.strerror or err}") from None
         name = path.stem

@@ -13,6 +13,7 @@ method beat random, and the baseline to use.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,13 +49,16 @@ class AdviseConfig:
     query: list[str] = field(default_factory=list)
     methods: list[str] | None = None
     base: str = "gemma-3-270m"
-    proxy_size: int = 2000
+    proxy_size: int | None = None  # None: 2,000 records, or the whole pool where it is smaller
     random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     train_seeds: int = 1
     train: dict[str, Any] = field(default_factory=dict)
     eval: dict[str, Any] = field(default_factory=dict)
     store_dir: str | None = None
     scorer_model: str | None = None  # the model the scoring methods use (default: each recipe's own)
+
+
+DEFAULT_PROXY = 2000  # records raced when the user gives no --proxy-size (the whole pool where it is smaller)
 
 
 def metric_of(target: str) -> str:
@@ -122,11 +126,21 @@ def check(config: AdviseConfig, pool: Any) -> None:
     """Everything wrong with the request that needs no model, before any scoring or training."""
     from tunesift.data.queries import read_queries
 
+    if config.methods is not None and not config.methods:
+        raise ConfigError("methods", "name at least one method to race against random (or leave --methods out "
+                          "for the default menu)")  # fmt: skip
+    if config.proxy_size is None:
+        config.proxy_size = min(DEFAULT_PROXY, len(pool))
+    elif config.proxy_size < 2 or config.proxy_size > len(pool):
+        raise ConfigError("proxy-size", f"between 2 and the pool's {len(pool)} records, got {config.proxy_size}")
+    if len(set(config.budgets)) != len(config.budgets):
+        raise ConfigError("budget", f"each budget once: {config.budgets} would train the same arms twice")
     for rate in config.budgets:
         if not 0 < rate <= 1:
             raise ConfigError("budget", f"a rate in (0, 1], got {rate}")
-    if config.proxy_size < 2 or config.proxy_size > len(pool):
-        raise ConfigError("proxy-size", f"between 2 and the pool's {len(pool)} records, got {config.proxy_size}")
+        if int(rate * config.proxy_size) < 1:
+            raise ConfigError("budget", f"{rate:g} of the {config.proxy_size}-record proxy is {rate * config.proxy_size:g}"
+                              " records, fewer than 1: give a larger rate (or --proxy-size)")  # fmt: skip
     if len(config.random_seeds) < 2:
         raise ConfigError("random-seeds", f"intervals pool the random subsets: give at least 2, got "
                           f"{len(config.random_seeds)}")  # fmt: skip
@@ -190,16 +204,19 @@ def compare_config(config: AdviseConfig, methods: dict[str, dict[str, Any]]) -> 
 # ----- the plan -----
 
 
-def plan(config: AdviseConfig, compare_cfg: Any, out: Path, measure: bool = True) -> dict[str, Any]:
-    """The arms, what is cached, and the time each stage should take here (measured on a few samples)."""
+def plan(config: AdviseConfig, compare_cfg: Any, out: Path, measure: bool = True,
+         scratch: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """The arms, what is cached, and the time each stage should take here (measured on a few samples, in
+    ``scratch`` when given: a dry run's probes leave nothing in ``out`` or the score store)."""
     from tunesift.eval.compare import planned_arms
 
     arms_here = planned_arms(compare_cfg, out)
-    estimate = measure_costs(config, compare_cfg, out) if measure else {}
+    estimate = measure_costs(config, compare_cfg, scratch or out, scratch=scratch is not None) if measure else {}
     return {"arms": arms_here, "estimate": estimate}
 
 
-def measure_costs(config: AdviseConfig, compare_cfg: Any, out: Path, probe: int = 8) -> dict[str, Any]:
+def measure_costs(config: AdviseConfig, compare_cfg: Any, out: Path, probe: int = 8,
+                  scratch: bool = False) -> dict[str, Any]:  # fmt: skip
     """Seconds per sample of each scoring method (two small runs on the pool's first records, so the model's
     load is apart), and of one optimizer step of the base model (its forward and backward); the evaluation is
     taken as a third of a training step a token, at least 30 s a model."""
@@ -209,6 +226,7 @@ def measure_costs(config: AdviseConfig, compare_cfg: Any, out: Path, probe: int 
 
     proxy = read_pool(config.pool).samples[: 3 * probe]
     folder = out / "probe"
+    store_dir = str(out / "scores") if scratch else config.store_dir
     folder.mkdir(parents=True, exist_ok=True)
     costs: dict[str, Any] = {"scoring": {}}
     for name, spec in compare_cfg.methods.items():
@@ -222,7 +240,7 @@ def measure_costs(config: AdviseConfig, compare_cfg: Any, out: Path, probe: int 
             path.write_text(json.dumps([s.record for s in records]))
             options = {**{k: v for k, v in recipe.score.items() if k != "scorer"}, **spec.get("options", {})}
             started = time.perf_counter()
-            api.score(recipe.scorer, path, store_dir=config.store_dir, **options)
+            api.score(recipe.scorer, path, store_dir=store_dir, **options)
             seconds.append(time.perf_counter() - started)
         per_sample = (seconds[1] - seconds[0]) / probe
         if per_sample <= 0:  # the load's own variation hid the samples' cost: take the upper bound
@@ -240,9 +258,12 @@ def _train_step_seconds(compare_cfg: Any, samples: Sequence[Any]) -> float:
     from tunesift.models.registry import resolve_model
 
     cfg = compare_cfg.train_config(0)
-    resolved = resolve_model(cfg.base)
+    resolved = resolve_model(cfg.base, option="base")
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path)
+    from tunesift.models.quiet import loading_quietly
+
+    with loading_quietly():
+        model = AutoModelForCausalLM.from_pretrained(resolved.path)
     texts = [f"{s.instruction}\n{s.input}\n{s.output}" for s in samples[: cfg.examples_per_step]]
     batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_length) \
         if tokenizer.pad_token else None  # fmt: skip
@@ -391,14 +412,21 @@ def advise(config: AdviseConfig, out: str | Path, *, dry_run: bool = False, meas
     out = Path(out)
     pool = read_pool(config.pool)
     check(config, pool)
+    if dry_run:  # the plan and its measured estimate, with nothing written: probes go to a scratch folder
+        with tempfile.TemporaryDirectory(prefix="tunesift-advise-") as scratch:
+            methods = arms(config, pool, Path(scratch))
+            compare_cfg = compare_config(config, methods)
+            validate(compare_cfg)
+            found = plan(config, compare_cfg, out, measure=measure, scratch=Path(scratch))
+        for line in plan_lines(config, compare_cfg, found):
+            log(line)
+        return {"plan": found}
     methods = arms(config, pool, out)
     compare_cfg = compare_config(config, methods)
     validate(compare_cfg)
-    found = plan(config, compare_cfg, out, measure=measure and not dry_run)
+    found = plan(config, compare_cfg, out, measure=measure)
     for line in plan_lines(config, compare_cfg, found):
         log(line)
-    if dry_run:
-        return {"plan": found}
     started = time.perf_counter()
     results = compare(compare_cfg, out, device=device, progress=progress, log=log)
     seconds = time.perf_counter() - started

@@ -147,6 +147,8 @@ def validate(config: CompareConfig) -> None:
         for rate in config.budgets:
             if not isinstance(rate, int | float) or not 0 < rate <= 1:
                 raise ConfigError("budgets", f"every budget is a rate in (0, 1], got {rate!r}")
+        if len(set(config.budgets)) != len(config.budgets):
+            raise ConfigError("budgets", f"each budget once: {config.budgets} would train the same arms twice")
     else:
         if not isinstance(config.budget, dict) or set(config.budget) - {"rate", "count"}:
             raise ConfigError("budget", "{rate: R} with R in (0, 1], or {count: N}")
@@ -219,7 +221,7 @@ def _check_eval_sets(config: CompareConfig, settings: Any) -> None:
     from tunesift.eval.suite import check_sets
     from tunesift.models.registry import resolve_model
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.base).path)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.base, option="base").path)
     check_sets(config.suite, settings, tokenizer, get_template(settings.template, tokenizer))
 
 
@@ -280,6 +282,12 @@ def compare(config: CompareConfig, out: str | Path, *, device: str | None = None
     if config.pool_size is not None and config.pool_size > len(records):
         raise ConfigError("pool_size", f"{config.pool_size} is more than the {len(records)} valid records of "
                           f"{config.pool}")  # fmt: skip
+    n = min(config.pool_size or len(records), len(records))
+    for _, budget in config.budget_list():  # before anything is written: a refused budget leaves nothing behind
+        if budget.count is not None and budget.count > n:
+            raise ConfigError("budget.count", f"{budget.count} records asked of a pool of {n}")
+        if budget.size(base=n, available=n) < 1:
+            raise ConfigError("budget", f"gives {budget.size(base=n, available=n)} records of {n}")
     created = not out.exists()
     try:
         return _compare(config, out, records, device=device, progress=progress, log=log)

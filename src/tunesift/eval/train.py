@@ -262,7 +262,7 @@ def train(
     pool = as_pool(data)
     samples = [s for s in pool if isinstance(s, Sample)]
     where = pick_device(device)
-    resolved = resolve_model(cfg.base).on(where, cfg.dtype)
+    resolved = resolve_model(cfg.base, option="base").on(where, cfg.dtype)
     described = {**asdict(cfg), "dtype": resolved.dtype, "base": resolved.name,
                  "base_fingerprint": resolved.fingerprint, "data": str(pool.path),
                  "data_ids": _ids_hash(samples)}  # fmt: skip
@@ -281,7 +281,10 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     attn = attention_implementation(where, resolved.dtype)
     dtype = torch_dtype(resolved.dtype)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, attn_implementation=attn)
+    from tunesift.models.quiet import loading_quietly
+
+    with loading_quietly():
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, attn_implementation=attn)
     model.to(dev)
     if cfg.lora:
         try:

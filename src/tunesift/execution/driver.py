@@ -59,6 +59,11 @@ def rejected_row(rejected: Rejected, fields: Iterable[str]) -> dict[str, Any]:
     return row
 
 
+def plural(word: str) -> str:
+    """``query`` -> ``queries``, ``sample`` -> ``samples``."""
+    return word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else word + "s"
+
+
 def store_root(store_dir: str | Path | None) -> Path:
     return Path(store_dir) if store_dir else cache_root() / "scores"
 
@@ -117,7 +122,8 @@ def compute_units(
     from tunesift import progress as kept
 
     n_stored = len(cached)
-    kept.stored(scorer.unit_name + "s", n_stored, store.path)
+    units_word = plural(scorer.unit_name)
+    kept.stored(units_word, n_stored, store.path)
     failed: list[dict[str, Any]] = []
     try:
         pending = missing()
@@ -141,7 +147,7 @@ def compute_units(
             cached[key] = row
             if scorer.cacheable(row):
                 n_stored += 1
-                kept.stored(scorer.unit_name + "s", n_stored, store.path)
+                kept.stored(units_word, n_stored, store.path)
             else:
                 failed.append(row)
         if bar is not None:
@@ -150,7 +156,7 @@ def compute_units(
         if bar is not None:
             bar.close()
     if failed and len(failed) == len(seen) and not served:
-        raise ComputeFailed(f"{scorer.describe()}: every one of {len(failed)} {scorer.unit_name}s failed, nothing "
+        raise ComputeFailed(f"{scorer.describe()}: every one of {len(failed)} {units_word} failed, nothing "
                             f"was written; the first: {failed[0].get('skip_reason')}")  # fmt: skip
     return cached
 

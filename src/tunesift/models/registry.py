@@ -113,7 +113,9 @@ def _dequantise_to(gguf: Path, target: Path) -> None:
           file=sys.stderr)  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # transformers draws a bar per GGUF tensor with a tqdm of its own, which no setting turns off
-    with mock.patch("transformers.modeling_gguf_pytorch_utils.tqdm", lambda items, **_: items):
+    from tunesift.models.quiet import loading_quietly
+
+    with mock.patch("transformers.modeling_gguf_pytorch_utils.tqdm", lambda items, **_: items), loading_quietly():
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are plain fp32 tensors now; drop the GGUF marker so save_pretrained accepts them.
     del model.config.quantization_config

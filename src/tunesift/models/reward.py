@@ -49,7 +49,10 @@ class RewardModel:
 
         check_reward_checkpoint(resolved)
         where = pick_device(device)
-        model = AutoModelForSequenceClassification.from_pretrained(resolved.path, dtype=torch_dtype(resolved.dtype))
+        from tunesift.models.quiet import loading_quietly
+
+        with loading_quietly():
+            model = AutoModelForSequenceClassification.from_pretrained(resolved.path, dtype=torch_dtype(resolved.dtype))
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
         limit = min(getattr(tokenizer, "model_max_length", 512) or 512, 4096)
         with torch.inference_mode():

@@ -56,7 +56,7 @@ class DedupResult:
 
 
 def check_dedup(method: str, threshold: float | None = None, on: str | None = None, clusters: int | None = None,
-                n: int | None = None) -> tuple[float | None, str]:  # fmt: skip
+                n: int | None = None, normalise: bool = False) -> tuple[float | None, str]:  # fmt: skip
     """The options checked before any work (each error names its option); returns the threshold and ``on``."""
     if method not in METHODS:
         raise ConfigError("method", f"unknown dedup method {method!r}; choose one of {', '.join(METHODS)}")
@@ -71,6 +71,12 @@ def check_dedup(method: str, threshold: float | None = None, on: str | None = No
             raise ConfigError("clusters", f"must be a whole number, at least 1, got {clusters!r}")
         if n is not None and clusters > n:
             raise ConfigError("clusters", f"must be between 1 and the pool's {n} records, got {clusters}")
+    if normalise and method != "exact":  # it was silently ignored
+        raise ConfigError(
+            "normalise",
+            f"only exact dedup normalises its text ({method} compares "
+            f"{'word 5-grams' if method == 'minhash' else 'MiniLM vectors'} as METHODS.md §17 defines)",
+        )
     return threshold, on
 
 
@@ -88,7 +94,7 @@ def dedup_pool(
     progress: bool = False,
 ) -> DedupResult:
     """Deduplicate the valid samples of ``pool`` (or those at ``indices``, kept in pool order)."""
-    threshold, on = check_dedup(method, threshold, on, clusters, len(pool))
+    threshold, on = check_dedup(method, threshold, on, clusters, len(pool), normalise)
     wanted = None if indices is None else set(indices)
     samples = [s for s in pool if isinstance(s, Sample) and (wanted is None or s.index in wanted)]
     options: dict[str, Any] = {"on": on}

@@ -189,7 +189,13 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
             if extra:
                 raise bad(f"dedup: unknown option(s) {sorted(extra)}", where)
             try:
-                check_dedup(body.get("method", ""), body.get("threshold"), body.get("on"), body.get("clusters"))
+                check_dedup(
+                    body.get("method", ""),
+                    body.get("threshold"),
+                    body.get("on"),
+                    body.get("clusters"),
+                    normalise=bool(body.get("normalise")),
+                )
             except ConfigError as err:
                 raise bad(f"dedup: {err}", where) from None
         elif kind == "cut":

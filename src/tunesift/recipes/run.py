@@ -50,6 +50,7 @@ def execute(
     final = steps[-1]["select"]
     selector = get_selector(final["method"])(**{k: v for k, v in final.items() if k not in ("method", "of")})
     selector.check(len(pool))  # options that cannot work on this pool are refused before any scoring
+    _check_columns(recipe, selector.params)
     steps[-1] = {"select": {**final, **selector.params}}
     budget = budget or recipe.budget
     _check_budget(recipe, budget, len(pool))
@@ -68,7 +69,11 @@ def execute(
         rows = [{"index": item.index, "id": getattr(item, "content_id", None),
                  "response_chars": float(len(item.output)) if hasattr(item, "output") else None,
                  "skip_reason": None if hasattr(item, "output") else "invalid_record"} for item in pool]  # fmt: skip
-        table = ScoreTable({"method": recipe.name}, rows, score_field="response_chars", columns=("response_chars",))
+        # response_chars is the score only of 'longest'; random, dq, kcenter... rank by none (nor claim one)
+        ranks = final["method"] == "longest" or any("response_chars" in (b.get("by"), b.get("column"))
+                                                    for step in steps for b in step.values())  # fmt: skip
+        kept = ("response_chars",) if ranks else ()
+        table = ScoreTable({"method": recipe.name}, rows, score_field="response_chars", columns=kept)
     rows = table.rows
     valid = [row["index"] for row in rows if row.get("id") is not None]
 
@@ -118,8 +123,15 @@ def execute(
     chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select, dedup)
     n_scored = sum(1 for i in valid if value(i, table.score_field) is not None)
     empty = None if chosen else why_empty(table.score_field, table.skipped(), n_scored, candidates, steps)
+    short = None
+    if chosen and budget is not None and budget.count is not None and len(chosen) < budget.count:
+        dropped = f"; dedup dropped {deduped[-1]['dropped']}" if deduped else ""
+        short = (
+            f"fewer than the {budget.count} asked for: the steps left {len(candidates)} candidates of "
+            f"{len(valid)} valid records{dropped}"
+        )
     selection = Selection(chosen, len(pool), n_scored, len(candidates), recipe.name, tuple(steps), empty,
-                          deduped[-1] if deduped else None, getattr(selector, "details", None))  # fmt: skip
+                          deduped[-1] if deduped else None, getattr(selector, "details", None), short)  # fmt: skip
     return RecipeRun(table, selection)
 
 
@@ -149,6 +161,18 @@ def _check_budget(recipe: Recipe, budget: Budget | None, n_pool: int) -> None:
             raise ConfigError("rate/count", f"recipe {recipe.name!r} has no default budget: give --rate or --count")
         return
     budget.check(n_pool)
+
+
+def _check_columns(recipe: Recipe, params: dict[str, Any]) -> None:
+    """A select option that names a column (``by``, ``labels``) must name one the scorer writes: refused before
+    any scoring, not after hours of it."""
+    from tunesift.scorers import columns_of
+
+    columns = columns_of(recipe.scorer)
+    for option in ("by", "labels"):
+        value = params.get(option)
+        if value is not None and recipe.scorer and value not in columns:
+            raise ConfigError(option, f"no column {value!r}: scorer {recipe.scorer!r} writes {', '.join(columns)}")
 
 
 def _check_needs(recipe: Recipe, options: dict[str, Any]) -> None:

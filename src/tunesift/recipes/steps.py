@@ -98,7 +98,7 @@ def why_empty(score_field: str, skipped: dict[str, int], n_scored: int, candidat
               steps: Sequence[dict[str, Any]]) -> str:  # fmt: skip
     """One line saying why a selection came out empty."""
     if n_scored == 0:
-        return f"no record has a {score_field} score" + (f" (skipped: {skipped})" if skipped else "")
+        return f"no record has a score in {score_field}" + (f" (skipped: {skipped})" if skipped else "")
     if not candidates:
         filters = [f"{b['column']} {b['op']} {b['value']:g}" for s in steps for k, b in s.items() if k == "filter"]
         return "no scored record passed " + (" and ".join(filters) if filters else "the steps")

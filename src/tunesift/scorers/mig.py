@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunesift.data.sample import Sample
+from tunesift.errors import ConfigError
 from tunesift.options import API_KEY_ENV, BASE_URL, CONCURRENCY, DTYPE, RETRIES, TIMEOUT, Option
 from tunesift.scorers.base import Method, PoolContext, Scorer
 from tunesift.scorers.deita import DEITA
@@ -60,7 +61,10 @@ class MIGScores(Method):
         instag = InsTag.build(pool, executor, model=model, max_new_tokens=max_new_tokens, min_tag_count=min_tag_count,
                               semantic=semantic, chunk_size=None, **where)  # fmt: skip
         rater_name = rater or (model if base_url is None else None) or "smollm2-135m-instruct"
-        deita = DEITA.build(pool, executor, model=rater_name, batch_tokens=4096, chunk_size=None, dtype=dtype)
+        try:
+            deita = DEITA.build(pool, executor, model=rater_name, batch_tokens=4096, chunk_size=None, dtype=dtype)
+        except ConfigError as err:  # the rater's own flag, where the user gave --rater
+            raise ConfigError("rater", err.message) if rater and err.option == "model" else err from None
         return cls(instag, deita)
 
     def stages(self) -> Sequence[Scorer]:

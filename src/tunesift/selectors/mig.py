@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tunesift.errors import ConfigError
+from tunesift.errors import ConfigError, TunesiftError
 from tunesift.options import Option
 from tunesift.selectors.base import Candidates, Selector, check_budget
 
@@ -111,7 +111,8 @@ class MIG(Selector):
                "of DEITA complexity x quality)."),
         Option("labels", str, "instag_tags", "The column holding each sample's labels (INSTAG's normalised tags)."),
         Option("sim_threshold", float, 0.9, "Label-graph edges: label cosines (all-MiniLM-L6-v2) at or above this."),
-        Option("prop_weight", float, 1.0, "Weight of a neighbouring label in the propagation (0: no graph)."),
+        Option("prop_weight", float, 1.0, "Weight of a neighbouring label in the propagation (0: no graph).",
+               at_least=0),
         Option("norm", bool, False, "Divide a sample's quality by its number of labels (the CLI default: no).",
                flag="--norm/--no-norm"),
         Option("phi_type", str, "pow", "pow: phi(x) = (x + 1e-6)^0.8; exp: 1 - exp(-x)."),
@@ -130,9 +131,11 @@ class MIG(Selector):
                 positions.append(pos)
                 tags.append(list(labels))
                 quality.append(value)
-        if not positions:
-            raise ConfigError("labels", f"no candidate has both {self.params['labels']} and {by}: MIG needs INSTAG "
-                              "tags and DEITA scores (tunesift run mig scores both)")  # fmt: skip
+        if not positions:  # the column exists (checked before scoring): its values are what is missing
+            unlabelled = sum(candidates.rows[i].get(self.params["labels"]) is None for i in candidates.indices)
+            raise TunesiftError(f"MIG: no candidate has both {self.params['labels']} and {by} ({unlabelled} of "
+                                f"{len(candidates.indices)} have no {self.params['labels']}: the tagger's replies "
+                                "failed or could not be read; the skip reasons say which)")  # fmt: skip
         vocabulary = sorted({t for row in tags for t in row})
         where = {t: i for i, t in enumerate(vocabulary)}
         embeddings = candidates.embed_texts(vocabulary) if vocabulary else np.zeros((0, 1), dtype=np.float32)
