@@ -221,7 +221,9 @@ def advise_cmd(
     ),
     proxy_size: Annotated[
         int | None,
-        typer.Option(help="A seeded sample of the pool the race runs on (default 2,000, or the whole pool if smaller)."),
+        typer.Option(
+            help="A seeded sample of the pool the race runs on (default 2,000, or the whole pool, if smaller)."
+        ),
     ] = None,
     random_seeds: Annotated[str, typer.Option(help="Random subsets per budget (comma-separated seeds).")] = "0,1,2",
     train_seeds: Annotated[int, typer.Option(help="Data orders per method subset.")] = 1,

@@ -139,8 +139,9 @@ def check(config: AdviseConfig, pool: Any) -> None:
         if not 0 < rate <= 1:
             raise ConfigError("budget", f"a rate in (0, 1], got {rate}")
         if int(rate * config.proxy_size) < 1:
-            raise ConfigError("budget", f"{rate:g} of the {config.proxy_size}-record proxy is {rate * config.proxy_size:g}"
-                              " records, fewer than 1: give a larger rate (or --proxy-size)")  # fmt: skip
+            raise ConfigError("budget", f"{rate:g} of the {config.proxy_size}-record proxy is "
+                              f"{rate * config.proxy_size:g} records, fewer than 1: give a larger rate (or "
+                              "--proxy-size)")  # fmt: skip
     if len(config.random_seeds) < 2:
         raise ConfigError("random-seeds", f"intervals pool the random subsets: give at least 2, got "
                           f"{len(config.random_seeds)}")  # fmt: skip
