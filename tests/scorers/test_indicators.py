@@ -162,3 +162,8 @@ def test_fit_indicators_then_run_instructmining(tmp_path, tiny_model_dir, store_
     (tmp_path / "bad.csv").write_text("subset,loss\ns0.json,1.0\n")
     bad = runner.invoke(app, ["fit-indicators", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "x.json")])
     assert bad.exit_code == 2 and "bad.csv: record 0: field 'eval_loss'" in bad.output
+    # a rule written over one of the table's subsets is refused before any work, naming both
+    before = (tmp_path / "s3.json").read_text()
+    over = runner.invoke(app, ["fit-indicators", str(tmp_path / "table.jsonl"), "--out", str(tmp_path / "s3.json")])
+    assert over.exit_code == 2 and "is the same file as the subset" in over.output
+    assert (tmp_path / "s3.json").read_text() == before

@@ -156,7 +156,10 @@ def fit_indicators_cmd(
     from tunesift import api
 
     try:
-        Files().read("table", table).write("out", out).check()
+        from tunesift.recipes.pipelines import read_fit_table
+
+        subsets = [subset for subset, _ in read_fit_table(table)]
+        Files().read("table", table).read("subset", subsets).write("out", out).check()
         names = [m.strip() for m in indicators.split(",") if m.strip()]
         rule = api.fit_indicators(table, indicators=names, model=model, knn=knn, store_dir=store, device=device,
                                   progress=True)  # fmt: skip
