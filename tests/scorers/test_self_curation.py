@@ -88,7 +88,9 @@ def test_endpoint_scores_and_keeps_unreadable_replies(tmp_path, chat_server, sto
     calls = chat_server.requests
     assert [r["self_curation"] for r in api.score_self_curation(path, model="judge", base_url=chat_server.url).rows] \
         == [5.0, 4.0, None, 3.0]  # fmt: skip
-    assert chat_server.requests == calls  # from the cache (a temperature-0 unreadable reply is kept, with its reason)
+    # the three scores from the cache; the unreadable reply was never stored (a failure is no result): asked
+    # again, after the start-up probe that precedes any request
+    assert chat_server.requests == calls + 2
 
 
 def test_run_self_curation_keeps_the_5s_or_a_threshold(tmp_path, chat_server, store_dir):
