@@ -4,6 +4,7 @@ from tunesift._version import __version__
 from tunesift.api import (
     METHODS,
     ScoreTable,
+    decontaminate,
     read_scores,
     run,
     run_recipe,
@@ -25,6 +26,7 @@ __all__ = [
     "ScoreTable",
     "Selection",
     "__version__",
+    "decontaminate",
     "read_pool",
     "read_scores",
     "run",

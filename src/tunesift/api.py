@@ -47,6 +47,7 @@ __all__ = [
     "RunResult",
     "ScoreTable",
     "Selection",
+    "decontaminate",
     "fit_indicators",
     "load_recipe",
     "manifest_path",
@@ -127,6 +128,44 @@ def run(recipe: str | Path | Recipe, data: Any, *, rate: float | None = None, co
     else:
         picked.manifest = manifest
     return picked
+
+
+def decontaminate(data: Any, against: str | Path | list[str | Path], *, mode: str = "tulu", n: int | None = None,
+                  threshold: float | None = None, out: str | Path | None = None, dry_run: bool = False,
+                  data_dir: str | Path | None = None) -> Any:  # fmt: skip
+    """``data`` without the samples an evaluation set's items cover (METHODS.md §23): each user turn against the
+    prompts of ``against`` (names in :data:`tunesift.data.evalsets.EVAL_SETS`, or files of evaluation items in
+    any pool format). A path or a Pool writes the clean pool to ``out`` (``dry_run``: its manifest only) and gives
+    the :class:`~tunesift.recipes.decontaminate.Contamination`; a list of dicts, a DataFrame or a Dataset gives
+    the kept rows back, same kind, in order, with the manifest's section as ``.manifest`` (a DataFrame:
+    ``.attrs["tunesift_manifest"]``)."""
+    from tunesift.data.frames import as_pool_file, check_data, frame_kind, take
+    from tunesift.outputs import write_decontaminated
+    from tunesift.recipes.decontaminate import check_decontaminate, decontaminate_pool
+
+    check_data(data)
+    names, mode, n, threshold = check_decontaminate(against, mode, n, threshold)
+    if frame_kind(data) is None:
+        if out is None:
+            raise ConfigError("out", "a pool file is decontaminated to a file: give out=PATH")
+        Files().read("pool", getattr(data, "path", data)).read("--against", [a for a in names if Path(a).exists()]
+                                                               ).write("out", out, "subset").check()  # fmt: skip
+        pool = as_pool(data)
+        result = decontaminate_pool(pool, names, mode=mode, n=n, threshold=threshold, data_dir=data_dir)
+        write_decontaminated(out, pool, result, dry_run=dry_run)
+        return result
+    with as_pool_file(data) as path:
+        result = decontaminate_pool(read_pool(path), names, mode=mode, n=n, threshold=threshold, data_dir=data_dir)
+    kept = take(data, result.kept)
+    manifest = result.summary()
+    if frame_kind(kept) == "pandas":
+        kept.attrs["tunesift_manifest"] = manifest
+    elif frame_kind(kept) == "list":
+        kept = Subset(kept)
+        kept.manifest = manifest
+    else:
+        kept.manifest = manifest
+    return kept
 
 
 class Subset(list):
@@ -251,6 +290,9 @@ def recipe_files(recipe: Recipe, data: Any, out: str | Path | None, *, scores_ou
         files.read("recipe", recipe.source)
     if recipe.scorer:
         files.read_all(option_inputs(get_method(recipe.scorer).options, {**recipe.score, **(score_options or {})}))
+    for step in recipe.steps:
+        if "decontaminate" in step:
+            files.read("decontaminate against", [a for a in step["decontaminate"]["against"] if Path(a).is_file()])
     return files.write("out", out, "subset", out_format).write("scores-out", scores_out, "scores")
 
 

@@ -244,6 +244,7 @@ def write_subset(
         **({"why_empty": selection.why_empty} if selection.why_empty else {}),
         **({"why_short": selection.why_short} if selection.why_short else {}),
         **({"dedup": selection.dedup} if selection.dedup else {}),
+        **({"decontaminate": selection.decontaminate} if selection.decontaminate else {}),
         **({"select_details": selection.details} if selection.details else {}),
         "selected_indices": selection.indices,
         "scorer_config": table.config,
@@ -258,22 +259,33 @@ def write_deduped(path: str | Path, pool: Pool, result: Any) -> Path:
     """The records a dedup kept, in pool order and the pool's own format (``path``'s extension may change the
     container), and ``<name>.manifest.json``: the method, its options, the counts and every dropped record with the
     index and id of the record kept in its place. Returns the manifest's path."""
-    kept = set(result.kept)
-    records = (sample.record for sample in pool if sample.index in kept and not isinstance(sample, Rejected))
-    write_records(path, records, output_container(Path(path), pool.container))
+    return write_kept(path, pool, result.kept, "dedup", result.summary())
+
+
+def write_decontaminated(path: str | Path, pool: Pool, result: Any, dry_run: bool = False) -> Path:
+    """The records no evaluation item covers, in pool order and the pool's own format, and the manifest: every
+    dropped record with the set, item and coverage it matched, and per set how many of its items the pool holds.
+    A ``dry_run`` writes the manifest only. Returns the manifest's path."""
+    return write_kept(path, pool, result.kept, "decontaminate", result.summary(), records=not dry_run)
+
+
+def write_kept(path: str | Path, pool: Pool, kept_indices: list[int], section: str, summary: dict[str, Any],
+               records: bool = True) -> Path:  # fmt: skip
+    """A cleaning step's output: the kept records (unless ``records`` is false) and the manifest with ``section``."""
+    kept = set(kept_indices)
+    if records:
+        chosen = (sample.record for sample in pool if sample.index in kept and not isinstance(sample, Rejected))
+        write_records(path, chosen, output_container(Path(path), pool.container))
     manifest = {
         "tunesift_version": __version__,
         "subset": str(path),
         "data": str(pool.path),
         "format": {"container": pool.container, "schema": pool.schema},
-        "counts": {
-            "pool": len(pool),
-            "rejected": len(pool.rejects),
-            "kept": len(result.kept),
-            "dropped": len(result.dropped),
-        },
-        "dedup": result.summary(),
-    }
+        "counts": {"pool": len(pool), "rejected": len(pool.rejects), "kept": len(kept),
+                   "dropped": summary.get("dropped", 0)},
+        **({"dry_run": True} if not records else {}),
+        section: summary,
+    }  # fmt: skip
     target = manifest_path(path)
     with atomic_open(target) as handle:
         json.dump(manifest, handle, indent=2, allow_nan=False)

@@ -24,6 +24,7 @@ from tunesift.cli.options import (
     check_out_format,
     fail,
 )
+from tunesift.data.sample import Rejected
 from tunesift.errors import TunesiftError
 from tunesift.files import Files
 
@@ -130,6 +131,58 @@ def dedup_cmd(
         fail(err)
     typer.echo(f"kept {len(result.kept)} of {len(pool)} records, dropped {len(result.dropped)} ({method}) -> {out} "
                f"({manifest.name})" + (f"; rejects: {rejects}" if rejects else ""), err=True)  # fmt: skip
+
+
+@app.command("decontaminate")
+def decontaminate_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="The clean pool, in DATA's own format, in pool order.")],
+    against: Annotated[
+        list[str],
+        typer.Option(
+            "--against",
+            help="An evaluation set (gsm8k, alpaca_eval, mmlu, bbh, humaneval, mt_bench, vicuna, koala, wizardlm, "
+            "sinstruct, lima: each in full) or a FILE of evaluation items in any pool format; repeat.",
+        ),
+    ],
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="tulu: drop a sample whose user turn covers more than --threshold of an item's words "
+            "with shared n-grams (Tulu 3); any: drop on any shared n-gram (datatrove, lm-eval)."
+        ),
+    ] = "tulu",
+    n: Annotated[int | None, typer.Option("--n", help="Words per n-gram (default 8 for tulu, 13 for any).")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="tulu: the coverage above which a sample goes, in (0, 1] (default 0.5).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Write only the manifest: what would be dropped, and why.")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="Evaluation sets (default ../shared/data/eval).")] = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+) -> None:
+    """Drop the samples whose user turns hold evaluation items (METHODS.md §23): the manifest names every drop with
+    the set, item and coverage it matched, and per set how many of its items the pool holds."""
+    from tunesift import api
+    from tunesift.data.evalsets import EVAL_SETS
+    from tunesift.outputs import write_decontaminated
+    from tunesift.recipes.decontaminate import Decontaminator, check_decontaminate
+
+    try:
+        names, mode, n, threshold = check_decontaminate(against, mode, n, threshold)
+        files = [a for a in names if a not in EVAL_SETS]
+        Files().read("pool", data).read("--against", files).write("out", out, "subset").check()
+        cleaner = Decontaminator(names, mode, n, threshold, data_dir)  # every set read (and checked) before the pool
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        result = cleaner.scan(s for s in pool if not isinstance(s, Rejected))
+        manifest = write_decontaminated(out, pool, result, dry_run=dry_run)
+        rejects = None if dry_run else api.write_rejects(out, pool)
+    except TunesiftError as err:
+        fail(err)
+    held = ", ".join(f"{name} {v['items_in_pool']} of {v['items']}" for name, v in result.sets.items())
+    typer.echo(f"{'would keep' if dry_run else 'kept'} {len(result.kept)} of {len(pool)} records, dropped "
+               f"{len(result.dropped)} ({mode}, n={n}); evaluation items in the pool: {held} -> "
+               f"{manifest if dry_run else out}" + (f"; rejects: {rejects}" if rejects else ""), err=True)  # fmt: skip
 
 
 @app.command("fit-indicators")

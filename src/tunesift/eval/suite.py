@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesift.atomic import atomic_open
+from tunesift.data.evalsets import default_eval_dir  # one place knows where the evaluation sets live
 from tunesift.errors import ConfigError
 from tunesift.options import is_number
 
@@ -30,12 +31,6 @@ SUITES: dict[str, tuple[str, ...]] = {
 # Lower is better for losses, higher for accuracies: what a table or plot needs to know.
 HIGHER_IS_BETTER = {"target_loss": False, "alpaca_eval_loss": False, "gsm8k_loss": False, "mmlu": True,
                     "gsm8k_accuracy": True}  # fmt: skip
-
-
-def default_eval_dir() -> Path:
-    """``../shared/data/eval`` beside the project (where tests and CI find it), else the working folder's."""
-    here = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "eval"
-    return here.resolve() if here.exists() else Path("../shared/data/eval").resolve()
 
 
 @dataclass(frozen=True)

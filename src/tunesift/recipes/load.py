@@ -37,7 +37,7 @@ from tunesift.selectors.base import discover as discover_selectors
 
 BUILTIN_DIR = Path(__file__).parent
 _FILTER = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(<=|>=|==|!=|<|>)\s*(-?[\d.]+(?:[eE][-+]?\d+)?)\s*$")
-STEP_KINDS = ("dedup", "filter", "rank", "cut", "select")
+STEP_KINDS = ("decontaminate", "dedup", "filter", "rank", "cut", "select")
 EXECUTOR_KEYS = {"name", "ray_address", "actors", "gpus_per_actor", "cpus_per_actor"}
 
 # Options of a run that change the recipe's final selection (default: the recipe's own values): every option
@@ -109,6 +109,30 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     except (OSError, yaml.YAMLError) as err:
         raise InputError(f"cannot read the recipe: {err}", path=path) from None
     return parse_recipe(raw, source=str(path))
+
+
+def _decontaminate_step(body: Any, source: str, where: str, bad: Any) -> dict[str, Any]:
+    """A ``decontaminate`` step checked: ``against`` (evaluation set names, or files read beside the recipe),
+    ``mode``, ``n``, ``threshold``; every file must exist."""
+    from tunesift.data.evalsets import EVAL_SETS
+    from tunesift.recipes.decontaminate import check_decontaminate
+
+    body = {"against": body} if isinstance(body, (str, list)) else dict(body or {})
+    extra = set(body) - {"against", "mode", "n", "threshold"}
+    if extra:
+        raise bad(f"decontaminate: unknown option(s) {sorted(extra)}", where)
+    try:
+        against, mode, n, threshold = check_decontaminate(body.get("against"), body.get("mode", "tulu"),
+                                                          body.get("n"), body.get("threshold"))  # fmt: skip
+    except ConfigError as err:
+        raise bad(f"decontaminate: {err}", where) from None
+    folder = Path(source).parent if Path(source).is_file() else Path(".")
+    resolved = [a if a in EVAL_SETS or Path(a).is_absolute() else str(folder / a) for a in against]
+    missing = [a for a in resolved if a not in EVAL_SETS and not Path(a).exists()]
+    if missing:
+        raise bad(f"decontaminate: no evaluation set or file {missing[0]!r}; the sets are {', '.join(EVAL_SETS)}",
+                  where)  # fmt: skip
+    return {"against": resolved, "mode": mode, "n": n, "threshold": threshold}
 
 
 def _beside(source: str, scorer: str, score: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +222,8 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
                 )
             except ConfigError as err:
                 raise bad(f"dedup: {err}", where) from None
+        elif kind == "decontaminate":
+            body = _decontaminate_step(body, source, where, bad)
         elif kind == "cut":
             body = dict(body or {})
             if body.get("of", "pool") not in ("pool", "candidates"):

@@ -110,8 +110,15 @@ def execute(
         return [candidates[p] for p in selector.select(seen, size)]
 
     deduped: list[dict[str, Any]] = []
+    decontaminated: list[dict[str, Any]] = []
 
-    def dedup(body: dict[str, Any], candidates: list[int]) -> list[int]:
+    def clean(kind: str, body: dict[str, Any], candidates: list[int]) -> list[int]:
+        if kind == "decontaminate":
+            from tunesift.recipes.decontaminate import decontaminate_pool
+
+            found = decontaminate_pool(pool, indices=candidates, **body)
+            decontaminated.append(found.summary())
+            return found.kept
         from tunesift.recipes.dedup import dedup_pool
 
         options = {k: v for k, v in body.items() if k != "method"}
@@ -120,18 +127,20 @@ def execute(
         deduped.append(result.summary())
         return result.kept
 
-    chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select, dedup)
+    chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select, clean)
     n_scored = sum(1 for i in valid if value(i, table.score_field) is not None)
     empty = None if chosen else why_empty(table.score_field, table.skipped(), n_scored, candidates, steps)
     short = None
     if chosen and budget is not None and budget.count is not None and len(chosen) < budget.count:
         dropped = f"; dedup dropped {deduped[-1]['dropped']}" if deduped else ""
+        dropped += f"; decontamination dropped {decontaminated[-1]['dropped']}" if decontaminated else ""
         short = (
             f"fewer than the {budget.count} asked for: the steps left {len(candidates)} candidates of "
             f"{len(valid)} valid records{dropped}"
         )
     selection = Selection(chosen, len(pool), n_scored, len(candidates), recipe.name, tuple(steps), empty,
-                          deduped[-1] if deduped else None, getattr(selector, "details", None), short)  # fmt: skip
+                          deduped[-1] if deduped else None, getattr(selector, "details", None), short,
+                          decontaminated[-1] if decontaminated else None)  # fmt: skip
     return RecipeRun(table, selection)
 
 

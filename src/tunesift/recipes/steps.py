@@ -21,7 +21,7 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 
 Value = Callable[[int, str], "float | None"]
 SelectFn = Callable[[dict[str, Any], list[int], int], list[int]]
-DedupFn = Callable[[dict[str, Any], list[int]], list[int]]
+CleanFn = Callable[[str, dict[str, Any], list[int]], list[int]]
 
 
 def apply_steps(
@@ -31,24 +31,25 @@ def apply_steps(
     budget: Budget | None,
     value: Value,
     select: SelectFn | None = None,
-    dedup: DedupFn | None = None,
+    clean: CleanFn | None = None,
 ) -> tuple[list[int], list[int]]:
     """Run a recipe's steps over candidate pool indices: the one implementation of every selection rule.
 
     ``filter`` keeps candidates whose column passes (an unscored sample never does); ``rank`` orders the
     scored ones (ties: pool order; unscored ones are dropped); ``cut`` keeps an intermediate budget; the
     final ``select`` takes ``budget`` of ``pool`` (the whole pool's size) or of the ``candidates`` left,
-    by ``top`` here or by ``select(body, candidates, size)`` for set-level methods; ``dedup`` keeps the
-    candidates ``dedup(body, candidates)`` returns (the first of each group of duplicates). Returns the chosen
-    indices in rank order and the candidates the final select saw.
+    by ``top`` here or by ``select(body, candidates, size)`` for set-level methods; ``dedup`` and
+    ``decontaminate`` keep the candidates ``clean(kind, body, candidates)`` returns (the first of each group of
+    duplicates; those no evaluation item covers). Returns the chosen indices in rank order and the candidates
+    the final select saw.
     """
     chosen: list[int] = []
     for step in steps:
         kind, body = next(iter(step.items()))
-        if kind == "dedup":
-            if dedup is None:
-                raise ConfigError("dedup", "a dedup step needs the recipe executor (the pool's texts)")
-            kept = set(dedup(body, candidates))
+        if kind in ("dedup", "decontaminate"):
+            if clean is None:
+                raise ConfigError(kind, f"a {kind} step needs the recipe executor (the pool's texts)")
+            kept = set(clean(kind, body, candidates))
             candidates = [i for i in candidates if i in kept]
         elif kind == "filter":
             op = OPERATORS[body["op"]]

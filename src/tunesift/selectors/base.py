@@ -68,6 +68,7 @@ class Selection:
     dedup: dict[str, Any] | None = None  # a recipe's dedup step: method, counts, every dropped sample and its twin
     details: dict[str, Any] | None = None  # what the selector says of its work (MIG's label graph)
     why_short: str | None = None  # fewer than the budget asked for: why, in one line
+    decontaminate: dict[str, Any] | None = None  # a recipe's decontaminate step: every drop, its set and item
 
 
 @dataclass

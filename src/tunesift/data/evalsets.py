@@ -1,0 +1,146 @@
+"""The evaluation sets tunesift knows, as prompts: what decontamination compares a pool against (METHODS.md §23).
+
+Each set is read in full (not only the items an evaluation samples), one :class:`EvalItem` per prompt: GSM8K
+``question``, AlpacaEval ``instruction``, MMLU ``question``, BBH ``input``, HumanEval ``prompt``, MT-Bench's turns
+and the prompts of Cherry's pairwise test sets. A FILE in any pool format gives its samples' user turns.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesift.data.sample import Sample, Turn
+from tunesift.errors import ConfigError, InputError, TunesiftError
+
+
+def default_eval_dir() -> Path:
+    """``../shared/data/eval`` beside the project (where tests and CI find it), else the working folder's."""
+    here = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "eval"
+    return here.resolve() if here.exists() else Path("../shared/data/eval").resolve()
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One evaluation prompt: its set, an id that finds it in the set's files, and the text."""
+
+    set: str
+    item: str
+    text: str
+
+
+def turn_text(turn: Turn) -> str:
+    """A user turn as decontamination reads it: the instruction with its input (Alpaca's context) below it."""
+    return f"{turn.user}\n{turn.input}" if turn.input else turn.user
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            if line.strip():
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise InputError(f"not valid JSON: {err}", path=path, record=number) from None
+
+
+def _gsm8k(folder: Path) -> Iterator[EvalItem]:
+    for number, record in _jsonl(folder / "gsm8k_test.jsonl"):
+        yield EvalItem("gsm8k", f"test/{number}", record["question"])
+
+
+def _alpaca_eval(folder: Path) -> Iterator[EvalItem]:
+    records = json.loads((folder / "alpaca_eval_805_gpt4_1106_preview.json").read_text(encoding="utf-8"))
+    for number, record in enumerate(records):
+        yield EvalItem("alpaca_eval", str(number), record["instruction"])
+
+
+def _mmlu(folder: Path) -> Iterator[EvalItem]:
+    for path in sorted((folder / "mmlu" / "test").glob("*_test.csv")):
+        with open(path, newline="", encoding="utf-8") as handle:
+            for number, row in enumerate(csv.reader(handle)):
+                yield EvalItem("mmlu", f"{path.stem.rsplit('_', 1)[0]}/{number}", row[0])
+
+
+def _bbh(folder: Path) -> Iterator[EvalItem]:
+    for path in sorted((folder / "bbh").glob("*.json")):
+        for number, example in enumerate(json.loads(path.read_text(encoding="utf-8"))["examples"]):
+            yield EvalItem("bbh", f"{path.stem}/{number}", example["input"])
+
+
+def _humaneval(folder: Path) -> Iterator[EvalItem]:
+    for _, record in _jsonl(folder / "humaneval" / "HumanEval.jsonl.gz"):
+        yield EvalItem("humaneval", record["task_id"], record["prompt"])
+
+
+def _mt_bench(folder: Path) -> Iterator[EvalItem]:
+    for _, record in _jsonl(folder / "mt_bench_questions.jsonl"):
+        for k, turn in enumerate(record["turns"], start=1):
+            yield EvalItem("mt_bench", f"{record['question_id']}/turn{k}", turn)
+
+
+#: Cherry's pairwise test sets: file and the field that holds the prompt (sinstruct adds its first input).
+PAIRWISE = {"vicuna": ("vicuna_test_set.jsonl", "text"), "koala": ("koala_test_set.jsonl", "prompt"),
+            "wizardlm": ("wizardlm_test_set.jsonl", "Instruction"),
+            "sinstruct": ("sinstruct_test_set.jsonl", "instruction"),
+            "lima": ("lima_test_set.jsonl", "conversations")}  # fmt: skip
+
+
+def _pairwise(name: str) -> object:
+    def read(folder: Path) -> Iterator[EvalItem]:
+        file, key = PAIRWISE[name]
+        for number, record in _jsonl(folder / "cherry_testsets" / file):
+            text = record[key] if isinstance(record[key], str) else str(record[key])
+            extra = (record.get("instances") or [{}])[0].get("input", "") if name == "sinstruct" else ""
+            yield EvalItem(name, str(number), f"{text}\n{extra}" if extra else text)
+
+    return read
+
+
+READERS = {"gsm8k": _gsm8k, "alpaca_eval": _alpaca_eval, "mmlu": _mmlu, "bbh": _bbh, "humaneval": _humaneval,
+           "mt_bench": _mt_bench, **{name: _pairwise(name) for name in PAIRWISE}}  # fmt: skip
+#: Every evaluation set a name reaches.
+EVAL_SETS = tuple(READERS)
+
+
+def is_file_set(name: str | Path) -> bool:
+    return str(name) not in READERS
+
+
+def set_name(name: str | Path) -> str:
+    """How a report names a set: its own name, or a FILE's path."""
+    return str(name)
+
+
+def read_eval_set(name: str | Path, folder: str | Path | None = None, option: str = "against") -> list[EvalItem]:
+    """Every prompt of the evaluation set ``name`` (one of :data:`EVAL_SETS`), or every user turn of a FILE in any
+    pool format; a name that is neither, or a file that is empty or unreadable, is a :class:`ConfigError` naming
+    ``option``."""
+    folder = Path(folder) if folder else default_eval_dir()
+    if str(name) in READERS:
+        try:
+            return list(READERS[str(name)](folder))
+        except FileNotFoundError as err:
+            raise ConfigError(option, f"evaluation set {name!r}: {err.filename} is missing") from None
+        except (KeyError, IndexError, ValueError) as err:
+            raise ConfigError(option, f"evaluation set {name!r}: unreadable ({type(err).__name__}: {err})") from None
+    path = Path(name)
+    if not path.exists():
+        raise ConfigError(option, f"no evaluation set or file {str(name)!r}: give one of {', '.join(EVAL_SETS)} or "
+                          "a file of evaluation items (any pool format)")  # fmt: skip
+    from tunesift.data.pools import read_pool
+
+    try:
+        samples = [s for s in read_pool(path) if isinstance(s, Sample)]
+    except TunesiftError as err:
+        raise ConfigError(option, str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from None
+    items = [EvalItem(str(path), f"{s.index}/turn{k}" if len(s.turns) > 1 else str(s.index), turn_text(t))
+             for s in samples for k, t in enumerate(s.turns, start=1)]  # fmt: skip
+    if not items:
+        raise ConfigError(option, f"{path}: holds no evaluation item")
+    return items
