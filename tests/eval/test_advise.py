@@ -32,9 +32,11 @@ def planted_pool(tmp_path):
 
 
 def _config(pool: Path, tiny_model_dir: Path, tmp_path: Path, **changes) -> AdviseConfig:
+    """The planted pool's winner wins by the AlpacaEval items it holds: these tests of the race's machinery keep
+    them (keep_contaminated); the decontamination test below shows the default drops them."""
     base = {"pool": str(pool), "budgets": [0.29], "methods": ["longest"], "base": str(tiny_model_dir),
             "proxy_size": 42, "random_seeds": [0, 1, 2], "train": dict(TRAIN), "eval": dict(EVAL),
-            "store_dir": str(tmp_path / "scores")}  # fmt: skip
+            "store_dir": str(tmp_path / "scores"), "keep_contaminated": True}  # fmt: skip
     return AdviseConfig(**{**base, **changes})
 
 
@@ -52,8 +54,14 @@ def test_a_planted_winner_is_recommended_and_a_second_run_trains_only_the_new_ar
     assert advice["command"].startswith(f"tunesift run longest {planted_pool} --rate 0.29")
     board = {b["method"]: b for b in advice["leaderboard"]}
     assert board["longest"]["metrics"]["alpaca_eval_loss"]["verdict"] == "better"
+    results = json.loads((out / "results.json").read_text())
+    chosen = json.loads(Path(results["budgets"][0]["subsets"]["longest"]).read_text())
+    items = {q for q, _ in read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)}
+    leaked = sum(r["instruction"] in items for r in chosen)
+    assert leaked >= 10 and board["longest"]["contaminated_selected"] == leaked  # kept: its row counts them
     text = (out / "advice.md").read_text()
     assert "**Recommendation: longest**" in text and (out / "report.html").exists()
+    assert "12 proxy records hold evaluation items" in text and "contaminated selected" in text
     runs = set((out / "runs").iterdir())
     said: list[str] = []
     advise(_config(planted_pool, tiny_model_dir, tmp_path), out, dry_run=True, log=said.append)
@@ -144,3 +152,33 @@ def test_a_small_pool_is_raced_whole_without_a_proxy_size(tmp_path, tiny_model_d
                                       str(tiny_model_dir), "--methods", "longest", "--dry-run"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "advise: 30 records of" in result.output and not out.exists()
+
+
+def test_a_race_cannot_be_won_by_evaluation_items_in_the_pool(planted_pool, tiny_model_dir, tmp_path, store_dir):
+    """The 12 AlpacaEval items planted in the pool are the longest records: longest won by them. With the check on
+    (the default) they leave the race before any training: the plan and advice.md say how many, and no arm's
+    subset holds one."""
+    said: list[str] = []
+    out = tmp_path / "advise"
+    summary = advise(_config(planted_pool, tiny_model_dir, tmp_path, keep_contaminated=False), out, measure=False,
+                     log=said.append)  # fmt: skip
+    assert any(line.startswith("decontamination: 12 proxy records hold evaluation items (alpaca_eval: 12 of 805")
+               and line.endswith("dropped from the race") for line in said), said  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_pool"] == 30 and results["contamination"]["dropped"] == 12
+    items = {q for q, _ in read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)}
+    for subset in results["budgets"][0]["subsets"].values():
+        assert not {r["instruction"] for r in json.loads(Path(subset).read_text())} & items
+    assert summary["contamination"]["records"] == 12
+    assert "Decontamination: 12 proxy records hold evaluation items" in (out / "advice.md").read_text()
+
+
+def test_a_query_example_that_is_an_evaluation_item_is_refused_naming_both(planted_pool, tiny_model_dir, tmp_path):
+    gsm = [json.loads(line)["question"] for line in (default_eval_dir() / "gsm8k_test.jsonl").open()][:3]
+    query = tmp_path / "q.json"
+    query.write_text(json.dumps([{"instruction": "Add two numbers.", "output": "x"},
+                                 {"instruction": gsm[2], "output": "x"}]))  # fmt: skip
+    result = CliRunner().invoke(app, ["advise", str(planted_pool), "--budget", "0.2", "--out", str(tmp_path / "o"),
+                                      "--base", str(tiny_model_dir), "--methods", "bm25", "--query", str(query)])
+    assert result.exit_code == 2, result.output
+    assert f"{query}: example 1 is gsm8k item test/2" in result.output and "option 'query'" in result.output

@@ -139,6 +139,13 @@ def compare_cmd(
     train_seeds: Annotated[
         int | None, typer.Option(help="Data orders per method subset (overrides the config's train_seeds).")
     ] = None,
+    keep_contaminated: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the pool's records that hold evaluation items the comparison scores on (default: "
+            "dropped, METHODS.md §23; the config's keep_contaminated: true too)."
+        ),
+    ] = False,
     device: DeviceOpt = None,
 ) -> None:
     """Method subsets vs random subsets of the same size vs the full pool: train each, evaluate, and say with a
@@ -151,6 +158,7 @@ def compare_cmd(
         cfg = load_config(config)
         if train_seeds is not None:
             cfg.train_seeds = train_seeds
+        cfg.keep_contaminated = cfg.keep_contaminated or keep_contaminated
         results = compare(cfg, out, device=device, progress=True, log=lambda m: typer.echo(m, err=True))
     except TunesiftError as err:
         fail(err)
@@ -242,6 +250,13 @@ def advise_cmd(
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the plan (arms, cached, estimated time) and stop.")] = False,
+    keep_contaminated: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the proxy's records that hold evaluation items the race scores on (default: "
+            "dropped, METHODS.md §23); each arm's row then counts its own."
+        ),
+    ] = False,
     store: Annotated[Path | None, typer.Option(help="Score cache folder (default: OUT/scores).")] = None,
     device: DeviceOpt = None,
 ) -> None:
@@ -261,6 +276,7 @@ def advise_cmd(
             [m.strip() for m in methods.split(",") if m.strip()], base=base, proxy_size=proxy_size,
             random_seeds=_numbers(random_seeds, "random-seeds", int), train_seeds=train_seeds, train=train_settings,
             eval=eval_settings, store_dir=str(store or out / "scores"), scorer_model=model,
+            keep_contaminated=keep_contaminated,
         )  # fmt: skip
         advise(config, out, dry_run=dry_run, device=device, progress=True, log=lambda m: typer.echo(m, err=True))
     except ConfigError as err:  # the config's key as the flag that set it (random_seeds: --random-seeds)

@@ -56,6 +56,7 @@ class AdviseConfig:
     eval: dict[str, Any] = field(default_factory=dict)
     store_dir: str | None = None
     scorer_model: str | None = None  # the model the scoring methods use (default: each recipe's own)
+    keep_contaminated: bool = False  # keep proxy records that hold evaluation items (default: dropped)
 
 
 DEFAULT_PROXY = 2000  # records raced when the user gives no --proxy-size (the whole pool where it is smaller)
@@ -158,32 +159,9 @@ def check(config: AdviseConfig, pool: Any) -> None:
         except TunesiftError as err:
             raise ConfigError("target", str(err)) from None
     if config.query:
-        tasks = read_queries(config.query)
-        texts = {s.instruction.strip() for t in tasks for s in t.samples}
-        overlap = texts & _target_prompts(config)
-        if overlap:
-            raise ConfigError(
-                "query",
-                f"{len(overlap)} query example(s) are evaluation items of the target "
-                f"{config.target} (e.g. {sorted(overlap)[0][:60]!r}): the race would measure the leak",
-            )
+        from tunesift.eval.compare import check_queries, eval_sets
 
-
-def _target_prompts(config: AdviseConfig) -> set[str]:
-    """The prompts of the target's evaluation items (all of them, whatever the size asked)."""
-    from tunesift.eval import metrics
-    from tunesift.eval.suite import EvalSettings, read_target
-
-    folder = EvalSettings(**{k: v for k, v in config.eval.items() if k == "data_dir"}).folder()
-    if config.target == "gsm8k":
-        pairs = metrics.read_gsm8k(folder / "gsm8k_test.jsonl")
-    elif config.target == "alpaca_eval":
-        pairs = metrics.read_alpaca_eval(folder / "alpaca_eval_805_gpt4_1106_preview.json")
-    elif config.target == "mmlu":
-        return set()
-    else:
-        pairs = read_target(config.target)
-    return {q.split("\n\n")[0].strip() for q, _ in pairs}
+        check_queries(read_queries(config.query), eval_sets(compare_config(config, {})), config.eval.get("data_dir"))
 
 
 def compare_config(config: AdviseConfig, methods: dict[str, dict[str, Any]]) -> Any:
@@ -198,7 +176,7 @@ def compare_config(config: AdviseConfig, methods: dict[str, dict[str, Any]]) -> 
         pool=config.pool, base=config.base, budgets=list(config.budgets), methods=methods,
         pool_size=config.proxy_size, pool_seed=0, train=dict(config.train), random_seeds=list(config.random_seeds),
         train_seeds=config.train_seeds, full=False, floor=False, suite=suite, eval=eval_settings,
-        store_dir=config.store_dir, intervals=True,
+        store_dir=config.store_dir, intervals=True, keep_contaminated=config.keep_contaminated,
     )  # fmt: skip
 
 
@@ -209,11 +187,14 @@ def plan(config: AdviseConfig, compare_cfg: Any, out: Path, measure: bool = True
          scratch: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """The arms, what is cached, and the time each stage should take here (measured on a few samples, in
     ``scratch`` when given: a dry run's probes leave nothing in ``out`` or the score store)."""
-    from tunesift.eval.compare import planned_arms
+    from tunesift.data.pools import read_pool
+    from tunesift.eval.compare import planned_arms, proxy_records
 
     arms_here = planned_arms(compare_cfg, out)
+    _, found = proxy_records(compare_cfg, [s.record for s in read_pool(compare_cfg.pool).samples])
     estimate = measure_costs(config, compare_cfg, scratch or out, scratch=scratch is not None) if measure else {}
-    return {"arms": arms_here, "estimate": estimate}
+    contamination = {"records": len(found.dropped), "kept_in_race": config.keep_contaminated, "sets": found.sets}
+    return {"arms": arms_here, "estimate": estimate, "contamination": contamination}
 
 
 def measure_costs(config: AdviseConfig, compare_cfg: Any, out: Path, probe: int = 8,
@@ -285,6 +266,16 @@ def _train_step_seconds(compare_cfg: Any, samples: Sequence[Any]) -> float:
     return seconds
 
 
+def contamination_text(found: dict[str, Any]) -> str:
+    """One line on what the proxy holds of the evaluation sets the race scores on, and what was done with it."""
+    sets = ", ".join(f"{name}: {v['items_in_pool']} of {v['items']} items" for name, v in found["sets"].items())
+    if not found["records"]:
+        return f"decontamination: no proxy record holds an evaluation item ({sets})"
+    what = ("kept in the race (--keep-contaminated): each arm's row counts its own" if found["kept_in_race"]
+            else "dropped from the race")  # fmt: skip
+    return f"decontamination: {found['records']} proxy records hold evaluation items ({sets}); {what}"
+
+
 def plan_lines(config: AdviseConfig, compare_cfg: Any, found: dict[str, Any]) -> list[str]:
     """The plan as a user reads it: arms, cached parts, estimated minutes per stage."""
     lines = [f"advise: {config.proxy_size} records of {config.pool} (seed 0), budgets {config.budgets}, target "
@@ -293,6 +284,8 @@ def plan_lines(config: AdviseConfig, compare_cfg: Any, found: dict[str, Any]) ->
     lines.append("arms: " + ", ".join(dict.fromkeys(a["arm"] for a in arms_here)))
     cached = [a for a in arms_here if a["evaluated"]]
     lines.append(f"cached: {len(cached)} of {len(arms_here)} fine-tunes already trained and evaluated")
+    if found.get("contamination") is not None:
+        lines.append(contamination_text(found["contamination"]))
     estimate = found.get("estimate") or {}
     if estimate:
         n = config.proxy_size
@@ -341,8 +334,10 @@ def advise_from(results: dict[str, Any], config: AdviseConfig, methods: dict[str
                 continue
             select_s = next((r["select_s"] for r in rows if r["arm"] == name and r.get("select_s") is not None), 0.0)
             per_sample = (select_s or 0.0) / max(1, results["n_pool"])
+            held = budget.get("contaminated_selected", {}).get(name)
             board.append({"method": name, "select_s": select_s, "select_s_per_sample": per_sample,
                           "projected_pool_s": per_sample * pool_size,
+                          **({"contaminated_selected": held} if held is not None else {}),
                           "metrics": {i["metric"]: {k: i[k] for k in ("diff", "low", "high", "verdict")} for i in mine},
                           })  # fmt: skip
         winners = [b for b in board if b["metrics"].get(primary, {}).get("verdict") == "better"
@@ -381,22 +376,28 @@ def _command(spec: dict[str, Any], pool_path: str, rate: float, config: AdviseCo
     return " ".join(words)
 
 
-def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float) -> str:
+def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
+                    contamination: dict[str, Any] | None = None) -> str:  # fmt: skip
     primary = metric_of(config.target)
     lines = [f"# tunesift advise: {config.pool}", "",
              f"Proxy: {config.proxy_size} records (seed 0); target {config.target} ({primary}); base {config.base}; "
              f"random seeds {config.random_seeds}; wall time {seconds / 60:.1f} min.", ""]  # fmt: skip
+    if contamination is not None:
+        lines += [contamination_text(contamination).replace("decontamination: ", "Decontamination: ", 1) + ".", ""]
     for a in advice:
         metrics = list(dict.fromkeys(m for b in a.leaderboard for m in b["metrics"]))
+        held = any("contaminated_selected" in b for b in a.leaderboard)
         head = "| method | " + " | ".join(f"{m} vs random" for m in metrics)
-        lines += [f"## Budget {a.budget}", "", head + " | selection s (proxy) | projected s (whole pool) |",
-                  "|---" * (len(metrics) + 3) + "|"]  # fmt: skip
+        lines += [f"## Budget {a.budget}", "", head + " | selection s (proxy) | projected s (whole pool) |"
+                  + (" contaminated selected |" if held else ""),
+                  "|---" * (len(metrics) + 3 + held) + "|"]  # fmt: skip
         for b in sorted(a.leaderboard, key=lambda b: b["metrics"].get(primary, {}).get("diff", 0.0)
                         * (-1 if primary == "mmlu" else 1)):  # fmt: skip
             cells = [f"{b['metrics'][m]['diff']:+.4f} [{b['metrics'][m]['low']:+.4f}, {b['metrics'][m]['high']:+.4f}] "
                      f"{b['metrics'][m]['verdict']}" if m in b["metrics"] else "–" for m in metrics]  # fmt: skip
+            extra = f" {b.get('contaminated_selected', 0)} |" if held else ""
             lines.append(f"| {b['method']} | " + " | ".join(cells) + f" | {b['select_s'] or 0:.1f} | "
-                         f"{b['projected_pool_s']:.0f} |")  # fmt: skip
+                         f"{b['projected_pool_s']:.0f} |" + extra)  # fmt: skip
         verdict = f"**Recommendation: {a.recommendation}**" if a.recommendation else "**No method beat random.**"
         lines += ["", f"{verdict}: {a.reason}.", "", f"    {a.command}", ""]
     return "\n".join(lines)
@@ -434,8 +435,12 @@ def advise(config: AdviseConfig, out: str | Path, *, dry_run: bool = False, meas
     advice = advise_from(results, config, methods, len(pool), str(config.pool))
     summary = {"config": asdict(config), "plan": found, "advice": [a.as_dict() for a in advice],
                "wall_s": round(seconds, 1), "results": str(out / "results.json")}  # fmt: skip
+    found = results.get("contamination") or {}
+    contamination = {"records": found.get("dropped", 0), "kept_in_race": config.keep_contaminated,
+                     "sets": found.get("sets", {})}  # fmt: skip
+    summary["contamination"] = contamination
     (out / "advice.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "advice.md").write_text(advice_markdown(advice, config, seconds))
+    (out / "advice.md").write_text(advice_markdown(advice, config, seconds, contamination))
     (out / "report.html").write_text(html(results))
     for a in advice:
         log(f"budget {a.budget}: {a.recommendation or 'no method beat random'}: {a.reason}")

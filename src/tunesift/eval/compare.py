@@ -76,6 +76,8 @@ class CompareConfig:
     intervals: bool = True
     n_boot: int = 2000
     judge: dict[str, Any] | None = None
+    #: keep the proxy's records that hold evaluation items (default: dropped before the race, METHODS.md §23)
+    keep_contaminated: bool = False
 
     def budget_list(self) -> list[tuple[str, Any]]:
         """(label, Budget) for every budget compared."""
@@ -133,7 +135,8 @@ def validate(config: CompareConfig) -> None:
     from tunesift.recipes import load_recipe
     from tunesift.selectors.base import Budget
 
-    kinds = {"full": bool, "floor": bool, "intervals": bool, "pool_seed": int, "suite": str, "train": dict,
+    kinds = {"full": bool, "floor": bool, "intervals": bool, "keep_contaminated": bool, "pool_seed": int, "suite": str,
+             "train": dict,
              "eval": dict, "methods": dict}  # fmt: skip
     for key, kind in kinds.items():
         value = getattr(config, key)
@@ -170,7 +173,7 @@ def validate(config: CompareConfig) -> None:
             from tunesift.data.queries import read_queries
 
             try:
-                read_queries(query)
+                check_queries(read_queries(query), eval_sets(config), config.eval.get("data_dir"))
             except ConfigError as err:
                 raise ConfigError(f"methods.{name}.options.query", err.message) from None
     if not isinstance(config.random, dict) or set(config.random) - {"balance"}:
@@ -297,17 +300,84 @@ def compare(config: CompareConfig, out: str | Path, *, device: str | None = None
         raise
 
 
+#: The evaluation set each metric reads (a target_loss reads the user's own file).
+METRIC_SETS = {"alpaca_eval_loss": "alpaca_eval", "gsm8k_loss": "gsm8k", "gsm8k_accuracy": "gsm8k", "mmlu": "mmlu"}
+
+
+def eval_sets(config: CompareConfig) -> list[str]:
+    """Every evaluation set the race scores on: its suite's, the target file, the judge's test set."""
+    from tunesift.eval.suite import SUITES
+
+    names: list[str] = []
+    for metric in SUITES[config.suite]:
+        name = config.eval.get("target_file") if metric == "target_loss" else METRIC_SETS[metric]
+        if name and name not in names:
+            names.append(str(name))
+    if config.judge is not None:
+        names.append(config.judge.get("testset", "vicuna"))
+    return names
+
+
+def check_queries(tasks: Any, sets: list[str], data_dir: str | None = None) -> None:
+    """A query example that is an evaluation item the race scores on (METHODS.md §23's rule) is refused, naming
+    both: a targeted arm would be ranked towards the test itself."""
+    from tunesift.recipes.decontaminate import Decontaminator
+
+    cleaner = Decontaminator(sets, data_dir=data_dir)
+    for task in tasks:
+        found = cleaner.scan(task.samples)
+        if found.dropped:
+            first = found.dropped[0]
+            raise ConfigError(
+                "query",
+                f"{task.path}: example {first['index']} is {first['set']} item {first['item']} "
+                f"(coverage {first['coverage']:g}); {len(found.dropped)} of its {len(task.samples)} "
+                "examples are evaluation items the race scores on: it would measure the leak",
+            )
+
+
+def _pool_key(config: CompareConfig) -> str:
+    """The proxy's cache key: its source, size, seed and whether its contaminated records were dropped."""
+    clean = None if config.keep_contaminated else eval_sets(config)
+    return _key({"source": _file_sha(config.pool), "size": config.pool_size, "seed": config.pool_seed,
+                 **({"decontaminated": clean} if clean else {})})  # fmt: skip
+
+
+def proxy_records(config: CompareConfig, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Any]:
+    """The proxy drawn from ``records`` (``pool_size`` of them, seeded), and what decontamination finds in it
+    against every set the race scores on (METHODS.md §23): the drops carry proxy positions."""
+    from tunesift.data.pools import record_to_sample
+    from tunesift.recipes.decontaminate import Decontaminator
+
+    if config.pool_size is not None and config.pool_size < len(records):
+        keep = sorted(np.random.default_rng(config.pool_seed).choice(len(records), config.pool_size, replace=False))
+        records = [records[i] for i in keep]
+    data_dir = config.eval.get("data_dir")
+    cleaner = Decontaminator(eval_sets(config), data_dir=data_dir)
+    return records, cleaner.scan(record_to_sample(r, i, config.pool) for i, r in enumerate(records))
+
+
+def contamination_line(found: Any, kept: bool) -> str:
+    sets = ", ".join(f"{name} {v['items_in_pool']} items" for name, v in found.sets.items() if v["items_in_pool"])
+    what = "kept in the race (--keep-contaminated)" if kept else "dropped from the race"
+    return f"decontamination: {len(found.dropped)} proxy records hold evaluation items ({sets}): {what}"
+
+
 def _compare(config: CompareConfig, out: Path, records: list[dict[str, Any]], *,
              device: str | None, progress: bool, log: Callable[[str], Any]) -> dict[str, Any]:  # fmt: skip
     from tunesift import api
     from tunesift.data.pools import read_pool, write_records
     from tunesift.eval.train import _ids_hash
 
+    records, found = proxy_records(config, records)
+    if found.dropped:
+        log(contamination_line(found, config.keep_contaminated))
+    contaminated = {d["id"] for d in found.dropped}
+    if not config.keep_contaminated:
+        kept = {d["index"] for d in found.dropped}
+        records = [r for i, r in enumerate(records) if i not in kept]
     out.mkdir(parents=True, exist_ok=True)
-    if config.pool_size is not None and config.pool_size < len(records):
-        keep = sorted(np.random.default_rng(config.pool_seed).choice(len(records), config.pool_size, replace=False))
-        records = [records[i] for i in keep]
-    pool_key = _key({"source": _file_sha(config.pool), "size": config.pool_size, "seed": config.pool_seed})
+    pool_key = _pool_key(config)
     pool_path = out / f"pool-{pool_key}.json"
     if not pool_path.exists():
         write_records(pool_path, records, "json")
@@ -334,16 +404,21 @@ def _compare(config: CompareConfig, out: Path, records: list[dict[str, Any]], *,
         rows = [_train_and_eval(config, m, settings, label, device, progress, log) for ms in arm_models.values()
                 for m in ms]  # fmt: skip
         models += rows
+        held = {a: sum(s.content_id in contaminated for s in read_pool(subset).samples)
+                for a, (subset, _) in arms.items()} if config.keep_contaminated else {}  # fmt: skip
         budgets.append({"budget": label, "rate": budget.rate, "requested": wanted, "size": size, "short": short,
                         "subsets": {a: str(subset) for a, (subset, _) in arms.items()},
-                        "arms": {a: [str(m.run_dir) for m in ms] for a, ms in arm_models.items()}})  # fmt: skip
+                        "arms": {a: [str(m.run_dir) for m in ms] for a, ms in arm_models.items()},
+                        **({"contaminated_selected": held} if config.keep_contaminated else {})})  # fmt: skip
     if config.full:
         models += [_train_and_eval(config, m, settings, "full", device, progress, log) for m in full_models]
     if config.floor:
         models.append(_floor(config, out, settings, device))
     results: dict[str, Any] = {"config": asdict(config), "pool": str(pool_path), "n_pool": len(pool),
                                "training": config.train_config(0).__dict__, "eval_settings": asdict(settings),
-                               "budgets": budgets, "models": models}  # fmt: skip
+                               "budgets": budgets, "models": models,
+                               "contamination": {**found.summary(),
+                                                 "kept_in_race": config.keep_contaminated}}  # fmt: skip
     if config.intervals:
         results["intervals"] = intervals(results, config.n_boot)
     if config.judge is not None:
@@ -421,8 +496,9 @@ def planned_arms(config: CompareConfig, out: str | Path) -> list[dict[str, Any]]
     from tunesift.eval.train import _ids_hash
 
     out = Path(out)
-    pool_key = _key({"source": _file_sha(config.pool), "size": config.pool_size, "seed": config.pool_seed})
-    n = config.pool_size or len(read_pool(config.pool))
+    pool_key = _pool_key(config)
+    records, contamination = proxy_records(config, [s.record for s in read_pool(config.pool).samples])
+    n = len(records) - (0 if config.keep_contaminated else len(contamination.dropped))  # the race's own proxy
     settings = config.eval_settings()
     found = []
     for label, budget in config.budget_list():

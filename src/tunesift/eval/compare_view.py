@@ -74,6 +74,13 @@ def table(results: dict[str, Any]) -> str:
     metrics = _metrics(rows)
     recipe = recipe_line(results)
     lines = [recipe]
+    contamination = results.get("contamination")
+    if contamination and contamination.get("dropped"):
+        held = ", ".join(f"{k} {v['items_in_pool']} items" for k, v in contamination["sets"].items()
+                         if v["items_in_pool"])  # fmt: skip
+        what = "kept in the race" if contamination.get("kept_in_race") else "dropped before the race"
+        lines.append(f"\nDecontamination: {contamination['dropped']} pool records hold evaluation items ({held}): "
+                     f"{what}.")  # fmt: skip
     found = results.get("intervals", [])
     for budget in results["budgets"]:
         label = budget["budget"]
@@ -81,6 +88,9 @@ def table(results: dict[str, Any]) -> str:
         if budget["short"]:
             head += f" (asked {budget['requested']}; {', '.join(f'{k} kept {v}' for k, v in budget['short'].items())})"
         lines += [head, "", f"_{recipe}_", "", *_arm_table([r for r in rows if r["budget"] == label], metrics)]
+        if budget.get("contaminated_selected"):
+            lines += ["", "Evaluation items among each arm's selected records: "
+                      + ", ".join(f"{arm} {n}" for arm, n in budget["contaminated_selected"].items())]
         here = [i for i in found if i["budget"] == label]
         lines += _interval_table(here, "random", metrics) + _interval_table(here, "full", metrics)
     others = [r for r in rows if r["budget"] in ("full", "base")]
