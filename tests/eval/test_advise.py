@@ -178,7 +178,22 @@ def test_a_query_example_that_is_an_evaluation_item_is_refused_naming_both(plant
     query = tmp_path / "q.json"
     query.write_text(json.dumps([{"instruction": "Add two numbers.", "output": "x"},
                                  {"instruction": gsm[2], "output": "x"}]))  # fmt: skip
-    result = CliRunner().invoke(app, ["advise", str(planted_pool), "--budget", "0.2", "--out", str(tmp_path / "o"),
-                                      "--base", str(tiny_model_dir), "--methods", "bm25", "--query", str(query)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "advise",
+            str(planted_pool),
+            "--budget",
+            "0.2",
+            "--out",
+            str(tmp_path / "o"),
+            "--base",
+            str(tiny_model_dir),
+            "--methods",
+            "bm25",
+            "--query",
+            str(query),
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert f"{query}: example 1 is gsm8k item test/2" in result.output and "option 'query'" in result.output

@@ -60,7 +60,7 @@ def test_the_index_agrees_with_the_one_pair_reference_on_real_items():
     for _ in range(80):
         a, b = rng.sample(items, 2)
         wa, wb = a.split(), b.split()
-        turns.append(" ".join(wa[: rng.randint(0, len(wa))] + ["and", "then"] + wb[rng.randint(0, len(wb)) :]))
+        turns.append(" ".join([*wa[: rng.randint(0, len(wa))], "and", "then", *wb[rng.randint(0, len(wb)) :]]))
     for n in (3, 8):
         index = EvalIndex(items, n)
         found = index.candidates([words(t) for t in turns])
@@ -78,7 +78,7 @@ def test_a_short_item_matches_only_an_equal_turn():
     assert hits[0].coverage == 1.0 and hits[1] is None
 
 
-def RENAMED(text: str) -> str:  # noqa: N802
+def renamed_copy(text: str) -> str:
     return text.replace("Janet", "Maria").replace("She ", "He ").replace("her ", "his ")
 
 
@@ -92,9 +92,15 @@ def planted(tmp_path):
     pool[3] = {"instruction": gsm[0], "input": "", "output": "72"}  # verbatim: dropped
     half = words(gsm[1])[: len(words(gsm[1])) // 2]
     pool[4] = {"instruction": " ".join(half), "input": "", "output": "x"}  # half of the words: coverage <= 0.5
-    pool[5] = {"instruction": RENAMED(gsm[0]), "input": "", "output": "x"}  # renamed: as its coverage says
-    pool[6] = {"conversations": [{"from": "human", "value": "Hello!"}, {"from": "gpt", "value": "Hi."},
-                                 {"from": "human", "value": alpaca_eval[7]}, {"from": "gpt", "value": "Sure."}]}
+    pool[5] = {"instruction": renamed_copy(gsm[0]), "input": "", "output": "x"}  # renamed: as its coverage says
+    pool[6] = {
+        "conversations": [
+            {"from": "human", "value": "Hello!"},
+            {"from": "gpt", "value": "Hi."},
+            {"from": "human", "value": alpaca_eval[7]},
+            {"from": "gpt", "value": "Sure."},
+        ]
+    }
     pool[7] = {"instruction": "Answer this.", "input": gsm[2], "output": "x"}  # in the input: the user turn
     path = tmp_path / "pool.json"
     path.write_text(json.dumps(pool))
@@ -109,7 +115,7 @@ def test_planted_copies_in_a_real_pool_are_found_or_kept_as_the_rule_says(plante
     manifest = json.loads((tmp_path / "clean.manifest.json").read_text())
     drops = {d["index"]: d for d in manifest["decontaminate"]["samples"]}
     gsm0 = read_eval_set("gsm8k")[0].text
-    renamed = reference(gsm0, RENAMED(gsm0), 8)
+    renamed = reference(gsm0, renamed_copy(gsm0), 8)
     assert 0 < renamed < 1 and set(drops) == {3, 6, 7} | ({5} if renamed > 0.5 else set())
     assert drops[3]["set"] == "gsm8k" and drops[3]["item"] == "test/0" and drops[3]["coverage"] == 1.0
     assert drops[6]["set"] == "alpaca_eval" and drops[6]["item"] == "7" and drops[6]["turn"] == 1

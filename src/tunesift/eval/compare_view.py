@@ -89,8 +89,11 @@ def table(results: dict[str, Any]) -> str:
             head += f" (asked {budget['requested']}; {', '.join(f'{k} kept {v}' for k, v in budget['short'].items())})"
         lines += [head, "", f"_{recipe}_", "", *_arm_table([r for r in rows if r["budget"] == label], metrics)]
         if budget.get("contaminated_selected"):
-            lines += ["", "Evaluation items among each arm's selected records: "
-                      + ", ".join(f"{arm} {n}" for arm, n in budget["contaminated_selected"].items())]
+            lines += [
+                "",
+                "Evaluation items among each arm's selected records: "
+                + ", ".join(f"{arm} {n}" for arm, n in budget["contaminated_selected"].items()),
+            ]
         here = [i for i in found if i["budget"] == label]
         lines += _interval_table(here, "random", metrics) + _interval_table(here, "full", metrics)
     others = [r for r in rows if r["budget"] in ("full", "base")]
