@@ -290,3 +290,37 @@ def write_kept(path: str | Path, pool: Pool, kept_indices: list[int], section: s
     with atomic_open(target) as handle:
         json.dump(manifest, handle, indent=2, allow_nan=False)
     return target
+
+
+def write_redacted(path: str | Path, pool: Pool, kinds: tuple[str, ...]) -> tuple[Path, dict[str, Any]]:
+    """A new pool: every record with its personal data replaced by placeholders (:mod:`tunesift.data.pii`), in
+    pool order and format (rejected records left out), and the manifest with the counts per kind and the indices
+    of the records changed. Returns the manifest's path and its ``redact`` section."""
+    from collections import Counter
+
+    from tunesift.data.pii import redact_record
+
+    totals: Counter = Counter()
+    changed: list[int] = []
+
+    def records() -> Any:
+        for sample in pool:
+            if isinstance(sample, Rejected):
+                continue
+            record, found = redact_record(sample.record, kinds)
+            if found:
+                totals.update(found)
+                changed.append(sample.index)
+            yield record
+
+    write_records(path, records(), output_container(Path(path), pool.container))
+    summary = {"kinds": list(kinds), "replaced": dict(sorted(totals.items())), "records_changed": len(changed),
+               "changed_indices": changed}  # fmt: skip
+    manifest = {"tunesift_version": __version__, "subset": str(path), "data": str(pool.path),
+                "format": {"container": pool.container, "schema": pool.schema},
+                "counts": {"pool": len(pool), "rejected": len(pool.rejects), "written": len(pool) - len(pool.rejects),
+                           "changed": len(changed)}, "redact": summary}  # fmt: skip
+    target = manifest_path(path)
+    with atomic_open(target) as handle:
+        json.dump(manifest, handle, indent=2, allow_nan=False)
+    return target, summary

@@ -185,6 +185,42 @@ def decontaminate_cmd(
                f"{manifest if dry_run else out}" + (f"; rejects: {rejects}" if rejects else ""), err=True)  # fmt: skip
 
 
+@app.command("redact")
+def redact_cmd(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", help="The new pool, placeholders in place of personal data.")],
+    kinds: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated kinds to replace (default all: secret, email, ip_address, card_number, phone)."
+        ),
+    ] = None,
+    format: FormatOpt = None,
+    on_error: OnErrorOpt = "raise",
+) -> None:
+    """Write a new pool with every e-mail address, phone number, IP address, card number (Luhn checked) and
+    secret-looking key replaced by a placeholder naming it (<EMAIL>, <PHONE>, ...); DATA is never modified."""
+    from tunesift import api
+    from tunesift.data.pii import KINDS
+    from tunesift.outputs import write_redacted
+
+    try:
+        chosen = tuple(KINDS) if kinds is None else tuple(k.strip() for k in kinds.split(",") if k.strip())
+        unknown = sorted(set(chosen) - set(KINDS))
+        if unknown or not chosen:
+            raise TunesiftError(f"option 'kinds': unknown kind(s) {', '.join(unknown) or '(none given)'}; choose "
+                                f"from {', '.join(KINDS)}")  # fmt: skip
+        Files().read("pool", data).write("out", out, "subset").check()
+        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        manifest, summary = write_redacted(out, pool, tuple(k for k in KINDS if k in chosen))
+        rejects = api.write_rejects(out, pool)
+    except TunesiftError as err:
+        fail(err)
+    replaced = ", ".join(f"{k} {n}" for k, n in summary["replaced"].items()) or "nothing"
+    typer.echo(f"redacted {summary['records_changed']} of {len(pool)} records ({replaced}) -> {out} ({manifest.name})"
+               + (f"; rejects: {rejects}" if rejects else ""), err=True)  # fmt: skip
+
+
 @app.command("fit-indicators")
 def fit_indicators_cmd(
     table: Annotated[

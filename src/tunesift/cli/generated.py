@@ -157,7 +157,7 @@ def run_command(name: str) -> Callable[..., None]:
     options (default: the recipe's own values), budget, outputs and executor options."""
     from dataclasses import replace
 
-    from tunesift.recipes import CUT_RATE, THRESHOLD, load_recipe
+    from tunesift.recipes import CUT_RATE, DROP, KEEP, THRESHOLD, load_recipe
     from tunesift.scorers import get_method
     from tunesift.selectors import get_selector
 
@@ -167,7 +167,8 @@ def run_command(name: str) -> Callable[..., None]:
     # the final selector's own options, default the recipe's (which column it ranks by stays the recipe's)
     overrides = [_unset_help(o) for o in get_selector(final["method"]).options if o.name != "by"]
     has_cut = any("cut" in step for step in recipe.steps)
-    has_filter = any("filter" in step for step in recipe.steps)
+    text_filter = any("filter" in s and isinstance(s["filter"]["value"], list) for s in recipe.steps)
+    has_filter = any("filter" in s and not isinstance(s["filter"]["value"], list) for s in recipe.steps)
 
     def body(**kw: Any) -> None:
         chosen = recipe
@@ -178,6 +179,16 @@ def run_command(name: str) -> Callable[..., None]:
             steps = tuple({"filter": {**s["filter"], "value": kw["threshold"]}} if "filter" in s else s
                           for s in chosen.steps)  # fmt: skip
             chosen = replace(chosen, steps=steps)
+        if text_filter and (kw.get("keep") or kw.get("drop")):
+            if kw.get("keep") and kw.get("drop"):
+                fail(TunesiftError("option 'keep': give --keep or --drop, not both"))
+            op, words = ("in", kw["keep"]) if kw.get("keep") else ("not in", kw["drop"])
+            words = [w.strip() for item in ([words] if isinstance(words, str) else words) for w in item.split(",")
+                     if w.strip()]  # fmt: skip
+            steps = tuple({"filter": {**s["filter"], "op": op, "value": words}}
+                          if "filter" in s and isinstance(s["filter"]["value"], list) else s
+                          for s in chosen.steps)  # fmt: skip
+            chosen = replace(chosen, steps=steps)
         select_options = {o.name: kw[o.name] for o in overrides if kw[o.name] is not None}
         run_with_recipe(name, kw, option_values(scorer_options, kw, given_only=True), select_options, recipe=chosen)
 
@@ -185,6 +196,7 @@ def run_command(name: str) -> Callable[..., None]:
               param("count", CountOpt, None), *(option_param(o, unset=True) for o in scorer_options),
               *(option_param(o) for o in overrides), *([option_param(CUT_RATE)] if has_cut else []),
               *([option_param(THRESHOLD)] if has_filter else []),
+              *([option_param(KEEP), option_param(DROP)] if text_filter else []),
               param("scores_out", ScoresOutOpt, None), param("out_format", OutFormatOpt, None),
               *execution_params()]  # fmt: skip
     return make_command(body, params, recipe.description)

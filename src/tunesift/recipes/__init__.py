@@ -5,7 +5,9 @@ the methods that are more than a recipe). The built-in recipes are the YAML file
 from tunesift.recipes.load import (
     BUILTIN_DIR,
     CUT_RATE,
+    DROP,
     EXECUTOR_KEYS,
+    KEEP,
     STEP_KINDS,
     THRESHOLD,
     Recipe,
@@ -21,7 +23,9 @@ from tunesift.recipes.steps import OPERATORS, RULE_RECIPES, apply_steps, rule_st
 __all__ = [
     "BUILTIN_DIR",
     "CUT_RATE",
+    "DROP",
     "EXECUTOR_KEYS",
+    "KEEP",
     "OPERATORS",
     "RULE_RECIPES",
     "STEP_KINDS",

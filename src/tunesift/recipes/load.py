@@ -37,6 +37,11 @@ from tunesift.selectors.base import discover as discover_selectors
 
 BUILTIN_DIR = Path(__file__).parent
 _FILTER = re.compile(r"^\s*([A-Za-z_][\w]*)\s*(<=|>=|==|!=|<|>)\s*(-?[\d.]+(?:[eE][-+]?\d+)?)\s*$")
+# a text column against words: "lang in [en, de]", "lang not in [zh]", "lang == en"
+_TEXT_FILTER = re.compile(
+    r"^\s*([A-Za-z_][\w]*)\s+(not in|in)\s*\[([^\]]*)\]\s*$|^\s*([A-Za-z_][\w]*)\s*(==|!=)\s*"
+    r"([A-Za-z_][\w-]*)\s*$"
+)
 STEP_KINDS = ("decontaminate", "dedup", "filter", "rank", "cut", "select")
 EXECUTOR_KEYS = {"name", "ray_address", "actors", "gpus_per_actor", "cpus_per_actor"}
 
@@ -46,6 +51,10 @@ CUT_RATE = Option("cut_rate", float | None, None, "Share of the pool kept by the
                   "(Superfiltering.D's k1; default: the recipe's, 0.2).", flag="--k1-rate")  # fmt: skip
 THRESHOLD = Option("threshold", float | None, None, "The value the recipe's filter compares against (default: the "
                    "recipe's own, e.g. 4.5 for alpagasus and self-curation, 1 for cherry).")  # fmt: skip
+KEEP = Option("keep", list[str] | None, None, "The values the recipe's text filter keeps, e.g. en,de for lang "
+              "(default: the recipe's own).", split=True)  # fmt: skip
+DROP = Option("drop", list[str] | None, None, "The values the recipe's text filter drops instead, e.g. zh,ko for "
+              "lang (every other value is kept).", split=True)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,21 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     except (OSError, yaml.YAMLError) as err:
         raise InputError(f"cannot read the recipe: {err}", path=path) from None
     return parse_recipe(raw, source=str(path))
+
+
+def parse_filter(text: str) -> dict[str, Any] | None:
+    """A filter step's text as its body: a number comparison (``ifd <= 1``) or a text column against words
+    (``lang in [en, de]``, ``lang not in [zh]``, ``lang == en``); None when it is neither."""
+    match = _FILTER.match(text)
+    if match:
+        return {"column": match.group(1), "op": match.group(2), "value": float(match.group(3))}
+    match = _TEXT_FILTER.match(text)
+    if not match:
+        return None
+    if match.group(1):
+        words = [w.strip().strip("'\"") for w in match.group(3).split(",") if w.strip()]
+        return {"column": match.group(1), "op": match.group(2), "value": words}
+    return {"column": match.group(4), "op": "in" if match.group(5) == "==" else "not in", "value": [match.group(6)]}
 
 
 def _decontaminate_step(body: Any, source: str, where: str, bad: Any) -> dict[str, Any]:
@@ -193,14 +217,14 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
             raise bad(f"unknown step {next(iter(step))!r}; each step is one of {', '.join(STEP_KINDS)}", where)
         kind, body = next(iter(step.items()))
         if kind == "filter":
-            match = _FILTER.match(str(body))
-            if not match:
-                raise bad(f"filter {body!r}: expected 'COLUMN OP NUMBER' over {', '.join(columns)}", where)
-            if match.group(1) not in columns:
-                writer = f"scorer {scorer!r}" if scorer else "a recipe without a scorer"
-                raise bad(f"filter {body!r}: unknown column {match.group(1)!r}: {writer} writes "
+            body = parse_filter(str(body))
+            if body is None:
+                raise bad(f"filter {step['filter']!r}: expected 'COLUMN OP NUMBER' or 'COLUMN in [WORD, ...]' over "
                           f"{', '.join(columns)}", where)  # fmt: skip
-            body = {"column": match.group(1), "op": match.group(2), "value": float(match.group(3))}
+            if body["column"] not in columns:
+                writer = f"scorer {scorer!r}" if scorer else "a recipe without a scorer"
+                raise bad(f"filter {step['filter']!r}: unknown column {body['column']!r}: {writer} writes "
+                          f"{', '.join(columns)}", where)  # fmt: skip
         elif kind == "rank":
             body = {"by": body} if isinstance(body, str) else dict(body or {})
             if body.get("by") not in columns or body.get("order", "desc") not in ("asc", "desc"):

@@ -127,7 +127,11 @@ def execute(
         deduped.append(result.summary())
         return result.kept
 
-    chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select, clean)
+    def text(i: int, column: str) -> str | None:
+        v = rows[i].get(column)
+        return v if isinstance(v, str) else None
+
+    chosen, candidates = apply_steps(steps, valid, len(pool), budget, value, select, clean, text)
     n_scored = sum(1 for i in valid if value(i, table.score_field) is not None)
     empty = None if chosen else why_empty(table.score_field, table.skipped(), n_scored, candidates, steps)
     short = None

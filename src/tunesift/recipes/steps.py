@@ -32,10 +32,12 @@ def apply_steps(
     value: Value,
     select: SelectFn | None = None,
     clean: CleanFn | None = None,
+    text: Callable[[int, str], str | None] | None = None,
 ) -> tuple[list[int], list[int]]:
     """Run a recipe's steps over candidate pool indices: the one implementation of every selection rule.
 
-    ``filter`` keeps candidates whose column passes (an unscored sample never does); ``rank`` orders the
+    ``filter`` keeps candidates whose column passes (an unscored sample never does; a text column's value, read
+    by ``text``, must be in or out of the filter's words); ``rank`` orders the
     scored ones (ties: pool order; unscored ones are dropped); ``cut`` keeps an intermediate budget; the
     final ``select`` takes ``budget`` of ``pool`` (the whole pool's size) or of the ``candidates`` left,
     by ``top`` here or by ``select(body, candidates, size)`` for set-level methods; ``dedup`` and
@@ -51,6 +53,11 @@ def apply_steps(
                 raise ConfigError(kind, f"a {kind} step needs the recipe executor (the pool's texts)")
             kept = set(clean(kind, body, candidates))
             candidates = [i for i in candidates if i in kept]
+        elif kind == "filter" and body["op"] in ("in", "not in"):  # a text column against words
+            if text is None:
+                raise ConfigError("filter", f"a filter over the text column {body['column']!r} needs its values")
+            inside, words, column = body["op"] == "in", set(body["value"]), body["column"]
+            candidates = [i for i in candidates if (t := text(i, column)) is not None and (t in words) == inside]
         elif kind == "filter":
             op = OPERATORS[body["op"]]
             candidates = [i for i in candidates if (v := value(i, body["column"])) is not None and op(v, body["value"])]
@@ -101,7 +108,8 @@ def why_empty(score_field: str, skipped: dict[str, int], n_scored: int, candidat
     if n_scored == 0:
         return f"no record has a score in {score_field}" + (f" (skipped: {skipped})" if skipped else "")
     if not candidates:
-        filters = [f"{b['column']} {b['op']} {b['value']:g}" for s in steps for k, b in s.items() if k == "filter"]
+        filters = [f"{b['column']} {b['op']} {b['value'] if isinstance(b['value'], list) else format(b['value'], 'g')}"
+                   for s in steps for k, b in s.items() if k == "filter"]  # fmt: skip
         return "no scored record passed " + (" and ".join(filters) if filters else "the steps")
     return f"the budget keeps 0 of the {len(candidates)} candidates"
 

@@ -1,0 +1,99 @@
+"""Personal data and secrets in text: what the ``pii`` scorer counts and ``tunesift redact`` replaces.
+
+The patterns follow datatrove's ``PIIFormatter`` (e-mail, IPv4) and data-juicer's ``clean_*`` mappers, plus phone
+numbers, payment card numbers (13-19 digits that pass the Luhn check) and secret-looking keys (cloud and API key
+formats, private key blocks, ``password = ...`` assignments). Each kind is replaced by a placeholder that names it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+_IPV4 = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+PATTERNS: dict[str, re.Pattern[str]] = {
+    "secret": re.compile(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
+        r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key id
+        r"|\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bgithub_pat_[A-Za-z0-9_]{40,}\b"  # GitHub tokens
+        r"|\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}\b"  # OpenAI / Anthropic style keys
+        r"|\bxox[abprs]-[A-Za-z0-9-]{10,}\b"  # Slack
+        r"|\bAIza[0-9A-Za-z_-]{35}\b"  # Google API key
+        r"|(?i:\b(?:api[_-]?key|secret[_-]?key|access[_-]?token|auth[_-]?token|password|passwd)\b\s*[:=]\s*"
+        r"['\"]?[^\s'\"]{8,}['\"]?)"
+    ),
+    "email": re.compile(r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+    "ip_address": re.compile(rf"(?<![\w.]){_IPV4}(?:\.{_IPV4}){{3}}(?![\w.]|\.\d)"),
+    "card_number": re.compile(r"(?<![\d.,-])[2-6](?:[ -]?\d){11,17}\d(?![\d-])"),  # issuers' first digits 2-6
+    "phone": re.compile(
+        r"(?<![\w+])(?<!\d[\s.-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]\d{3,4}"
+        r"(?![\w])(?![\s.-]\d)"  # not a piece of a longer run of digits (a card that failed Luhn, a date)
+    ),
+}
+#: The order matters: a card number is not also a phone number, a key is not also an e-mail.
+KINDS = tuple(PATTERNS)
+PLACEHOLDERS = {kind: f"<{kind.upper()}>" for kind in KINDS}
+
+
+def luhn(digits: str) -> bool:
+    """The Luhn checksum of a payment card number (digits only)."""
+    total = 0
+    for k, d in enumerate(int(c) for c in reversed(digits)):
+        if k % 2:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        total += d
+    return total % 10 == 0
+
+
+def _valid(kind: str, text: str) -> bool:
+    if kind == "card_number":
+        digits = re.sub(r"\D", "", text)
+        return 13 <= len(digits) <= 19 and luhn(digits)
+    if kind == "phone":
+        return 9 <= len(re.sub(r"\D", "", text)) <= 15
+    return True
+
+
+def _scan(text: str, kinds: tuple[str, ...], replace: Callable[[str, str], str] | None) -> tuple[str, Counter]:
+    found: Counter = Counter()
+    for kind in kinds:
+
+        def sub(match: re.Match[str], kind: str = kind) -> str:
+            if not _valid(kind, match.group(0)):
+                return match.group(0)
+            found[kind] += 1
+            return replace(kind, match.group(0)) if replace else PLACEHOLDERS[kind]
+
+        text = PATTERNS[kind].sub(sub, text)  # a match is replaced before the next kind looks at the text
+    return text, found
+
+
+def find_pii(text: str, kinds: tuple[str, ...] = KINDS) -> Counter:
+    """How many of each kind ``text`` holds (each match counted once, under the first kind that takes it)."""
+    return _scan(text, kinds, None)[1]
+
+
+def redact(text: str, kinds: tuple[str, ...] = KINDS) -> tuple[str, Counter]:
+    """``text`` with every match replaced by its kind's placeholder (``<EMAIL>``), and the counts."""
+    return _scan(text, kinds, None)
+
+
+def redact_record(record: Any, kinds: tuple[str, ...] = KINDS) -> tuple[Any, Counter]:
+    """``record`` with every string in it redacted (keys and structure as they were), and the counts."""
+    found: Counter = Counter()
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            text, counts = redact(value, kinds)
+            found.update(counts)
+            return text
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(record), found
