@@ -32,9 +32,9 @@ def _builders(model, reward=None):
     from tunesift.scorers.instag import InsTag
     from tunesift.scorers.judge import AlpaGasus
     from tunesift.scorers.lang import Lang
-    from tunesift.scorers.pii import PII
     from tunesift.scorers.mods import MoDSNecessity, MoDSReward
     from tunesift.scorers.nuggets import Nuggets, Task
+    from tunesift.scorers.pii import PII
     from tunesift.scorers.rds import RDSIndex
     from tunesift.scorers.selectit import SelectITRating, load_prompts
     from tunesift.scorers.self_curation import SelfCuration
