@@ -23,8 +23,14 @@ GERMAN = "Wie spät ist es jetzt in Berlin, und warum ist die Zeitzone für Reis
 def pool(tmp_path):
     records = alpaca_records(6)
     records[1] = {"instruction": FRENCH, "input": "", "output": "Please translate this sentence."}
-    records[2] = {"conversations": [{"from": "human", "value": GERMAN}, {"from": "gpt", "value": "Es ist 12 Uhr."},
-                                    {"from": "human", "value": "And in English?"}, {"from": "gpt", "value": "Noon."}]}
+    records[2] = {
+        "conversations": [
+            {"from": "human", "value": GERMAN},
+            {"from": "gpt", "value": "Es ist 12 Uhr."},
+            {"from": "human", "value": "And in English?"},
+            {"from": "gpt", "value": "Noon."},
+        ]
+    }
     records[3] = {"instruction": "Write to me at jane.doe@example.org or call +1 415-555-0199.", "input": "",
                   "output": "My card is 4111 1111 1111 1111 and the server is 10.0.0.12."}  # fmt: skip
     path = tmp_path / "pool.json"
@@ -61,7 +67,7 @@ def test_keep_or_drop_languages_on_the_command_line_and_in_a_recipe(pool, tmp_pa
     result = runner.invoke(app, ["run", "recipe", str(recipe), str(pool), "--out", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "r.manifest.json").read_text())["selected_indices"] == [2]
-    recipe.write_text("score: {scorer: lang}\nsteps:\n  - filter: \"lang in en\"\n  - select: {method: top}\n")
+    recipe.write_text('score: {scorer: lang}\nsteps:\n  - filter: "lang in en"\n  - select: {method: top}\n')
     with pytest.raises(InputError, match=r"'COLUMN in \[WORD, ...\]'"):
         api.load_recipe(recipe)
 

@@ -196,3 +196,22 @@ def test_every_named_set_is_read_in_full():
     sizes = {name: len(read_eval_set(name)) for name in EVAL_SETS}
     assert sizes["gsm8k"] == 1319 and sizes["mmlu"] == 14042 and sizes["bbh"] == 6511 and sizes["humaneval"] == 164
     assert sizes["alpaca_eval"] == 805 and sizes["mt_bench"] == 160 and sizes["vicuna"] == 80
+
+
+def test_the_report_counts_each_selections_contamination(planted, tmp_path, store_dir):
+    scores, everything, clean = tmp_path / "lang.jsonl", tmp_path / "all.json", tmp_path / "clean.json"
+    assert runner.invoke(app, ["score", "lang", str(planted), "--out", str(scores)]).exit_code == 0
+    assert runner.invoke(app, ["run", "random", str(planted), "--rate", "1", "--out", str(everything)]).exit_code == 0
+    recipe = tmp_path / "c.yaml"
+    recipe.write_text("steps:\n  - decontaminate: {against: gsm8k}\n  - select: {method: random}\n")
+    assert runner.invoke(app, ["run", "recipe", str(recipe), str(planted), "--rate", "1", "--out", str(clean)]
+                         ).exit_code == 0  # fmt: skip
+    out = tmp_path / "report.md"
+    result = runner.invoke(app, ["report", str(planted), "--scores", str(scores), "--selection", str(everything),
+                                 "--selection", str(clean), "--against", "gsm8k", "--format", "md", "--no-map",
+                                 "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "Contamination against gsm8k: 3 pool samples hold an evaluation item." in text
+    assert "- all: 3 of 500 selected samples contaminated (gsm8k 3)" in text
+    assert "- clean: 0 of 497 selected samples contaminated" in text

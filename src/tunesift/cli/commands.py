@@ -341,14 +341,27 @@ def report_cmd(
         ),
     ] = None,
     store: StoreOpt = None,
+    against: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--against",
+            help="An evaluation set (gsm8k, mmlu, ...) or FILE: a contamination line per "
+            "selection (METHODS.md §23); repeat.",
+        ),
+    ] = None,
 ) -> None:
     """What was selected, and why: score histograms with the cut, lengths, composition, agreement, a map, examples."""
     from tunesift.report import make_report
 
     try:
-        Files().read_all({"pool": data, "scores": scores, "selection": selection}).write("out", out, "report").check()
+        from tunesift.data.evalsets import EVAL_SETS
+
+        against_files = [a for a in against or [] if a not in EVAL_SETS]
+        Files().read_all({"pool": data, "scores": scores, "selection": selection, "--against": against_files}).write(
+            "out", out, "report"
+        ).check()
         make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer, pool_map=pool_map,
-                    store_dir=store)  # fmt: skip
+                    store_dir=store, against=against or [])  # fmt: skip
     except TunesiftError as err:
         fail(err)
     typer.echo(f"report -> {out}", err=True)

@@ -91,6 +91,23 @@ def _model_of(config: dict[str, Any]) -> str | None:
     return raters[0]["model"] if raters else None
 
 
+def contamination(pool: Pool, chosen: Sequence[Any], against: list[str]) -> dict[str, Any]:
+    """How many of the pool's and of each selection's samples hold an item of ``against`` (the §23 rule)."""
+    from tunesift.recipes.decontaminate import decontaminate_pool
+
+    found = decontaminate_pool(pool, against)
+    by_index = {d["index"]: d for d in found.dropped}
+    rows = []
+    for selection in chosen:
+        hits = [by_index[i] for i in selection.indices if i in by_index]
+        sets: dict[str, int] = {}
+        for hit in hits:
+            sets[hit["set"]] = sets.get(hit["set"], 0) + 1
+        rows.append({"label": selection.label, "n": len(selection.indices), "contaminated": len(hits),
+                     "by_set": sets, "indices": [h["index"] for h in hits]})  # fmt: skip
+    return {**found.options, "pool": len(found.dropped), "sets": found.sets, "selections": rows}
+
+
 def make_report(
     data: str | Path | Pool,
     scores: Sequence[str | Path],
@@ -101,6 +118,7 @@ def make_report(
     count_tokens: Callable[[str], int] | None = None,
     pool_map: bool | None = None,
     store_dir: str | Path | None = None,
+    against: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Write a report (``fmt``: html, md or json) and return its statistics.
 
@@ -108,6 +126,8 @@ def make_report(
     Tokens are counted with ``tokenizer`` (a model name), else the first score's model, else SmolLM2.
     ``pool_map``: draw the pool's 2-D map with each selection marked (default: when there are selections and
     all-MiniLM-L6-v2 is installed); its vectors come from, and go to, the score store ``store_dir``.
+    ``against``: evaluation sets (or files) whose items each selection is checked for (METHODS.md §23): a
+    contamination line per selection.
     """
     from tunesift.atomic import atomic_open
     from tunesift.errors import ConfigError
@@ -129,6 +149,8 @@ def make_report(
         token_name = "the given token counter"
     stats = build_stats(pool, columns, chosen, count_tokens)
     stats["tokenizer"] = token_name
+    if against:
+        stats["contamination"] = contamination(pool, chosen, [str(a) for a in against])
     if pool_map is None:
         import importlib.util
 

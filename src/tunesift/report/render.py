@@ -48,6 +48,12 @@ _HTML = """<!DOCTYPE html>
 <td>{{ pct(g.share_with_input) }}</td><td>{{ pct(g.share_calculation) }}</td></tr>{% endfor %}
 </table>
 <p class="note">Calculation: {{ definitions.calculation }}.</p></section>
+{% if contamination %}<section id="contamination"><h2>Contamination</h2>
+<p>Against {{ contamination.against | join(', ') }} ({{ contamination.mode }}, n = {{ contamination.n }}):
+{{ contamination.pool }} pool samples hold an evaluation item.</p>
+<table><tr><th>selection</th><th>samples</th><th>contaminated</th><th>by set</th></tr>
+{% for c in contamination.selections %}<tr><td>{{ c.label }}</td><td>{{ c.n }}</td><td>{{ c.contaminated }}</td>
+<td>{% for k, v in c.by_set.items() %}{{ k }} {{ v }} {% endfor %}</td></tr>{% endfor %}</table></section>{% endif %}
 
 <section id="scores"><h2>Scores</h2>
 {% for s in scores %}<h3>{{ s.label }} <span class="note">({{ s.field }})</span></h3>
@@ -172,6 +178,15 @@ def render_markdown(stats: dict[str, Any], tokenizer: str) -> str:
             f"{_fmt(g['response_tokens']['median'])} | {_pct(g['share_with_input'])} | {_pct(g['share_calculation'])} |"
         )
     lines += ["", f"Tokens counted with {tokenizer}. Calculation: {data['definitions']['calculation']}.", ""]
+    found = data.get("contamination")
+    if found:
+        lines += [f"Contamination against {', '.join(found['against'])}: {found['pool']} pool samples hold an "
+                  "evaluation item."]  # fmt: skip
+        for c in found["selections"]:
+            sets = ", ".join(f"{k} {v}" for k, v in c["by_set"].items())
+            lines.append(f"- {c['label']}: {c['contaminated']} of {c['n']} selected samples contaminated"
+                         + (f" ({sets})" if sets else ""))  # fmt: skip
+        lines.append("")
     lines += ["## Scores", "", "| score | field | scored | skipped | median | cuts |", "|---|---|---|---|---|---|"]
     for s in data["scores"]:
         cuts = ", ".join(f"{c['selection']}: {_fmt(c['cut'])}" for c in s["cuts"]) or "–"
