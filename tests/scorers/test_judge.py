@@ -57,6 +57,7 @@ class ScriptedServer:
                 assert self.path == "/v1/chat/completions" and body["temperature"] == 0
                 messages = body["messages"]  # one message: the probe before any work
                 marker = messages[1]["content"].split("\n")[2] if len(messages) > 1 else "probe"
+                counted = False
                 with lock:
                     server.calls[marker] = server.calls.get(marker, 0) + 1
                     n = server.calls[marker]
@@ -70,6 +71,9 @@ class ScriptedServer:
                         time.sleep(1.0)
                     payload = {"choices": [{"message": {"role": "assistant", "content": reply}}]}
                     data = json.dumps(payload).encode()
+                    with lock:  # done before the reply leaves: a client's next request never overlaps this one
+                        server.in_flight -= 1
+                        counted = True
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
@@ -78,8 +82,9 @@ class ScriptedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
-                    with lock:
-                        server.in_flight -= 1
+                    if not counted:
+                        with lock:
+                            server.in_flight -= 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -218,11 +223,16 @@ def test_endpoint_serving_the_packaged_model(tmp_path, store_dir):
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    from tunesift.execution.driver import ComputeFailed
+
     try:
         path = tmp_path / "pool.json"
         path.write_text(json.dumps(alpaca_records(6)))
         table = api.score_alpagasus(path, model="smollm2", base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
                                     concurrency=2, timeout=120)  # fmt: skip
+    except ComputeFailed as err:  # every greedy reply unreadable: a failed run, nothing written or cached
+        assert "every one of 6 samples failed" in str(err) and "unparseable_reply" in str(err)
+        return
     finally:
         httpd.shutdown()
     for row in table.rows:
