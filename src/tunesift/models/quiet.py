@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 
 
@@ -20,5 +21,7 @@ def loading_quietly() -> Iterator[None]:
     try:
         yield
     finally:
-        if was:
-            logging.enable_progress_bar()
+        if was:  # as it was (huggingface_hub warns when its own variable keeps its bars off: not news here)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                logging.enable_progress_bar()
