@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import warnings
 
 import pytest
 from conftest import alpaca_records
@@ -174,7 +175,9 @@ def test_the_api_prints_no_loading_bars(tmp_path, tiny_model_dir, store_dir, cap
     datasets = pytest.importorskip("datasets")
     from transformers.utils import logging
 
-    logging.enable_progress_bar()
+    with warnings.catch_warnings():  # huggingface_hub's own variable may keep its bars off: not what is tested
+        warnings.simplefilter("ignore", UserWarning)
+        logging.enable_progress_bar()
     scored = api.score("ifd", datasets.Dataset.from_list(alpaca_records(3)), model=str(tiny_model_dir))
     assert len(scored["ifd"]) == 3
     assert "Loading weights" not in capfd.readouterr().err
