@@ -68,7 +68,20 @@ def lone_surrogate(value: Any, where: str = "") -> str | None:
     return next((found for key, v in items if (found := lone_surrogate(v, key))), None)
 
 
+def _holds_surrogate(value: Any) -> bool:
+    """A fast yes/no first (an ASCII text holds none): the field is named only for the rare record that does."""
+    if isinstance(value, str):
+        return not value.isascii() and _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_surrogate(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_surrogate(v) for v in value)
+    return False
+
+
 def _refuse_surrogate(record: Any, path: Path, index: int) -> None:
+    if not _holds_surrogate(record):
+        return
     field = lone_surrogate(record)
     if field is not None:
         raise InputError("holds a lone surrogate escape (half of a \\uD8xx-\\uDFxx pair): not valid Unicode text; "
@@ -310,7 +323,7 @@ def _conversation(record: dict[str, Any], index: int, path: Path, key: str, role
 
 def record_to_sample(record: Any, index: int, path: str | Path, schema: str | None = None) -> Sample:
     """Validate one record of the given (or detected) schema; raise :class:`InputError` naming the field."""
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     if not isinstance(record, dict):
         raise InputError(f"expected a JSON object, found {type(record).__name__}", path=path, record=index)
     _refuse_surrogate(record, path, index)  # a record's own defect: --on-error skip leaves it out

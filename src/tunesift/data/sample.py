@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -53,7 +54,7 @@ class Sample:
     def is_conversation(self) -> bool:
         return len(self.turns) > 1
 
-    @property
+    @cached_property  # read several times per sample (its units' keys, its row): hashed once
     def content_id(self) -> str:
         """Hash of the texts a scorer reads: the key of the score cache (identical samples share it)."""
         if len(self.turns) == 1 and not self.system:
