@@ -148,6 +148,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # one decoder for every line (json.loads makes one each)
+
+
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     index = 0
     seen_any = False
@@ -163,7 +166,7 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 continue
             seen_any = True
             try:
-                record = json.loads(line, parse_constant=_reject_constant)
+                record = _DECODER.decode(line)
             except (json.JSONDecodeError, ValueError) as err:
                 raise InputError(f"line {line_no} is not valid JSON: {err}", path=path, record=index) from None
             yield index, record
