@@ -255,27 +255,45 @@ def write_subset(
     return target
 
 
-def write_deduped(path: str | Path, pool: Pool, result: Any) -> Path:
+def write_deduped(path: str | Path, pool: Pool, result: Any, redact: bool = False) -> Path:
     """The records a dedup kept, in pool order and the pool's own format (``path``'s extension may change the
     container), and ``<name>.manifest.json``: the method, its options, the counts and every dropped record with the
-    index and id of the record kept in its place. Returns the manifest's path."""
-    return write_kept(path, pool, result.kept, "dedup", result.summary())
+    index and id of the record kept in its place. ``redact``: personal data replaced by placeholders in the records
+    written. Returns the manifest's path."""
+    return write_kept(path, pool, result.kept, "dedup", result.summary(), redact=redact)
 
 
-def write_decontaminated(path: str | Path, pool: Pool, result: Any, dry_run: bool = False) -> Path:
+def write_decontaminated(path: str | Path, pool: Pool, result: Any, dry_run: bool = False,
+                         redact: bool = False) -> Path:  # fmt: skip
     """The records no evaluation item covers, in pool order and the pool's own format, and the manifest: every
     dropped record with the set, item and coverage it matched, and per set how many of its items the pool holds.
     A ``dry_run`` writes the manifest only. Returns the manifest's path."""
-    return write_kept(path, pool, result.kept, "decontaminate", result.summary(), records=not dry_run)
+    return write_kept(path, pool, result.kept, "decontaminate", result.summary(), records=not dry_run, redact=redact)
 
 
 def write_kept(path: str | Path, pool: Pool, kept_indices: list[int], section: str, summary: dict[str, Any],
-               records: bool = True) -> Path:  # fmt: skip
-    """A cleaning step's output: the kept records (unless ``records`` is false) and the manifest with ``section``."""
+               records: bool = True, redact: bool = False) -> Path:  # fmt: skip
+    """A cleaning step's output: the kept records (unless ``records`` is false; ``redact``: with placeholders in
+    place of personal data, :mod:`tunesift.data.pii`) and the manifest with ``section``."""
+    from collections import Counter
+
+    from tunesift.data.pii import redact_record
+
     kept = set(kept_indices)
+    replaced: Counter = Counter()
+
+    def chosen() -> Any:
+        for sample in pool:
+            if sample.index in kept and not isinstance(sample, Rejected):
+                if not redact:
+                    yield sample.record
+                    continue
+                record, found = redact_record(sample.record)
+                replaced.update(found)
+                yield record
+
     if records:
-        chosen = (sample.record for sample in pool if sample.index in kept and not isinstance(sample, Rejected))
-        write_records(path, chosen, output_container(Path(path), pool.container))
+        write_records(path, chosen(), output_container(Path(path), pool.container))
     manifest = {
         "tunesift_version": __version__,
         "subset": str(path),
@@ -284,6 +302,7 @@ def write_kept(path: str | Path, pool: Pool, kept_indices: list[int], section: s
         "counts": {"pool": len(pool), "rejected": len(pool.rejects), "kept": len(kept),
                    "dropped": summary.get("dropped", 0)},
         **({"dry_run": True} if not records else {}),
+        **({"redact": {"replaced": dict(sorted(replaced.items()))}} if redact and records else {}),
         section: summary,
     }  # fmt: skip
     target = manifest_path(path)

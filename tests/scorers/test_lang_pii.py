@@ -115,3 +115,15 @@ def test_pii_as_a_filter_and_redact_writes_a_new_pool(pool, tmp_path, store_dir)
     assert manifest["changed_indices"] == [3]
     result = runner.invoke(app, ["redact", str(pool), "--out", str(pool)])
     assert result.exit_code == 2 and "is the same file as the pool" in result.output
+
+
+@pytest.mark.parametrize("command", [["dedup", "--method", "exact"], ["decontaminate", "--against", "gsm8k"]])
+def test_redact_on_the_commands_that_write_a_new_pool(pool, tmp_path, command):
+    out = tmp_path / "new.json"
+    before = pool.read_text()
+    result = runner.invoke(app, [command[0], str(pool), *command[1:], "--redact", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    records = json.loads(out.read_text())
+    assert records[3]["instruction"] == "Write to me at <EMAIL> or call <PHONE>." and pool.read_text() == before
+    assert json.loads((tmp_path / "new.manifest.json").read_text())["redact"]["replaced"] == {
+        "card_number": 1, "email": 1, "ip_address": 1, "phone": 1}  # fmt: skip

@@ -28,6 +28,11 @@ from tunesift.data.sample import Rejected
 from tunesift.errors import TunesiftError
 from tunesift.files import Files
 
+REDACT_HELP = (
+    "Also replace personal data in the records written with placeholders (<EMAIL>, <PHONE>, <IP_ADDRESS>, "
+    "<CARD_NUMBER>, <SECRET>), as 'tunesift redact' does; DATA is never modified."
+)
+
 
 @app.command("select")
 def select_cmd(
@@ -107,6 +112,7 @@ def dedup_cmd(
             "1,000); pairs across clusters are not compared."
         ),
     ] = None,
+    redact: Annotated[bool, typer.Option(help=REDACT_HELP)] = False,
     format: FormatOpt = None,
     on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
@@ -125,7 +131,7 @@ def dedup_cmd(
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         result = dedup_pool(pool, method, threshold=threshold, on=on, normalise=normalise, clusters=clusters,
                             store_dir=store, executor=LocalExecutor(device=device), progress=True)  # fmt: skip
-        manifest = write_deduped(out, pool, result)
+        manifest = write_deduped(out, pool, result, redact=redact)
         rejects = api.write_rejects(out, pool)
     except TunesiftError as err:
         fail(err)
@@ -157,6 +163,7 @@ def decontaminate_cmd(
         float | None, typer.Option(help="tulu: the coverage above which a sample goes, in (0, 1] (default 0.5).")
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Write only the manifest: what would be dropped, and why.")] = False,
+    redact: Annotated[bool, typer.Option(help=REDACT_HELP)] = False,
     data_dir: Annotated[Path | None, typer.Option(help="Evaluation sets (default ../shared/data/eval).")] = None,
     format: FormatOpt = None,
     on_error: OnErrorOpt = "raise",
@@ -175,7 +182,7 @@ def decontaminate_cmd(
         cleaner = Decontaminator(names, mode, n, threshold, data_dir)  # every set read (and checked) before the pool
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         result = cleaner.scan(s for s in pool if not isinstance(s, Rejected))
-        manifest = write_decontaminated(out, pool, result, dry_run=dry_run)
+        manifest = write_decontaminated(out, pool, result, dry_run=dry_run, redact=redact)
         rejects = None if dry_run else api.write_rejects(out, pool)
     except TunesiftError as err:
         fail(err)

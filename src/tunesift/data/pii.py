@@ -36,8 +36,10 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 KINDS = tuple(PATTERNS)
 #: A cheap necessary condition per kind, tried first: most texts hold no '@', no dotted digits, no long digit run.
 MAYBE: dict[str, Callable[[str], bool]] = {
-    "secret": re.compile(r"-----BEGIN|\b(?:AKIA|ASIA)[0-9A-Z]|\bgh[pousr]_|github_pat_|\bsk-|\bxox[abprs]-|AIza"
-                         r"|(?i:api[_-]?key|secret|token|passw)").search,
+    "secret": re.compile(
+        r"-----BEGIN|\b(?:AKIA|ASIA)[0-9A-Z]|\bgh[pousr]_|github_pat_|\bsk-|\bxox[abprs]-|AIza"
+        r"|(?i:api[_-]?key|secret|token|passw)"
+    ).search,
     "email": lambda text: "@" in text,
     "ip_address": re.compile(r"\d\.\d").search,
     "card_number": re.compile(r"\d[\d\s().+-]{7,}\d").search,
