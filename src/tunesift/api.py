@@ -120,14 +120,21 @@ def run(recipe: str | Path | Recipe, data: Any, *, rate: float | None = None, co
     columns = {c: [table.rows[i].get(c) for i in chosen] for c in table.columns}
     picked = with_columns(picked, columns)
     manifest["data"] = f"<{type(data).__name__}>"
-    if frame_kind(picked) == "pandas":
-        picked.attrs["tunesift_manifest"] = manifest
-    elif frame_kind(picked) == "list":
-        picked = Subset(picked)
-        picked.manifest = manifest
-    else:
-        picked.manifest = manifest
-    return picked
+    return with_manifest(picked, manifest)
+
+
+def with_manifest(rows: Any, manifest: dict[str, Any]) -> Any:
+    """Rows handed back (a list of dicts, a DataFrame, a Dataset) with the manifest that says how they were made:
+    ``.manifest``, or a DataFrame's ``.attrs["tunesift_manifest"]``."""
+    from tunesift.data.frames import frame_kind
+
+    if frame_kind(rows) == "pandas":
+        rows.attrs["tunesift_manifest"] = manifest
+        return rows
+    if frame_kind(rows) == "list":
+        rows = Subset(rows)
+    rows.manifest = manifest
+    return rows
 
 
 def decontaminate(data: Any, against: str | Path | list[str | Path], *, mode: str = "tulu", n: int | None = None,
@@ -156,16 +163,7 @@ def decontaminate(data: Any, against: str | Path | list[str | Path], *, mode: st
         return result
     with as_pool_file(data) as path:
         result = decontaminate_pool(read_pool(path), names, mode=mode, n=n, threshold=threshold, data_dir=data_dir)
-    kept = take(data, result.kept)
-    manifest = result.summary()
-    if frame_kind(kept) == "pandas":
-        kept.attrs["tunesift_manifest"] = manifest
-    elif frame_kind(kept) == "list":
-        kept = Subset(kept)
-        kept.manifest = manifest
-    else:
-        kept.manifest = manifest
-    return kept
+    return with_manifest(take(data, result.kept), result.summary())
 
 
 class Subset(list):
