@@ -50,7 +50,7 @@ def test_a_planted_winner_is_recommended_and_a_second_run_trains_only_the_new_ar
     summary = advise(_config(planted_pool, tiny_model_dir, tmp_path), out, measure=False, log=_quiet)
     (advice,) = summary["advice"]
     assert advice["recommendation"] == "longest", advice
-    assert "better than random on alpaca_eval_loss" in advice["reason"]
+    assert "the largest gain over random on alpaca_eval_loss" in advice["reason"]
     assert advice["command"].startswith(f"tunesift run longest {planted_pool} --rate 0.29")
     board = {b["method"]: b for b in advice["leaderboard"]}
     assert board["longest"]["metrics"]["alpaca_eval_loss"]["verdict"] == "better"

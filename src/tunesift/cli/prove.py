@@ -202,12 +202,20 @@ def advise_cmd(
         ),
     ],
     target: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="What the tuned model must be good at: alpaca_eval, gsm8k, mmlu, or a "
+            help="What the tuned model must be good at: alpaca_eval (default), gsm8k, mmlu, or a "
             "FILE of your own held-out examples (the loss on their responses)."
         ),
-    ] = ("alpaca_eval"),
+    ] = None,
+    guard: Annotated[
+        str | None,
+        typer.Option(
+            help="METRIC,...|all|none: the metrics a recommended arm must not be worse on than random. Default: "
+            "none with an explicit --target (you said what matters), else all. An arm a guard excludes is still "
+            "named in advice.md with what it costs."
+        ),
+    ] = None,
     query: Annotated[
         list[Path] | None,
         typer.Option(
@@ -265,13 +273,20 @@ def advise_cmd(
     from tunesift.eval.advise import TARGETS, AdviseConfig, advise
 
     try:
-        target_file = target if target not in TARGETS else None
+        target_file = target if target and target not in TARGETS else None
         Files().read_all({"pool": data, "--query": query, "--target": target_file}).write("out", out, "folder").check()
         train_settings = {"lora": True, "epochs": 1, "template": "alpaca", "max_length": 256, "batch_tokens": 2048,
                           "examples_per_step": 8, **_settings(train, "--train")}  # fmt: skip
         eval_settings = {"n_alpaca": 50, "n_gsm8k": 50, "n_mmlu": 100, "max_length": 160, **_settings(eval, "--eval")}
+        if guard is not None and guard not in ("all", "none"):
+            from tunesift.eval.suite import HIGHER_IS_BETTER
+
+            unknown = [m for m in guard.split(",") if m.strip() and m.strip() not in HIGHER_IS_BETTER]
+            if unknown or not guard.strip(","):
+                raise ConfigError("guard", f"all, none or metrics among {', '.join(HIGHER_IS_BETTER)}; got {guard!r}")
         config = AdviseConfig(
-            pool=str(data), budgets=_numbers(budget, "budget", float), target=target,
+            pool=str(data), budgets=_numbers(budget, "budget", float), target=target or "alpaca_eval",
+            guard=guard or ("none" if target else "all"),
             query=[str(q) for q in query or []], methods=None if methods is None else
             [m.strip() for m in methods.split(",") if m.strip()], base=base, proxy_size=proxy_size,
             random_seeds=_numbers(random_seeds, "random-seeds", int), train_seeds=train_seeds, train=train_settings,

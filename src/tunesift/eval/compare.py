@@ -577,16 +577,9 @@ def _in_memory(model: Any, run_dir: Path) -> Any:
 def intervals(results: dict[str, Any], n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
     """Every method against random (its seeds pooled) and against full data, per budget and metric: the
     difference, its paired-bootstrap 95 % interval over evaluation items and the verdict."""
-    from tunesift.eval.stats import paired_bootstrap
-    from tunesift.eval.suite import HIGHER_IS_BETTER, per_item
+    from tunesift.eval.suite import HIGHER_IS_BETTER
 
-    loaded: dict[str, dict[str, Any]] = {}
-
-    def scores(row: dict[str, Any]) -> dict[str, Any]:
-        if row["eval_file"] not in loaded:
-            loaded[row["eval_file"]] = json.loads(Path(row["eval_file"]).read_text())
-        return loaded[row["eval_file"]]
-
+    between = Between()
     rows = results["models"]
     full = [r for r in rows if r["budget"] == "full"]
     out = []
@@ -599,19 +592,39 @@ def intervals(results: dict[str, Any], n_boot: int = 2000, seed: int = 0) -> lis
             for against, theirs in arms.items():
                 if not theirs:
                     continue
-                for metric, higher in HIGHER_IS_BETTER.items():
+                for metric in HIGHER_IS_BETTER:
                     if metric not in mine[0]:
                         continue
-                    a = [per_item(scores(r), metric) for r in mine]
-                    b = [per_item(scores(r), metric) for r in theirs]
-                    den = a[0][1]
-                    if any(d != den for _, d in a + b):
-                        raise ConfigError("eval", f"{metric}: the models were scored on different items or tokens")
-                    interval = paired_bootstrap([x for x, _ in a], [x for x, _ in b], den, higher_is_better=higher,
-                                                n_boot=n_boot, seed=seed)  # fmt: skip
+                    interval = between(mine, theirs, metric, n_boot, seed)
                     out.append({"budget": budget["budget"], "method": method, "against": against, "metric": metric,
                                 **interval.as_dict()})  # fmt: skip
     return out
+
+
+class Between:
+    """The paired-bootstrap interval of one metric between two arms' models (rows of ``results["models"]``), over
+    the evaluation items both were scored on; each model's per-item results are read once."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, dict[str, Any]] = {}
+
+    def scores(self, row: dict[str, Any]) -> dict[str, Any]:
+        if row["eval_file"] not in self.loaded:
+            self.loaded[row["eval_file"]] = json.loads(Path(row["eval_file"]).read_text())
+        return self.loaded[row["eval_file"]]
+
+    def __call__(self, mine: list[dict[str, Any]], theirs: list[dict[str, Any]], metric: str, n_boot: int = 2000,
+                 seed: int = 0) -> Any:  # fmt: skip
+        from tunesift.eval.stats import paired_bootstrap
+        from tunesift.eval.suite import HIGHER_IS_BETTER, per_item
+
+        a = [per_item(self.scores(r), metric) for r in mine]
+        b = [per_item(self.scores(r), metric) for r in theirs]
+        den = a[0][1]
+        if any(d != den for _, d in a + b):
+            raise ConfigError("eval", f"{metric}: the models were scored on different items or tokens")
+        return paired_bootstrap([x for x, _ in a], [x for x, _ in b], den, higher_is_better=HIGHER_IS_BETTER[metric],
+                                n_boot=n_boot, seed=seed)  # fmt: skip
 
 
 def _winning(config: CompareConfig, results: dict[str, Any], full_models: list[Model], out: Path,
