@@ -197,3 +197,19 @@ def test_a_query_example_that_is_an_evaluation_item_is_refused_naming_both(plant
     )
     assert result.exit_code == 2, result.output
     assert f"{query}: example 1 is gsm8k item test/2" in result.output and "option 'query'" in result.output
+
+
+def test_a_learning_rate_that_flips_the_verdict_is_named(planted_pool, tiny_model_dir, tmp_path, store_dir):
+    """The planted winner wins at the race's learning rate (1e-3); at 3 the updates are so large that the verdict
+    does not survive: the advice says so and names the setting; the plan counted the extra fine-tunes."""
+    said: list[str] = []
+    out = tmp_path / "advise"
+    summary = advise(_config(planted_pool, tiny_model_dir, tmp_path, learning_rates=[3.0]), out, measure=False,
+                     log=said.append)  # fmt: skip
+    (advice,) = summary["advice"]
+    assert advice["recommendation"] == "longest"
+    assert advice["stability"]["holds"] is False
+    assert advice["stability"]["flipped_by"][0]["setting"] == "learning rate 3"
+    assert "stability: 4 more fine-tunes, every arm again at learning rate 3" in said
+    assert "**Stability**: the verdict does not hold: at learning rate 3" in (out / "advice.md").read_text()
+    assert json.loads((out / "results.json").read_text())["training"]["learning_rate"] == TRAIN["learning_rate"]

@@ -86,3 +86,16 @@ def test_the_cli_default_guard_follows_an_explicit_target(tmp_path):
     result = CliRunner().invoke(app, ["advise", "pool.json", "--budget", "0.1", "--out", str(tmp_path / "o"),
                                       "--guard", "nope"])  # fmt: skip
     assert result.exit_code == 2 and "option 'guard'" in result.output
+
+
+def test_a_verdict_that_holds_under_another_setting_says_so(tmp_path):
+    from tunesift.eval.advise import stability
+
+    arms = {"far": (-0.30, 0.0, 100.0), "slight": (-0.03, 0.0, 1.0)}
+    first, _ = _advise(_race(tmp_path, arms), arms)
+    (tmp_path / "again").mkdir()
+    second, _ = _advise(_race(tmp_path / "again", {"far": (-0.25, 0.0, 100.0), "slight": (-0.3, 0.0, 1.0)}), arms)
+    assert stability(first, [("learning rate 1e-4", first)], "gsm8k_loss") == {
+        "holds": True, "settings": ["learning rate 1e-4"], "flipped_by": []}  # fmt: skip
+    flipped = stability(first, [("learning rate 1e-3", second)], "gsm8k_loss")
+    assert not flipped["holds"] and flipped["flipped_by"][0]["recommended"] == "slight"

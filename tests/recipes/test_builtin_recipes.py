@@ -141,7 +141,9 @@ def test_every_builtin_recipe_has_a_run_test():
         "bm25",
         "mig",
         "qdit",
+        "lang",
+        "pii",
     }  # alpagasus: test_judge; instructmining: test_indicators; deita: test_deita; dq: test_dq; self-curation:
     # test_self_curation; nuggets: test_nuggets; instag: test_instag; mods: test_mods; rds, embed, bm25: their tests;
-    # mig: tests/selectors/test_mig; qdit: tests/selectors/test_qdit
+    # mig: tests/selectors/test_mig; qdit: tests/selectors/test_qdit; lang, pii: tests/scorers/test_lang_pii
     assert set(builtin_names()) <= pinned, set(builtin_names()) - pinned

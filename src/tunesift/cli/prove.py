@@ -243,6 +243,13 @@ def advise_cmd(
     ] = None,
     random_seeds: Annotated[str, typer.Option(help="Random subsets per budget (comma-separated seeds).")] = "0,1,2",
     train_seeds: Annotated[int, typer.Option(help="Data orders per method subset.")] = 1,
+    learning_rates: Annotated[
+        str | None,
+        typer.Option(
+            help="A,B: race every arm again at each of these learning rates; the advice says whether its "
+            "verdict holds under each, and which flipped it (the plan counts the extra fine-tunes)."
+        ),
+    ] = None,
     train: Annotated[
         list[str] | None,
         typer.Option(
@@ -292,6 +299,7 @@ def advise_cmd(
             random_seeds=_numbers(random_seeds, "random-seeds", int), train_seeds=train_seeds, train=train_settings,
             eval=eval_settings, store_dir=str(store or out / "scores"), scorer_model=model,
             keep_contaminated=keep_contaminated,
+            learning_rates=None if learning_rates is None else _numbers(learning_rates, "learning-rates", float),
         )  # fmt: skip
         advise(config, out, dry_run=dry_run, device=device, progress=True, log=lambda m: typer.echo(m, err=True))
     except ConfigError as err:  # the config's key as the flag that set it (random_seeds: --random-seeds)

@@ -16,7 +16,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ class AdviseConfig:
     keep_contaminated: bool = False  # keep proxy records that hold evaluation items (default: dropped)
     #: the metrics a recommended arm must not be worse on: "all" (every other metric), "none", or a list
     guard: str | list[str] | None = "all"
+    #: the race again under each of these learning rates: the advice says whether its verdict holds
+    learning_rates: list[float] | None = None
 
 
 DEFAULT_PROXY = 2000  # records raced when the user gives no --proxy-size (the whole pool where it is smaller)
@@ -138,6 +140,10 @@ def check(config: AdviseConfig, pool: Any) -> None:
         raise ConfigError("proxy-size", f"between 2 and the pool's {len(pool)} records, got {config.proxy_size}")
     if len(set(config.budgets)) != len(config.budgets):
         raise ConfigError("budget", f"each budget once: {config.budgets} would train the same arms twice")
+    rates = config.learning_rates or []
+    if any(not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0 for lr in rates) or (
+            len(set(rates)) != len(rates) or config.train.get("learning_rate") in rates):  # fmt: skip
+        raise ConfigError("learning-rates", f"positive rates, each once and other than the race's own, got {rates}")
     for rate in config.budgets:
         if not 0 < rate <= 1:
             raise ConfigError("budget", f"a rate in (0, 1], got {rate}")
@@ -286,6 +292,9 @@ def plan_lines(config: AdviseConfig, compare_cfg: Any, found: dict[str, Any]) ->
     lines.append("arms: " + ", ".join(dict.fromkeys(a["arm"] for a in arms_here)))
     cached = [a for a in arms_here if a["evaluated"]]
     lines.append(f"cached: {len(cached)} of {len(arms_here)} fine-tunes already trained and evaluated")
+    if config.learning_rates:
+        lines.append(f"stability: {len(arms_here) * len(config.learning_rates)} more fine-tunes, every arm again at "
+                     f"learning rate {', '.join(f'{lr:g}' for lr in config.learning_rates)}")  # fmt: skip
     if found.get("contamination") is not None:
         lines.append(contamination_text(found["contamination"]))
     estimate = found.get("estimate") or {}
@@ -316,6 +325,7 @@ class Advice:
     reason: str
     command: str
     tradeoff: dict[str, Any] | None = None  # the best arm for the target alone, when a guard excluded it
+    stability: dict[str, Any] | None = None  # whether the verdict holds under the other settings raced
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -454,6 +464,23 @@ class Race:
         return {"method": alone["method"], "gain": d, "worse_on": self.costs(alone), "text": text}
 
 
+def stability(advice: Advice, others: list[tuple[str, Advice]], primary: str) -> dict[str, Any]:
+    """Whether a budget's verdict holds under every other setting: the recommended arm is better than random on
+    ``primary`` there and not worse than that setting's best (with no recommendation: none appears there either).
+    Each setting that flips it is named with what it recommended instead."""
+    flips = []
+    for name, other in others:
+        if advice.recommendation is None:
+            holds = other.recommendation is None
+        else:
+            row = next((b for b in other.leaderboard if b["method"] == advice.recommendation), None)
+            holds = (row is not None and row["metrics"].get(primary, {}).get("verdict") == "better"
+                     and row.get("vs_best", {}).get("verdict") != "worse")  # fmt: skip
+        if not holds:
+            flips.append({"setting": name, "recommended": other.recommendation, "reason": other.reason})
+    return {"holds": not flips, "settings": [name for name, _ in others], "flipped_by": flips}
+
+
 def _command(spec: dict[str, Any], pool_path: str, rate: float, config: AdviseConfig) -> str:
     recipe = spec["recipe"]
     words = ["tunesift", "run", *(["recipe", recipe] if recipe.endswith(".yaml") else [recipe]), pool_path,
@@ -495,6 +522,13 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
             lines += [f"Against the best arm on {primary} ({best[0]['vs_best']['best']}): " + "; ".join(
                 f"{b['method']} {b['vs_best']['diff']:+.4f} [{b['vs_best']['low']:+.4f}, {b['vs_best']['high']:+.4f}] "
                 f"{b['vs_best']['verdict']}" for b in best) + ".", ""]  # fmt: skip
+        if a.stability is not None:
+            if a.stability["holds"]:
+                lines += [f"**Stability**: the verdict holds at {', '.join(a.stability['settings'])}.", ""]
+            else:
+                lines += ["**Stability**: the verdict does not hold: " + "; ".join(
+                    f"at {f['setting']} the race recommends {f['recommended'] or 'random'} ({f['reason']})"
+                    for f in a.stability["flipped_by"]) + ".", ""]  # fmt: skip
         if a.tradeoff:
             lines += [f"**Trade-off**: {a.tradeoff['text']}. To apply it anyway:", "", f"    {a.tradeoff['command']}",
                       ""]  # fmt: skip
@@ -529,8 +563,18 @@ def advise(config: AdviseConfig, out: str | Path, *, dry_run: bool = False, meas
         log(line)
     started = time.perf_counter()
     results = compare(compare_cfg, out, device=device, progress=progress, log=log)
-    seconds = time.perf_counter() - started
     advice = advise_from(results, config, methods, len(pool), str(config.pool))
+    settings = []
+    for lr in config.learning_rates or []:  # the same race again under another learning rate: does it hold?
+        log(f"stability: the race again at learning rate {lr:g}")
+        again = replace(compare_cfg, train={**compare_cfg.train, "learning_rate": lr})
+        other = compare(again, out, device=device, progress=progress, log=log)
+        settings.append((f"learning rate {lr:g}", advise_from(other, config, methods, len(pool), str(config.pool))))
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))  # the main setting's
+    for k, a in enumerate(advice):
+        if settings:
+            a.stability = stability(a, [(name, other[k]) for name, other in settings], metric_of(config.target))
+    seconds = time.perf_counter() - started
     summary = {"config": asdict(config), "plan": found, "advice": [a.as_dict() for a in advice],
                "wall_s": round(seconds, 1), "results": str(out / "results.json")}  # fmt: skip
     found = results.get("contamination") or {}
