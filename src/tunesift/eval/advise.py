@@ -499,6 +499,14 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
     lines = [f"# tunesift advise: {config.pool}", "",
              f"Proxy: {config.proxy_size} records (seed 0); target {config.target} ({primary}); base {config.base}; "
              f"random seeds {config.random_seeds}; wall time {seconds / 60:.1f} min.", ""]  # fmt: skip
+    sizes = ", ".join(f"{int(rate * config.proxy_size)} records at budget {rate:g}" for rate in config.budgets)
+    lines += [
+        f"What the proxy is: {config.base} fine-tuned on subsets of a {config.proxy_size}-record sample of "
+        f"your pool ({sizes}). Rankings from a small proxy pick the better of two datasets for a larger model "
+        "only about 80 % of the time (DataDecide, ICML 2025) and can flip with one hyperparameter: treat the "
+        "winner as a candidate to confirm at your model's scale (--learning-rates tests the last risk).",
+        "",
+    ]
     if contamination is not None:
         lines += [contamination_text(contamination).replace("decontamination: ", "Decontamination: ", 1) + ".", ""]
     for a in advice:
