@@ -499,7 +499,8 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
     lines = [f"# tunesift advise: {config.pool}", "",
              f"Proxy: {config.proxy_size} records (seed 0); target {config.target} ({primary}); base {config.base}; "
              f"random seeds {config.random_seeds}; wall time {seconds / 60:.1f} min.", ""]  # fmt: skip
-    sizes = ", ".join(f"{int(rate * config.proxy_size)} records at budget {rate:g}" for rate in config.budgets)
+    n = config.proxy_size or DEFAULT_PROXY
+    sizes = ", ".join(f"{int(rate * n)} records at budget {rate:g}" for rate in config.budgets)
     lines += [
         f"What the proxy is: {config.base} fine-tuned on subsets of a {config.proxy_size}-record sample of "
         f"your pool ({sizes}). Rankings from a small proxy pick the better of two datasets for a larger model "
