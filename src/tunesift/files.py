@@ -48,7 +48,7 @@ _BESIDE = {
     "report": lambda p: [p.with_suffix(".json")],
 }
 #: Outputs that are folders: the path must not be a file.
-FOLDER_KINDS = ("folder",)
+FOLDER_KINDS = ("folder", "subset-folder")
 
 
 def files_written(kind: str, path: str | Path, out_format: str | None = None) -> list[Path]:
@@ -97,9 +97,8 @@ class Files:
         """``option`` (as the user spells it, ``out``) writes ``value`` as ``kind``: subset, scores, report, file
         or folder; a subset with ``out_format`` hf is a folder."""
         if value is not None:
-            if kind == "subset" and out_format == "hf":
-                kind = "folder"
-            self.writes.append((option, kind, files_written(kind, value, out_format)))
+            written = files_written(kind, value, out_format)  # an hf subset: a folder, with its manifest beside it
+            self.writes.append((option, "subset-folder" if kind == "subset" and out_format == "hf" else kind, written))
         return self
 
     def check(self) -> Files:
@@ -119,7 +118,7 @@ class Files:
                     if same_file(written, path):
                         raise ConfigError(option, f"{written} is the same file as the {label} {path}: it would be "
                                           "overwritten; write to another path (nothing was done)")  # fmt: skip
-            if kind == "subset":
+            if kind in ("subset", "subset-folder"):
                 _check_manifest_owner(option, files[0])
                 if dataset_info_path(files[0]) in files[1:]:
                     check_dataset_info(files[0])
