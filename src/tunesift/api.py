@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesift.atomic import atomic_open
+from tunesift.data.evalsets import set_files
 from tunesift.data.pools import Pool, read_pool
 from tunesift.data.table import ScoreTable
 from tunesift.errors import ConfigError
@@ -139,27 +140,34 @@ def with_manifest(rows: Any, manifest: dict[str, Any]) -> Any:
 
 def decontaminate(data: Any, against: str | Path | list[str | Path], *, mode: str = "tulu", n: int | None = None,
                   threshold: float | None = None, out: str | Path | None = None, dry_run: bool = False,
-                  data_dir: str | Path | None = None) -> Any:  # fmt: skip
+                  redact: bool = False, data_dir: str | Path | None = None, fmt: str | None = None,
+                  on_error: str = "raise") -> Any:  # fmt: skip
     """``data`` without the samples an evaluation set's items cover (METHODS.md §23): each user turn against the
     prompts of ``against`` (names in :data:`tunesift.data.evalsets.EVAL_SETS`, or files of evaluation items in
-    any pool format). A path or a Pool writes the clean pool to ``out`` (``dry_run``: its manifest only) and gives
-    the :class:`~tunesift.recipes.decontaminate.Contamination`; a list of dicts, a DataFrame or a Dataset gives
+    any pool format). A path or a Pool writes the clean pool to ``out`` (``dry_run``: its manifest only;
+    ``redact``: placeholders in place of personal data; ``fmt`` and ``on_error`` read the file, invalid records
+    listed beside ``out``) and gives the :class:`~tunesift.recipes.decontaminate.Contamination`, every evaluation
+    set read before the pool; a list of dicts, a DataFrame or a Dataset gives
     the kept rows back, same kind, in order, with the manifest's section as ``.manifest`` (a DataFrame:
     ``.attrs["tunesift_manifest"]``)."""
     from tunesift.data.frames import as_pool_file, check_data, frame_kind, take
+    from tunesift.data.sample import Sample
     from tunesift.outputs import write_decontaminated
-    from tunesift.recipes.decontaminate import check_decontaminate, decontaminate_pool
+    from tunesift.recipes.decontaminate import Decontaminator, check_decontaminate, decontaminate_pool
 
     check_data(data)
     names, mode, n, threshold = check_decontaminate(against, mode, n, threshold)
     if frame_kind(data) is None:
         if out is None:
             raise ConfigError("out", "a pool file is decontaminated to a file: give out=PATH")
-        Files().read("pool", getattr(data, "path", data)).read("--against", [a for a in names if Path(a).exists()]
+        Files().read("pool", getattr(data, "path", data)).read("--against", set_files(names)
                                                                ).write("out", out, "subset").check()  # fmt: skip
-        pool = as_pool(data)
-        result = decontaminate_pool(pool, names, mode=mode, n=n, threshold=threshold, data_dir=data_dir)
-        write_decontaminated(out, pool, result, dry_run=dry_run)
+        cleaner = Decontaminator(names, mode, n, threshold, data_dir)  # every set read (and checked) first
+        pool = data if isinstance(data, Pool) else read_pool(data, fmt=fmt, on_error=on_error)
+        result = cleaner.scan(s for s in pool if isinstance(s, Sample))
+        write_decontaminated(out, pool, result, dry_run=dry_run, redact=redact)
+        result.n_pool = len(pool)
+        result.rejects = None if dry_run else write_rejects(out, pool)
         return result
     with as_pool_file(data) as path:
         result = decontaminate_pool(read_pool(path), names, mode=mode, n=n, threshold=threshold, data_dir=data_dir)
@@ -290,7 +298,7 @@ def recipe_files(recipe: Recipe, data: Any, out: str | Path | None, *, scores_ou
         files.read_all(option_inputs(get_method(recipe.scorer).options, {**recipe.score, **(score_options or {})}))
     for step in recipe.steps:
         if "decontaminate" in step:
-            files.read("decontaminate against", [a for a in step["decontaminate"]["against"] if Path(a).is_file()])
+            files.read("decontaminate against", set_files(step["decontaminate"]["against"]))
     return files.write("out", out, "subset", out_format).write("scores-out", scores_out, "scores")
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from tunesift._version import __version__
 from tunesift.atomic import atomic_open
+from tunesift.data.pii import KINDS, redact_record
 from tunesift.data.pools import Pool, lone_surrogate, output_container, write_records
 from tunesift.data.sample import Rejected
 from tunesift.data.table import ScoreTable
@@ -260,7 +262,7 @@ def write_deduped(path: str | Path, pool: Pool, result: Any, redact: bool = Fals
     container), and ``<name>.manifest.json``: the method, its options, the counts and every dropped record with the
     index and id of the record kept in its place. ``redact``: personal data replaced by placeholders in the records
     written. Returns the manifest's path."""
-    return write_kept(path, pool, result.kept, "dedup", result.summary(), redact=redact)
+    return write_kept(path, pool, result.kept, {"dedup": result.summary()}, redact=KINDS if redact else None)[0]
 
 
 def write_decontaminated(path: str | Path, pool: Pool, result: Any, dry_run: bool = False,
@@ -268,78 +270,60 @@ def write_decontaminated(path: str | Path, pool: Pool, result: Any, dry_run: boo
     """The records no evaluation item covers, in pool order and the pool's own format, and the manifest: every
     dropped record with the set, item and coverage it matched, and per set how many of its items the pool holds.
     A ``dry_run`` writes the manifest only. Returns the manifest's path."""
-    return write_kept(path, pool, result.kept, "decontaminate", result.summary(), records=not dry_run, redact=redact)
+    return write_kept(path, pool, result.kept, {"decontaminate": result.summary()}, records=not dry_run,
+                      redact=KINDS if redact else None)[0]  # fmt: skip
 
 
-def write_kept(path: str | Path, pool: Pool, kept_indices: list[int], section: str, summary: dict[str, Any],
-               records: bool = True, redact: bool = False) -> Path:  # fmt: skip
-    """A cleaning step's output: the kept records (unless ``records`` is false; ``redact``: with placeholders in
-    place of personal data, :mod:`tunesift.data.pii`) and the manifest with ``section``."""
-    from collections import Counter
+def write_redacted(path: str | Path, pool: Pool, kinds: tuple[str, ...]) -> tuple[Path, dict[str, Any]]:
+    """A new pool: every valid record with its personal data replaced by placeholders (:mod:`tunesift.data.pii`),
+    in pool order and format, and the manifest with the counts per kind and the records changed. Returns the
+    manifest's path and its ``redact`` section."""
+    target, manifest = write_kept(path, pool, None, {}, redact=kinds)
+    return target, manifest["redact"]
 
-    from tunesift.data.pii import redact_record
 
-    kept = set(kept_indices)
+def write_kept(path: str | Path, pool: Pool, kept_indices: list[int] | None, sections: dict[str, Any],
+               records: bool = True, redact: tuple[str, ...] | None = None) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    """A cleaning step's output: the kept records (``kept_indices``; None: every valid record), in pool order and the
+    pool's own format, unless ``records`` is false; with ``redact``, placeholders in place of those kinds of personal
+    data, counted in the manifest's ``redact`` section. The manifest holds ``sections`` too. Returns its path and
+    what it says."""
+    kept = None if kept_indices is None else set(kept_indices)
     replaced: Counter = Counter()
+    changed: list[int] = []
+    written = 0
 
     def chosen() -> Any:
+        nonlocal written
         for sample in pool:
-            if sample.index in kept and not isinstance(sample, Rejected):
-                if not redact:
-                    yield sample.record
-                    continue
-                record, found = redact_record(sample.record)
+            if isinstance(sample, Rejected) or (kept is not None and sample.index not in kept):
+                continue
+            written += 1
+            if not redact:
+                yield sample.record
+                continue
+            record, found = redact_record(sample.record, redact)
+            if found:
                 replaced.update(found)
-                yield record
+                changed.append(sample.index)
+            yield record
 
     if records:
         write_records(path, chosen(), output_container(Path(path), pool.container))
+    redacted = {"kinds": list(redact or ()), "replaced": dict(sorted(replaced.items())),
+                "records_changed": len(changed), "changed_indices": changed}  # fmt: skip
     manifest = {
         "tunesift_version": __version__,
         "subset": str(path),
         "data": str(pool.path),
         "format": {"container": pool.container, "schema": pool.schema},
-        "counts": {"pool": len(pool), "rejected": len(pool.rejects), "kept": len(kept),
-                   "dropped": summary.get("dropped", 0)},
+        "counts": {"pool": len(pool), "rejected": len(pool.rejects), "kept": written if kept is None else len(kept),
+                   "dropped": sum(s.get("dropped", 0) for s in sections.values())},
         **({"dry_run": True} if not records else {}),
-        **({"redact": {"replaced": dict(sorted(replaced.items()))}} if redact and records else {}),
-        section: summary,
+        **({"redact": redacted} if redact and records else {}),
+        **sections,
     }  # fmt: skip
     target = manifest_path(path)
     with atomic_open(target) as handle:
         json.dump(manifest, handle, indent=2, allow_nan=False)
-    return target
-
-
-def write_redacted(path: str | Path, pool: Pool, kinds: tuple[str, ...]) -> tuple[Path, dict[str, Any]]:
-    """A new pool: every record with its personal data replaced by placeholders (:mod:`tunesift.data.pii`), in
-    pool order and format (rejected records left out), and the manifest with the counts per kind and the indices
-    of the records changed. Returns the manifest's path and its ``redact`` section."""
-    from collections import Counter
-
-    from tunesift.data.pii import redact_record
-
-    totals: Counter = Counter()
-    changed: list[int] = []
-
-    def records() -> Any:
-        for sample in pool:
-            if isinstance(sample, Rejected):
-                continue
-            record, found = redact_record(sample.record, kinds)
-            if found:
-                totals.update(found)
-                changed.append(sample.index)
-            yield record
-
-    write_records(path, records(), output_container(Path(path), pool.container))
-    summary = {"kinds": list(kinds), "replaced": dict(sorted(totals.items())), "records_changed": len(changed),
-               "changed_indices": changed}  # fmt: skip
-    manifest = {"tunesift_version": __version__, "subset": str(path), "data": str(pool.path),
-                "format": {"container": pool.container, "schema": pool.schema},
-                "counts": {"pool": len(pool), "rejected": len(pool.rejects), "written": len(pool) - len(pool.rejects),
-                           "changed": len(changed)}, "redact": summary}  # fmt: skip
-    target = manifest_path(path)
-    with atomic_open(target) as handle:
-        json.dump(manifest, handle, indent=2, allow_nan=False)
-    return target, summary
+    return target, manifest

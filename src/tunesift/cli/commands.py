@@ -24,7 +24,6 @@ from tunesift.cli.options import (
     check_out_format,
     fail,
 )
-from tunesift.data.sample import Rejected
 from tunesift.errors import TunesiftError
 from tunesift.files import Files
 
@@ -171,25 +170,18 @@ def decontaminate_cmd(
     """Drop the samples whose user turns hold evaluation items (METHODS.md §23): the manifest names every drop with
     the set, item and coverage it matched, and per set how many of its items the pool holds."""
     from tunesift import api
-    from tunesift.data.evalsets import EVAL_SETS
-    from tunesift.outputs import write_decontaminated
-    from tunesift.recipes.decontaminate import Decontaminator, check_decontaminate
 
     try:
-        names, mode, n, threshold = check_decontaminate(against, mode, n, threshold)
-        files = [a for a in names if a not in EVAL_SETS]
-        Files().read("pool", data).read("--against", files).write("out", out, "subset").check()
-        cleaner = Decontaminator(names, mode, n, threshold, data_dir)  # every set read (and checked) before the pool
-        pool = api.read_pool(data, fmt=format, on_error=on_error)
-        result = cleaner.scan(s for s in pool if not isinstance(s, Rejected))
-        manifest = write_decontaminated(out, pool, result, dry_run=dry_run, redact=redact)
-        rejects = None if dry_run else api.write_rejects(out, pool)
+        result = api.decontaminate(data, against, mode=mode, n=n, threshold=threshold, out=out, dry_run=dry_run,
+                                   redact=redact, data_dir=data_dir, fmt=format, on_error=on_error)  # fmt: skip
     except TunesiftError as err:
         fail(err)
     held = ", ".join(f"{name} {v['items_in_pool']} of {v['items']}" for name, v in result.sets.items())
-    typer.echo(f"{'would keep' if dry_run else 'kept'} {len(result.kept)} of {len(pool)} records, dropped "
-               f"{len(result.dropped)} ({mode}, n={n}); evaluation items in the pool: {held} -> "
-               f"{manifest if dry_run else out}" + (f"; rejects: {rejects}" if rejects else ""), err=True)  # fmt: skip
+    options = result.options
+    typer.echo(f"{'would keep' if dry_run else 'kept'} {len(result.kept)} of {result.n_pool} records, dropped "
+               f"{len(result.dropped)} ({options['mode']}, n={options['n']}); evaluation items in the pool: {held} -> "
+               f"{api.manifest_path(out) if dry_run else out}"
+               + (f"; rejects: {result.rejects}" if result.rejects else ""), err=True)  # fmt: skip
 
 
 @app.command("redact")
@@ -361,9 +353,9 @@ def report_cmd(
     from tunesift.report import make_report
 
     try:
-        from tunesift.data.evalsets import EVAL_SETS
+        from tunesift.data.evalsets import set_files
 
-        against_files = [a for a in against or [] if a not in EVAL_SETS]
+        against_files = set_files(against or [])
         Files().read_all({"pool": data, "scores": scores, "selection": selection, "--against": against_files}).write(
             "out", out, "report"
         ).check()

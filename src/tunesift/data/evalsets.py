@@ -108,13 +108,10 @@ READERS = {"gsm8k": _gsm8k, "alpaca_eval": _alpaca_eval, "mmlu": _mmlu, "bbh": _
 EVAL_SETS = tuple(READERS)
 
 
-def is_file_set(name: str | Path) -> bool:
-    return str(name) not in READERS
-
-
-def set_name(name: str | Path) -> str:
-    """How a report names a set: its own name, or a FILE's path."""
-    return str(name)
+def set_files(names: list[str] | tuple[str, ...]) -> list[str]:
+    """The entries of ``names`` that are files of evaluation items, not sets tunesift reads by name: what a command
+    lists among its inputs."""
+    return [str(name) for name in names if str(name) not in READERS]
 
 
 def read_eval_set(name: str | Path, folder: str | Path | None = None, option: str = "against") -> list[EvalItem]:

@@ -167,9 +167,9 @@ def check(config: AdviseConfig, pool: Any) -> None:
         except TunesiftError as err:
             raise ConfigError("target", str(err)) from None
     if config.query:
-        from tunesift.eval.compare import check_queries, eval_sets
+        from tunesift.eval.compare import check_queries, race_cleaner
 
-        check_queries(read_queries(config.query), eval_sets(compare_config(config, {})), config.eval.get("data_dir"))
+        check_queries(read_queries(config.query), race_cleaner(compare_config(config, {})))
 
 
 def compare_config(config: AdviseConfig, methods: dict[str, dict[str, Any]]) -> Any:
@@ -196,10 +196,10 @@ def plan(config: AdviseConfig, compare_cfg: Any, out: Path, measure: bool = True
     """The arms, what is cached, and the time each stage should take here (measured on a few samples, in
     ``scratch`` when given: a dry run's probes leave nothing in ``out`` or the score store)."""
     from tunesift.data.pools import read_pool
-    from tunesift.eval.compare import planned_arms, proxy_records
+    from tunesift.eval.compare import planned_arms, proxy_records, race_size
 
-    arms_here = planned_arms(compare_cfg, out)
-    _, found = proxy_records(compare_cfg, [s.record for s in read_pool(compare_cfg.pool).samples])
+    records, found = proxy_records(compare_cfg, [s.record for s in read_pool(compare_cfg.pool).samples])
+    arms_here = planned_arms(compare_cfg, out, race_size(compare_cfg, records, found))
     estimate = measure_costs(config, compare_cfg, scratch or out, scratch=scratch is not None) if measure else {}
     contamination = {"records": len(found.dropped), "kept_in_race": config.keep_contaminated, "sets": found.sets}
     return {"arms": arms_here, "estimate": estimate, "contamination": contamination}

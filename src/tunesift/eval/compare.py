@@ -159,6 +159,7 @@ def validate(config: CompareConfig) -> None:
             Budget(**config.budget)
         except ConfigError as err:
             raise ConfigError(f"budget.{err.option}", err.message) from None
+    cleaner = None
     for name, spec in config.methods.items():
         if name in RESERVED or name.startswith("random-"):
             raise ConfigError(f"methods.{name}", f"{name!r} names an arm of its own; call the method otherwise")
@@ -172,8 +173,9 @@ def validate(config: CompareConfig) -> None:
         if query is not None:  # a targeted method's query set, read and checked before any training
             from tunesift.data.queries import read_queries
 
+            cleaner = cleaner or race_cleaner(config)  # the sets' index, built once for every query set
             try:
-                check_queries(read_queries(query), eval_sets(config), config.eval.get("data_dir"))
+                check_queries(read_queries(query), cleaner)
             except ConfigError as err:
                 raise ConfigError(f"methods.{name}.options.query", err.message) from None
     if not isinstance(config.random, dict) or set(config.random) - {"balance"}:
@@ -318,12 +320,16 @@ def eval_sets(config: CompareConfig) -> list[str]:
     return names
 
 
-def check_queries(tasks: Any, sets: list[str], data_dir: str | None = None) -> None:
-    """A query example that is an evaluation item the race scores on (METHODS.md §23's rule) is refused, naming
-    both: a targeted arm would be ranked towards the test itself."""
+def race_cleaner(config: CompareConfig) -> Any:
+    """The decontamination of a race: every evaluation set it scores on, by the §23 rule."""
     from tunesift.recipes.decontaminate import Decontaminator
 
-    cleaner = Decontaminator(sets, data_dir=data_dir)
+    return Decontaminator(eval_sets(config), data_dir=config.eval.get("data_dir"))
+
+
+def check_queries(tasks: Any, cleaner: Any) -> None:
+    """A query example that is an evaluation item the race scores on (``cleaner``: :func:`race_cleaner`) is
+    refused, naming both: a targeted arm would be ranked towards the test itself."""
     for task in tasks:
         found = cleaner.scan(task.samples)
         if found.dropped:
@@ -347,14 +353,16 @@ def proxy_records(config: CompareConfig, records: list[dict[str, Any]]) -> tuple
     """The proxy drawn from ``records`` (``pool_size`` of them, seeded), and what decontamination finds in it
     against every set the race scores on (METHODS.md §23): the drops carry proxy positions."""
     from tunesift.data.pools import record_to_sample
-    from tunesift.recipes.decontaminate import Decontaminator
 
     if config.pool_size is not None and config.pool_size < len(records):
         keep = sorted(np.random.default_rng(config.pool_seed).choice(len(records), config.pool_size, replace=False))
         records = [records[i] for i in keep]
-    data_dir = config.eval.get("data_dir")
-    cleaner = Decontaminator(eval_sets(config), data_dir=data_dir)
-    return records, cleaner.scan(record_to_sample(r, i, config.pool) for i, r in enumerate(records))
+    return records, race_cleaner(config).scan(record_to_sample(r, i, config.pool) for i, r in enumerate(records))
+
+
+def race_size(config: CompareConfig, records: list[dict[str, Any]], found: Any) -> int:
+    """How many proxy records the race trains on: all of them, or those without evaluation items."""
+    return len(records) - (0 if config.keep_contaminated else len(found.dropped))
 
 
 def contamination_line(found: Any, kept: bool) -> str:
@@ -488,17 +496,18 @@ def _random_subset_path(out: Path, pool_key: str, config: CompareConfig, seed: i
     return out / "subsets" / f"random-{seed}-{size}-{key}.json"
 
 
-def planned_arms(config: CompareConfig, out: str | Path) -> list[dict[str, Any]]:
+def planned_arms(config: CompareConfig, out: str | Path, n: int | None = None) -> list[dict[str, Any]]:
     """Every fine-tune the protocol needs at its asked sizes, and which are already cached (subset written,
-    model trained and evaluated); a method that keeps fewer records would shrink the sizes at run time."""
+    model trained and evaluated); a method that keeps fewer records would shrink the sizes at run time. ``n``: the
+    race's proxy size, contaminated records left out (found here when not given)."""
     from tunesift.data.pools import read_pool
     from tunesift.eval.suite import result_path
     from tunesift.eval.train import _ids_hash
 
     out = Path(out)
     pool_key = _pool_key(config)
-    records, contamination = proxy_records(config, [s.record for s in read_pool(config.pool).samples])
-    n = len(records) - (0 if config.keep_contaminated else len(contamination.dropped))  # the race's own proxy
+    if n is None:
+        n = race_size(config, *proxy_records(config, [s.record for s in read_pool(config.pool).samples]))
     settings = config.eval_settings()
     found = []
     for label, budget in config.budget_list():

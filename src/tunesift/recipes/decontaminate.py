@@ -51,6 +51,8 @@ class Contamination:
     kept: list[int]
     dropped: list[dict[str, Any]] = field(default_factory=list)
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    n_pool: int | None = None  # what a command says: the pool's records, and the rejects file it wrote
+    rejects: Path | None = None
 
     def summary(self) -> dict[str, Any]:
         """The manifest's ``decontaminate`` section."""
