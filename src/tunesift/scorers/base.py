@@ -45,7 +45,9 @@ class PoolContext:
     """What a pool-level hook may use: where scores are stored, the executor, the progress setting,
     ``embed`` (MiniLM vectors of the pool's valid samples, in pool order, cached in the store), ``compute``
     (a stage's cached results for other samples, a query set's: what the store lacks is computed by the
-    executor) and ``vectors`` (a stage's stored vectors, memory-mapped: row ``r`` for a result holding ``r``)."""
+    executor), ``vectors`` (a stage's stored vectors, memory-mapped: row ``r`` for a result holding ``r``) and
+    ``score`` (another configured method over some of the pool's samples, through the same store and executor:
+    its table, and how many of its units the store already held: ``{"units": n, "reused": m}``)."""
 
     store_dir: Any
     executor: Any
@@ -53,6 +55,7 @@ class PoolContext:
     embed: Callable[[Any], Any]
     compute: Callable[[Scorer, Any], dict[str, dict[str, Any]]] | None = None
     vectors: Callable[[Scorer], Any] | None = None
+    score: Callable[[Method, Any], tuple[Any, dict[str, int]]] | None = None
 
 
 class Method:
