@@ -22,7 +22,7 @@ from tunesift.data.table import ScoreTable
 from tunesift.errors import ConfigError
 from tunesift.execution.driver import as_pool, default_executor
 from tunesift.execution.driver import score as score_table
-from tunesift.files import Files, option_inputs
+from tunesift.files import Files
 from tunesift.outputs import (
     manifest_path,
     read_scores,
@@ -297,7 +297,7 @@ def recipe_files(recipe: Recipe, data: Any, out: str | Path | None, *, scores_ou
     if recipe.source and Path(recipe.source).is_file():
         files.read("recipe", recipe.source)
     if recipe.scorer:
-        files.read_all(option_inputs(get_method(recipe.scorer).options, {**recipe.score, **(score_options or {})}))
+        files.read_all(get_method(recipe.scorer).files_read({**recipe.score, **(score_options or {})}))
     for step in recipe.steps:
         if "decontaminate" in step:
             files.read("decontaminate against", set_files(step["decontaminate"]["against"]))

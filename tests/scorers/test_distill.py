@@ -332,3 +332,45 @@ def test_a_teacher_whose_every_call_fails_writes_nothing(tmp_path, store_dir, po
         assert result.exit_code == 2 and "failed" in result.output and not out.exists()
     finally:
         server.close()
+
+
+def test_the_report_shows_the_held_out_figures(tmp_path, store_dir, points):
+    pool, _ = _pool(tmp_path)
+    scores = tmp_path / "scores.jsonl"
+    api.write_scores(scores, api.score("distill", pool, teacher="toy-linear", alphas=[26.0], teacher_threshold=3.0))
+    out = tmp_path / "report.md"
+    result = CliRunner().invoke(
+        app, ["report", str(pool), "--scores", str(scores), "--out", str(out), "--format", "md"]
+    )
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "## Distilled judge" in text and "Distilled from toy-linear: 52 records labelled, 52 used" in text
+    assert "Out of fold: Spearman" in text and "Unreliable" not in text.split("## Distilled judge")[1].split("Top-k")[0]
+
+
+def test_advise_races_a_distilled_judge_when_the_user_names_a_teacher(tmp_path):
+    from tunesift.eval.advise import AdviseConfig, _command, arms
+
+    config = AdviseConfig(pool="pool.json", budgets=[0.1], methods=["distill:toy-linear"], proxy_size=400,
+                          teacher_options=["fail_every=7"])  # fmt: skip
+    spec = arms(config, [], tmp_path)["distill:toy-linear"]
+    assert spec == {"recipe": "distill", "options": {"teacher": "toy-linear", "teacher_options": {"fail_every": 7},
+                                                    "n_label": 100, "force": True}}  # fmt: skip
+    command = _command(spec, "pool.json", 0.1, config)
+    assert command.endswith("--teacher toy-linear --teacher-option fail_every=7 --n-label 100 --force")
+    for methods, says in ((["distill:"], "name the teacher"), (["distill:no-such"], "unknown scorer"),
+                          (["distill:toy-linear"], "as many more")):  # fmt: skip
+        small = AdviseConfig(pool="p", budgets=[0.1], methods=methods, proxy_size=60)
+        with pytest.raises(Exception, match=says):
+            arms(small, [], tmp_path)
+
+
+def test_an_output_never_overwrites_a_file_the_teacher_reads(tmp_path, store_dir):
+    pool, _ = _pool(tmp_path)
+    query = tmp_path / "query.json"
+    query.write_text(json.dumps([{"instruction": "Rate the point", "output": "ok"}]))
+    before = query.read_bytes()
+    result = CliRunner().invoke(app, ["score", "distill", str(pool), "--teacher", "bm25", "--teacher-option",
+                                      f"query={query}", "--out", str(query)])  # fmt: skip
+    assert result.exit_code == 2 and "--teacher-option query" in result.output, result.output
+    assert query.read_bytes() == before

@@ -161,9 +161,7 @@ def probe(paths: list[Path]) -> None:
 
 def input_options(info: type[Method], kwargs: dict[str, Any]) -> dict[str, Any]:
     """The scorer options that name a file the command reads (a query set, anchors, a rule, a prompts file)."""
-    from tunesift.files import option_inputs
-
-    return option_inputs(info.options, kwargs)
+    return info.files_read(kwargs)
 
 
 def executor_for(kwargs: dict[str, Any], defaults: dict[str, Any] | None = None) -> Any:

@@ -264,6 +264,13 @@ def advise_cmd(
             "n_gsm8k=50, n_mmlu=100, max_length=160, ...); repeat.",
         ),
     ] = None,
+    teacher_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--teacher-option",
+            help="KEY=VALUE for the teacher of a distill:NAME arm (base_url=..., model=...); repeat.",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the plan (arms, cached, estimated time) and stop.")] = False,
     keep_contaminated: Annotated[
         bool,
@@ -298,7 +305,7 @@ def advise_cmd(
             [m.strip() for m in methods.split(",") if m.strip()], base=base, proxy_size=proxy_size,
             random_seeds=_numbers(random_seeds, "random-seeds", int), train_seeds=train_seeds, train=train_settings,
             eval=eval_settings, store_dir=str(store or out / "scores"), scorer_model=model,
-            keep_contaminated=keep_contaminated,
+            keep_contaminated=keep_contaminated, teacher_options=teacher_option or [],
             learning_rates=None if learning_rates is None else _numbers(learning_rates, "learning-rates", float),
         )  # fmt: skip
         advise(config, out, dry_run=dry_run, device=device, progress=True, log=lambda m: typer.echo(m, err=True))

@@ -35,6 +35,9 @@ MENU: dict[str, dict[str, Any]] = {
 TARGETED: dict[str, dict[str, Any]] = {"rds": {"recipe": "rds"}, "embed": {"recipe": "embed"},
                                        "bm25": {"recipe": "bm25"}}  # fmt: skip
 BALANCED = "balanced"  # random, balanced by the pool's source field: on the menu where the pool has one
+DISTILL = "distill:"  # distill:NAME races a head distilled from the method NAME (the teacher)
+#: A distill arm's teacher labels a quarter of the proxy (distill labels a sample of a larger pool; so does the race).
+DISTILL_SHARE = 4
 TARGETS = {"alpaca_eval": "alpaca_eval_loss", "gsm8k": "gsm8k_loss", "mmlu": "mmlu"}
 METHODS_WITH_A_SCORER_MODEL = ("cherry", "superfiltering", "selectit", "rds")
 
@@ -61,6 +64,8 @@ class AdviseConfig:
     guard: str | list[str] | None = "all"
     #: the race again under each of these learning rates: the advice says whether its verdict holds
     learning_rates: list[float] | None = None
+    #: the options of a distill:NAME arm's teacher (KEY=VALUE strings, or a mapping)
+    teacher_options: Any = field(default_factory=list)
 
 
 DEFAULT_PROXY = 2000  # records raced when the user gives no --proxy-size (the whole pool where it is smaller)
@@ -97,6 +102,9 @@ def arms(config: AdviseConfig, pool: Any, out: Path) -> dict[str, dict[str, Any]
         if Path(name).suffix in (".yaml", ".yml") and Path(name).is_file():  # a recipe of the user's own
             chosen[Path(name).stem] = {"recipe": str(Path(name).resolve())}
             continue
+        if name.startswith(DISTILL):
+            chosen[name] = distill_arm(name, config)
+            continue
         if name not in known:
             raise ConfigError("methods", f"unknown method {name!r}; choose from {', '.join(sorted(known))} or give a "
                               "recipe file (.yaml)")  # fmt: skip
@@ -125,6 +133,26 @@ def arms(config: AdviseConfig, pool: Any, out: Path) -> dict[str, dict[str, Any]
             spec["options"] = options
         chosen[name] = spec
     return chosen
+
+
+def distill_arm(name: str, config: AdviseConfig) -> dict[str, Any]:
+    """The arm ``distill:TEACHER``: the teacher labels a quarter of the proxy (at least 50 records), the head scores
+    the rest. ``force``: the race is the judge of a weak head, so its gate does not stop the race (its figures are
+    in the arm's score configuration)."""
+    from tunesift.scorers import check_options
+
+    teacher = name[len(DISTILL) :]
+    if not teacher:
+        raise ConfigError("methods", f"{name!r}: name the teacher, e.g. distill:alpagasus")
+    proxy = config.proxy_size or DEFAULT_PROXY
+    n_label = max(50, proxy // DISTILL_SHARE)
+    options = {"teacher": teacher, "teacher_options": config.teacher_options, "n_label": n_label, "force": True}
+    given = check_options("distill", options, where=f"advise arm {name!r}")["teacher_options"]
+    if proxy < 2 * 50:
+        raise ConfigError("methods", f"{name}: a distilled head needs 50 labelled records and as many more to score; "
+                          f"the proxy has {proxy}")  # fmt: skip
+    options["teacher_options"] = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
+    return {"recipe": "distill", "options": options}
 
 
 def check(config: AdviseConfig, pool: Any) -> None:
@@ -486,8 +514,13 @@ def _command(spec: dict[str, Any], pool_path: str, rate: float, config: AdviseCo
     words = ["tunesift", "run", *(["recipe", recipe] if recipe.endswith(".yaml") else [recipe]), pool_path,
              "--rate", f"{rate:g}", "--out", "subset.json"]  # fmt: skip
     for key, value in spec.get("options", {}).items():
-        for item in value if isinstance(value, list) else [value]:
-            words += [f"--{key.replace('_', '-')}", str(item)]
+        if key == "teacher_options":  # distill's: one --teacher-option KEY=VALUE each
+            words += [w for k, v in value.items() for w in ("--teacher-option", f"{k}={v}")]
+        elif isinstance(value, bool):
+            words += [f"--{key.replace('_', '-')}"] if value else []
+        else:
+            for item in value if isinstance(value, list) else [value]:
+                words += [f"--{key.replace('_', '-')}", str(item)]
     if config.store_dir:
         words += ["--store", config.store_dir]
     return " ".join(words)

@@ -64,6 +64,8 @@ _HTML = """<!DOCTYPE html>
 {% if s.skipped_by_reason %}<table><tr><th>skip reason</th><th>samples</th></tr>
 {% for reason, n in s.skipped_by_reason.items() %}<tr><td>{{ reason }}</td><td>{{ n }}</td></tr>{% endfor %}</table>
 {% else %}<p class="note">No sample was skipped.</p>{% endif %}
+{% if s.distill %}<h4>Distilled judge: how well the head reproduces its teacher</h4><ul>
+{% for fact in s.distill %}<li>{{ fact }}</li>{% endfor %}</ul>{% endif %}
 {% for c in s.cuts %}<p class="note">Cut of <b>{{ c.selection }}</b>: {{ fmt(c.cut) }} (its best: {{ fmt(c.top) }}).</p>{% endfor %}
 {% if s.tags %}<h4>Most frequent tags (INSTAG): samples with the tag, share of the tagged samples</h4>
 <table><tr><th>tag</th>{% for g in s.tags.groups %}<th>{{ g }}</th>{% endfor %}</tr>
@@ -196,6 +198,8 @@ def render_markdown(stats: dict[str, Any], tokenizer: str) -> str:
             f"| {_fmt(s['summary']['median'])} | {cuts} |"
         )
     for s in data["scores"]:
+        if s.get("distill"):
+            lines += ["", f"## Distilled judge ({s['label']})", "", *(f"- {fact}" for fact in s["distill"])]
         if s.get("tags"):
             groups = s["tags"]["groups"]
             lines += ["", f"## Most frequent tags ({s['label']})", "", "| tag | " + " | ".join(groups) + " |",

@@ -178,6 +178,7 @@ def build_stats(
                 "bottom": _examples(pool, column, [i for i, _ in ranked[::-1][:n_examples]], example_chars),
                 "_values": values,
                 **({"tags": tag_stats(column.tags, selections)} if column.tags is not None else {}),
+                **({"distill": distill_facts(column.config)} if column.config.get("method") == "distill" else {}),
             }
         )
 
@@ -236,3 +237,37 @@ def public(stats: Any) -> Any:
     if isinstance(stats, list):
         return [public(v) for v in stats]
     return stats
+
+
+def _num(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def distill_facts(config: dict[str, Any]) -> list[str]:
+    """A distilled judge's held-out figures and cost, one sentence each (METHODS.md §22), from its configuration."""
+    ev, labelled, cost = config.get("evaluation") or {}, config.get("labelled") or {}, config.get("cost") or {}
+    if not ev:
+        return []
+    failed = labelled.get("failed_by_reason") or {}
+    facts = [f"Distilled from {config['teacher']}: {labelled.get('asked')} records labelled, {labelled.get('scored')} "
+             f"used" + (f" ({labelled.get('failed')} the teacher failed on: {failed})" if failed else "")
+             + f"; {config['head']} head on MiniLM vectors of the {config['features']['text']}."]  # fmt: skip
+    facts.append(f"Out of fold: Spearman {_num(ev.get('spearman'))}, Pearson {_num(ev.get('pearson'))}.")
+    binary = ev.get("at_threshold")
+    if binary:
+        flag = "" if binary["reliable"] else f" Unreliable: only {binary['positives']} positives."
+        facts.append(f"At {binary['threshold']:g} ({ev.get('threshold_source')}): precision "
+                     f"{_num(binary['precision'])}, recall {_num(binary['recall'])}, F1 {_num(binary['f1'])}, "
+                     f"ROC-AUC {_num(binary['roc_auc'])}.{flag}")  # fmt: skip
+    facts.append("Top-k precision: " + ", ".join(f"{k} {_num(v['topk_precision'])} (random {_num(v['random'])})"
+                                                 for k, v in ev.get("top_k", {}).items()) + ".")  # fmt: skip
+    if ev.get("learning_curve"):
+        curve = ", ".join(f"{c['labelled']}: {_num(c['spearman'])}" for c in ev["learning_curve"])
+        facts.append(f"Learning curve (labelled: Spearman): {curve}.")
+    if cost:
+        projected = cost.get("teacher_projected_seconds_for_pool")
+        facts.append(f"Cost: {cost.get('teacher_units_computed')} teacher units computed, "
+                     f"{cost.get('teacher_units_reused')} reused; {cost.get('distilled_seconds')} s in all"
+                     + ("" if projected is None else f", against ~{projected:.0f} s for the teacher on all "
+                        f"{cost.get('pool')} records") + ".")  # fmt: skip
+    return facts

