@@ -14,8 +14,12 @@ from typer.testing import CliRunner
 
 from tunesift.cli import app
 from tunesift.selectors.dedup import (
+    MinHashGroups,
     exact_duplicates,
+    lsh_parameters,
     minhash_duplicates,
+    minhash_permutations,
+    minhash_signatures,
     semantic_duplicates,
     semantic_duplicates_in,
     shingles,
@@ -42,6 +46,73 @@ def test_minhash_banding_shingles_and_grouping():
     texts = [" ".join(words), " ".join(unrelated), " ".join(changed), " ".join(words)]
     found = minhash_duplicates(texts)
     assert found.kept_for == {2: 0, 3: 0} and found.details["bands"] == 25
+
+
+def _datasketch(texts, threshold=0.7, num_perm=256, seed=1):
+    """The oracle: datasketch's own MinHash and MinHashLSH, one text at a time, joined by a plain union-find; each
+    group keeps its first text. Returns (kept_for, signatures by position)."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    template = MinHash(num_perm=num_perm, seed=seed)
+    parent = list(range(len(texts)))
+
+    def find(a):
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    signatures = {}
+    for pos, text in enumerate(texts):
+        grams = shingles(text)
+        if not grams:
+            continue
+        m = MinHash(num_perm=num_perm, seed=seed, permutations=template.permutations, scheme=template.scheme)
+        m.update_batch([g.encode("utf-8") for g in grams])
+        signatures[pos] = m.hashvalues
+        for other in lsh.query(m):
+            ra, rb = find(pos), find(int(other))
+            parent[max(ra, rb)] = min(ra, rb)
+        lsh.insert(pos, m, check_duplication=False)
+    return {p: find(p) for p in range(len(texts)) if find(p) != p}, signatures
+
+
+def _planted(n_base=150, seed=0):
+    """Real records, then copies: exact, one word in twelve replaced (Jaccard ~0.6-0.8), one in four, and texts of
+    fewer than five words and none."""
+    rng = random.Random(seed)
+    base = [f"{r['instruction']} {r['input']} {r['output']}" for r in alpaca_records(n_base)]
+    texts = list(base)
+    for text in base[:60]:
+        words = text.split()
+        for share in (0, 12, 4):
+            copy = list(words)
+            if share:
+                for i in rng.sample(range(len(copy)), max(1, len(copy) // share)):
+                    copy[i] = f"w{rng.randint(0, 10**6)}"
+            texts.insert(rng.randint(0, len(texts)), " ".join(copy))
+    return [*texts, "Too short", "", "   ", "Too short"]
+
+
+@pytest.mark.parametrize("threshold", [0.7, 0.5, 0.9])
+def test_numpy_minhash_equals_datasketch_signature_for_signature_and_group_for_group(threshold):
+    texts = _planted()
+    expected, signatures = _datasketch(texts, threshold)
+    a, b = minhash_permutations(256, 1)
+    ours, has = minhash_signatures(texts, a, b)
+    assert np.flatnonzero(has).tolist() == sorted(signatures)
+    np.testing.assert_array_equal(ours, np.stack([signatures[p] for p in sorted(signatures)]))
+    found = minhash_duplicates(texts, threshold=threshold)
+    assert found.kept_for == expected and len(expected) > 60  # the planted copies, and more at 0.5
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=256)
+    assert lsh_parameters(threshold) == (lsh.b, lsh.r) == (found.details["bands"], found.details["rows"])
+    # streamed a chunk at a time, the same groups
+    groups = MinHashGroups(threshold)
+    for begin in range(0, len(texts), 37):
+        groups.add(texts[begin : begin + 37])
+    assert groups.duplicates().kept_for == expected
 
 
 def _angles(*degrees):

@@ -4,10 +4,12 @@ vectors of its samples through :mod:`tunesift.selectors.dedup`, each drop tied t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tunesift.data.sample import Sample
 from tunesift.data.templates import messages
@@ -15,9 +17,12 @@ from tunesift.errors import ConfigError
 from tunesift.options import is_number
 from tunesift.selectors.dedup import (
     METHODS,
+    MINHASH_THRESHOLD,
+    MinHashGroups,
     check_threshold,
-    exact_duplicates,
-    minhash_duplicates,
+    duplicates_from,
+    exact_keys,
+    first_of_equal,
     semantic_duplicates,
 )
 
@@ -96,19 +101,44 @@ def dedup_pool(
     """Deduplicate the valid samples of ``pool`` (or those at ``indices``, kept in pool order)."""
     threshold, on = check_dedup(method, threshold, on, clusters, len(pool), normalise)
     wanted = None if indices is None else set(indices)
-    samples = [s for s in pool if isinstance(s, Sample) and (wanted is None or s.index in wanted)]
     options: dict[str, Any] = {"on": on}
+    # the pool streams a chunk at a time; per sample only its index, content id and keys (or vector) are kept
+    index_parts: list[np.ndarray] = []
+    id_parts: list[np.ndarray] = []
+    key_parts: list[np.ndarray] = []
+    groups = MinHashGroups(threshold or MINHASH_THRESHOLD) if method == "minhash" else None
+    for chunk in _chunks(s for s in pool if isinstance(s, Sample) and (wanted is None or s.index in wanted)):
+        index_parts.append(np.array([s.index for s in chunk], dtype=np.int64))
+        id_parts.append(np.array([bytes.fromhex(s.content_id) for s in chunk], dtype="S16"))
+        if method == "exact":
+            key_parts.append(exact_keys([dedup_text(s, on) for s in chunk], normalised=normalise))
+        elif groups is not None:
+            groups.add([plain_text(s, on) for s in chunk])
+    positions = np.concatenate(index_parts) if index_parts else np.zeros(0, dtype=np.int64)
+    ids = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype="S16")
     if method == "exact":
         options["normalise"] = normalise
-        found = exact_duplicates([dedup_text(s, on) for s in samples], normalised=normalise)
-    elif method == "minhash":
-        found = minhash_duplicates([plain_text(s, on) for s in samples], threshold=threshold or 0.7)
+        keys = np.concatenate(key_parts) if key_parts else np.zeros((0, 2), dtype=np.uint64)
+        found = duplicates_from(first_of_equal(keys), np.arange(len(keys)), len(keys), "exact")
+    elif groups is not None:
+        found = groups.duplicates()
     else:
         from tunesift.execution.driver import embed_pool
 
-        table = embed_pool(pool, indices=[s.index for s in samples], store_dir=store_dir, executor=executor,
+        table = embed_pool(pool, indices=positions.tolist(), store_dir=store_dir, executor=executor,
                            progress=progress, minilm_text=on)  # fmt: skip
         found = semantic_duplicates(table.vectors, threshold=threshold or 0.99, clusters=clusters)
-    dropped = [{"index": samples[p].index, "id": samples[p].content_id, "kept_index": samples[k].index,
-                "kept_id": samples[k].content_id} for p, k in sorted(found.kept_for.items())]  # fmt: skip
-    return DedupResult(method, options, [samples[p].index for p in found.kept], dropped, dict(found.details))
+    dropped = [{"index": int(positions[p]), "id": ids[p].hex(), "kept_index": int(positions[k]),
+                "kept_id": ids[k].hex()} for p, k in sorted(found.kept_for.items())]  # fmt: skip
+    return DedupResult(method, options, positions[found.kept].tolist(), dropped, dict(found.details))
+
+
+def _chunks(samples: Iterator[Sample], size: int = 4096) -> Iterator[list[Sample]]:
+    chunk: list[Sample] = []
+    for sample in samples:
+        chunk.append(sample)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,6 +1,6 @@
 """Deduplication before selection (METHODS.md §17): exact (a hash of the canonical text), MinHash-LSH near
-duplicates (data-juicer's settings on ``datasketch``), and SemDeDup (k-means on unit embeddings, within-cluster
-cosine above ``1 - eps`` removed, the member farthest from the centroid kept first).
+duplicates (data-juicer's settings; datasketch's signatures and bands, computed in numpy), and SemDeDup (k-means on
+unit embeddings, within-cluster cosine above ``1 - eps`` removed, the member farthest from the centroid kept first).
 
 Every function takes the texts or vectors of the candidates, in pool order, and returns a :class:`Duplicates`:
 for each dropped position the position of the sample kept in its place. What is kept is always the first of a
@@ -64,17 +64,37 @@ def normalise(text: str) -> str:
     return _NON_CHARACTER.sub("", text.lower())
 
 
+def exact_keys(texts: Sequence[str], *, normalised: bool = False) -> np.ndarray:
+    """The first 16 bytes of each canonical text's SHA-256 (optionally :func:`normalise`-d), as (n, 2) uint64."""
+    digests = b"".join(hashlib.sha256((normalise(t) if normalised else t).encode("utf-8")).digest()[:16] for t in texts)
+    return np.frombuffer(digests, dtype=np.uint64).reshape(len(texts), 2)
+
+
+def first_of_equal(keys: np.ndarray) -> np.ndarray:
+    """For each row of ``keys``, the first row with the same key (itself where it is the first)."""
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((np.arange(len(keys)), *keys.T[::-1]))  # by key, then by position
+    ordered = keys[order]
+    starts = np.concatenate([[True], np.any(ordered[1:] != ordered[:-1], axis=1)])
+    firsts = order[np.flatnonzero(starts)]
+    out = np.empty(len(keys), dtype=np.int64)
+    out[order] = np.repeat(firsts, np.diff(np.append(np.flatnonzero(starts), len(keys))))
+    return out
+
+
 def exact_duplicates(texts: Sequence[str], *, normalised: bool = False) -> Duplicates:
     """Equal canonical texts (optionally :func:`normalise`-d) grouped by their SHA-256; the first is kept."""
-    first: dict[bytes, int] = {}
-    out = Duplicates(len(texts), "exact")
-    for pos, text in enumerate(texts):
-        key = hashlib.sha256((normalise(text) if normalised else text).encode("utf-8")).digest()
-        if key in first:
-            out.kept_for[pos] = first[key]
-        else:
-            first[key] = pos
-    return out
+    return duplicates_from(first_of_equal(exact_keys(texts, normalised=normalised)), np.arange(len(texts)), len(texts),
+                          "exact")  # fmt: skip
+
+
+def duplicates_from(roots: np.ndarray, positions: np.ndarray, n: int, method: str,
+                   details: dict[str, float | int] | None = None) -> Duplicates:  # fmt: skip
+    """Rows whose root is another row, as positions: dropped -> kept."""
+    moved = np.flatnonzero(roots != np.arange(len(roots)))
+    kept_for = dict(zip(positions[moved].tolist(), positions[roots[moved]].tolist(), strict=True))
+    return Duplicates(n, method, kept_for, dict(details or {}))
 
 
 # ----- MinHash-LSH -----
@@ -91,48 +111,134 @@ def shingles(text: str, window: int = SHINGLE_WORDS) -> list[str]:
     return [" ".join(words[i : i + window]) for i in range(len(words) - window + 1)]
 
 
-class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
+#: The 32-bit affine scheme of datasketch (>= 2.0, its default): each shingle's SHA-1 (first 4 bytes, little endian)
+#: mixed by the MurmurHash3 finalizer, then h -> a * h + b mod 2^32 per permutation, a odd.
+_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
+_FMIX64 = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(33), np.uint64(0xC4CEB9FE1A85EC53), np.uint64(33))
+#: Shingles whose permuted hashes are held at once (x 256 permutations x 4 bytes: 8 MiB).
+_SHINGLE_BLOCK = 8192
 
-    def find(self, a: int) -> int:
-        root = a
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[a] != root:
-            self.parent[a], a = root, self.parent[a]
-        return root
 
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:  # the smaller position is the root: each component keeps its first sample
-            self.parent[max(ra, rb)] = min(ra, rb)
+def _fmix(h: np.ndarray, constants: tuple[np.unsignedinteger, ...]) -> np.ndarray:
+    s1, m1, s2, m2, s3 = constants
+    h = h ^ (h >> s1)
+    h = h * m1
+    h = h ^ (h >> s2)
+    h = h * m2
+    return h ^ (h >> s3)
+
+
+def minhash_permutations(num_perm: int = NUM_PERM, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)`` as datasketch draws them for ``MinHash(num_perm, seed)`` (scheme affine32)."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+def minhash_signatures(texts: Sequence[str], a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's MinHash over its word shingles, equal value for value to datasketch's ``update_batch``:
+    ``(signatures (m, num_perm) uint32, has)`` where ``has`` marks the texts with a shingle (the m rows)."""
+    import hashlib
+
+    counts = np.zeros(len(texts), dtype=np.int64)
+    digests = []
+    for i, text in enumerate(texts):
+        grams = shingles(text)
+        counts[i] = len(grams)
+        digests.extend(hashlib.sha1(g.encode("utf-8")).digest()[:4] for g in grams)
+    hashed = _fmix(np.frombuffer(b"".join(digests), dtype="<u4").astype(np.uint32), _FMIX32)
+    has = counts > 0
+    starts = np.concatenate([[0], np.cumsum(counts[has])[:-1]]).astype(np.int64)
+    out = np.empty((int(has.sum()), len(a)), dtype=np.uint32)
+    row = 0
+    while row < len(starts):  # whole texts, about _SHINGLE_BLOCK shingles at a time
+        first = starts[row]
+        last = int(np.searchsorted(starts, first + _SHINGLE_BLOCK, side="right"))
+        last = max(last, row + 1)
+        stop = starts[last] if last < len(starts) else len(hashed)
+        permuted = hashed[first:stop, None] * a[None, :] + b[None, :]  # wraps mod 2^32, as datasketch's
+        out[row:last] = np.minimum.reduceat(permuted, starts[row:last] - first, axis=0)
+        row = last
+    return out, has
+
+
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per band of ``rows`` values (the LSH bucket): (m, bands) uint64. Two signatures share a key
+    exactly when the band's values are equal, but for a 64-bit collision (about 1e-19 a pair and band)."""
+    keys = np.empty((len(signatures), bands), dtype=np.uint64)
+    values = signatures.astype(np.uint64)
+    for j in range(bands):
+        key = np.full(len(signatures), ((j + 1) * 0x9E3779B97F4A7C15) % (1 << 64), dtype=np.uint64)
+        for c in range(j * rows, (j + 1) * rows):
+            key = _fmix(key ^ values[:, c], _FMIX64)
+        keys[:, j] = key
+    return keys
+
+
+def lsh_parameters(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
+    """``(bands, rows)`` that datasketch's ``MinHashLSH(threshold, num_perm)`` chooses (equal weights on false
+    positives and negatives)."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+
+
+def components_of(keys: np.ndarray) -> np.ndarray:
+    """For rows whose keys collide in any band (the LSH candidates, joined transitively), the row each is kept
+    for: the first row of its connected component; a row that is its own root maps to itself."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(keys)
+    left, right = [], []
+    for j in range(keys.shape[1]):  # a band's equal keys are neighbours once sorted: chain them
+        order = np.argsort(keys[:, j], kind="stable")
+        same = keys[order[1:], j] == keys[order[:-1], j]
+        left.append(order[:-1][same])
+        right.append(order[1:][same])
+    i, k = np.concatenate(left or [np.zeros(0, np.int64)]), np.concatenate(right or [np.zeros(0, np.int64)])
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, k)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    first = np.full(labels.max() + 1 if n else 0, n, dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(n))
+    return first[labels]
 
 
 def minhash_duplicates(texts: Sequence[str], *, threshold: float = MINHASH_THRESHOLD, num_perm: int = NUM_PERM,
                        seed: int = 1) -> Duplicates:  # fmt: skip
-    """Near duplicates by MinHash-LSH (``datasketch``): samples whose bands collide are joined (union-find) and
-    each connected component keeps its first sample in pool order."""
-    from datasketch import MinHash, MinHashLSH
+    """Near duplicates by MinHash-LSH: datasketch's signatures and banding, computed in numpy; samples whose
+    bands collide are joined and each connected component keeps its first sample in pool order."""
+    finder = MinHashGroups(threshold, num_perm, seed)
+    finder.add(texts)
+    return finder.duplicates()
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    template = MinHash(num_perm=num_perm, seed=seed)  # the permutations are drawn once, then shared
-    groups = _UnionFind(len(texts))
-    for pos, text in enumerate(texts):
-        grams = shingles(text)
-        if not grams:
-            continue
-        signature = MinHash(num_perm=num_perm, seed=seed, permutations=template.permutations, scheme=template.scheme)
-        signature.update_batch([g.encode("utf-8") for g in grams])
-        for other in lsh.query(signature):
-            groups.union(pos, int(other))
-        lsh.insert(pos, signature, check_duplication=False)
-    out = Duplicates(len(texts), "minhash", details={"threshold": threshold, "bands": lsh.b, "rows": lsh.r})
-    for pos in range(len(texts)):
-        root = groups.find(pos)
-        if root != pos:
-            out.kept_for[pos] = root
-    return out
+
+class MinHashGroups:
+    """MinHash-LSH over texts given a chunk at a time: only each text's band keys are kept (``bands`` x 8 bytes),
+    so a pool streams through in memory that grows by some 200 bytes a record."""
+
+    def __init__(self, threshold: float = MINHASH_THRESHOLD, num_perm: int = NUM_PERM, seed: int = 1) -> None:
+        self.threshold = threshold
+        self.bands, self.rows = lsh_parameters(threshold, num_perm)
+        self.a, self.b = minhash_permutations(num_perm, seed)
+        self.n = 0
+        self._keys: list[np.ndarray] = []
+        self._positions: list[np.ndarray] = []
+
+    def add(self, texts: Sequence[str]) -> None:
+        """The next texts, in pool order (a text with no word has no shingle: it is never a duplicate)."""
+        signatures, has = minhash_signatures(texts, self.a, self.b)
+        self._keys.append(band_keys(signatures, self.bands, self.rows))
+        self._positions.append(self.n + np.flatnonzero(has))
+        self.n += len(texts)
+
+    def duplicates(self) -> Duplicates:
+        details = {"threshold": self.threshold, "bands": self.bands, "rows": self.rows}
+        if not self._keys:
+            return Duplicates(self.n, "minhash", details=details)
+        keys = np.concatenate(self._keys)
+        return duplicates_from(components_of(keys), np.concatenate(self._positions), self.n, "minhash", details)
 
 
 # ----- SemDeDup -----
