@@ -538,3 +538,32 @@ def test_only_rays_actor_arguments_line_is_dropped_from_stderr(capfd):
         os.write(2, b"tunesift: a line of its own\n")
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "bar 10%\r" + other.decode() + "tunesift: a line of its own\nafter\n"
+
+
+def test_minhash_dedup_on_ray_finds_the_local_groups(tmp_path, store_dir, monkeypatch):
+    """Signatures by Ray Data tasks, chunk by chunk, give the groups of the local run on a real pool with planted
+    near copies (one word in twelve of a response replaced) and exact ones."""
+    import random
+
+    from tunesift.recipes import dedup as dedup_module
+
+    rng = random.Random(0)
+    records = alpaca_records(240)
+    for record in records[:50]:
+        words = record["output"].split()
+        for i in rng.sample(range(len(words)), max(1, len(words) // 12)):
+            words[i] = f"w{rng.randint(0, 10**6)}"
+        records.insert(rng.randint(0, len(records)), {**record, "output": " ".join(words)})
+    records.extend(records[100:110])
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(records))
+    monkeypatch.setattr(dedup_module, "CHUNK", 64)  # several chunks, so several tasks
+    local = dedup_module.dedup_pool(api.read_pool(path), "minhash", on="sample")
+    assert len(local.dropped) >= 20  # the 10 exact copies and the near copies MinHash reaches at 0.7
+    out = tmp_path / "kept.json"
+    result = CliRunner().invoke(app, ["dedup", str(path), "--method", "minhash", "--on", "sample", "--executor",
+                                      "ray", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "kept.manifest.json").read_text())
+    assert manifest["dedup"]["pairs"] == local.dropped
+    assert [r["instruction"] for r in json.loads(out.read_text())] == [records[i]["instruction"] for i in local.kept]

@@ -113,6 +113,9 @@ def test_numpy_minhash_equals_datasketch_signature_for_signature_and_group_for_g
     for begin in range(0, len(texts), 37):
         groups.add(texts[begin : begin + 37])
     assert groups.duplicates().kept_for == expected
+    parallel = MinHashGroups(threshold)  # two processes compute the signatures; the keys still come in order
+    parallel.add_all((texts[begin : begin + 37] for begin in range(0, len(texts), 37)), workers=2)
+    assert parallel.duplicates().kept_for == expected
 
 
 def _angles(*degrees):

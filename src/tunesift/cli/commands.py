@@ -116,20 +116,31 @@ def dedup_cmd(
     on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
     device: DeviceOpt = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local, or ray: MinHash signatures by Ray Data tasks on a cluster (semantic: the embeddings "
+            "by its actors); the groups are formed on this machine."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join: auto or ray://HOST:10001 (default: a local instance).")
+    ] = None,
 ) -> None:
     """Drop duplicates before selecting: each group keeps its first record in pool order (SemDeDup: the one
     farthest from its cluster's centre); the manifest names, for every dropped record, the one kept in its place."""
     from tunesift import api
-    from tunesift.execution.local import LocalExecutor
+    from tunesift.execution import make_executor
     from tunesift.outputs import write_deduped
     from tunesift.recipes.dedup import check_dedup, dedup_pool
 
     try:
         Files().read("pool", data).write("out", out, "subset").check()
         check_dedup(method, threshold, on, clusters, normalise=normalise)
+        runner = make_executor(executor, device=device, ray_address=ray_address)
         pool = api.read_pool(data, fmt=format, on_error=on_error)
         result = dedup_pool(pool, method, threshold=threshold, on=on, normalise=normalise, clusters=clusters,
-                            store_dir=store, executor=LocalExecutor(device=device), progress=True)  # fmt: skip
+                            store_dir=store, executor=runner, progress=True)  # fmt: skip
         manifest = write_deduped(out, pool, result, redact=redact)
         rejects = api.write_rejects(out, pool)
     except TunesiftError as err:

@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -253,6 +253,27 @@ class RayExecutor:
                               f"{self.actors * self.gpus_per_actor:g} GPU(s); the cluster has {cpus:g} CPU(s) and "
                               f"{gpus:g} GPU(s) (one CPU is left to Ray)")  # fmt: skip
         self._connected = True
+
+    def map_chunks(self, fn: Callable[[Any], Any], chunks: Iterable[Any], window: int = 32) -> Iterator[Any]:
+        """``fn(chunk)`` for every chunk (a pure function: MinHash signatures of some texts), computed by Ray Data
+        tasks across the cluster a window of chunks at a time, and returned in the chunks' order."""
+        if not self._connected:
+            self.connect()
+        ray = _ray()
+        from ray import cloudpickle
+
+        blob = cloudpickle.dumps(fn)
+
+        def apply(batch: dict[str, Any]) -> dict[str, Any]:
+            work = cloudpickle.loads(blob)
+            return {"i": batch["i"], "result": [cloudpickle.dumps(work(cloudpickle.loads(c))) for c in batch["chunk"]]}
+
+        it = iter(chunks)
+        while window_items := list(islice(it, window)):
+            items = [{"i": i, "chunk": cloudpickle.dumps(c)} for i, c in enumerate(window_items)]
+            done = ray.data.from_items(items).map_batches(apply, batch_size=1, num_cpus=1).take_all()
+            for row in sorted(done, key=lambda r: int(r["i"])):
+                yield cloudpickle.loads(row["result"])
 
     def map_units(
         self, scorer: Scorer, units: Iterable[Unit], store: ScoreStore, on_progress: Progress = None

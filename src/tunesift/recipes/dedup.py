@@ -4,6 +4,7 @@ vectors of its samples through :mod:`tunesift.selectors.dedup`, each drop tied t
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,10 @@ ON = ("sample", "prompt")
 #: What each method compares unless told (``--on``): exact and SemDeDup the whole sample, MinHash the prompt.
 DEFAULT_ON = {"exact": "sample", "minhash": "prompt", "semantic": "sample"}
 EXAMPLES = 5  # pairs shown in a report or a command's summary
+#: Samples read, hashed and signed at a time: a chunk's texts are all the pool a dedup holds at once.
+CHUNK = 4096
+#: Records from which MinHash signatures are computed in several processes (below, starting them costs more).
+PARALLEL_FROM = 50_000
 
 
 def dedup_text(sample: Sample, on: str) -> str:
@@ -107,13 +112,23 @@ def dedup_pool(
     id_parts: list[np.ndarray] = []
     key_parts: list[np.ndarray] = []
     groups = MinHashGroups(threshold or MINHASH_THRESHOLD) if method == "minhash" else None
-    for chunk in _chunks(s for s in pool if isinstance(s, Sample) and (wanted is None or s.index in wanted)):
-        index_parts.append(np.array([s.index for s in chunk], dtype=np.int64))
-        id_parts.append(np.array([bytes.fromhex(s.content_id) for s in chunk], dtype="S16"))
-        if method == "exact":
-            key_parts.append(exact_keys([dedup_text(s, on) for s in chunk], normalised=normalise))
-        elif groups is not None:
-            groups.add([plain_text(s, on) for s in chunk])
+
+    def texts() -> Iterator[list[str]]:
+        for chunk in _chunks(s for s in pool if isinstance(s, Sample) and (wanted is None or s.index in wanted)):
+            index_parts.append(np.array([s.index for s in chunk], dtype=np.int64))
+            id_parts.append(np.array([bytes.fromhex(s.content_id) for s in chunk], dtype="S16"))
+            if method == "exact":
+                key_parts.append(exact_keys([dedup_text(s, on) for s in chunk], normalised=normalise))
+            elif groups is not None:
+                yield [plain_text(s, on) for s in chunk]
+
+    if groups is not None:  # the signatures on the Ray cluster, or in one process per core where that pays
+        on_cluster = getattr(executor, "map_chunks", None)
+        workers = min(4, os.cpu_count() or 1) if len(pool) >= PARALLEL_FROM else 1
+        groups.add_all(texts(), workers=workers, map_chunks=on_cluster)
+    else:
+        for _ in texts():
+            pass
     positions = np.concatenate(index_parts) if index_parts else np.zeros(0, dtype=np.int64)
     ids = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype="S16")
     if method == "exact":
@@ -133,7 +148,8 @@ def dedup_pool(
     return DedupResult(method, options, positions[found.kept].tolist(), dropped, dict(found.details))
 
 
-def _chunks(samples: Iterator[Sample], size: int = 4096) -> Iterator[list[Sample]]:
+def _chunks(samples: Iterator[Sample], size: int | None = None) -> Iterator[list[Sample]]:
+    size = size or CHUNK
     chunk: list[Sample] = []
     for sample in samples:
         chunk.append(sample)

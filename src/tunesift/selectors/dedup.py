@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -157,8 +159,8 @@ def minhash_signatures(texts: Sequence[str], a: np.ndarray, b: np.ndarray) -> tu
         last = int(np.searchsorted(starts, first + _SHINGLE_BLOCK, side="right"))
         last = max(last, row + 1)
         stop = starts[last] if last < len(starts) else len(hashed)
-        permuted = hashed[first:stop, None] * a[None, :] + b[None, :]  # wraps mod 2^32, as datasketch's
-        out[row:last] = np.minimum.reduceat(permuted, starts[row:last] - first, axis=0)
+        permuted = a[:, None] * hashed[None, first:stop] + b[:, None]  # wraps mod 2^32, as datasketch's
+        out[row:last] = np.minimum.reduceat(permuted, starts[row:last] - first, axis=1).T
         row = last
     return out, has
 
@@ -174,6 +176,13 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
             key = _fmix(key ^ values[:, c], _FMIX64)
         keys[:, j] = key
     return keys
+
+
+def chunk_keys(texts: Sequence[str], a: np.ndarray, b: np.ndarray, bands: int, rows: int
+               ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The band keys of the texts that have a shingle, and which those are."""
+    signatures, has = minhash_signatures(texts, a, b)
+    return band_keys(signatures, bands, rows), has
 
 
 def lsh_parameters(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
@@ -228,10 +237,53 @@ class MinHashGroups:
 
     def add(self, texts: Sequence[str]) -> None:
         """The next texts, in pool order (a text with no word has no shingle: it is never a duplicate)."""
-        signatures, has = minhash_signatures(texts, self.a, self.b)
-        self._keys.append(band_keys(signatures, self.bands, self.rows))
+        self.add_keys(*self.keys_of(texts), len(texts))
+
+    def keys_of(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(band keys, has)`` of some texts: the work :meth:`add` does, which another process may do."""
+        return chunk_keys(texts, self.a, self.b, self.bands, self.rows)
+
+    def add_keys(self, keys: np.ndarray, has: np.ndarray, n: int) -> None:
+        """The band keys of the next ``n`` texts (those ``has`` marks), in pool order."""
+        self._keys.append(keys)
         self._positions.append(self.n + np.flatnonzero(has))
-        self.n += len(texts)
+        self.n += n
+
+    def add_all(self, chunks: Iterable[Sequence[str]], workers: int = 1, map_chunks: Any = None) -> None:
+        """Every chunk of texts, in order; with ``workers`` > 1 the signatures are computed in that many processes
+        (a few chunks in flight), with ``map_chunks`` (an executor's: Ray Data tasks on a cluster) wherever it
+        runs them; the keys are still added in pool order."""
+        work = partial(chunk_keys, a=self.a, b=self.b, bands=self.bands, rows=self.rows)
+        if map_chunks is not None:
+            sizes: list[int] = []
+
+            def counted() -> Iterable[list[str]]:
+                for texts in chunks:
+                    sizes.append(len(texts))
+                    yield list(texts)
+
+            for n, (keys, has) in enumerate(map_chunks(work, counted())):
+                self.add_keys(keys, has, sizes[n])
+            return
+        if workers <= 1:
+            for texts in chunks:
+                self.add(texts)
+            return
+        import multiprocessing
+        from collections import deque
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads (torch, Ray)
+        with ProcessPoolExecutor(workers, mp_context=context) as processes:
+            pending: deque[tuple[Any, int]] = deque()
+            for texts in chunks:
+                pending.append((processes.submit(work, list(texts)), len(texts)))
+                while len(pending) > 2 * workers:
+                    future, n = pending.popleft()
+                    self.add_keys(*future.result(), n)
+            while pending:
+                future, n = pending.popleft()
+                self.add_keys(*future.result(), n)
 
     def duplicates(self) -> Duplicates:
         details = {"threshold": self.threshold, "bands": self.bands, "rows": self.rows}
