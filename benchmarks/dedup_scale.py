@@ -96,8 +96,9 @@ def main() -> None:
         print(json.dumps(run_one(Path(args.one[0]), args.one[1], args.one[2])))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
-    print("| method | on | records | words/record | seconds | records/s | peak above start MiB | bytes/record "
-          "| dropped |")
+    print(
+        "| method | on | records | words/record | seconds | records/s | peak above start MiB | bytes/record | dropped |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="dedup-scale-") as folder:
         for n in sizes:
