@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tunesift.options import Option
 from tunesift.selectors.base import Candidates, Selector, as_matrix, check_budget
+from tunesift.selectors.neighbours import DEFAULT_NEIGHBOURS, DENSE_UP_TO, nearest, sparse_greedy
 
 
 def _kernel_rows(x: np.ndarray, norms: np.ndarray, rows: np.ndarray, scale: float) -> np.ndarray:
@@ -16,14 +18,32 @@ def _kernel_rows(x: np.ndarray, norms: np.ndarray, rows: np.ndarray, scale: floa
     return np.exp(-np.sqrt(d2) / scale)
 
 
+NEIGHBOURS = Option("neighbours", int | None, None, f"Keep each candidate's similarity to its K nearest only, and "
+                    f"pick by lazy greedy (default: the exact dense greedy up to {DENSE_UP_TO:,} candidates, "
+                    f"{DEFAULT_NEIGHBOURS} nearest beyond; neighbours from faiss where installed).",
+                    at_least=1)  # fmt: skip
+
+
 def facility_location(
-    x: np.ndarray, k: int, *, scale: float | None = None, block: int = 512, max_kernel_bytes: int = 2 << 30
+    x: np.ndarray,
+    k: int,
+    *,
+    scale: float | None = None,
+    block: int = 512,
+    max_kernel_bytes: int = 2 << 30,
+    neighbours: int | None = None,
 ) -> list[int]:
     """Greedy facility location, ``f(S) = sum_i max_{j in S} s_ij`` with ``s_ij = exp(-||x_i - x_j|| / d)``
-    (``scale`` defaults to the embedding dimension d). Returns the pick order (see :func:`greedy_coverage`)."""
+    (``scale`` defaults to the embedding dimension d). Returns the pick order (see :func:`greedy_coverage`); with
+    ``neighbours`` (and by default beyond 20,000 points) the lazy greedy over each point's nearest."""
     x = as_matrix(x)
     n, d = x.shape
     scale = float(scale or d)
+    if neighbours is None and n > DENSE_UP_TO:
+        neighbours = DEFAULT_NEIGHBOURS
+    if neighbours is not None:
+        ids, d2 = nearest(x, neighbours + 1, metric="l2")
+        return sparse_greedy(ids, np.exp(-np.sqrt(np.maximum(d2, 0.0)) / scale), k)
     norms = np.einsum("ij,ij->i", x, x)
     return greedy_coverage(lambda rows: _kernel_rows(x, norms, rows, scale), n, k, block=block,
                            max_kernel_bytes=max_kernel_bytes)  # fmt: skip
@@ -88,6 +108,7 @@ class FacilityLocation(Selector):
 
     name = "facility-location"
     embeds = True
+    options = (NEIGHBOURS,)
 
     def select(self, candidates: Candidates, size: int) -> list[int]:
-        return facility_location(candidates.vectors(), size)
+        return facility_location(candidates.vectors(), size, neighbours=self.params["neighbours"])

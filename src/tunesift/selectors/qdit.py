@@ -15,7 +15,8 @@ import numpy as np
 from tunesift.errors import ConfigError
 from tunesift.options import Option
 from tunesift.selectors.base import Candidates, Selector, as_matrix
-from tunesift.selectors.facility_location import greedy_coverage
+from tunesift.selectors.facility_location import NEIGHBOURS, greedy_coverage
+from tunesift.selectors.neighbours import DEFAULT_NEIGHBOURS, DENSE_UP_TO, nearest, sparse_greedy
 
 
 def scaled_quality(values: np.ndarray) -> np.ndarray:
@@ -25,14 +26,21 @@ def scaled_quality(values: np.ndarray) -> np.ndarray:
 
 
 def qdit_select(x: np.ndarray, quality: np.ndarray, k: int, *, alpha: float = 0.5, block: int = 512,
-                max_kernel_bytes: int = 2 << 30) -> list[int]:  # fmt: skip
-    """QDIT's greedy picks (positions in pick order) from unit embeddings ``x`` and raw ``quality``."""
+                max_kernel_bytes: int = 2 << 30, neighbours: int | None = None) -> list[int]:  # fmt: skip
+    """QDIT's greedy picks (positions in pick order) from unit embeddings ``x`` and raw ``quality``: the exact dense
+    greedy, or (``neighbours``, and by default beyond 20,000 candidates) the lazy greedy over each point's nearest
+    neighbours (:mod:`tunesift.selectors.neighbours`)."""
     check_alpha(alpha)
     x = as_matrix(x)
     n = x.shape[0]
     quality = np.asarray(quality, dtype=np.float64)
-    return greedy_coverage(lambda rows: x[rows] @ x.T, n, k, weight=(1.0 - alpha) / n,
-                           bonus=alpha * scaled_quality(quality), block=block,
+    weight, bonus = (1.0 - alpha) / n, alpha * scaled_quality(quality)
+    if neighbours is None and n > DENSE_UP_TO:
+        neighbours = DEFAULT_NEIGHBOURS
+    if neighbours is not None:
+        ids, sims = nearest(x, neighbours + 1, metric="ip")  # + 1: each point is its own nearest
+        return sparse_greedy(ids, sims, k, weight=weight, bonus=bonus)
+    return greedy_coverage(lambda rows: x[rows] @ x.T, n, k, weight=weight, bonus=bonus, block=block,
                            max_kernel_bytes=max_kernel_bytes)  # fmt: skip
 
 
@@ -50,6 +58,7 @@ class QDIT(Selector):
     options = (
         Option("alpha", float, 0.5, "QDIT's weight of quality in [0, 1] (0: diversity only, 1: the quality ranking)."),
         Option("by", str | None, None, "The quality column (default: the method's score: DEITA, a reward, a judge)."),
+        NEIGHBOURS,
     )  # fmt: skip
 
     def check(self, n: int) -> None:
@@ -63,4 +72,5 @@ class QDIT(Selector):
             return []
         vectors = np.asarray(candidates.vectors())[scored]
         quality = np.array([values[p] for p in scored], dtype=np.float64)
-        return [scored[p] for p in qdit_select(vectors, quality, size, alpha=self.params["alpha"])]
+        picks = qdit_select(vectors, quality, size, alpha=self.params["alpha"], neighbours=self.params["neighbours"])
+        return [scored[p] for p in picks]
