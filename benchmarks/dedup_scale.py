@@ -87,13 +87,66 @@ def run_one(path: Path, method: str, on: str) -> dict:
     return {"seconds": seconds, "peak_mib": peak, "base_mib": base, "n": len(pool), "found": found}
 
 
+def ray_stages(path: Path, cluster_cpus: int, target: int) -> None:
+    """MinHash on a local Ray instance (this machine's CPUs): each stage's seconds, and a projection to ``target``
+    records on a cluster of ``cluster_cpus`` CPUs from the measured rates (signatures and band grouping spread over
+    the CPUs; the components joined on the driver, n log n)."""
+    import os
+
+    import ray
+
+    from tunesift.data.pools import read_pool
+    from tunesift.data.sample import Sample
+    from tunesift.execution.ray_data import RayExecutor
+    from tunesift.recipes.dedup import _chunks, plain_text
+    from tunesift.selectors.dedup import MinHashGroups, components_of
+
+    cpus = os.cpu_count() or 1
+    ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    executor = RayExecutor()
+    executor.connect()
+    pool = read_pool(path)
+    groups = MinHashGroups()
+    started = time.perf_counter()
+    texts = ([plain_text(s, "sample") for s in chunk] for chunk in _chunks(s for s in pool if isinstance(s, Sample)))
+    groups.add_all(texts, map_chunks=executor.map_chunks)
+    signatures = time.perf_counter() - started
+    keys = np.concatenate(groups._keys)
+    started = time.perf_counter()
+    components_of(keys, executor.map_chunks)
+    grouped = time.perf_counter() - started
+    n = len(pool)
+    ray.shutdown()
+    scale = target / n * np.log(target) / np.log(n)
+    per_cpu = n / signatures / cpus
+    print(
+        f"On Ray, {n:,} records, {cpus} CPUs: signatures {signatures:.1f} s ({per_cpu:,.0f} records/s a CPU), bands "
+        f"grouped and components joined {grouped:.1f} s; keys on the driver {keys.nbytes / n:.0f} bytes a record."
+    )
+    print(
+        f"Projection to {target:,} records on {cluster_cpus} CPUs: signatures ~{target / per_cpu / cluster_cpus:.0f} "
+        f"s, grouping and components ~{grouped * scale:.0f} s (the join on the driver, n log n, an upper bound: "
+        f"the band sorts spread over the CPUs), driver memory ~{target * (keys.nbytes / n + 40) / 2**30:.1f} GiB."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,300000,1000000")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--ray", type=int, default=0, help="Also MinHash on a local Ray instance over this many "
+                        "records, with a projection to --target records on --cluster-cpus CPUs.")  # fmt: skip
+    parser.add_argument("--target", type=int, default=10_000_000)
+    parser.add_argument("--cluster-cpus", type=int, default=64)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(Path(args.one[0]), args.one[1], args.one[2])))
+        return
+    if args.ray:
+        with tempfile.TemporaryDirectory(prefix="dedup-ray-") as folder:
+            path = Path(folder) / "pool.jsonl"
+            write_pool(args.ray, path)
+            ray_stages(path, args.cluster_cpus, args.target)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     print(

@@ -44,8 +44,12 @@ def compare(n: int, k: int, neighbours: int) -> list[dict]:
     out = []
     for method in ("qdit", "facility-location"):
         row: dict = {"method": method, "n": n, "k": k}
-        for path, given in (("dense", None), ("sparse", neighbours)):
+        for path, given in (("dense", None), ("sparse", neighbours), ("ivf", neighbours)):
             started = time.perf_counter()
+            if path == "ivf":  # the approximate neighbours a pool over 50,000 points gets, here on this one
+                from tunesift.selectors import neighbours as nb
+
+                nb.EXACT_UP_TO = 0
             if method == "qdit":
                 picks = qdit_select(x, quality, k, neighbours=given)
             else:
@@ -58,7 +62,12 @@ def compare(n: int, k: int, neighbours: int) -> list[dict]:
                 row[path] = coverage_value(lambda r: np.exp(-np.sqrt(np.maximum(
                     norms[r, None] - 2 * x[r] @ x.T + norms[None, :], 0)) / x.shape[1]), n, picks)  # fmt: skip
             row[f"{path}_picks"] = picks
-        row["overlap"] = len(set(row.pop("dense_picks")) & set(row.pop("sparse_picks"))) / k
+        dense = set(row.pop("dense_picks"))
+        row["overlap"] = len(dense & set(row.pop("sparse_picks"))) / k
+        row["ivf_overlap"] = len(dense & set(row.pop("ivf_picks"))) / k
+        from tunesift.selectors import neighbours as nb
+
+        nb.EXACT_UP_TO = 50_000
         out.append(row)
     return out
 
@@ -104,11 +113,16 @@ def main() -> None:
 
     k = 1000
     print(f"Objective on {args.compare:,} points, {k} picks (dense kernel value of each greedy's picks):")
-    print("| method | dense greedy s | sparse greedy s | dense objective | sparse objective | ratio | picks shared |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| method | neighbours | dense greedy s | sparse greedy s | dense objective | sparse objective | ratio | "
+        "picks shared |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in run("compare", args.compare, k, args.neighbours):
-        print(f"| {r['method']} | {r['dense_s']:.1f} | {r['sparse_s']:.1f} | {r['dense']:.4f} | {r['sparse']:.4f} | "
-              f"{r['sparse'] / r['dense']:.2%} | {r['overlap']:.0%} |", flush=True)  # fmt: skip
+        for path, label in (("sparse", "exact"), ("ivf", "IVF")):
+            shared = r["overlap"] if path == "sparse" else r["ivf_overlap"]
+            print(f"| {r['method']} | {label} | {r['dense_s']:.1f} | {r[path + '_s']:.1f} | {r['dense']:.4f} | "
+                  f"{r[path]:.4f} | {r[path] / r['dense']:.3%} | {shared:.0%} |", flush=True)  # fmt: skip
     print()
     print(f"At scale ({args.neighbours} neighbours):")
     print("| method | points | picks | neighbours s | greedy s | total s | peak MiB | vectors MiB | faiss |")

@@ -103,3 +103,21 @@ def test_32_neighbours_keep_the_objective_within_one_percent(method):
     exact = coverage_value(rows, n, dense, weight=weight, bonus=bonus)
     approx = coverage_value(rows, n, sparse, weight=weight, bonus=bonus)
     assert approx >= 0.99 * exact and len(set(sparse)) == k
+
+
+def test_large_pools_cluster_with_faiss_kmeans_and_find_the_same_clusters(monkeypatch):
+    pytest.importorskip("faiss")
+    from sklearn.metrics import adjusted_rand_score
+
+    from tunesift.selectors import clusters
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(6, 16)) * 10
+    truth = rng.integers(6, size=1200)
+    x = (centres[truth] + rng.normal(size=(1200, 16))).astype(np.float32)
+    monkeypatch.setattr(clusters, "FAISS_FROM", 1000)  # as if this pool were large
+    labels = clusters.kmeans_labels(x, 6)
+    assert adjusted_rand_score(truth, labels) == 1.0
+    monkeypatch.setattr(clusters, "_faiss_kmeans", lambda *a: pytest.fail("faiss used below FAISS_FROM"))
+    monkeypatch.setattr(clusters, "FAISS_FROM", 10_000)
+    assert adjusted_rand_score(truth, clusters.kmeans_labels(x, 6)) == 1.0

@@ -136,7 +136,7 @@ def dedup_pool(
         keys = np.concatenate(key_parts) if key_parts else np.zeros((0, 2), dtype=np.uint64)
         found = duplicates_from(first_of_equal(keys), np.arange(len(keys)), len(keys), "exact")
     elif groups is not None:
-        found = groups.duplicates()
+        found = groups.duplicates(map_bands=getattr(executor, "map_chunks", None))
     else:
         from tunesift.execution.driver import embed_pool
 

@@ -29,7 +29,36 @@ def kmeans_labels(x: np.ndarray, n_clusters: int = 100, *, random_state: int = 0
     if n_clusters < 1:
         raise ConfigError("clusters", f"must be a positive number, got {n_clusters}")
     n_clusters = min(n_clusters, x.shape[0])
+    if x.shape[0] >= FAISS_FROM and n_clusters > 1:
+        labels = _faiss_kmeans(x, n_clusters, random_state)
+        if labels is not None:
+            return labels
     return KMeans(n_clusters=n_clusters, random_state=random_state).fit(x).labels_.astype(np.int64)
+
+
+#: Rows from which k-means runs on faiss where it is installed (``tunesift[scale]``): scikit-learn's Lloyd on a
+#: million rows and a thousand clusters takes the better part of an hour here, faiss' a couple of minutes.
+FAISS_FROM = 200_000
+
+
+def _faiss_kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray | None:
+    """k-means++ seeds, then faiss' k-means (20 iterations, centres trained on at most 256 rows each), every row
+    assigned to its nearest centre; None where faiss is not installed."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    from sklearn.cluster import kmeans_plusplus
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    # k-means++ seeds (scikit-learn's, as its KMeans starts) on a sample, then faiss' Lloyd iterations
+    rng = np.random.default_rng(seed)
+    sample = x[np.sort(rng.choice(len(x), min(len(x), 8 * k), replace=False))]
+    seeds, _ = kmeans_plusplus(sample, k, random_state=seed)
+    kmeans = faiss.Kmeans(x.shape[1], k, niter=20, seed=seed, max_points_per_centroid=256, verbose=False)
+    kmeans.train(x, init_centroids=np.ascontiguousarray(seeds, dtype=np.float32))
+    _, labels = kmeans.index.search(x, 1)
+    return labels[:, 0].astype(np.int64)
 
 
 def middle_band_sample(

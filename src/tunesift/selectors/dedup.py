@@ -193,20 +193,25 @@ def lsh_parameters(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int
     return _optimal_param(threshold, num_perm, 0.5, 0.5)
 
 
-def components_of(keys: np.ndarray) -> np.ndarray:
+def band_edges(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One band's candidate pairs: its equal keys are neighbours once sorted, so each is chained to the next."""
+    order = np.argsort(column, kind="stable")
+    same = column[order[1:]] == column[order[:-1]]
+    return order[:-1][same], order[1:][same]
+
+
+def components_of(keys: np.ndarray, map_bands: Any = None) -> np.ndarray:
     """For rows whose keys collide in any band (the LSH candidates, joined transitively), the row each is kept
-    for: the first row of its connected component; a row that is its own root maps to itself."""
+    for: the first row of its connected component; a row that is its own root maps to itself. ``map_bands``
+    (an executor's ``map_chunks``) groups the bands elsewhere, one task a band; the components are joined here."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n = len(keys)
-    left, right = [], []
-    for j in range(keys.shape[1]):  # a band's equal keys are neighbours once sorted: chain them
-        order = np.argsort(keys[:, j], kind="stable")
-        same = keys[order[1:], j] == keys[order[:-1], j]
-        left.append(order[:-1][same])
-        right.append(order[1:][same])
-    i, k = np.concatenate(left or [np.zeros(0, np.int64)]), np.concatenate(right or [np.zeros(0, np.int64)])
+    columns = (np.ascontiguousarray(keys[:, j]) for j in range(keys.shape[1]))
+    pairs = list(map_bands(band_edges, columns) if map_bands is not None else map(band_edges, columns))
+    i = np.concatenate([p[0] for p in pairs] or [np.zeros(0, np.int64)])
+    k = np.concatenate([p[1] for p in pairs] or [np.zeros(0, np.int64)])
     graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, k)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     first = np.full(labels.max() + 1 if n else 0, n, dtype=np.int64)
@@ -285,12 +290,14 @@ class MinHashGroups:
                 future, n = pending.popleft()
                 self.add_keys(*future.result(), n)
 
-    def duplicates(self) -> Duplicates:
+    def duplicates(self, map_bands: Any = None) -> Duplicates:
+        """The groups: each band's keys grouped (here, or by ``map_bands`` on a cluster), components joined here."""
         details = {"threshold": self.threshold, "bands": self.bands, "rows": self.rows}
         if not self._keys:
             return Duplicates(self.n, "minhash", details=details)
         keys = np.concatenate(self._keys)
-        return duplicates_from(components_of(keys), np.concatenate(self._positions), self.n, "minhash", details)
+        roots = components_of(keys, map_bands)
+        return duplicates_from(roots, np.concatenate(self._positions), self.n, "minhash", details)
 
 
 # ----- SemDeDup -----

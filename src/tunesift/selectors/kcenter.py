@@ -34,20 +34,24 @@ def kcenter_greedy(
         bounds = nearest[order]
         synced = len(chosen)
         top = np.empty(0, dtype=np.float32)  # exact values of order[:len(top)] w.r.t. every centre so far
+        front = np.empty((0, x.shape[1]), dtype=x.dtype)  # their rows, gathered once (not again at every pick)
+        front_norms = np.empty(0, dtype=norms.dtype)
         for _ in range(min(sync_every, k - len(chosen))):
             new = np.array(chosen[synced:], dtype=np.int64)
             if len(new) and len(top):  # the frontier catches up with the latest centre
                 latest = new[-1:]
-                frontier = order[: len(top)]
-                top = np.minimum(top, sq_dist(x[frontier], norms[frontier], x[latest], norms[latest])[:, 0])
+                top = np.minimum(top, sq_dist(front, front_norms, x[latest], norms[latest])[:, 0])
             # grow the frontier until its best beats every bound outside it (ties: grow, for the lowest index)
             while len(top) < n and (len(top) == 0 or top.max() <= bounds[len(top)]):
                 grow = order[len(top) : min(n, max(2 * len(top), 256))]
+                rows = x[grow]
                 values = nearest[grow].copy()
                 if len(new):
-                    values = np.minimum(values, sq_dist(x[grow], norms[grow], x[new], norms[new]).min(axis=1))
+                    values = np.minimum(values, sq_dist(rows, norms[grow], x[new], norms[new]).min(axis=1))
                 values[nearest[grow] < 0] = -1.0
                 top = np.concatenate([top, values])
+                front = np.concatenate([front, rows])
+                front_norms = np.concatenate([front_norms, norms[grow]])
             best_positions = np.flatnonzero(top == top.max())
             position = best_positions[np.argmin(order[best_positions])]
             best = int(order[position])
