@@ -1,4 +1,5 @@
-"""What the benchmarks share: the data they read and the machine's fp32 matmul peak, measured in the run."""
+"""What the benchmarks share: the data they read, the machine's matmul peak (measured in the run) and the peak
+memory of a process."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import torch
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "instruct" / "alpaca_random_9k.json"
 
 
-def matmul_peak_gflops(size: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak_gflops(size: int = 2048, reps: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     for _ in range(3):
         a @ b
     best = math.inf
@@ -21,6 +22,13 @@ def matmul_peak_gflops(size: int = 2048, reps: int = 10) -> float:
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def peak_mib() -> float:
+    """This process's peak resident memory so far."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def linear_params(model: torch.nn.Module) -> tuple[int, int]:

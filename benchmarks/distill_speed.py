@@ -24,6 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import matmul_peak_gflops
 
 WIDTH = 384
 
@@ -73,7 +77,7 @@ def measure(folder: Path, n_label: int) -> dict:
     started = time.perf_counter()
     head.predict(matrix)
     blocked = time.perf_counter() - started
-    loop_rows = 20_000
+    loop_rows = min(20_000, len(matrix))
     weights = head.weights.tolist()
     started = time.perf_counter()
     for r in range(loop_rows):
@@ -82,17 +86,6 @@ def measure(folder: Path, n_label: int) -> dict:
     loop = (time.perf_counter() - started) / loop_rows * len(matrix)
     return {"n": len(table.rows), "wall": wall, "cost": cost, "peak_bytes": peak, "blocked_predict_s": blocked,
             "loop_predict_s_projected": loop}  # fmt: skip
-
-
-def matmul_peak() -> float:
-    """This machine's float64 matrix-product rate, GFLOP/s (the best of three 2,048-square products)."""
-    a = np.random.default_rng(0).normal(size=(2048, 2048))
-    best = 0.0
-    for _ in range(3):
-        started = time.perf_counter()
-        a @ a
-        best = max(best, 2 * 2048**3 / (time.perf_counter() - started) / 1e9)
-    return best
 
 
 def main() -> None:
@@ -110,7 +103,7 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(Path(args.measure[0]), int(args.measure[1]))))
         return
-    peak_gflops = matmul_peak()
+    peak_gflops = matmul_peak_gflops(2048, reps=3, dtype=torch.float64)
     print(f"float64 matrix product on this machine: {peak_gflops:.1f} GFLOP/s (the peak the scoring is measured "
           "against)")  # fmt: skip
     print()

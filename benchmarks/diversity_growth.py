@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import matmul_peak_gflops, peak_mib
 from sparse_diversity import vectors
-
-
-def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def one(method: str, n: int) -> dict:
@@ -44,16 +38,6 @@ def one(method: str, n: int) -> dict:
     return {"seconds": time.perf_counter() - started, "peak_mib": peak_mib(), "before_mib": before, "found": found}
 
 
-def sgemm_peak() -> float:
-    a = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)
-    best = 0.0
-    for _ in range(3):
-        started = time.perf_counter()
-        a @ a
-        best = max(best, 2 * 4096**3 / (time.perf_counter() - started) / 1e9)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,300000,1000000")
@@ -62,7 +46,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]))))
         return
-    peak = sgemm_peak()
+    peak = matmul_peak_gflops(4096, reps=3)
     print(f"float32 matrix product on this machine: {peak:.0f} GFLOP/s")
     print()
     print(

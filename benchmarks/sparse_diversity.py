@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_mib
 
 
 def vectors(n: int, d: int = 384, centres: int = 2000, seed: int = 0) -> np.ndarray:
@@ -26,10 +29,6 @@ def vectors(n: int, d: int = 384, centres: int = 2000, seed: int = 0) -> np.ndar
     x = means[rng.integers(centres, size=n)] + 0.8 * rng.standard_normal((n, d), dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
-
-
-def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def compare(n: int, k: int, neighbours: int) -> list[dict]:
@@ -90,7 +89,7 @@ def scale(n: int, k: int, neighbours: int, method: str) -> dict:
     greedy = time.perf_counter() - started
     return {"method": method, "n": n, "k": k, "neighbours_s": found, "greedy_s": greedy, "picks": len(set(picks)),
             "peak_mib": peak_mib(), "vectors_mib": x.nbytes / 2**20, "before_mib": before,
-            "faiss": nb._faiss() is not None}  # fmt: skip
+            "faiss": nb.faiss_module() is not None}  # fmt: skip
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ def test_nearest_neighbours_are_the_brute_force_ones(metric, with_faiss, monkeyp
     if with_faiss:
         pytest.importorskip("faiss")
     else:
-        monkeypatch.setattr(nb, "_faiss", lambda: None)
+        monkeypatch.setattr(nb, "faiss_module", lambda: None)
     x = _clustered(150)
     ids, scores = nearest(x, 9, metric=metric, block=64)
     for i, expected in enumerate(_brute(x, 9, metric)):

@@ -85,11 +85,13 @@ def compute_units(
     executor: Executor | None = None,
     progress: bool = False,
     total: int | None = None,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every unit's result by key: what the store holds, plus what ``executor`` computes for the rest.
 
     Units are streamed; a key already stored (or already seen in this run) costs nothing. Results that
-    shards of an earlier, interrupted distributed run hold are merged into the store first.
+    shards of an earlier, interrupted distributed run hold are merged into the store first. ``counts``, where given,
+    gains the units computed and those the store already held (``computed``, ``reused``).
     """
     store = ScoreStore(store_root(store_dir), scorer.cache_config(), scorer.vector_field)
     store.merge_shards()
@@ -155,6 +157,9 @@ def compute_units(
     finally:  # the bar ends before any message about why the run stopped
         if bar is not None:
             bar.close()
+    if counts is not None:
+        counts["computed"] = counts.get("computed", 0) + len(seen)
+        counts["reused"] = counts.get("reused", 0) + served
     if failed and len(failed) == len(seen) and not served:
         raise ComputeFailed(f"{scorer.describe()}: every one of {len(failed)} {units_word} failed, nothing "
                             f"was written; the first: {failed[0].get('skip_reason')}")  # fmt: skip
@@ -174,19 +179,6 @@ def gather_vectors(
     return np.asarray(matrix[rows], dtype=np.float32)
 
 
-def held_units(method: Method, samples: Iterable[Sample | Rejected], store_dir: str | Path | None = None
-               ) -> dict[str, int]:  # fmt: skip
-    """How many of the units ``method`` would compute for ``samples`` the store already holds (a teacher's calls a
-    rerun does not pay for again)."""
-    units = reused = 0
-    for stage in method.stages():
-        cached = ScoreStore(store_root(store_dir), stage.cache_config(), stage.vector_field).load()
-        keys = {u.key for s in samples if isinstance(s, Sample) for u in stage.units(s)}
-        units += len(keys)
-        reused += sum(1 for k in keys if k in cached)
-    return {"units": units, "reused": reused}
-
-
 def score_pool(
     method: Method,
     pool: Pool,
@@ -194,10 +186,11 @@ def score_pool(
     store_dir: str | Path | None = None,
     executor: Executor | None = None,
     progress: bool = False,
+    counts: dict[str, int] | None = None,
 ) -> ScoreTable:
     """A configured method over a pool: compute what the store lacks for each of its stages, make each
     sample's row, then run its pool-level step. Rejected records get null fields and their reason, at
-    their own index."""
+    their own index. ``counts``: as :func:`compute_units`', over every stage."""
     executor = default_executor(executor, None)
     stages = method.stages()
     results = []
@@ -210,7 +203,7 @@ def score_pool(
         units = (unit for sample in samples() for unit in stage.units(sample))
         total = len(pool) if not pool.rejects and stage.unit_name == "sample" else None
         results.append(compute_units(stage, units, store_dir=store_dir, executor=executor, progress=progress,
-                                     total=total))  # fmt: skip
+                                     total=total, counts=counts))  # fmt: skip
     columns = method.table_columns()
     rows = []
     for sample in pool:
@@ -235,8 +228,9 @@ def score_pool(
         return ScoreStore(store_root(store_dir), stage.cache_config(), stage.vector_field).vectors()
 
     def score_part(other: Method, part: Any) -> tuple[ScoreTable, dict[str, int]]:
-        held = held_units(other, part, store_dir)
-        return score_pool(other, part, store_dir=store_dir, executor=executor, progress=progress), held
+        counts = {"computed": 0, "reused": 0}
+        table = score_pool(other, part, store_dir=store_dir, executor=executor, progress=progress, counts=counts)
+        return table, counts
 
     method.finish(pool, rows, PoolContext(store_dir, executor, progress, embed, compute, vectors, score_part))
     return ScoreTable(method.table_config(), rows, method.ranked_by(), columns)

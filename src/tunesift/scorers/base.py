@@ -47,7 +47,8 @@ class PoolContext:
     (a stage's cached results for other samples, a query set's: what the store lacks is computed by the
     executor), ``vectors`` (a stage's stored vectors, memory-mapped: row ``r`` for a result holding ``r``) and
     ``score`` (another configured method over some of the pool's samples, through the same store and executor:
-    its table, and how many of its units the store already held: ``{"units": n, "reused": m}``)."""
+    its table, and how many of its units were computed and how many the store already held:
+    ``{"computed": n, "reused": m}``)."""
 
     store_dir: Any
     executor: Any

@@ -276,39 +276,35 @@ class Distill(Method):
 
         # 4. the pool: every record's vector (stored ones reused), scored by the head refitted on all labelled rows
         started = time.perf_counter()
-        positions = {r["index"]: n for n, r in enumerate(rows)}
-        pooled = set(eligible)
+        pooled = set(eligible)  # rows are in pool order: rows[i] is the record at index i
         found = context.compute(embedding, (s for s in pool if isinstance(s, Sample) and s.index in pooled))
         seconds["embed_pool"] = time.perf_counter() - started
         started = time.perf_counter()
         matrix = context.vectors(embedding)
-        ids = [rows[positions[i]]["id"] for i in eligible]
-        have = [i for i, k in zip(eligible, ids, strict=True) if found.get(k, {}).get("vec") is not None]
-        vector_rows = np.fromiter((found[rows[positions[i]]["id"]]["vec"] for i in have), dtype=np.int64,
-                                  count=len(have))  # fmt: skip
+        have = [i for i in eligible if found.get(rows[i]["id"], {}).get("vec") is not None]
+        vector_rows = np.fromiter((found[rows[i]["id"]]["vec"] for i in have), dtype=np.int64, count=len(have))
         scores = np.empty(len(have), dtype=np.float64)
-        for begin in range(0, len(have), 65536):
-            part = vector_rows[begin : begin + 65536]
-            scores[begin : begin + 65536] = head.predict(np.asarray(matrix[part], dtype=np.float64))
+        for begin in range(0, len(have), 65536):  # the stored vectors a block at a time, never all in memory
+            scores[begin : begin + 65536] = head.predict(matrix[vector_rows[begin : begin + 65536]])
         for i, value in zip(have, scores, strict=True):
-            rows[positions[i]]["distill"] = float(value)
+            rows[i]["distill"] = float(value)
         for i in pooled - set(have):
-            reason = found.get(rows[positions[i]]["id"], {}).get("skip_reason") or "no_embedding"
-            rows[positions[i]]["skip_reason"] = f"embedding: {reason}"
+            reason = found.get(rows[i]["id"], {}).get("skip_reason") or "no_embedding"
+            rows[i]["skip_reason"] = f"embedding: {reason}"
         for s in keep:
-            rows[positions[s.index]]["teacher"] = float(teacher_rows[s.index][column])
+            rows[s.index]["teacher"] = float(teacher_rows[s.index][column])
         if threshold is not None:
             p, tau = rate_matched(y, threshold, scores)
             for i, value in zip(have, scores, strict=True):
-                rows[positions[i]]["distill_pass"] = bool(value >= tau)
+                rows[i]["distill_pass"] = bool(value >= tau)
             self.report["rate_matched"] = {"teacher_threshold": threshold, "teacher_pass_rate": p,
                                            "tau": None if not np.isfinite(tau) else tau,
                                            "passing": int(np.sum(scores >= tau))}  # fmt: skip
         seconds["score_pool"] = time.perf_counter() - started
-        made = held["units"] - held["reused"]
+        made, reused = held["computed"], held["reused"]
         per_call = seconds["teacher"] / made if made else None
         self.report["cost"] = {
-            "teacher_units": held["units"], "teacher_units_computed": made, "teacher_units_reused": held["reused"],
+            "teacher_units": made + reused, "teacher_units_computed": made, "teacher_units_reused": reused,
             "seconds": {k: round(v, 3) for k, v in seconds.items()},
             "distilled_seconds": round(sum(seconds.values()), 3),
             "teacher_projected_seconds_for_pool": None if per_call is None else round(per_call * n_pool, 1),
@@ -317,7 +313,7 @@ class Distill(Method):
         cost = self.report["cost"]
         projected = cost["teacher_projected_seconds_for_pool"]
         alone = "" if projected is None else f"; the teacher alone on all {n_pool} records: ~{projected:.0f} s"
-        say(f"teacher units: {made} computed, {held['reused']} reused from the store; whole run "
+        say(f"teacher units: {made} computed, {reused} reused from the store; whole run "
             f"{cost['distilled_seconds']:.1f} s{alone}")  # fmt: skip
 
     def _text(self, sample: Sample) -> str:

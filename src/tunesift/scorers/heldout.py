@@ -218,9 +218,9 @@ def evaluate(x: np.ndarray, y: np.ndarray, groups: Sequence[str], *, kind: str =
     for m in [c for c in CURVE if c < len(y)] + [len(y)]:
         if m < 2 * FOLDS:
             continue
-        sub = fold_of(y[:m], list(groups)[:m], seed)
-        try:
-            pred = oof if m == len(y) else out_of_fold(x[:m], y[:m], sub, kind, alphas, threshold)
+        try:  # the first m rows split into folds of their own (all of them: the figures' own predictions)
+            pred = oof if m == len(y) else out_of_fold(x[:m], y[:m], fold_of(y[:m], list(groups)[:m], seed), kind,
+                                                       alphas, threshold)  # fmt: skip
         except ConfigError:  # too few positives for a logistic head on so few rows
             continue
         curve.append({"labelled": m, "spearman": _correlation(y[:m], pred, rank=True)})

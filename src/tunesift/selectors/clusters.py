@@ -44,11 +44,13 @@ FAISS_FROM = 200_000
 def _faiss_kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray | None:
     """k-means++ seeds, then faiss' k-means (20 iterations, centres trained on at most 256 rows each), every row
     assigned to its nearest centre; None where faiss is not installed."""
-    try:
-        import faiss
-    except ImportError:
-        return None
     from sklearn.cluster import kmeans_plusplus
+
+    from tunesift.selectors.neighbours import faiss_module
+
+    faiss = faiss_module()
+    if faiss is None:
+        return None
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     # k-means++ seeds (scikit-learn's, as its KMeans starts) on a sample, then faiss' Lloyd iterations

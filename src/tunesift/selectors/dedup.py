@@ -242,17 +242,13 @@ class MinHashGroups:
 
     def add(self, texts: Sequence[str]) -> None:
         """The next texts, in pool order (a text with no word has no shingle: it is never a duplicate)."""
-        self.add_keys(*self.keys_of(texts), len(texts))
+        self.add_keys(*chunk_keys(texts, self.a, self.b, self.bands, self.rows))
 
-    def keys_of(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """``(band keys, has)`` of some texts: the work :meth:`add` does, which another process may do."""
-        return chunk_keys(texts, self.a, self.b, self.bands, self.rows)
-
-    def add_keys(self, keys: np.ndarray, has: np.ndarray, n: int) -> None:
-        """The band keys of the next ``n`` texts (those ``has`` marks), in pool order."""
+    def add_keys(self, keys: np.ndarray, has: np.ndarray) -> None:
+        """The band keys of the next ``len(has)`` texts (of those ``has`` marks), in pool order."""
         self._keys.append(keys)
         self._positions.append(self.n + np.flatnonzero(has))
-        self.n += n
+        self.n += len(has)
 
     def add_all(self, chunks: Iterable[Sequence[str]], workers: int = 1, map_chunks: Any = None) -> None:
         """Every chunk of texts, in order; with ``workers`` > 1 the signatures are computed in that many processes
@@ -260,15 +256,8 @@ class MinHashGroups:
         runs them; the keys are still added in pool order."""
         work = partial(chunk_keys, a=self.a, b=self.b, bands=self.bands, rows=self.rows)
         if map_chunks is not None:
-            sizes: list[int] = []
-
-            def counted() -> Iterable[list[str]]:
-                for texts in chunks:
-                    sizes.append(len(texts))
-                    yield list(texts)
-
-            for n, (keys, has) in enumerate(map_chunks(work, counted())):
-                self.add_keys(keys, has, sizes[n])
+            for keys, has in map_chunks(work, (list(texts) for texts in chunks)):
+                self.add_keys(keys, has)
             return
         if workers <= 1:
             for texts in chunks:
@@ -280,15 +269,13 @@ class MinHashGroups:
 
         context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads (torch, Ray)
         with ProcessPoolExecutor(workers, mp_context=context) as processes:
-            pending: deque[tuple[Any, int]] = deque()
+            pending: deque[Any] = deque()
             for texts in chunks:
-                pending.append((processes.submit(work, list(texts)), len(texts)))
+                pending.append(processes.submit(work, list(texts)))
                 while len(pending) > 2 * workers:
-                    future, n = pending.popleft()
-                    self.add_keys(*future.result(), n)
+                    self.add_keys(*pending.popleft().result())
             while pending:
-                future, n = pending.popleft()
-                self.add_keys(*future.result(), n)
+                self.add_keys(*pending.popleft().result())
 
     def duplicates(self, map_bands: Any = None) -> Duplicates:
         """The groups: each band's keys grouped (here, or by ``map_bands`` on a cluster), components joined here."""

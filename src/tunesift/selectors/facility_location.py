@@ -7,21 +7,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tunesift.options import Option
 from tunesift.selectors.base import Candidates, Selector, as_matrix, check_budget
-from tunesift.selectors.neighbours import DEFAULT_NEIGHBOURS, DENSE_UP_TO, nearest, sparse_greedy
+from tunesift.selectors.neighbours import NEIGHBOURS, nearest, neighbours_for, sparse_greedy
 
 
 def _kernel_rows(x: np.ndarray, norms: np.ndarray, rows: np.ndarray, scale: float) -> np.ndarray:
     """``exp(-||x_i - x_j||_2 / scale)`` for i in ``rows`` and every j (Superfiltering.D's kernel)."""
     d2 = np.maximum(norms[rows, None] - 2.0 * (x[rows] @ x.T) + norms[None, :], 0.0)
     return np.exp(-np.sqrt(d2) / scale)
-
-
-NEIGHBOURS = Option("neighbours", int | None, None, f"Keep each candidate's similarity to its K nearest only, and "
-                    f"pick by lazy greedy (default: the exact dense greedy up to {DENSE_UP_TO:,} candidates, "
-                    f"{DEFAULT_NEIGHBOURS} nearest beyond; neighbours from faiss where installed).",
-                    at_least=1)  # fmt: skip
 
 
 def facility_location(
@@ -39,8 +32,7 @@ def facility_location(
     x = as_matrix(x)
     n, d = x.shape
     scale = float(scale or d)
-    if neighbours is None and n > DENSE_UP_TO:
-        neighbours = DEFAULT_NEIGHBOURS
+    neighbours = neighbours_for(n, neighbours)
     if neighbours is not None:
         ids, d2 = nearest(x, neighbours + 1, metric="l2")
         return sparse_greedy(ids, np.exp(-np.sqrt(np.maximum(d2, 0.0)) / scale), k)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+
+from tunesift.options import Option
 
 #: Candidates up to which the dense exact greedy runs unless ``--neighbours`` is given (its kernel: 1.6 GB).
 DENSE_UP_TO = 20_000
@@ -26,7 +29,22 @@ PROBES = 8
 TRAIN_PER_LIST, TRAIN_ITERATIONS = 40, 5
 
 
-def _faiss() -> object | None:
+NEIGHBOURS = Option("neighbours", int | None, None, f"Keep each candidate's similarity to its K nearest only, and "
+                    f"pick by lazy greedy (default: the exact dense greedy up to {DENSE_UP_TO:,} candidates, "
+                    f"{DEFAULT_NEIGHBOURS} nearest beyond; neighbours from faiss where installed).",
+                    at_least=1)  # fmt: skip
+
+
+def neighbours_for(n: int, given: int | None) -> int | None:
+    """The neighbours a greedy over ``n`` points keeps: ``given``, else none (the dense kernel) up to
+    ``DENSE_UP_TO`` points and ``DEFAULT_NEIGHBOURS`` beyond."""
+    if given is None and n > DENSE_UP_TO:
+        return DEFAULT_NEIGHBOURS
+    return given
+
+
+def faiss_module() -> Any:
+    """faiss where it is installed (``tunesift[scale]``), else None."""
     try:
         import faiss
     except ImportError:
@@ -42,7 +60,7 @@ def nearest(x: np.ndarray, k: int, *, metric: str = "ip", exact: bool | None = N
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, d = x.shape
     k = min(k, n)
-    faiss = _faiss()
+    faiss = faiss_module()
     if faiss is None:
         return _blocked(x, k, metric, block)
     inner = metric == "ip"

@@ -15,8 +15,8 @@ import numpy as np
 from tunesift.errors import ConfigError
 from tunesift.options import Option
 from tunesift.selectors.base import Candidates, Selector, as_matrix
-from tunesift.selectors.facility_location import NEIGHBOURS, greedy_coverage
-from tunesift.selectors.neighbours import DEFAULT_NEIGHBOURS, DENSE_UP_TO, nearest, sparse_greedy
+from tunesift.selectors.facility_location import greedy_coverage
+from tunesift.selectors.neighbours import NEIGHBOURS, nearest, neighbours_for, sparse_greedy
 
 
 def scaled_quality(values: np.ndarray) -> np.ndarray:
@@ -35,8 +35,7 @@ def qdit_select(x: np.ndarray, quality: np.ndarray, k: int, *, alpha: float = 0.
     n = x.shape[0]
     quality = np.asarray(quality, dtype=np.float64)
     weight, bonus = (1.0 - alpha) / n, alpha * scaled_quality(quality)
-    if neighbours is None and n > DENSE_UP_TO:
-        neighbours = DEFAULT_NEIGHBOURS
+    neighbours = neighbours_for(n, neighbours)
     if neighbours is not None:
         ids, sims = nearest(x, neighbours + 1, metric="ip")  # + 1: each point is its own nearest
         return sparse_greedy(ids, sims, k, weight=weight, bonus=bonus)
