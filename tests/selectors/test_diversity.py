@@ -29,6 +29,24 @@ def test_kcenter_matches_brute_force():
     assert kcenter_greedy(x, 5, seeds=[7, 9])[:2] == [7, 9]
 
 
+@pytest.mark.parametrize("window", [1, 3, 16, 256])
+def test_kcenter_lazy_bounds_pick_as_the_plain_loop_with_ties(window):
+    # Integer points: every squared distance is exact in float32, so the many ties (repeated points, equal
+    # distances on a grid) must go to the lowest index exactly as the plain loop sends them, whatever the
+    # window, the frontier's growth and the points left behind by the lazy bounds.
+    x = np.random.default_rng(5).integers(0, 12, size=(1500, 3)).astype(np.float32)
+    xi = x.astype(np.int64)
+    chosen = [int(np.random.default_rng(2).integers(len(x)))]
+    nearest = ((xi - xi[chosen[0]]) ** 2).sum(axis=1)
+    nearest[chosen[0]] = -1
+    while len(chosen) < 120:
+        best = int(np.argmax(nearest))  # the first of the highest
+        chosen.append(best)
+        nearest = np.minimum(nearest, ((xi - xi[best]) ** 2).sum(axis=1))
+        nearest[chosen] = -1
+    assert kcenter_greedy(x, 120, random_state=2, window=window) == chosen
+
+
 def test_kcenter_with_duplicates_never_repeats():
     x = np.zeros((10, 3), dtype=np.float32)
     picks = kcenter_greedy(x, 10)
