@@ -39,20 +39,23 @@ def graphcut_bins(x: np.ndarray, bins: int = DEFAULT_BINS, lam: float = 1.0) -> 
     n = x.shape[0]
     if bins < 1 or bins > n:
         raise ConfigError("bins", f"must be between 1 and the number of samples ({n}), got {bins}")
-    left = np.ones(n, dtype=bool)
+    left = np.arange(n)  # the samples no bin has taken yet, in index order
     out: list[list[int]] = []
     for size in bin_sizes(n, bins):
-        # gain(x) = e_x . (lam * sum_V e_v - 2 * sum_S e_s); S starts empty and grows by one pick at a time
-        gains = x @ (lam * x[left].sum(axis=0))
-        gains[~left] = -np.inf  # taken by an earlier bin (stays -inf whatever is subtracted)
+        # gain(x) = e_x . (lam * sum_V e_v - 2 * sum_S e_s); S starts empty and grows by one pick at a time.
+        # Over what is left only (gathered once a bin): the pool's later bins cost less than its first
+        rest = x[left]
+        gains = rest @ (lam * rest.sum(axis=0))
         picks: list[int] = []
         for _ in range(size):
             best = int(np.argmax(gains))  # the first of equal gains: the earliest sample
-            picks.append(best)
-            left[best] = False
-            gains -= 2.0 * (x @ x[best])
-            gains[best] = -np.inf
+            picks.append(int(left[best]))
+            gains -= 2.0 * (rest @ rest[best])
+            gains[best] = -np.inf  # taken (stays -inf whatever is subtracted)
         out.append(picks)
+        taken = np.zeros(len(left), dtype=bool)
+        taken[np.searchsorted(left, picks)] = True
+        left = left[~taken]
     return out
 
 
