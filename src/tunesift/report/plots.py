@@ -120,19 +120,3 @@ def matrix_heatmap(labels: list[str], matrix: list[list[float | None]], title: s
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046)
     return _png(fig)
-
-
-def pool_map(points: dict[str, Any], labels: list[str]) -> bytes:
-    """One panel per selection: the pool's 2-D map in grey, the selection's samples in colour."""
-    xy, selected = points["xy"], points["selected"]
-    n = max(1, len(labels))
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False, sharex=True, sharey=True)
-    for k, ax in enumerate(axes[0]):
-        ax.scatter(xy[:, 0], xy[:, 1], s=3, color="#c9ced6", linewidths=0)
-        if k < len(labels):
-            rows = selected[k]
-            ax.scatter(xy[rows, 0], xy[rows, 1], s=7, color=COLORS[k % len(COLORS)], linewidths=0)
-            ax.set_title(f"{labels[k]} ({len(rows)})", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return _png(fig)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+from importlib import resources
 from typing import Any
 
 from jinja2 import Environment
+from markupsafe import Markup
 
 from tunesift import __version__
 from tunesift.report import plots
@@ -32,6 +34,13 @@ _HTML = """<!DOCTYPE html>
  .score { font-weight: 600; color: #3b5b92; } .note { color: #5f6368; font-size: 0.9em; }
  pre { background: #f3f5f7; padding: 8px; overflow-x: auto; font-size: 0.85em; }
  nav a { margin-right: 12px; }
+ .map-controls { display: flex; flex-wrap: wrap; gap: 10px; align-items: center; font-size: 0.9em; margin: 6px 0; }
+ .swatch { display: inline-block; width: 10px; height: 10px; margin: 0 4px; border-radius: 2px; }
+ .map-box { position: relative; } #map-canvas { width: 100%; height: 560px; border: 1px solid #d7dbe0; cursor: crosshair; }
+ #map-tip { display: none; position: absolute; max-width: 300px; background: #fff; border: 1px solid #9aa3ad;
+            padding: 6px 8px; font-size: 0.82em; pointer-events: none; box-shadow: 0 2px 6px rgba(0,0,0,.15); }
+ #map-pinned:not(:empty) { border-left: 4px solid #2e86ab; background: #f8f9fb; padding: 6px 10px; margin: 6px 0; font-size: 0.9em; }
+ .map-text { white-space: pre-wrap; margin-top: 4px; } .map-scores { color: #3b5b92; }
 </style></head><body>
 <h1>tunesift report</h1>
 <p class="sub">Pool <code>{{ pool.path }}</code>: {{ pool.n }} records; {{ scores|length }} score column(s),
@@ -97,12 +106,22 @@ _HTML = """<!DOCTYPE html>
 {% else %}<p class="note">Give two or more selections to compare them.</p>{% endif %}</section>
 
 <section id="map"><h2>Map of the pool</h2>
-{% if map %}<img src="data:image/png;base64,{{ images.map }}" alt="2-D map of the pool with the selections">
-<p class="note">{{ map.method }} ({{ pct(map.explained_variance[0] + map.explained_variance[1]) }} of the variance),
-{{ map.n_points }} of {{ map.n_pool }} samples drawn. Coverage: the share of the {{ map.occupied_cells }} occupied cells
+{% if map %}<div class="map-controls">colour by <select id="map-colour"><option value="selection">selection</option>
+{% for s in scores %}<option value="{{ s.label }}">{{ s.label }}</option>{% endfor %}</select>
+{% for m in map.selections %}<label><input type="checkbox" class="map-toggle" data-selection="{{ loop.index0 }}" checked>
+<span class="swatch" style="background: {{ palette[loop.index0 % palette|length] }}"></span>{{ m.label }}</label>{% endfor %}
+<input id="map-search" type="search" placeholder="highlight records containing…" size="28"> <span id="map-found" class="note"></span>
+<button id="map-reset" type="button">reset view</button></div>
+<div class="map-box"><canvas id="map-canvas"></canvas><div id="map-tip"></div></div>
+<div id="map-pinned"></div>
+<p class="note">{{ map.method }}{% if map.explained_variance %} ({{ pct(map.explained_variance[0] + map.explained_variance[1]) }} of the variance){% endif %},
+{{ map.n_points }} of {{ map.n_pool }} samples drawn (every selected one). Drag to pan, wheel to zoom, hover for a record, click to pin it.
+Records are kept to their first {{ map_chars }} characters in this file. Coverage: the share of the {{ map.occupied_cells }} occupied cells
 of a {{ map.grid }} x {{ map.grid }} grid that a selection reaches.</p>
 <table><tr><th>selection</th><th>samples</th><th>coverage</th></tr>
 {% for m in map.selections %}<tr><td>{{ m.label }}</td><td>{{ m.n }}</td><td>{{ pct(m.coverage) }}</td></tr>{% endfor %}</table>
+<script type="application/json" id="map-data">{{ map_data }}</script>
+<script>{{ map_js }}</script>
 {% else %}<p class="note">No map: give a selection (and install all-MiniLM-L6-v2: pip install 'tunesift[embed]').</p>{% endif %}</section>
 
 <section id="examples"><h2>Highest and lowest scored samples</h2>
@@ -117,6 +136,27 @@ of a {{ map.grid }} x {{ map.grid }} grid that a selection reaches.</p>
 {% for s in scores %}<h3>{{ s.label }}</h3><pre>{{ s.config | tojson(indent=2) }}</pre>{% endfor %}</section>
 </body></html>
 """
+
+
+#: The map's selection colours (map.js holds the same list).
+MAP_PALETTE = ["#d1495b", "#2e86ab", "#edae49", "#00798c", "#8e5572", "#3f7d20", "#f26419", "#5c415d"]
+
+
+def _map_data(found: dict[str, Any]) -> dict[str, Any]:
+    """What map.js draws: coordinates (4 significant digits), pool indices, texts, scores and selections."""
+    points = found["_points"]
+    xy = points["xy"]
+    return {"x": [float(f"{v:.4g}") for v in xy[:, 0]], "y": [float(f"{v:.4g}") for v in xy[:, 1]],
+            "index": points["indices"], "text": points["text"], "chars": points["chars"],
+            "scores": {label: [None if v is None else float(f"{v:.5g}") for v in values]
+                       for label, values in points["scores"].items()},
+            "selections": [{"label": m["label"], "rows": rows}
+                           for m, rows in zip(found["selections"], points["selected"], strict=True)]}  # fmt: skip
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no '</' can close it, no '<!--' open a comment."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
 
 
 def _fmt(value: Any) -> str:
@@ -154,17 +194,17 @@ def render_html(stats: dict[str, Any], tokenizer: str) -> str:
         if len(overlap["labels"]) >= 2
         else None
     )
-    images["map"] = (
-        _b64(plots.pool_map(stats["map"]["_points"], [m["label"] for m in stats["map"]["selections"]]))
-        if stats.get("map")
-        else None
-    )
     env = Environment(autoescape=True)
     env.policies["json.dumps_kwargs"] = {"sort_keys": True}
     template = env.from_string(_HTML)
     data = public(stats)
     context = {"map": None, **data, "images": images, "version": __version__, "tokenizer": tokenizer, "fmt": _fmt, "pct": _pct,
-               "source_fields": "looked for: source, dataset, category"}  # fmt: skip
+               "source_fields": "looked for: source, dataset, category", "palette": MAP_PALETTE}  # fmt: skip
+    if stats.get("map"):
+        points = stats["map"]["_points"]
+        context["map_chars"] = points["chars"]
+        context["map_data"] = Markup(_script_json(_map_data(stats["map"])))
+        context["map_js"] = Markup(resources.files("tunesift.report").joinpath("map.js").read_text(encoding="utf-8"))
     return template.render(context)
 
 
