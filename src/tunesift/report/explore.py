@@ -62,7 +62,7 @@ def write_explore(
     from tunesift.data.sample import Sample
     from tunesift.execution.driver import embed_pool
     from tunesift.report import load_selection, score_column
-    from tunesift.report.map import check_projection, project
+    from tunesift.report.map import check_projection, finite_or_none, project
 
     check_projection(projection)
     pool = data if isinstance(data, Pool) else read_pool(data)
@@ -96,7 +96,7 @@ def write_explore(
                 [s.instruction for s in samples],
                 [s.input for s in samples],
                 [s.output for s in samples],
-                *[[_finite(c.values[i]) for i in rows] for c in columns],
+                *[[finite_or_none(c.values[i]) for i in rows] for c in columns],
                 *[[i in m for i in rows] for m in members],
                 xy[begin : begin + len(rows), 0].astype(np.float32),
                 xy[begin : begin + len(rows), 1].astype(np.float32),
@@ -106,7 +106,3 @@ def write_explore(
                                                      strict=True)], schema=schema))  # fmt: skip
     return {"rows": len(indices), "projection": method, "scores": score_names, "selections": selection_names,
             "out": str(out)}  # fmt: skip
-
-
-def _finite(value: float | None) -> float | None:
-    return float(value) if value is not None and np.isfinite(value) else None

@@ -4,7 +4,7 @@ marked, so a diverse selection can be seen next to a top-k one.
 The pool's vectors come from the score store (computed once, reused by the diversity selectors and ``embed``);
 a pool larger than ``max_points`` is drawn as a seeded sample of that many points, every selected sample
 included. The projection keeps neighbours where umap-learn is installed (UMAP, cosine, 15 neighbours; up to
-200,000 points unless asked) and is PCA otherwise; the report says which. Each selection's *coverage* is the share
+20,000 points unless asked) and is PCA otherwise; the report says which. Each selection's *coverage* is the share
 of the pool's occupied cells of a 20 x 20 grid over the map that it reaches: a number for what the picture shows.
 """
 
@@ -22,9 +22,9 @@ from tunesift.errors import ConfigError
 GRID = 20
 MAX_POINTS = 100_000
 PROJECTIONS = ("auto", "umap", "pca")
-#: ``auto`` runs UMAP up to this many points, PCA beyond: UMAP took 168 s on 100,000 here (2 cores, seeded, so one
-#: thread), and grows faster than the pool; ``--projection umap`` runs it on any number.
-UMAP_UP_TO = 200_000
+#: ``auto`` runs UMAP up to this many points, PCA beyond: on 100,000 points UMAP took 3 to 9 minutes here and up to
+#: 10 GB (2 cores, seeded, so one thread), too much for a report's default; ``--projection umap`` runs it on any size.
+UMAP_UP_TO = 20_000
 
 
 def check_projection(projection: str) -> bool:
@@ -120,9 +120,10 @@ def point_details(pool: Any, columns: Sequence[Any], points: dict[str, Any]) -> 
         s = pool.samples[i]
         text = "\n".join(part for part in (s.instruction, s.input, "→ " + s.output) if part)
         texts.append(text[:chars])
-    scores = {c.label: [_finite_or_none(c.values[i]) for i in indices] for c in columns}
+    scores = {c.label: [finite_or_none(c.values[i]) for i in indices] for c in columns}
     return {"text": texts, "chars": chars, "scores": scores}
 
 
-def _finite_or_none(value: float | None) -> float | None:
+def finite_or_none(value: float | None) -> float | None:
+    """A score as a plain float, or None where the method skipped the record (or wrote a non-finite value)."""
     return float(value) if value is not None and np.isfinite(value) else None
