@@ -352,7 +352,10 @@ def report_cmd(
     ] = None,
     projection: Annotated[
         str,
-        typer.Option(help="The map's projection: auto (UMAP where umap-learn is installed, else PCA), umap or pca."),
+        typer.Option(
+            help="The map's projection: auto (UMAP up to 20,000 points where umap-learn is installed, else "
+            "PCA), umap or pca."
+        ),
     ] = "auto",
     store: StoreOpt = None,
     against: Annotated[
@@ -394,10 +397,13 @@ def explore_cmd(
         Path | None, typer.Option("--out", help="The parquet to write (default: DATA's name + .explore.parquet, here).")
     ] = None,
     projection: Annotated[
-        str, typer.Option(help="x and y: auto (UMAP where umap-learn is installed, else PCA), umap or pca.")
+        str,
+        typer.Option(
+            help="x and y: auto (UMAP up to 20,000 records where umap-learn is installed, else PCA), umap or pca."
+        ),
     ] = "auto",
     serve: Annotated[
-        bool, typer.Option("--serve", help="Then serve it in Embedding Atlas on localhost (tunesift[explore]).")
+        bool, typer.Option("--serve", help="Then serve it in Embedding Atlas on localhost (the explore extra).")
     ] = False,
     port: Annotated[int, typer.Option(help="Embedding Atlas's port with --serve.")] = 5055,
     store: StoreOpt = None,
