@@ -1,5 +1,5 @@
 // The report's interactive map: one canvas, no library, no network. Reads the JSON in #map-data:
-// {x, y, index, text, chars, scores: {label: [value|null]}, selections: [{label, rows}]}.
+// {x, y, index, text, chars, palette, scores: {label: [value|null]}, selections: [{label, rows}]}.
 // Pan (drag), zoom (wheel, around the cursor), hover (nearest point within 8 px), click (pins the record),
 // colour by selection or by any score, a toggle per selection, a phrase box that highlights matching records.
 (function () {
@@ -12,7 +12,7 @@
   const phrase = document.getElementById("map-search");
   const found = document.getElementById("map-found");
   const n = data.x.length;
-  const PALETTE = ["#d1495b", "#2e86ab", "#edae49", "#00798c", "#8e5572", "#3f7d20", "#f26419", "#5c415d"];
+  const PALETTE = data.palette; // the legend's swatches use the same list
   const lowered = data.text.map((t) => t.toLowerCase());
   const memberOf = data.selections.map((s) => new Set(s.rows));
   const shown = data.selections.map(() => true);

@@ -138,7 +138,7 @@ of a {{ map.grid }} x {{ map.grid }} grid that a selection reaches.</p>
 """
 
 
-#: The map's selection colours (map.js holds the same list).
+#: The map's selection colours (map.js reads them from the map's data).
 MAP_PALETTE = ["#d1495b", "#2e86ab", "#edae49", "#00798c", "#8e5572", "#3f7d20", "#f26419", "#5c415d"]
 
 
@@ -147,7 +147,7 @@ def _map_data(found: dict[str, Any]) -> dict[str, Any]:
     points = found["_points"]
     xy = points["xy"]
     return {"x": [float(f"{v:.4g}") for v in xy[:, 0]], "y": [float(f"{v:.4g}") for v in xy[:, 1]],
-            "index": points["indices"], "text": points["text"], "chars": points["chars"],
+            "index": points["indices"], "text": points["text"], "chars": points["chars"], "palette": MAP_PALETTE,
             "scores": {label: [None if v is None else float(f"{v:.5g}") for v in values]
                        for label, values in points["scores"].items()},
             "selections": [{"label": m["label"], "rows": rows}

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tunesift.selectors.base import SEED, Candidates, Selector, as_matrix, check_budget
+from tunesift.selectors.base import SEED, Candidates, Selector, as_matrix, check_budget, sq_dist
 
 BLOCK = 8192  # rows per matrix product when bringing many points up to date
 
@@ -116,9 +116,9 @@ def _frontier_best(
             since = int(seen[stale].min())
             new = np.asarray(chosen[since:], dtype=np.int64)
             rows = order[stale]
-            d2 = norms[rows][:, None] - 2.0 * (x[rows] @ x[new].T) + norms[new][None, :]
+            d2 = sq_dist(x[rows], norms[rows], x[new], norms[new])
             d2[np.arange(len(new))[None, :] < (seen[stale] - since)[:, None]] = np.inf  # already counted
-            top[stale] = np.minimum(top[stale], np.maximum(d2.min(axis=1), 0.0))
+            top[stale] = np.minimum(top[stale], d2.min(axis=1))
             seen[stale] = total
         best = top[candidates].max()
         if len(candidates) == len(top):
