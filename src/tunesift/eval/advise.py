@@ -242,7 +242,8 @@ def measure_costs(config: AdviseConfig, compare_cfg: Any, out: Path, probe: int 
     from tunesift.data.pools import read_pool
     from tunesift.recipes import load_recipe
 
-    proxy = read_pool(config.pool).samples[: 3 * probe]
+    cfg = compare_cfg.train_config(0)
+    proxy = read_pool(config.pool).samples[: max(3 * probe, 2 * cfg.examples_per_step)]
     folder = out / "probe"
     store_dir = str(out / "scores") if scratch else config.store_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -264,42 +265,31 @@ def measure_costs(config: AdviseConfig, compare_cfg: Any, out: Path, probe: int 
         if per_sample <= 0:  # the load's own variation hid the samples' cost: take the upper bound
             per_sample = seconds[1] / (2 * probe)
         costs["scoring"][name] = {"load_s": max(0.0, seconds[0] - probe * per_sample), "per_sample_s": per_sample}
-    costs["train_step_s"] = _train_step_seconds(compare_cfg, proxy)
+    costs["train_step_s"] = _train_step_seconds(compare_cfg, proxy, folder)
     return costs
 
 
-def _train_step_seconds(compare_cfg: Any, samples: Sequence[Any]) -> float:
-    """One optimizer step's forward and backward on ``examples_per_step`` proxy samples, timed on the second."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _train_step_seconds(compare_cfg: Any, samples: Sequence[Any], folder: Path) -> float:
+    """One optimizer step of the race's own fine-tune (LoRA, the response-only loss), timed on the second of two
+    steps over the pool's first records. The trainer itself, not a plain forward: a forward with labels builds the
+    logits of every position over Gemma's 262k-row vocabulary (4 GB a direction at 8 x 512 tokens), which is what
+    made the plan peak at 8.6 GB."""
+    import shutil
 
-    from tunesift.models.registry import resolve_model
+    from tunesift.eval.train import train
 
     cfg = compare_cfg.train_config(0)
-    resolved = resolve_model(cfg.base, option="base")
-    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-    from tunesift.models.quiet import loading_quietly
-
-    with loading_quietly():
-        model = AutoModelForCausalLM.from_pretrained(resolved.path)
-    texts = [f"{s.instruction}\n{s.input}\n{s.output}" for s in samples[: cfg.examples_per_step]]
-    batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=cfg.max_length) \
-        if tokenizer.pad_token else None  # fmt: skip
-    seconds = 0.0
-    for _ in range(2):
-        started = time.perf_counter()
-        if batch is not None:
-            out = model(**batch, labels=batch["input_ids"])
-        else:
-            out = [model(**tokenizer(t, return_tensors="pt", truncation=True, max_length=cfg.max_length),
-                         labels=tokenizer(t, return_tensors="pt", truncation=True, max_length=cfg.max_length)
-                         ["input_ids"]) for t in texts][-1]  # fmt: skip
-        out.loss.backward()
-        model.zero_grad(set_to_none=True)
-        seconds = time.perf_counter() - started
-    del model
-    torch.set_grad_enabled(True)
-    return seconds
+    path = folder / "train-probe.json"
+    path.write_text(json.dumps([s.record for s in samples[: 2 * cfg.examples_per_step]]))
+    run_dir = folder / "train-probe"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    marks: list[float] = []
+    started = time.perf_counter()
+    try:
+        train(path, run_dir, cfg, stop_after=2, save_every=10**9, on_step=lambda *_: marks.append(time.perf_counter()))
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return marks[1] - marks[0] if len(marks) > 1 else (marks[0] - started if marks else 0.0)
 
 
 def contamination_text(found: dict[str, Any]) -> str:
