@@ -35,8 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, matmul_peak_gflops
 
-from tunesift.eval.compare import CompareConfig, compare
-from tunesift.eval.compare_view import html, plot, table
+from tunesift.eval.compare.run import CompareConfig, compare
+from tunesift.eval.compare.view import html, plot, table
 
 
 def targeted_methods(out: Path, args: argparse.Namespace) -> dict:

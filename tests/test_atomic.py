@@ -40,7 +40,7 @@ def test_a_new_file_gets_the_umask_and_an_overwrite_keeps_its_mode(tmp_path, uma
 
 
 def test_scores_subset_manifest_report_and_trained_model_are_shareable(tmp_path, umask, tiny_model_dir, store_dir):
-    from tunesift.eval.train import TrainConfig, train
+    from tunesift.eval.training.train import TrainConfig, train
 
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(alpaca_records(6)))

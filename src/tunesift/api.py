@@ -371,7 +371,7 @@ def run_cherry_pre(
     """
     import math
 
-    from tunesift.eval.train import TrainConfig, train
+    from tunesift.eval.training.train import TrainConfig, train
     from tunesift.execution.driver import embed_pool
     from tunesift.outputs import write_records
     from tunesift.selectors.clusters import kmeans_labels, middle_band_sample
@@ -437,7 +437,7 @@ def run_mods(
     """
     from dataclasses import replace
 
-    from tunesift.eval.train import TrainConfig, train
+    from tunesift.eval.training.train import TrainConfig, train
     from tunesift.execution.driver import compute_units
     from tunesift.models.registry import resolve_model
     from tunesift.models.reward import reward_ref

@@ -218,7 +218,7 @@ def test_an_interrupted_run_says_what_is_kept_and_resumes(tmp_path, tiny_model_d
 
 
 def test_a_full_disk_during_training_is_one_line_and_leaves_no_half_checkpoint(tmp_path, tiny_model_dir):
-    from tunesift.eval.train import CHECKPOINT
+    from tunesift.eval.training.train import CHECKPOINT
 
     pool = tmp_path / "pool.json"
     pool.write_text(json.dumps(alpaca_records(16)))

@@ -349,7 +349,9 @@ def test_the_report_shows_the_held_out_figures(tmp_path, store_dir, points):
 
 
 def test_advise_races_a_distilled_judge_when_the_user_names_a_teacher(tmp_path):
-    from tunesift.eval.advise import AdviseConfig, _command, arms
+    from tunesift.eval.advise.arms import arms
+    from tunesift.eval.advise.config import AdviseConfig
+    from tunesift.eval.advise.rule import _command
 
     config = AdviseConfig(pool="pool.json", budgets=[0.1], methods=["distill:toy-linear"], proxy_size=400,
                           teacher_options=["fail_every=7"])  # fmt: skip

@@ -57,7 +57,7 @@ def train_cmd(
 ) -> None:
     """Fine-tune on a pool or subset; loss on response tokens only; writes RUN/model (merged, loadable anywhere)."""
     from tunesift import api
-    from tunesift.eval.train import TrainConfig, train
+    from tunesift.eval.training.train import TrainConfig, train
 
     try:
         Files().read("pool", data).write("out", out, "folder").check()
@@ -107,7 +107,7 @@ def eval_cmd(
     dtype: DtypeOpt = "auto",
 ) -> None:
     """Evaluate tuned models; prints a JSON line per run (also saved as RUN/eval-SUITE.json)."""
-    from tunesift.eval.suite import EvalSettings, evaluate
+    from tunesift.eval.evaluation.suite import EvalSettings, evaluate
 
     try:
         sizes = {"n-alpaca": n_alpaca, "n-gsm8k": n_gsm8k, "n-mmlu": n_mmlu, "n-questions": n_questions}
@@ -115,7 +115,7 @@ def eval_cmd(
             if size is not None and size < 1:  # before any model is loaded
                 raise ConfigError(flag, f"must be at least 1, got {size}")
         if suite == "pairwise":
-            from tunesift.eval.pairwise_run import run_pairwise
+            from tunesift.eval.evaluation.pairwise_run import run_pairwise
 
             if len(runs) != 2:
                 raise TunesiftError("suite 'pairwise' compares exactly two runs")
@@ -150,8 +150,8 @@ def compare_cmd(
 ) -> None:
     """Method subsets vs random subsets of the same size vs the full pool: train each, evaluate, and say with a
     paired-bootstrap interval whether each method is better, worse or not distinguishable."""
-    from tunesift.eval.compare import compare, load_config
-    from tunesift.eval.compare_view import html, plot, table
+    from tunesift.eval.compare.run import compare, load_config
+    from tunesift.eval.compare.view import html, plot, table
 
     try:
         Files().read("config", config).write("out", out, "folder").check()
@@ -284,7 +284,8 @@ def advise_cmd(
 ) -> None:
     """Race the selection methods on a proxy of your pool at your budget against random, and recommend one (or say
     that none beat random), with 95 % intervals and each method's cost."""
-    from tunesift.eval.advise import TARGETS, AdviseConfig, advise
+    from tunesift.eval.advise.config import TARGETS, AdviseConfig
+    from tunesift.eval.advise.run import advise
 
     try:
         target_file = target if target and target not in TARGETS else None
@@ -293,7 +294,7 @@ def advise_cmd(
                           "examples_per_step": 8, **_settings(train, "--train")}  # fmt: skip
         eval_settings = {"n_alpaca": 50, "n_gsm8k": 50, "n_mmlu": 100, "max_length": 160, **_settings(eval, "--eval")}
         if guard is not None and guard not in ("all", "none"):
-            from tunesift.eval.suite import HIGHER_IS_BETTER
+            from tunesift.eval.evaluation.suite import HIGHER_IS_BETTER
 
             unknown = [m for m in guard.split(",") if m.strip() and m.strip() not in HIGHER_IS_BETTER]
             if unknown or not guard.strip(","):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from tunesift.data.pools import read_pool
 from tunesift.data.templates import get_template
-from tunesift.eval.train import TrainConfig, build_examples, response_loss, train
+from tunesift.eval.training.train import TrainConfig, build_examples, response_loss, train
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_equal_sizes_train_for_equal_steps_whatever_their_lengths(tmp_path, tiny
     ceil(12 / 5) = 3 per epoch, though the long ones need more micro-batches under the token budget."""
     from transformers import AutoTokenizer
 
-    from tunesift.eval.train import build_examples, step_plan
+    from tunesift.eval.training.train import build_examples, step_plan
 
     records = alpaca_records(300)
     by_length = sorted(records, key=lambda r: len(r["output"]))
@@ -143,9 +143,9 @@ def test_gemma_protocol_base_trains_and_evaluates_per_item(tmp_path):
 
     import numpy as np
 
-    from tunesift.eval.compare import _in_memory
-    from tunesift.eval.stats import paired_bootstrap
-    from tunesift.eval.suite import EvalSettings, evaluate, per_item
+    from tunesift.eval.compare.run import _in_memory
+    from tunesift.eval.evaluation.stats import paired_bootstrap
+    from tunesift.eval.evaluation.suite import EvalSettings, evaluate, per_item
 
     settings = EvalSettings(n_alpaca=6, n_gsm8k=2, n_mmlu=3, max_length=128)
     base = evaluate("gemma-3-270m", "cpu", settings)

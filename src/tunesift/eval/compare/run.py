@@ -4,7 +4,7 @@ seeds) vs the full pool, and the untuned base model as the floor; at one budget 
 Fair by construction: every arm of a budget has the same number of records (a filter that leaves a method
 short shrinks every arm to the common size, said in the log and the results), and training takes the
 same number of optimizer steps for equal sizes (``train.examples_per_step``). Whether a gap is real comes
-from a paired bootstrap over evaluation items (:mod:`tunesift.eval.stats`), random seeds and the method's
+from a paired bootstrap over evaluation items (:mod:`tunesift.eval.evaluation.stats`), random seeds and the method's
 own data orders (``train_seeds``) pooled. Every artifact (sampled pool, subset, training run, evaluation,
 pairwise answers and verdicts) is cached under a name holding the hash of what produced it, so a killed
 comparison resumes, a changed setting is recomputed and never served from the cache, and adding a budget
@@ -90,12 +90,12 @@ class CompareConfig:
         return [(f"{budget.rate:g}" if budget.rate is not None else f"n{budget.count}", budget)]
 
     def train_config(self, seed: int) -> Any:
-        from tunesift.eval.train import TrainConfig
+        from tunesift.eval.training.train import TrainConfig
 
         return TrainConfig(base=self.base, **{"template": "alpaca", **self.train, "seed": seed}).resolved()
 
     def eval_settings(self) -> Any:
-        from tunesift.eval.suite import EvalSettings
+        from tunesift.eval.evaluation.suite import EvalSettings
 
         return EvalSettings(**{"template": self.train.get("template", "alpaca"), **self.eval})
 
@@ -223,7 +223,7 @@ def _check_eval_sets(config: CompareConfig, settings: Any) -> None:
     from transformers import AutoTokenizer
 
     from tunesift.data.templates import get_template
-    from tunesift.eval.suite import check_sets
+    from tunesift.eval.evaluation.suite import check_sets
     from tunesift.models.registry import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.base, option="base").path)
@@ -308,7 +308,7 @@ METRIC_SETS = {"alpaca_eval_loss": "alpaca_eval", "gsm8k_loss": "gsm8k", "gsm8k_
 
 def eval_sets(config: CompareConfig) -> list[str]:
     """Every evaluation set the race scores on: its suite's, the target file, the judge's test set."""
-    from tunesift.eval.suite import SUITES
+    from tunesift.eval.evaluation.suite import SUITES
 
     names: list[str] = []
     for metric in SUITES[config.suite]:
@@ -375,7 +375,7 @@ def _compare(config: CompareConfig, out: Path, records: list[dict[str, Any]], *,
              device: str | None, progress: bool, log: Callable[[str], Any]) -> dict[str, Any]:  # fmt: skip
     from tunesift import api
     from tunesift.data.pools import read_pool, write_records
-    from tunesift.eval.train import _ids_hash
+    from tunesift.eval.training.train import _ids_hash
 
     records, found = proxy_records(config, records)
     if found.dropped:
@@ -501,8 +501,8 @@ def planned_arms(config: CompareConfig, out: str | Path, n: int | None = None) -
     model trained and evaluated); a method that keeps fewer records would shrink the sizes at run time. ``n``: the
     race's proxy size, contaminated records left out (found here when not given)."""
     from tunesift.data.pools import read_pool
-    from tunesift.eval.suite import result_path
-    from tunesift.eval.train import _ids_hash
+    from tunesift.eval.evaluation.suite import result_path
+    from tunesift.eval.training.train import _ids_hash
 
     out = Path(out)
     pool_key = _pool_key(config)
@@ -530,8 +530,8 @@ def planned_arms(config: CompareConfig, out: str | Path, n: int | None = None) -
 def _train_and_eval(config: CompareConfig, model: Model, settings: Any, budget: str, device: str | None,
                     progress: bool, log: Callable[[str], Any]) -> dict[str, Any]:  # fmt: skip
     from tunesift.data.pools import read_pool
-    from tunesift.eval.suite import evaluate, headline, result_path
-    from tunesift.eval.train import train
+    from tunesift.eval.evaluation.suite import evaluate, headline, result_path
+    from tunesift.eval.training.train import train
 
     result = train(model.subset, model.run_dir, config.train_config(model.seed), device=device, progress=progress)
     path = result_path(model.run_dir, config.suite, settings)
@@ -551,7 +551,7 @@ def _train_and_eval(config: CompareConfig, model: Model, settings: Any, budget: 
 
 
 def _floor(config: CompareConfig, out: Path, settings: Any, device: str | None) -> dict[str, Any]:
-    from tunesift.eval.suite import evaluate, headline
+    from tunesift.eval.evaluation.suite import evaluate, headline
 
     path = out / "base" / f"eval-{config.suite}-{_key({'base': config.base, 'eval': settings.key(config.suite)})}.json"
     if path.exists():
@@ -586,7 +586,7 @@ def _in_memory(model: Any, run_dir: Path) -> Any:
 def intervals(results: dict[str, Any], n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
     """Every method against random (its seeds pooled) and against full data, per budget and metric: the
     difference, its paired-bootstrap 95 % interval over evaluation items and the verdict."""
-    from tunesift.eval.suite import HIGHER_IS_BETTER
+    from tunesift.eval.evaluation.suite import HIGHER_IS_BETTER
 
     between = Between()
     rows = results["models"]
@@ -624,8 +624,8 @@ class Between:
 
     def __call__(self, mine: list[dict[str, Any]], theirs: list[dict[str, Any]], metric: str, n_boot: int = 2000,
                  seed: int = 0) -> Any:  # fmt: skip
-        from tunesift.eval.stats import paired_bootstrap
-        from tunesift.eval.suite import HIGHER_IS_BETTER, per_item
+        from tunesift.eval.evaluation.stats import paired_bootstrap
+        from tunesift.eval.evaluation.suite import HIGHER_IS_BETTER, per_item
 
         a = [per_item(self.scores(r), metric) for r in mine]
         b = [per_item(self.scores(r), metric) for r in theirs]
@@ -640,7 +640,7 @@ def _winning(config: CompareConfig, results: dict[str, Any], full_models: list[M
              device: str | None, log: Callable[[str], Any]) -> list[dict[str, Any]]:  # fmt: skip
     """Each method's first model (and the first random one) against the first full-data model, judged in
     both orders: the survey's winning rate, cached per pair, judge and test set."""
-    from tunesift.eval.pairwise_run import MAX_TOTAL_TOKENS, run_pairwise
+    from tunesift.eval.evaluation.pairwise_run import MAX_TOTAL_TOKENS, run_pairwise
 
     judge = dict(config.judge or {})
     testset, n = judge.get("testset", "vicuna"), judge.get("n")

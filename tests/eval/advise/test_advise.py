@@ -12,9 +12,10 @@ from conftest import alpaca_records
 from typer.testing import CliRunner
 
 from tunesift.cli import app
-from tunesift.eval.advise import AdviseConfig, advise
-from tunesift.eval.metrics import read_alpaca_eval
-from tunesift.eval.suite import default_eval_dir
+from tunesift.eval.advise.config import AdviseConfig
+from tunesift.eval.advise.run import advise
+from tunesift.eval.evaluation.metrics import read_alpaca_eval
+from tunesift.eval.evaluation.suite import default_eval_dir
 
 TRAIN = {"template": "plain", "max_length": 96, "batch_tokens": 800, "examples_per_step": 4, "epochs": 5,
          "learning_rate": 1e-3}  # fmt: skip
@@ -102,7 +103,8 @@ def test_the_plan_is_said_before_any_work_and_a_dry_run_stops_there(planted_pool
     assert said[-1].startswith("estimate on this machine: scoring")  # N25: the estimate its help promises
     assert not out.exists() and not (tmp_path / "scores").exists()  # N25: a dry run writes nothing
     measured: list[str] = []
-    from tunesift.eval.advise import compare_config, measure_costs, plan_lines
+    from tunesift.eval.advise.config import compare_config
+    from tunesift.eval.advise.plan import measure_costs, plan_lines
 
     config = _config(planted_pool, tiny_model_dir, tmp_path, methods=["ifd"], scorer_model=str(tiny_model_dir))
     cfg = compare_config(config, {"ifd": {"recipe": "cherry", "options": {"model": str(tiny_model_dir)}}})

@@ -9,8 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from tunesift.eval.advise import AdviseConfig, advice_markdown, advise_from
-from tunesift.eval.compare import intervals
+from tunesift.eval.advise.advice import advice_markdown
+from tunesift.eval.advise.config import AdviseConfig
+from tunesift.eval.advise.rule import advise_from
+from tunesift.eval.compare.run import intervals
 
 N_ITEMS = 80
 BASE = np.random.default_rng(0).uniform(1.5, 2.5, size=(2, N_ITEMS))  # per-item loss of random: gsm8k, alpaca
@@ -89,7 +91,7 @@ def test_the_cli_default_guard_follows_an_explicit_target(tmp_path):
 
 
 def test_a_verdict_that_holds_under_another_setting_says_so(tmp_path):
-    from tunesift.eval.advise import stability
+    from tunesift.eval.advise.rule import stability
 
     arms = {"far": (-0.30, 0.0, 100.0), "slight": (-0.03, 0.0, 1.0)}
     first, _ = _advise(_race(tmp_path, arms), arms)

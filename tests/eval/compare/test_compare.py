@@ -13,8 +13,8 @@ from localhost import JsonServer
 from typer.testing import CliRunner
 
 from tunesift.cli import app
-from tunesift.eval.compare import CompareConfig, compare, load_config, validate
-from tunesift.eval.compare_view import html, table
+from tunesift.eval.compare.run import CompareConfig, compare, load_config, validate
+from tunesift.eval.compare.view import html, table
 
 EVAL = {"n_alpaca": 4, "n_gsm8k": 3, "n_mmlu": 4, "max_length": 96}
 TRAIN = {"template": "plain", "max_length": 96, "batch_tokens": 600, "examples_per_step": 2}
@@ -64,7 +64,7 @@ def test_compare_cli_end_to_end_and_resume(tmp_path, tiny_model_dir, store_dir):
     again = CliRunner().invoke(app, ["compare", str(tmp_path / "cmp.yaml"), "--out", str(out)])
     assert again.exit_code == 0 and (run / "run.json").stat().st_mtime == first  # resumed, nothing retrained
     # The scores were taken from the tuned model in memory; the model written to disk gives the same.
-    from tunesift.eval.suite import EvalSettings, evaluate, headline
+    from tunesift.eval.evaluation.suite import EvalSettings, evaluate, headline
 
     in_memory = json.loads(Path(rows[0]["eval_file"]).read_text())
     Path(rows[0]["eval_file"]).rename(run / "kept.json")
@@ -116,7 +116,7 @@ def test_a_changed_setting_is_never_served_from_the_cache(tmp_path, tiny_model_d
 
 def test_train_refuses_a_finished_run_with_another_config(tmp_path, tiny_model_dir):
     from tunesift.errors import ConfigError
-    from tunesift.eval.train import TrainConfig, train
+    from tunesift.eval.training.train import TrainConfig, train
 
     (tmp_path / "pool.json").write_text(json.dumps(alpaca_records(6)))
     cfg = TrainConfig(base=str(tiny_model_dir), template="plain", max_length=64, examples_per_step=3)

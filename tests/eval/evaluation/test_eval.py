@@ -11,8 +11,8 @@ import torch
 from conftest import SHARED_DATA
 
 from tunesift.data.templates import get_template
-from tunesift.eval import metrics
-from tunesift.eval.pairwise import combine, judge_pairwise, outcome, parse_pair, winning_score
+from tunesift.eval.evaluation import metrics
+from tunesift.eval.evaluation.pairwise import combine, judge_pairwise, outcome, parse_pair, winning_score
 from tunesift.models.causal_lm import CausalLM
 from tunesift.scorers.judge import UnparseableReply
 
@@ -248,7 +248,7 @@ def test_mmlu_subject_without_dev_exemplars_is_an_error(tmp_path, tiny_lm):
 def test_pairwise_prompts_use_the_input_block_and_a_judge_is_required(tmp_path):
     from tunesift.data.templates import get_template
     from tunesift.errors import ConfigError
-    from tunesift.eval.pairwise_run import make_judge, read_testset
+    from tunesift.eval.evaluation.pairwise_run import make_judge, read_testset
 
     questions = read_testset(EVAL, "sinstruct")
     with_input = next(q for q in questions if q.input)

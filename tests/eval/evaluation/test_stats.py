@@ -10,7 +10,7 @@ import pytest
 from conftest import alpaca_records
 from scipy.stats import binom
 
-from tunesift.eval.stats import paired_bootstrap, verdict
+from tunesift.eval.evaluation.stats import paired_bootstrap, verdict
 
 
 def test_exact_distribution_of_a_hand_case():
@@ -73,10 +73,10 @@ def test_a_model_trained_on_the_evaluation_items_is_better_two_random_subsets_ar
     """Real fine-tunes of the tiny model, evaluated by AlpacaEval response loss on 12 items: one arm trained on
     those very items (five epochs) against random subsets of an Alpaca pool: better. Two random subsets
     against each other (two seeds each, pooled): not distinguishable."""
-    from tunesift.eval.compare import intervals
-    from tunesift.eval.metrics import read_alpaca_eval
-    from tunesift.eval.suite import EvalSettings, default_eval_dir, evaluate, headline, result_path
-    from tunesift.eval.train import TrainConfig, train
+    from tunesift.eval.compare.run import intervals
+    from tunesift.eval.evaluation.metrics import read_alpaca_eval
+    from tunesift.eval.evaluation.suite import EvalSettings, default_eval_dir, evaluate, headline, result_path
+    from tunesift.eval.training.train import TrainConfig, train
 
     settings = EvalSettings(template="plain", n_alpaca=12, n_gsm8k=2, n_mmlu=2, max_length=256)
     pairs = read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)

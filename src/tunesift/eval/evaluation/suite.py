@@ -3,8 +3,8 @@
 ``cpu`` is likelihood only (cheap on a laptop): response loss on AlpacaEval's GPT-4 outputs, loss of
 GSM8K's reference solutions, MMLU answer-letter accuracy (5-shot). ``gpu`` adds GSM8K accuracy by greedy
 8-shot chain-of-thought generation. Every metric keeps its per-item values, which a paired comparison of
-two models resamples (:mod:`tunesift.eval.stats`). Pairwise judging compares two models and lives in
-:mod:`tunesift.eval.pairwise`.
+two models resamples (:mod:`tunesift.eval.evaluation.stats`). Pairwise judging compares two models and lives in
+:mod:`tunesift.eval.evaluation.pairwise`.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
              device: str | None = None, lm: Any = None) -> dict[str, Any]:  # fmt: skip
     """Every metric of ``suite`` for one model; also written to ``RUN/eval-<suite>.json`` for a run folder."""
     from tunesift.data.templates import get_template
-    from tunesift.eval import metrics
+    from tunesift.eval.evaluation import metrics
     from tunesift.models.causal_lm import CausalLM
 
     if suite not in SUITES:
@@ -150,7 +150,7 @@ def read_target(path: str | Path | None, n: int | None = None) -> list[tuple[str
 def check_sets(suite: str, settings: EvalSettings, tokenizer: Any, template: Any) -> None:
     """Fail before any training when a metric of ``suite`` would have no item: a size of 0, a missing
     file, or every reference response cut away by ``max_length`` (what the loss metrics would skip)."""
-    from tunesift.eval import metrics
+    from tunesift.eval.evaluation import metrics
 
     if suite not in SUITES:
         raise ConfigError("suite", f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tunesift.eval.suite import HIGHER_IS_BETTER
+from tunesift.eval.evaluation.suite import HIGHER_IS_BETTER
 
 
 def _metrics(rows: list[dict[str, Any]]) -> list[str]:

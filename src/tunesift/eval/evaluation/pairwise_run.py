@@ -1,5 +1,5 @@
 """Pairwise comparison of two tuned models on one of Cherry's test sets: generate both models' answers
-(greedy), then judge them in both orders (:mod:`tunesift.eval.pairwise`)."""
+(greedy), then judge them in both orders (:mod:`tunesift.eval.evaluation.pairwise`)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def answers(run_or_model: str, questions: list[Question], template: str, device:
     """Greedy answers of one model, prompt + answer within ``max_total_tokens``; kept in ``cache`` (a file
     named by everything they depend on) so a model meets several opponents with one generation."""
     from tunesift.data.templates import get_template
-    from tunesift.eval.suite import model_path
+    from tunesift.eval.evaluation.suite import model_path
     from tunesift.models.causal_lm import CausalLM
     from tunesift.models.generate import generate
 
@@ -107,8 +107,8 @@ def run_pairwise(
 ) -> dict[str, Any]:
     """Winning score of ``run_a`` over ``run_b`` (> 1: A is better) with its win/tie/loss counts and
     shares; ``cache_a``/``cache_b`` keep each model's answers."""
-    from tunesift.eval.pairwise import judge_pairwise
-    from tunesift.eval.suite import default_eval_dir
+    from tunesift.eval.evaluation.pairwise import judge_pairwise
+    from tunesift.eval.evaluation.suite import default_eval_dir
 
     judge = make_judge(judge_model, base_url, api_key_env, device)
     folder = Path(data_dir) if data_dir else default_eval_dir()
