@@ -81,13 +81,16 @@ def eval_cmd(
     suite: Annotated[
         str,
         typer.Option(
-            help="cpu: AlpacaEval loss, GSM8K reference loss, MMLU 5-shot; gpu: + GSM8K accuracy; "
-            "pairwise: two runs' answers judged in both orders."
+            help="cpu: AlpacaEval loss, GSM8K reference loss, MMLU 5-shot, BBH answer loss, HumanEval solution "
+            "loss; gpu: + GSM8K accuracy (8-shot CoT), BBH exact match (3-shot CoT), HumanEval pass@1 (tests run "
+            "in a sandbox); pairwise: two runs' answers judged in both orders."
         ),
     ] = "cpu",
     n_alpaca: Annotated[int, typer.Option(help="AlpacaEval items (GPT-4 outputs) for the response loss.")] = 200,
     n_gsm8k: Annotated[int, typer.Option(help="GSM8K test items.")] = 200,
     n_mmlu: Annotated[int, typer.Option(help="MMLU test questions, drawn with seed 0 across subjects.")] = 300,
+    n_bbh: Annotated[int, typer.Option(help="BBH items, taken in turn from its 27 tasks.")] = 135,
+    n_humaneval: Annotated[int, typer.Option(help="HumanEval tasks, the first N.")] = 164,
     template: Annotated[str, typer.Option(help="Prompt template of the loss metrics (as in training).")] = "alpaca",
     testset: Annotated[
         str, typer.Option(help="pairwise: vicuna, koala, wizardlm, sinstruct or lima (Cherry's test sets).")
@@ -110,7 +113,8 @@ def eval_cmd(
     from tunesift.eval.evaluation.suite import EvalSettings, evaluate
 
     try:
-        sizes = {"n-alpaca": n_alpaca, "n-gsm8k": n_gsm8k, "n-mmlu": n_mmlu, "n-questions": n_questions}
+        sizes = {"n-alpaca": n_alpaca, "n-gsm8k": n_gsm8k, "n-mmlu": n_mmlu, "n-bbh": n_bbh, "n-humaneval": n_humaneval,
+                 "n-questions": n_questions}  # fmt: skip
         for flag, size in sizes.items():
             if size is not None and size < 1:  # before any model is loaded
                 raise ConfigError(flag, f"must be at least 1, got {size}")
@@ -125,7 +129,8 @@ def eval_cmd(
             typer.echo(json.dumps(summary))
             return
         settings = EvalSettings(data_dir=str(data_dir) if data_dir else None, template=template, n_alpaca=n_alpaca,
-                                n_gsm8k=n_gsm8k, n_mmlu=n_mmlu, dtype=dtype)  # fmt: skip
+                                n_gsm8k=n_gsm8k, n_mmlu=n_mmlu, n_bbh=n_bbh, n_humaneval=n_humaneval,
+                                dtype=dtype)  # fmt: skip
         for run in runs:
             typer.echo(json.dumps(evaluate(run, suite, settings, device)))
     except TunesiftError as err:
@@ -204,8 +209,8 @@ def advise_cmd(
     target: Annotated[
         str | None,
         typer.Option(
-            help="What the tuned model must be good at: alpaca_eval (default), gsm8k, mmlu, or a "
-            "FILE of your own held-out examples (the loss on their responses)."
+            help="What the tuned model must be good at: alpaca_eval (default), gsm8k, mmlu, bbh, humaneval "
+            "(the loss of their references), or a FILE of your own held-out examples (the loss on their responses)."
         ),
     ] = None,
     guard: Annotated[
@@ -261,7 +266,7 @@ def advise_cmd(
         typer.Option(
             "--eval",
             help="KEY=VALUE of compare's eval settings (n_alpaca=50, "
-            "n_gsm8k=50, n_mmlu=100, max_length=160, ...); repeat.",
+            "n_gsm8k=50, n_mmlu=100, n_bbh=54, n_humaneval=50, max_length=160, ...); repeat.",
         ),
     ] = None,
     teacher_option: Annotated[
@@ -279,6 +284,13 @@ def advise_cmd(
             "dropped, METHODS.md §23); each arm's row then counts its own."
         ),
     ] = False,
+    with_full: Annotated[
+        bool,
+        typer.Option(
+            help="Race the whole proxy too, in as many optimizer steps as each budget's subsets (more records a "
+            "step): does a selection beat all of the data on this pool?"
+        ),
+    ] = False,
     store: Annotated[Path | None, typer.Option(help="Score cache folder (default: OUT/scores).")] = None,
     device: DeviceOpt = None,
 ) -> None:
@@ -292,7 +304,8 @@ def advise_cmd(
         Files().read_all({"pool": data, "--query": query, "--target": target_file}).write("out", out, "folder").check()
         train_settings = {"lora": True, "epochs": 1, "template": "alpaca", "max_length": 256, "batch_tokens": 2048,
                           "examples_per_step": 8, **_settings(train, "--train")}  # fmt: skip
-        eval_settings = {"n_alpaca": 50, "n_gsm8k": 50, "n_mmlu": 100, "max_length": 160, **_settings(eval, "--eval")}
+        eval_settings = {"n_alpaca": 50, "n_gsm8k": 50, "n_mmlu": 100, "n_bbh": 54, "n_humaneval": 50,
+                         "max_length": 160, **_settings(eval, "--eval")}  # fmt: skip
         if guard is not None and guard not in ("all", "none"):
             from tunesift.eval.evaluation.suite import HIGHER_IS_BETTER
 
@@ -308,6 +321,7 @@ def advise_cmd(
             eval=eval_settings, store_dir=str(store or out / "scores"), scorer_model=model,
             keep_contaminated=keep_contaminated, teacher_options=teacher_option or [],
             learning_rates=None if learning_rates is None else _numbers(learning_rates, "learning-rates", float),
+            with_full=with_full,
         )  # fmt: skip
         advise(config, out, dry_run=dry_run, device=device, progress=True, log=lambda m: typer.echo(m, err=True))
     except ConfigError as err:  # the config's key as the flag that set it (random_seeds: --random-seeds)

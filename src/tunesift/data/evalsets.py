@@ -38,7 +38,8 @@ def turn_text(turn: Turn) -> str:
     return f"{turn.user}\n{turn.input}" if turn.input else turn.user
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of a JSONL file, gzipped or not; a bad line is an error naming the file and line."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
         for number, line in enumerate(handle):
@@ -50,7 +51,7 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _gsm8k(folder: Path) -> Iterator[EvalItem]:
-    for number, record in _jsonl(folder / "gsm8k_test.jsonl"):
+    for number, record in jsonl_records(folder / "gsm8k_test.jsonl"):
         yield EvalItem("gsm8k", f"test/{number}", record["question"])
 
 
@@ -74,12 +75,12 @@ def _bbh(folder: Path) -> Iterator[EvalItem]:
 
 
 def _humaneval(folder: Path) -> Iterator[EvalItem]:
-    for _, record in _jsonl(folder / "humaneval" / "HumanEval.jsonl.gz"):
+    for _, record in jsonl_records(folder / "humaneval" / "HumanEval.jsonl.gz"):
         yield EvalItem("humaneval", record["task_id"], record["prompt"])
 
 
 def _mt_bench(folder: Path) -> Iterator[EvalItem]:
-    for _, record in _jsonl(folder / "mt_bench_questions.jsonl"):
+    for _, record in jsonl_records(folder / "mt_bench_questions.jsonl"):
         for k, turn in enumerate(record["turns"], start=1):
             yield EvalItem("mt_bench", f"{record['question_id']}/turn{k}", turn)
 
@@ -94,7 +95,7 @@ PAIRWISE = {"vicuna": ("vicuna_test_set.jsonl", "text"), "koala": ("koala_test_s
 def _pairwise(name: str) -> object:
     def read(folder: Path) -> Iterator[EvalItem]:
         file, key = PAIRWISE[name]
-        for number, record in _jsonl(folder / "cherry_testsets" / file):
+        for number, record in jsonl_records(folder / "cherry_testsets" / file):
             text = record[key] if isinstance(record[key], str) else str(record[key])
             extra = (record.get("instances") or [{}])[0].get("input", "") if name == "sinstruct" else ""
             yield EvalItem(name, str(number), f"{text}\n{extra}" if extra else text)

@@ -19,7 +19,7 @@ from tunesift.eval.evaluation.suite import default_eval_dir
 
 TRAIN = {"template": "plain", "max_length": 96, "batch_tokens": 800, "examples_per_step": 4, "epochs": 5,
          "learning_rate": 1e-3}  # fmt: skip
-EVAL = {"n_alpaca": 12, "n_gsm8k": 3, "n_mmlu": 4, "max_length": 256}
+EVAL = {"n_alpaca": 12, "n_gsm8k": 3, "n_mmlu": 4, "n_bbh": 2, "n_humaneval": 1, "max_length": 256}
 
 
 @pytest.fixture
@@ -34,10 +34,12 @@ def planted_pool(tmp_path):
 
 def _config(pool: Path, tiny_model_dir: Path, tmp_path: Path, **changes) -> AdviseConfig:
     """The planted pool's winner wins by the AlpacaEval items it holds: these tests of the race's machinery keep
-    them (keep_contaminated); the decontamination test below shows the default drops them."""
+    them (keep_contaminated); the decontamination test below shows the default drops them. No guard: the planted
+    arm wins its target, whatever the tiny model does elsewhere (the guards are tested in test_advise_rule.py)."""
     base = {"pool": str(pool), "budgets": [0.29], "methods": ["longest"], "base": str(tiny_model_dir),
             "proxy_size": 42, "random_seeds": [0, 1, 2], "train": dict(TRAIN), "eval": dict(EVAL),
-            "store_dir": str(tmp_path / "scores"), "keep_contaminated": True}  # fmt: skip
+            "store_dir": str(tmp_path / "scores"), "keep_contaminated": True,
+            "guard": "none"}  # fmt: skip
     return AdviseConfig(**{**base, **changes})
 
 
@@ -74,6 +76,17 @@ def test_a_planted_winner_is_recommended_and_a_second_run_trains_only_the_new_ar
     new = set((out / "runs").iterdir()) - runs
     assert len(new) == 1 and next(iter(new)).name.startswith("seven-s0-")  # only the new method's fine-tune
     assert {b["method"] for b in again["advice"][0]["leaderboard"]} == {"longest", "seven"}
+    # --with-full: the whole proxy in the subsets' number of steps (12 of 42 records, 4 a step: 3 steps an epoch;
+    # the whole pool at ceil(42 / 3) = 14 a step), and only its fine-tune is new
+    full = advise(_config(planted_pool, tiny_model_dir, tmp_path, with_full=True), out, measure=False, log=_quiet)
+    fresh = set((out / "runs").iterdir()) - runs - new
+    assert len(fresh) == 1 and next(iter(fresh)).name.startswith("whole-pool-s0-")
+    rows = {r["arm"]: r for r in json.loads((out / "results.json").read_text())["models"]}
+    assert rows["whole-pool"]["n"] == 42 and rows["whole-pool"]["train_steps"] == rows["longest"]["train_steps"] == 15
+    assert json.loads((next(iter(fresh)) / "run.json").read_text())["config"]["examples_per_step"] == 14
+    whole = full["advice"][0]["whole_pool"]
+    assert whole["records"] == 42 and whole["recommended_vs_whole"]["method"] == "longest"
+    assert "**All of the data** (42 records in the same 15 optimizer steps" in (out / "advice.md").read_text()
 
 
 def test_random_like_methods_get_the_baseline_and_say_so(tmp_path, tiny_model_dir, store_dir):
@@ -110,7 +123,7 @@ def test_the_plan_is_said_before_any_work_and_a_dry_run_stops_there(planted_pool
     cfg = compare_config(config, {"ifd": {"recipe": "cherry", "options": {"model": str(tiny_model_dir)}}})
     costs = measure_costs(config, cfg, out)
     assert costs["scoring"]["ifd"]["per_sample_s"] >= 0 and costs["train_step_s"] > 0
-    measured = plan_lines(config, cfg, {"arms": [{"arm": "ifd", "evaluated": False}], "estimate": costs})
+    measured = plan_lines(config, cfg, {"arms": [{"arm": "ifd", "evaluated": False, "size": 12}], "estimate": costs})
     assert measured[-1].startswith("estimate on this machine: scoring")
 
 

@@ -31,6 +31,7 @@ def _race(tmp_path, arms: dict[str, tuple[float, float, float]]) -> dict:
         path = tmp_path / f"{arm}-{seed}.json"
         path.write_text(json.dumps(evals))
         return {"budget": "0.1", "arm": arm, "seed": seed, "select_s": select_s, "eval_file": str(path),
+                "n": 1000 if arm == "whole-pool" else 100, "train_steps": 13,
                 "gsm8k_loss": float(losses[0].mean()), "alpaca_eval_loss": float(losses[1].mean())}  # fmt: skip
 
     models += [model("random", s, (0.0, 0.0), None) for s in range(3)]
@@ -78,6 +79,25 @@ def test_a_trade_off_is_excluded_by_a_guard_and_named_or_recommended_without_one
     assert advice.tradeoff["command"].startswith("tunesift run bm25 pool.json")
     text = advice_markdown([advice], cfg, 60.0)
     assert "**Trade-off**: bm25 is the best for gsm8k_loss alone" in text and "worse on alpaca_eval_loss +0.2" in text
+
+
+@pytest.mark.parametrize(("whole", "verdict", "said"),
+                         [(-0.10, "better", "the selection beats all of the data on gsm8k_loss"),
+                          (-0.292, "not distinguishable", "the selection cannot be told apart from all of the data"),
+                          (-0.50, "worse", "the selection does not beat all of the data")])  # fmt: skip
+def test_the_whole_pool_at_equal_steps_against_the_recommendation(tmp_path, whole, verdict, said):
+    """--with-full: the whole pool is raced as an arm (never recommended: the user has a budget); advice.md says
+    whether the recommended selection beats it on the target, by their paired interval."""
+    arms = {"far": (-0.30, 0.0, 100.0), "whole-pool": (whole, 0.0, None)}
+    advice, cfg = _advise(_race(tmp_path, arms), {"far": arms["far"]})
+    assert advice.recommendation == "far" and [b["method"] for b in advice.leaderboard] == ["far"]
+    assert advice.whole_pool["records"] == 1000 and advice.whole_pool["steps"] == 13
+    assert advice.whole_pool["metrics"]["gsm8k_loss"]["verdict"] == "better"  # against random
+    versus = advice.whole_pool["recommended_vs_whole"]
+    assert versus["method"] == "far" and versus["verdict"] == verdict
+    assert versus["diff"] == pytest.approx(-0.30 - whole, abs=0.02)
+    text = advice_markdown([advice], cfg, 60.0)
+    assert "**All of the data** (1000 records in the same 13 optimizer steps" in text and said in text
 
 
 def test_the_cli_default_guard_follows_an_explicit_target(tmp_path):

@@ -16,7 +16,7 @@ from tunesift.cli import app
 from tunesift.eval.compare.run import CompareConfig, compare, load_config, validate
 from tunesift.eval.compare.view import html, table
 
-EVAL = {"n_alpaca": 4, "n_gsm8k": 3, "n_mmlu": 4, "max_length": 96}
+EVAL = {"n_alpaca": 4, "n_gsm8k": 3, "n_mmlu": 4, "n_bbh": 2, "n_humaneval": 1, "max_length": 256}
 TRAIN = {"template": "plain", "max_length": 96, "batch_tokens": 600, "examples_per_step": 2}
 
 

@@ -259,7 +259,7 @@ def test_pairwise_prompts_use_the_input_block_and_a_judge_is_required(tmp_path):
         make_judge(None, None, "OPENAI_API_KEY", None)
 
 
-@pytest.mark.parametrize("flag", ["--n-alpaca", "--n-gsm8k", "--n-mmlu", "--n-questions"])
+@pytest.mark.parametrize("flag", ["--n-alpaca", "--n-gsm8k", "--n-mmlu", "--n-bbh", "--n-humaneval", "--n-questions"])
 def test_an_evaluation_size_below_1_is_refused_before_any_model_loads(flag, tmp_path, monkeypatch):
     """--n-mmlu 0 started evaluating; each size is one line naming its flag, and no model is loaded."""
     from typer.testing import CliRunner

@@ -147,7 +147,7 @@ def test_gemma_protocol_base_trains_and_evaluates_per_item(tmp_path):
     from tunesift.eval.evaluation.stats import paired_bootstrap
     from tunesift.eval.evaluation.suite import EvalSettings, evaluate, per_item
 
-    settings = EvalSettings(n_alpaca=6, n_gsm8k=2, n_mmlu=3, max_length=128)
+    settings = EvalSettings(n_alpaca=6, n_gsm8k=2, n_mmlu=3, n_bbh=3, n_humaneval=2, max_length=256)
     base = evaluate("gemma-3-270m", "cpu", settings)
     path = tmp_path / "subset.json"
     path.write_text(json.dumps(alpaca_records(4)))
@@ -156,6 +156,8 @@ def test_gemma_protocol_base_trains_and_evaluates_per_item(tmp_path):
     assert result.steps == 2 and all(np.isfinite(result.losses))
     tuned = evaluate(tmp_path / "run", "cpu", settings, lm=_in_memory(result.model, tmp_path / "run"))
     assert tuned["mmlu"]["n"] == 3 and len(tuned["alpaca_eval_loss"]["items"]) == 6
+    assert tuned["bbh_loss"]["n"] == 3 and tuned["humaneval_loss"]["n"] == 2  # Gemma's tokens: none cut at 256
+    assert 0 < tuned["bbh_loss"]["loss"] < 10 and 0 < tuned["humaneval_loss"]["loss"] < 10
     assert 0.5 < tuned["alpaca_eval_loss"]["loss"] < 6
     assert tuned["alpaca_eval_loss"]["loss"] != base["alpaca_eval_loss"]["loss"]  # training changed the model
     num_tuned, den = per_item(tuned, "alpaca_eval_loss")

@@ -8,6 +8,7 @@ from typing import Any
 from tunesift.eval.advise.config import DEFAULT_PROXY, AdviseConfig, metric_of
 from tunesift.eval.advise.plan import contamination_text
 from tunesift.eval.advise.rule import Advice
+from tunesift.eval.evaluation.suite import HIGHER_IS_BETTER
 
 
 def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
@@ -35,7 +36,7 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
                   + (" contaminated selected |" if held else ""),
                   "|---" * (len(metrics) + 3 + held) + "|"]  # fmt: skip
         for b in sorted(a.leaderboard, key=lambda b: b["metrics"].get(primary, {}).get("diff", 0.0)
-                        * (-1 if primary == "mmlu" else 1)):  # fmt: skip
+                        * (-1 if HIGHER_IS_BETTER.get(primary) else 1)):  # fmt: skip
             cells = [f"{b['metrics'][m]['diff']:+.4f} [{b['metrics'][m]['low']:+.4f}, {b['metrics'][m]['high']:+.4f}] "
                      f"{b['metrics'][m]['verdict']}" if m in b["metrics"] else "–" for m in metrics]  # fmt: skip
             extra = f" {b.get('contaminated_selected', 0)} |" if held else ""
@@ -48,6 +49,8 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
             lines += [f"Against the best arm on {primary} ({best[0]['vs_best']['best']}): " + "; ".join(
                 f"{b['method']} {b['vs_best']['diff']:+.4f} [{b['vs_best']['low']:+.4f}, {b['vs_best']['high']:+.4f}] "
                 f"{b['vs_best']['verdict']}" for b in best) + ".", ""]  # fmt: skip
+        if a.whole_pool is not None:
+            lines += [whole_pool_text(a.whole_pool, primary), ""]
         if a.stability is not None:
             if a.stability["holds"]:
                 lines += [f"**Stability**: the verdict holds at {', '.join(a.stability['settings'])}.", ""]
@@ -59,3 +62,18 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
             lines += [f"**Trade-off**: {a.tradeoff['text']}. To apply it anyway:", "", f"    {a.tradeoff['command']}",
                       ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def whole_pool_text(whole: dict[str, Any], primary: str) -> str:
+    """The seeds' headline tested on this pool: does the selection beat all of the data at equal steps?"""
+    d = whole["metrics"].get(primary)
+    against = f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] {d['verdict']}" if d else "not measured"
+    text = (f"**All of the data** ({whole['records']} records in the same {whole['steps']} optimizer steps, more "
+            f"records a step): against random on {primary} {against}")  # fmt: skip
+    versus = whole.get("recommended_vs_whole")
+    if versus is None:
+        return text + "."
+    said = {"better": "beats all of the data", "worse": "does not beat all of the data",
+            "not distinguishable": "cannot be told apart from all of the data"}[versus["verdict"]]  # fmt: skip
+    return (f"{text}; {versus['method']} against it {versus['diff']:+.4f} [{versus['low']:+.4f}, "
+            f"{versus['high']:+.4f}]: on this pool the selection {said} on {primary}.")  # fmt: skip

@@ -9,7 +9,9 @@ from typing import Any
 
 from tunesift.errors import ConfigError
 
-TARGETS = {"alpaca_eval": "alpaca_eval_loss", "gsm8k": "gsm8k_loss", "mmlu": "mmlu"}
+#: The targets a race knows by name, and the metric of the CPU suite each is judged by.
+TARGETS = {"alpaca_eval": "alpaca_eval_loss", "gsm8k": "gsm8k_loss", "mmlu": "mmlu", "bbh": "bbh_loss",
+           "humaneval": "humaneval_loss"}  # fmt: skip
 
 
 @dataclass
@@ -34,6 +36,8 @@ class AdviseConfig:
     guard: str | list[str] | None = "all"
     #: the race again under each of these learning rates: the advice says whether its verdict holds
     learning_rates: list[float] | None = None
+    #: the whole proxy as an arm of every budget, at the subsets' number of optimizer steps: does a selection beat it?
+    with_full: bool = False
     #: the options of a distill:NAME arm's teacher (KEY=VALUE strings, or a mapping)
     teacher_options: Any = field(default_factory=list)
 
@@ -75,7 +79,7 @@ def check(config: AdviseConfig, pool: Any) -> None:
     if config.target not in TARGETS:
         path = Path(config.target)
         if not path.exists():
-            raise ConfigError("target", f"alpaca_eval, gsm8k, mmlu or a file of held-out examples; {path} does not "
+            raise ConfigError("target", f"{', '.join(TARGETS)} or a file of held-out examples; {path} does not "
                               "exist")  # fmt: skip
         from tunesift.data.pools import read_pool
         from tunesift.errors import TunesiftError
@@ -101,6 +105,6 @@ def compare_config(config: AdviseConfig, methods: dict[str, dict[str, Any]]) -> 
     return CompareConfig(
         pool=config.pool, base=config.base, budgets=list(config.budgets), methods=methods,
         pool_size=config.proxy_size, pool_seed=0, train=dict(config.train), random_seeds=list(config.random_seeds),
-        train_seeds=config.train_seeds, full=False, floor=False, suite=suite, eval=eval_settings,
-        store_dir=config.store_dir, intervals=True, keep_contaminated=config.keep_contaminated,
+        train_seeds=config.train_seeds, full=False, full_equal_steps=config.with_full, floor=False, suite=suite,
+        eval=eval_settings, store_dir=config.store_dir, intervals=True, keep_contaminated=config.keep_contaminated,
     )  # fmt: skip

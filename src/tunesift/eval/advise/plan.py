@@ -4,6 +4,7 @@ measured on a few of the pool's records."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,11 +113,14 @@ def plan_lines(config: AdviseConfig, compare_cfg: Any, found: dict[str, Any]) ->
     if estimate:
         n = config.proxy_size
         scoring = sum(c["load_s"] + c["per_sample_s"] * n for c in estimate["scoring"].values())
-        steps = sum(max(1, int(rate * n) // compare_cfg.train_config(0).examples_per_step) for rate in config.budgets)
+        per_step = compare_cfg.train_config(0).examples_per_step
         fine_tunes = [a for a in arms_here if not a["evaluated"]]
-        per_run = steps / max(1, len(config.budgets)) * estimate["train_step_s"]
-        train = per_run * len(fine_tunes)
-        evaluate = len(fine_tunes) * max(30.0, per_run / 3)
+        train = evaluate = 0.0
+        for a in fine_tunes:  # the whole pool (--with-full) takes as many steps, each with more records
+            wide = a.get("examples_per_step") or per_step
+            steps = math.ceil(a["size"] / wide)
+            train += steps * wide / per_step * estimate["train_step_s"]
+            evaluate += max(30.0, steps * estimate["train_step_s"] / 3)
         lines.append(f"estimate on this machine: scoring {scoring / 60:.1f} min ("
                      + ", ".join(f"{k} {v['load_s'] + v['per_sample_s'] * n:.0f} s"
                                  for k, v in estimate["scoring"].items()) +

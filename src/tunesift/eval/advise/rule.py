@@ -21,6 +21,7 @@ class Advice:
     command: str
     tradeoff: dict[str, Any] | None = None  # the best arm for the target alone, when a guard excluded it
     stability: dict[str, Any] | None = None  # whether the verdict holds under the other settings raced
+    whole_pool: dict[str, Any] | None = None  # the whole proxy at equal steps, against random and the recommendation
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,8 +81,30 @@ def advise_from(results: dict[str, Any], config: AdviseConfig, methods: dict[str
         tradeoff = race.tradeoff(chosen)
         if tradeoff is not None:
             tradeoff["command"] = _command(methods[tradeoff["method"]], pool_path, rate, config)
-        out.append(Advice(label, board, name, reason, command, tradeoff))
+        whole = whole_pool(found, rows, chosen, primary, between)
+        out.append(Advice(label, board, name, reason, command, tradeoff, whole_pool=whole))
     return out
+
+
+def whole_pool(found: list[dict[str, Any]], rows: list[dict[str, Any]], chosen: dict[str, Any] | None, primary: str,
+               between: Any) -> dict[str, Any] | None:  # fmt: skip
+    """The whole proxy at the budget's number of steps (``--with-full``): its intervals against random, and the
+    recommended arm against it on the target: does the selection beat all of the data?"""
+    from tunesift.eval.compare.run import WHOLE_POOL
+
+    mine = [r for r in rows if r["arm"] == WHOLE_POOL]
+    if not mine:
+        return None
+    summary: dict[str, Any] = {
+        "records": mine[0]["n"], "steps": mine[0]["train_steps"],
+        "metrics": {i["metric"]: {k: i[k] for k in ("diff", "low", "high", "verdict")}
+                    for i in found if i["method"] == WHOLE_POOL},
+    }  # fmt: skip
+    if chosen is not None:
+        iv = between([r for r in rows if r["arm"] == chosen["method"]], mine, primary)
+        summary["recommended_vs_whole"] = {"method": chosen["method"], "diff": iv.diff, "low": iv.low,
+                                           "high": iv.high, "verdict": iv.verdict}  # fmt: skip
+    return summary
 
 
 @dataclass

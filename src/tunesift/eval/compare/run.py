@@ -26,6 +26,7 @@ Config (YAML or JSON)::
     random_seeds: [0, 1, 2]
     train_seeds: 1           # data orders per method subset (their noise joins the interval)
     full: false              # also train on the whole pool (needed for "against full" and the judge)
+    full_equal_steps: false  # also train on the whole pool at each budget, for as many optimizer steps as its subsets
     floor: true              # evaluate the untuned base model
     suite: cpu
     eval: {n_alpaca: 200, n_gsm8k: 200, n_mmlu: 300}
@@ -36,6 +37,7 @@ Config (YAML or JSON)::
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -49,9 +51,12 @@ from tunesift.errors import ConfigError, InputError, TunesiftError
 from tunesift.options import is_number
 
 KEYS = {"pool", "pool_size", "pool_seed", "budget", "budgets", "base", "train", "methods", "random", "random_seeds",
-        "train_seeds", "full", "floor", "suite", "eval", "store_dir", "intervals", "n_boot", "judge"}  # fmt: skip
+        "train_seeds", "full", "full_equal_steps", "floor", "suite", "eval", "store_dir", "intervals", "n_boot",
+        "judge"}  # fmt: skip
 JUDGE_KEYS = {"model", "base_url", "api_key_env", "testset", "n"}
-RESERVED = ("random", "full", "base")
+#: The arm of the whole pool trained for a budget's number of steps (``full_equal_steps``).
+WHOLE_POOL = "whole-pool"
+RESERVED = ("random", "full", "base", WHOLE_POOL)
 
 
 @dataclass
@@ -69,6 +74,8 @@ class CompareConfig:
     random: dict[str, Any] = field(default_factory=dict)
     train_seeds: int = 1
     full: bool = False
+    #: the whole pool as an arm of every budget, at the subsets' number of optimizer steps (each step holds more)
+    full_equal_steps: bool = False
     floor: bool = True
     suite: str = "cpu"
     eval: dict[str, Any] = field(default_factory=dict)
@@ -89,10 +96,14 @@ class CompareConfig:
         budget = Budget(**self.budget)
         return [(f"{budget.rate:g}" if budget.rate is not None else f"n{budget.count}", budget)]
 
-    def train_config(self, seed: int) -> Any:
+    def train_config(self, seed: int, examples_per_step: int | None = None) -> Any:
+        """The fine-tune of every arm; ``examples_per_step`` only for the whole pool at equal steps."""
         from tunesift.eval.training.train import TrainConfig
 
-        return TrainConfig(base=self.base, **{"template": "alpaca", **self.train, "seed": seed}).resolved()
+        given = {"template": "alpaca", **self.train, "seed": seed}
+        if examples_per_step is not None:
+            given["examples_per_step"] = examples_per_step
+        return TrainConfig(base=self.base, **given).resolved()
 
     def eval_settings(self) -> Any:
         from tunesift.eval.evaluation.suite import EvalSettings
@@ -135,9 +146,8 @@ def validate(config: CompareConfig) -> None:
     from tunesift.recipes import load_recipe
     from tunesift.selectors.base import Budget
 
-    kinds = {"full": bool, "floor": bool, "intervals": bool, "keep_contaminated": bool, "pool_seed": int, "suite": str,
-             "train": dict,
-             "eval": dict, "methods": dict}  # fmt: skip
+    kinds = {"full": bool, "full_equal_steps": bool, "floor": bool, "intervals": bool, "keep_contaminated": bool,
+             "pool_seed": int, "suite": str, "train": dict, "eval": dict, "methods": dict}  # fmt: skip
     for key, kind in kinds.items():
         value = getattr(config, key)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -272,6 +282,15 @@ class Model:
     seed: int
     subset: Path
     run_dir: Path
+    examples_per_step: int | None = None  # the whole pool at equal steps: more samples a step
+
+
+def equal_steps(config: CompareConfig, n_pool: int, size: int) -> int:
+    """Samples a step for the whole pool to take as many optimizer steps as a subset of ``size``: one pass over
+    every record in ``ceil(size / examples_per_step)`` updates (the subsets' learning-rate schedule, more data a
+    step)."""
+    steps = math.ceil(size / config.train_config(0).examples_per_step)
+    return math.ceil(n_pool / steps)
 
 
 def compare(config: CompareConfig, out: str | Path, *, device: str | None = None, progress: bool = False,
@@ -303,7 +322,9 @@ def compare(config: CompareConfig, out: str | Path, *, device: str | None = None
 
 
 #: The evaluation set each metric reads (a target_loss reads the user's own file).
-METRIC_SETS = {"alpaca_eval_loss": "alpaca_eval", "gsm8k_loss": "gsm8k", "gsm8k_accuracy": "gsm8k", "mmlu": "mmlu"}
+METRIC_SETS = {"alpaca_eval_loss": "alpaca_eval", "gsm8k_loss": "gsm8k", "gsm8k_accuracy": "gsm8k", "mmlu": "mmlu",
+               "bbh_loss": "bbh", "bbh_accuracy": "bbh", "humaneval_loss": "humaneval",
+               "humaneval_pass1": "humaneval"}  # fmt: skip
 
 
 def eval_sets(config: CompareConfig) -> list[str]:
@@ -409,6 +430,11 @@ def _compare(config: CompareConfig, out: Path, records: list[dict[str, Any]], *,
             arm_models[arm] = [Model(arm if not arm.startswith("random-") else "random", s, subset,
                                      _run_dir(out, config, "full" if ids == pool_ids else arm, s, ids))
                                for s in seeds]  # fmt: skip
+        if config.full_equal_steps:
+            per_step = equal_steps(config, len(pool), size)
+            arm_models[WHOLE_POOL] = [Model(WHOLE_POOL, s, pool_path, _run_dir(out, config, WHOLE_POOL, s, pool_ids,
+                                                                              per_step), per_step)
+                                      for s in range(config.train_seeds)]  # fmt: skip
         rows = [_train_and_eval(config, m, settings, label, device, progress, log) for ms in arm_models.values()
                 for m in ms]  # fmt: skip
         models += rows
@@ -435,9 +461,10 @@ def _compare(config: CompareConfig, out: Path, records: list[dict[str, Any]], *,
     return results
 
 
-def _run_dir(out: Path, config: CompareConfig, name: str, seed: int, data_ids: str) -> Path:
+def _run_dir(out: Path, config: CompareConfig, name: str, seed: int, data_ids: str,
+             examples_per_step: int | None = None) -> Path:  # fmt: skip
     """A training run's folder: named by the arm, and keyed by its data and its whole training config."""
-    cfg = config.train_config(seed)
+    cfg = config.train_config(seed, examples_per_step)
     return out / "runs" / f"{name}-s{seed}-{_key({'data': data_ids, 'train': cfg.__dict__})}"
 
 
@@ -516,14 +543,19 @@ def planned_arms(config: CompareConfig, out: str | Path, n: int | None = None) -
                   for name, spec in config.methods.items()]  # fmt: skip
         wanted += [(f"random-{seed}", _random_subset_path(out, pool_key, config, seed, size), [seed])
                    for seed in config.random_seeds]  # fmt: skip
+        per_step = {}
+        if config.full_equal_steps:
+            wanted.append((WHOLE_POOL, out / f"pool-{pool_key}.json", list(range(config.train_seeds))))
+            per_step[WHOLE_POOL] = equal_steps(config, n, size)
         for name, subset, seeds in wanted:
             ids = _ids_hash(read_pool(subset).samples) if subset.exists() else None
             arm = "random" if name.startswith("random-") else name
-            for seed in seeds:
-                run = _run_dir(out, config, name, seed, ids) if ids else None  # a random arm's folder: random-SEED
+            for seed in seeds:  # a random arm's folder: random-SEED
+                run = _run_dir(out, config, name, seed, ids, per_step.get(name)) if ids else None
                 evaluated = bool(run and result_path(run, config.suite, settings).exists())
-                found.append({"budget": label, "arm": arm, "seed": seed, "size": size, "subset": subset.exists(),
-                              "evaluated": evaluated})  # fmt: skip
+                found.append({"budget": label, "arm": arm, "seed": seed, "size": n if name == WHOLE_POOL else size,
+                              "subset": subset.exists(), "evaluated": evaluated,
+                              "examples_per_step": per_step.get(name)})  # fmt: skip
     return found
 
 
@@ -533,7 +565,8 @@ def _train_and_eval(config: CompareConfig, model: Model, settings: Any, budget: 
     from tunesift.eval.evaluation.suite import evaluate, headline, result_path
     from tunesift.eval.training.train import train
 
-    result = train(model.subset, model.run_dir, config.train_config(model.seed), device=device, progress=progress)
+    result = train(model.subset, model.run_dir, config.train_config(model.seed, model.examples_per_step),
+                   device=device, progress=progress)  # fmt: skip
     path = result_path(model.run_dir, config.suite, settings)
     if path.exists():
         scores = json.loads(path.read_text())

@@ -1,8 +1,10 @@
 """Evaluation suites: which metrics, on how many items of which set, for one model.
 
 ``cpu`` is likelihood only (cheap on a laptop): response loss on AlpacaEval's GPT-4 outputs, loss of
-GSM8K's reference solutions, MMLU answer-letter accuracy (5-shot). ``gpu`` adds GSM8K accuracy by greedy
-8-shot chain-of-thought generation. Every metric keeps its per-item values, which a paired comparison of
+GSM8K's reference solutions, MMLU answer-letter accuracy (5-shot), the loss of BBH's answers and of HumanEval's
+canonical solutions: the benchmarks SelectIT reports, less TyDiQA. ``gpu`` adds what needs generation: GSM8K accuracy
+by greedy 8-shot chain-of-thought, BBH exact match by 3-shot chain-of-thought, HumanEval pass@1 (tests run in a
+sandbox). Every metric keeps its per-item values, which a paired comparison of
 two models resamples (:mod:`tunesift.eval.evaluation.stats`). Pairwise judging compares two models and lives in
 :mod:`tunesift.eval.evaluation.pairwise`.
 """
@@ -21,8 +23,17 @@ from tunesift.errors import ConfigError
 from tunesift.options import is_number
 
 SUITES: dict[str, tuple[str, ...]] = {
-    "cpu": ("alpaca_eval_loss", "gsm8k_loss", "mmlu"),
-    "gpu": ("alpaca_eval_loss", "gsm8k_loss", "mmlu", "gsm8k_accuracy"),
+    "cpu": ("alpaca_eval_loss", "gsm8k_loss", "mmlu", "bbh_loss", "humaneval_loss"),
+    "gpu": (
+        "alpaca_eval_loss",
+        "gsm8k_loss",
+        "mmlu",
+        "bbh_loss",
+        "humaneval_loss",
+        "gsm8k_accuracy",
+        "bbh_accuracy",
+        "humaneval_pass1",
+    ),
     # a targeted selection's protocol: the target task's loss first, then the general one it may cost
     "targeted": ("gsm8k_loss", "alpaca_eval_loss"),
     # the user's own held-out examples (eval target_file), then the general losses
@@ -30,7 +41,8 @@ SUITES: dict[str, tuple[str, ...]] = {
 }
 # Lower is better for losses, higher for accuracies: what a table or plot needs to know.
 HIGHER_IS_BETTER = {"target_loss": False, "alpaca_eval_loss": False, "gsm8k_loss": False, "mmlu": True,
-                    "gsm8k_accuracy": True}  # fmt: skip
+                    "bbh_loss": False, "humaneval_loss": False, "gsm8k_accuracy": True, "bbh_accuracy": True,
+                    "humaneval_pass1": True}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,9 @@ class EvalSettings:
     n_alpaca: int = 200
     n_gsm8k: int = 200
     n_mmlu: int = 300
+    n_bbh: int = 135  # 5 a task, taken in turn from the 27
+    n_humaneval: int = 164
+    humaneval_timeout: float = 3.0  # seconds a program's tests may run (human-eval's default)
     mmlu_shots: int = 5
     mmlu_seed: int = 0
     gsm8k_shots: int = 8
@@ -50,8 +65,8 @@ class EvalSettings:
     dtype: str = "auto"  # as for scoring: bf16 on a CUDA GPU that has it, else fp32
 
     def __post_init__(self) -> None:
-        whole = ("n_alpaca", "n_gsm8k", "n_mmlu", "mmlu_shots", "mmlu_seed", "gsm8k_shots", "max_length",
-                 "batch_tokens")  # fmt: skip
+        whole = ("n_alpaca", "n_gsm8k", "n_mmlu", "n_bbh", "n_humaneval", "mmlu_shots", "mmlu_seed", "gsm8k_shots",
+                 "max_length", "batch_tokens")  # fmt: skip
         for name in (*whole, "n_target"):
             value = getattr(self, name)
             if (value is not None or name != "n_target") and not is_number(value, whole=True):
@@ -87,7 +102,7 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
              device: str | None = None, lm: Any = None) -> dict[str, Any]:  # fmt: skip
     """Every metric of ``suite`` for one model; also written to ``RUN/eval-<suite>.json`` for a run folder."""
     from tunesift.data.templates import get_template
-    from tunesift.eval.evaluation import metrics
+    from tunesift.eval.evaluation import bbh, humaneval, metrics
     from tunesift.models.causal_lm import CausalLM
 
     if suite not in SUITES:
@@ -114,6 +129,15 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
             items, dev = metrics.read_mmlu(folder / "mmlu", settings.n_mmlu, settings.mmlu_seed)
             value = metrics.mmlu_accuracy(lm, items, dev, settings.mmlu_shots, 2 * settings.batch_tokens)
             value.pop("predicted")
+        elif metric in ("bbh_loss", "humaneval_loss"):
+            pairs, read_as = loss_inputs(metric, settings, template)
+            value = metrics.response_loss(lm, pairs, read_as, settings.max_length, settings.batch_tokens)
+        elif metric == "bbh_accuracy":
+            items = bbh.read_bbh(folder / "bbh", settings.n_bbh)
+            value = bbh.accuracy(lm, items, {t: bbh.cot_prompt(folder / "bbh", t) for t in {i.task for i in items}})
+        elif metric == "humaneval_pass1":
+            tasks = humaneval.read_humaneval(folder / "humaneval" / "HumanEval.jsonl.gz", settings.n_humaneval)
+            value = humaneval.pass1(lm, tasks, timeout=settings.humaneval_timeout)
         else:
             items = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", settings.n_gsm8k)
             value = metrics.gsm8k_accuracy(lm, items, settings.gsm8k_shots)
@@ -131,7 +155,22 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
 
 # The setting that sizes each metric's set: what an error about an empty set names.
 _SIZE_KEY = {"alpaca_eval_loss": "n_alpaca", "gsm8k_loss": "n_gsm8k", "mmlu": "n_mmlu", "gsm8k_accuracy": "n_gsm8k",
-             "target_loss": "n_target"}  # fmt: skip
+             "target_loss": "n_target", "bbh_loss": "n_bbh", "bbh_accuracy": "n_bbh", "humaneval_loss": "n_humaneval",
+             "humaneval_pass1": "n_humaneval"}  # fmt: skip
+
+
+def loss_inputs(metric: str, settings: EvalSettings, template: Any) -> tuple[list[tuple[str, str]], Any]:
+    """The (prompt, reference) pairs of BBH's or HumanEval's loss, and the template they are read in (HumanEval
+    is a completion task: none)."""
+    from tunesift.eval.evaluation import bbh, humaneval
+
+    folder = settings.folder()
+    if metric == "bbh_loss":
+        items = bbh.read_bbh(folder / "bbh", settings.n_bbh)
+        prompts = {t: bbh.cot_prompt(folder / "bbh", t) for t in {i.task for i in items}}
+        return bbh.loss_pairs(items, prompts), template
+    tasks = humaneval.read_humaneval(folder / "humaneval" / "HumanEval.jsonl.gz", settings.n_humaneval)
+    return humaneval.loss_pairs(tasks), humaneval.Completion()
 
 
 def read_target(path: str | Path | None, n: int | None = None) -> list[tuple[str, str]]:
@@ -164,17 +203,22 @@ def check_sets(suite: str, settings: EvalSettings, tokenizer: Any, template: Any
             raise ConfigError(key, f"{metric} needs at least one item, got {size}")
         if metric == "mmlu":
             continue  # read_mmlu refuses an empty folder; every question is kept
+        read_as = template
+        if metric in ("bbh_accuracy", "humaneval_pass1"):
+            continue  # every item is generated for; an empty set is refused by its reader
         if metric == "alpaca_eval_loss":
             pairs = metrics.read_alpaca_eval(folder / "alpaca_eval_805_gpt4_1106_preview.json", size)
         elif metric == "target_loss":
             pairs = read_target(settings.target_file, size)
+        elif metric in ("bbh_loss", "humaneval_loss"):
+            pairs, read_as = loss_inputs(metric, settings, template)
         else:
             pairs = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", size)
         if metric == "gsm8k_accuracy":
             fits = bool(pairs)
         else:
-            fits = any(len(tokenizer(template.prompt(q, "") + a)["input_ids"][: settings.max_length])
-                       > len(tokenizer(template.prompt(q, ""))["input_ids"]) for q, a in pairs)  # fmt: skip
+            fits = any(len(tokenizer(read_as.prompt(q, "") + a)["input_ids"][: settings.max_length])
+                       > len(tokenizer(read_as.prompt(q, ""))["input_ids"]) for q, a in pairs)  # fmt: skip
         if not fits:
             raise ConfigError(key, f"{metric}: no item is left after filtering ({len(pairs)} read, every one cut "
                               f"by eval.max_length {settings.max_length})")  # fmt: skip
