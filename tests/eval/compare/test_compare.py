@@ -212,6 +212,8 @@ def test_winning_rate_against_full_data_with_a_judge_on_localhost(tmp_path, tiny
      ({"random_seeds": "x"}, "random_seeds"), ({"random_seeds": [0, "a"]}, "random_seeds"),
      ({"train": {**TRAIN, "epochs": "x"}}, "train.epochs"), ({"train": {**TRAIN, "lora_dropout": "x"}}, "train"),
      ({"eval": {**EVAL, "n_alpaca": "x"}}, "eval.n_alpaca"), ({"full": "maybe"}, "full"),
+     ({"full_equal_steps": "yes"}, "full_equal_steps"), ({"eval": {**EVAL, "n_bbh": 0}}, "eval.n_bbh"),
+     ({"eval": {**EVAL, "n_humaneval": "x"}}, "eval.n_humaneval"),
      ({"n_boot": "lots"}, "n_boot")],
 )  # fmt: skip
 def test_bad_configs_are_refused_before_training(tmp_path, tiny_model_dir, changes, key):

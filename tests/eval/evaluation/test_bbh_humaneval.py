@@ -206,3 +206,15 @@ def test_a_humaneval_set_cut_away_by_max_length_is_refused_before_training(tok_n
     settings = EvalSettings(template="plain", n_alpaca=1, n_gsm8k=1, n_mmlu=1, n_bbh=1, n_humaneval=1, max_length=150)
     with pytest.raises(ConfigError, match=r"eval.n_humaneval.*humaneval_loss: no item is left"):
         check_sets("cpu", settings, tok_nobos, get_template("plain"))
+
+
+def test_the_gpu_suite_generates_for_bbh_and_humaneval_on_a_tiny_model(tiny_model_dir):
+    """The generation metrics end to end (on the CPU here): every item generated for, each reply extracted and
+    scored; a random tiny model's code fails its tests and is counted, never skipped."""
+    settings = EvalSettings(template="plain", n_alpaca=2, n_gsm8k=1, n_mmlu=2, n_bbh=2, n_humaneval=2, max_length=300)
+    got = evaluate(str(tiny_model_dir), "gpu", settings, device="cpu")
+    assert got["bbh_accuracy"]["n"] == 2 and set(got["bbh_accuracy"]["items"]) <= {0, 1}
+    assert len(got["bbh_accuracy"]["replies"]) == 2
+    passed = got["humaneval_pass1"]
+    assert passed["n"] == 2 and len(passed["status"]) == 2 and set(passed["status"]) <= {"passed", "failed", "timeout"}
+    assert passed["accuracy"] == sum(passed["items"]) / 2 and passed["isolation"]
