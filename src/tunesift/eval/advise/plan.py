@@ -30,8 +30,8 @@ def plan(config: AdviseConfig, compare_cfg: Any, out: Path, measure: bool = True
 def measure_costs(config: AdviseConfig, compare_cfg: Any, out: Path, probe: int = 8,
                   scratch: bool = False) -> dict[str, Any]:  # fmt: skip
     """Seconds per sample of each scoring method (two small runs on the pool's first records, so the model's
-    load is apart), and of one optimizer step of the base model (its forward and backward); the evaluation is
-    taken as a third of a training step a token, at least 30 s a model."""
+    load is apart), and of one optimizer step of the race's fine-tune (the trainer itself, two steps); the evaluation
+    is taken as a third of a fine-tune, at least 30 s a model."""
     from tunesift import api
     from tunesift.data.pools import read_pool
     from tunesift.recipes import load_recipe
