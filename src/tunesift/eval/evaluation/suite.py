@@ -22,18 +22,11 @@ from tunesift.data.evalsets import default_eval_dir  # one place knows where the
 from tunesift.errors import ConfigError
 from tunesift.options import is_number
 
+#: Likelihood only: what a CPU evaluates in minutes and a small proxy ranks by reliably.
+CPU = ("alpaca_eval_loss", "gsm8k_loss", "mmlu", "bbh_loss", "humaneval_loss")
 SUITES: dict[str, tuple[str, ...]] = {
-    "cpu": ("alpaca_eval_loss", "gsm8k_loss", "mmlu", "bbh_loss", "humaneval_loss"),
-    "gpu": (
-        "alpaca_eval_loss",
-        "gsm8k_loss",
-        "mmlu",
-        "bbh_loss",
-        "humaneval_loss",
-        "gsm8k_accuracy",
-        "bbh_accuracy",
-        "humaneval_pass1",
-    ),
+    "cpu": CPU,
+    "gpu": (*CPU, "gsm8k_accuracy", "bbh_accuracy", "humaneval_pass1"),  # + what needs generation
     # a targeted selection's protocol: the target task's loss first, then the general one it may cost
     "targeted": ("gsm8k_loss", "alpaca_eval_loss"),
     # the user's own held-out examples (eval target_file), then the general losses
@@ -71,6 +64,8 @@ class EvalSettings:
             value = getattr(self, name)
             if (value is not None or name != "n_target") and not is_number(value, whole=True):
                 raise ConfigError(name, f"expected a whole number, got {value!r}")
+        if not is_number(self.humaneval_timeout) or not self.humaneval_timeout > 0:
+            raise ConfigError("humaneval_timeout", f"positive seconds, got {self.humaneval_timeout!r}")
 
     def folder(self) -> Path:
         return Path(self.data_dir) if self.data_dir else default_eval_dir()
