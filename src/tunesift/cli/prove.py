@@ -266,7 +266,7 @@ def advise_cmd(
         typer.Option(
             "--eval",
             help="KEY=VALUE of compare's eval settings (n_alpaca=50, "
-            "n_gsm8k=50, n_mmlu=100, n_bbh=54, n_humaneval=50, max_length=160, ...); repeat.",
+            "n_gsm8k=50, n_mmlu=100, n_bbh=54, n_humaneval=50, max_length=256, ...); repeat.",
         ),
     ] = None,
     teacher_option: Annotated[
@@ -305,7 +305,7 @@ def advise_cmd(
         train_settings = {"lora": True, "epochs": 1, "template": "alpaca", "max_length": 256, "batch_tokens": 2048,
                           "examples_per_step": 8, **_settings(train, "--train")}  # fmt: skip
         eval_settings = {"n_alpaca": 50, "n_gsm8k": 50, "n_mmlu": 100, "n_bbh": 54, "n_humaneval": 50,
-                         "max_length": 160, **_settings(eval, "--eval")}  # fmt: skip
+                         "max_length": 256, **_settings(eval, "--eval")}  # fmt: skip
         if guard is not None and guard not in ("all", "none"):
             from tunesift.eval.evaluation.suite import HIGHER_IS_BETTER
 
