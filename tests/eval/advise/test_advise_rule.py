@@ -117,7 +117,13 @@ def test_a_verdict_that_holds_under_another_setting_says_so(tmp_path):
     first, _ = _advise(_race(tmp_path, arms), arms)
     (tmp_path / "again").mkdir()
     second, _ = _advise(_race(tmp_path / "again", {"far": (-0.25, 0.0, 100.0), "slight": (-0.3, 0.0, 1.0)}), arms)
-    assert stability(first, [("learning rate 1e-4", first)], "gsm8k_loss") == {
-        "holds": True, "settings": ["learning rate 1e-4"], "flipped_by": []}  # fmt: skip
+    held = stability(first, [("learning rate 1e-4", first)], "gsm8k_loss")
+    assert held["holds"] and held["settings"] == ["learning rate 1e-4"] and held["flipped_by"] == []
     flipped = stability(first, [("learning rate 1e-3", second)], "gsm8k_loss")
     assert not flipped["holds"] and flipped["flipped_by"][0]["recommended"] == "slight"
+    (seen,) = flipped["seen"]  # the other setting's board on the target, for advice.md
+    assert seen["recommended"] == "slight" and set(seen["arms"]) == {"far", "slight"}
+    assert seen["arms"]["slight"]["diff"] < seen["arms"]["far"]["diff"] < 0
+    first.stability = flipped
+    text = advice_markdown([first], AdviseConfig(pool="pool.json", budgets=[0.1], target="gsm8k"), 60.0)
+    assert "At learning rate 1e-3 (slight recommended), gsm8k_loss against random: far -0.2" in text

@@ -58,6 +58,10 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
                 lines += ["**Stability**: the verdict does not hold: " + "; ".join(
                     f"at {f['setting']} the race recommends {f['recommended'] or 'random'} ({f['reason']})"
                     for f in a.stability["flipped_by"]) + ".", ""]  # fmt: skip
+            for s in a.stability.get("seen", []):
+                said = f"At {s['setting']} ({s['recommended'] or 'no method'} recommended), {primary} against random: "
+                lines += [said + "; ".join(f"{m} {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] {d['verdict']}"
+                                      for m, d in s["arms"].items()) + ".", ""]  # fmt: skip
         if a.tradeoff:
             lines += [f"**Trade-off**: {a.tradeoff['text']}. To apply it anyway:", "", f"    {a.tradeoff['command']}",
                       ""]  # fmt: skip

@@ -186,8 +186,10 @@ def stability(advice: Advice, others: list[tuple[str, Advice]], primary: str) ->
     """Whether a budget's verdict holds under every other setting: the recommended arm is better than random on
     ``primary`` there and not worse than that setting's best (with no recommendation: none appears there either).
     Each setting that flips it is named with what it recommended instead."""
-    flips = []
+    flips, seen = [], []
     for name, other in others:
+        board = {b["method"]: b["metrics"][primary] for b in other.leaderboard if primary in b["metrics"]}
+        seen.append({"setting": name, "recommended": other.recommendation, "arms": board})
         if advice.recommendation is None:
             holds = other.recommendation is None
         else:
@@ -196,7 +198,7 @@ def stability(advice: Advice, others: list[tuple[str, Advice]], primary: str) ->
                      and row.get("vs_best", {}).get("verdict") != "worse")  # fmt: skip
         if not holds:
             flips.append({"setting": name, "recommended": other.recommendation, "reason": other.reason})
-    return {"holds": not flips, "settings": [name for name, _ in others], "flipped_by": flips}
+    return {"holds": not flips, "settings": [name for name, _ in others], "flipped_by": flips, "seen": seen}
 
 
 def _command(spec: dict[str, Any], pool_path: str, rate: float, config: AdviseConfig) -> str:
