@@ -71,8 +71,9 @@ def test_a_cheaper_arm_takes_the_place_only_when_not_distinguishable(tmp_path):
 def test_a_trade_off_is_excluded_by_a_guard_and_named_or_recommended_without_one(tmp_path, guard):
     arms = {"bm25": (-0.30, +0.20, 2.0), "longest": (+0.10, -0.05, 0.1)}
     advice, cfg = _advise(_race(tmp_path, arms), arms, guard=guard)
-    if guard == "none":
+    if guard == "none":  # recommended, and what it costs is said with it
         assert advice.recommendation == "bm25" and advice.tradeoff is None
+        assert "; at a cost on alpaca_eval_loss (+0.2" in advice.reason and "worse than random)" in advice.reason
         return
     assert advice.recommendation is None and "without losing on a guarded metric" in advice.reason
     assert advice.tradeoff["method"] == "bm25" and advice.tradeoff["worse_on"] == ["alpaca_eval_loss"]

@@ -165,6 +165,10 @@ class Race:
                       f"(their paired interval holds zero), at {chosen['select_s']:.1f} s against "
                       f"{best['select_s']:.1f} s")  # fmt: skip
         reason += f", not worse on {', '.join(self.guard)}" if self.guard else ""
+        paid = [(m, d) for m, d in chosen["metrics"].items() if m != self.primary and d["verdict"] == "worse"]
+        if paid:  # unguarded costs are said with the recommendation, not left to the table
+            reason += "; at a cost on " + ", ".join(f"{m} ({d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}], worse "
+                                                    "than random)" for m, d in paid)  # fmt: skip
         others = [b["method"] for b in allowed if b is not chosen]
         return chosen, reason + (f"; also better than random: {', '.join(others)}" if others else "")
 
