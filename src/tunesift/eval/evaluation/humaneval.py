@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -33,9 +32,15 @@ from tunesift.models.generate import generate
 
 #: Chen et al. (2021), section 2.3: a completion ends where the model starts another top-level statement.
 STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
-#: Put before every program: no network, no processes, no deleting; as human-eval's execution.reliability_guard.
+#: Put before every program: its limits (set by the program's own interpreter first thing, so no ``preexec_fn``,
+#: which is unsafe beside the threads that run programs side by side), then no network, no processes, no deleting,
+#: as human-eval's execution.reliability_guard.
 GUARD = """\
-import builtins, os, shutil, socket, subprocess
+import os, resource, shutil, socket, subprocess
+resource.setrlimit(resource.RLIMIT_CPU, ({cpu}, {cpu}))
+resource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory}))
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 def _refused(*args, **kwargs):
     raise PermissionError("refused in the HumanEval sandbox")
 socket.socket = socket.create_connection = socket.socketpair = _refused
@@ -110,25 +115,16 @@ def isolation() -> str:
     return "network namespace" if _no_network_prefix() else "guard (no network namespace on this machine)"
 
 
-def _limit(seconds: float, memory_bytes: int) -> None:
-    cpu = math.ceil(seconds) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def run_sandboxed(program: str, timeout: float = 3.0, memory_bytes: int = 1 << 30) -> str:
     """Run ``program`` in a fresh interpreter in an empty temporary folder: ``passed`` (exit 0), ``failed`` (an
     error, a failed assertion or a limit hit) or ``timeout`` (the whole process group is killed)."""
     with tempfile.TemporaryDirectory(prefix="tunesift-humaneval-") as folder:
         path = Path(folder) / "program.py"
-        path.write_text(GUARD + program, encoding="utf-8")
+        path.write_text(GUARD.format(cpu=math.ceil(timeout) + 1, memory=memory_bytes) + program, encoding="utf-8")
         command = [*_no_network_prefix(), sys.executable, "-I", "-B", str(path)]
         process = subprocess.Popen(command, cwd=folder, env={"PATH": os.defpath, "HOME": folder},
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True,
-                                   preexec_fn=functools.partial(_limit, timeout, memory_bytes))  # fmt: skip
+                                   start_new_session=True)  # fmt: skip
         try:
             return "passed" if process.wait(timeout=timeout) == 0 else "failed"
         except subprocess.TimeoutExpired:
