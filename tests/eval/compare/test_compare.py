@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from tunesift.cli import app
 from tunesift.eval.compare.run import CompareConfig, compare, load_config, validate
 from tunesift.eval.compare.view import html, table
+from tunesift.eval.evaluation.suite import SUITES
 
 EVAL = {"n_alpaca": 4, "n_gsm8k": 3, "n_mmlu": 4, "n_bbh": 2, "n_humaneval": 1, "max_length": 256}
 TRAIN = {"template": "plain", "max_length": 96, "batch_tokens": 600, "examples_per_step": 2}
@@ -54,7 +55,7 @@ def test_compare_cli_end_to_end_and_resume(tmp_path, tiny_model_dir, store_dir):
     assert sorted(len(r["output"]) for r in longest) == sorted(len(r["output"]) for r in pool)[-6:]
     # every method against random and full, every metric, with an interval around the difference
     found = {(i["method"], i["against"], i["metric"]) for i in results["intervals"]}
-    assert found == {("longest", a, m) for a in ("random", "full") for m in ("alpaca_eval_loss", "gsm8k_loss", "mmlu")}
+    assert found == {("longest", a, m) for a in ("random", "full") for m in SUITES["cpu"]}  # BBH and HumanEval too
     assert all(i["low"] <= i["diff"] <= i["high"] or i["low"] == i["high"] for i in results["intervals"])
     text = (out / "results.md").read_text()
     assert "examples per optimizer step" in text and "Against random" in text and "Against full" in text
