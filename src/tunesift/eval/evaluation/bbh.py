@@ -62,6 +62,11 @@ def cot_prompt(folder: str | Path, task: str) -> str:
     return "".join(lines[2:]).strip()
 
 
+def cot_prompts(folder: str | Path, items: Sequence[BBHItem]) -> dict[str, str]:
+    """The chain-of-thought prompt of every task among ``items``, read once a task."""
+    return {task: cot_prompt(folder, task) for task in {i.task for i in items}}
+
+
 def description(prompt: str) -> str:
     """The task's one-paragraph description: the prompt's text before its first exemplar."""
     return prompt.split("\n\nQ:", 1)[0].strip()

@@ -129,7 +129,7 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
             value = metrics.response_loss(lm, pairs, read_as, settings.max_length, settings.batch_tokens)
         elif metric == "bbh_accuracy":
             items = bbh.read_bbh(folder / "bbh", settings.n_bbh)
-            value = bbh.accuracy(lm, items, {t: bbh.cot_prompt(folder / "bbh", t) for t in {i.task for i in items}})
+            value = bbh.accuracy(lm, items, bbh.cot_prompts(folder / "bbh", items))
         elif metric == "humaneval_pass1":
             tasks = humaneval.read_humaneval(folder / "humaneval" / "HumanEval.jsonl.gz", settings.n_humaneval)
             value = humaneval.pass1(lm, tasks, timeout=settings.humaneval_timeout)
@@ -162,8 +162,7 @@ def loss_inputs(metric: str, settings: EvalSettings, template: Any) -> tuple[lis
     folder = settings.folder()
     if metric == "bbh_loss":
         items = bbh.read_bbh(folder / "bbh", settings.n_bbh)
-        prompts = {t: bbh.cot_prompt(folder / "bbh", t) for t in {i.task for i in items}}
-        return bbh.loss_pairs(items, prompts), template
+        return bbh.loss_pairs(items, bbh.cot_prompts(folder / "bbh", items)), template
     tasks = humaneval.read_humaneval(folder / "humaneval" / "HumanEval.jsonl.gz", settings.n_humaneval)
     return humaneval.loss_pairs(tasks), humaneval.Completion()
 
