@@ -26,6 +26,8 @@ from pathlib import Path
 
 from _common import DATA
 
+from tunesift.eval.advise.rule import shown
+
 EVAL = DATA.parents[1] / "eval"
 RACES = {
     "gsm8k": ["--target", "gsm8k", "--methods", "longest,bm25,embed"],
@@ -77,10 +79,8 @@ def table(name: str, found: dict) -> str:
              "| method | " + " | ".join(metrics) + " | vs best on target | selection s |",
              "|---" * (len(metrics) + 3) + "|"]  # fmt: skip
     for b in board:
-        cells = [f"{b['metrics'][m]['diff']:+.4f} [{b['metrics'][m]['low']:+.4f}, {b['metrics'][m]['high']:+.4f}] "
-                 f"{b['metrics'][m]['verdict']}" for m in metrics]  # fmt: skip
-        best = b.get("vs_best")
-        versus = f"{best['diff']:+.4f} [{best['low']:+.4f}, {best['high']:+.4f}] {best['verdict']}" if best else "best"
+        cells = [shown(b["metrics"][m], verdict=True) for m in metrics]
+        versus = shown(b["vs_best"], verdict=True) if "vs_best" in b else "best"
         lines.append(f"| {b['method']} | " + " | ".join(cells) + f" | {versus} | {b['select_s']:.1f} |")
     lines += ["", f"Recommendation: {advice['recommendation'] or 'none (random)'}: {advice['reason']}"]
     if advice.get("tradeoff"):

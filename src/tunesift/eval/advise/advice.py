@@ -7,7 +7,7 @@ from typing import Any
 
 from tunesift.eval.advise.config import DEFAULT_PROXY, AdviseConfig, metric_of
 from tunesift.eval.advise.plan import contamination_text
-from tunesift.eval.advise.rule import Advice
+from tunesift.eval.advise.rule import Advice, shown
 from tunesift.eval.evaluation.suite import HIGHER_IS_BETTER
 
 
@@ -37,8 +37,7 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
                   "|---" * (len(metrics) + 3 + held) + "|"]  # fmt: skip
         for b in sorted(a.leaderboard, key=lambda b: b["metrics"].get(primary, {}).get("diff", 0.0)
                         * (-1 if HIGHER_IS_BETTER.get(primary) else 1)):  # fmt: skip
-            cells = [f"{b['metrics'][m]['diff']:+.4f} [{b['metrics'][m]['low']:+.4f}, {b['metrics'][m]['high']:+.4f}] "
-                     f"{b['metrics'][m]['verdict']}" if m in b["metrics"] else "–" for m in metrics]  # fmt: skip
+            cells = [shown(b["metrics"][m], verdict=True) if m in b["metrics"] else "–" for m in metrics]
             extra = f" {b.get('contaminated_selected', 0)} |" if held else ""
             lines.append(f"| {b['method']} | " + " | ".join(cells) + f" | {b['select_s'] or 0:.1f} | "
                          f"{b['projected_pool_s']:.0f} |" + extra)  # fmt: skip
@@ -47,8 +46,7 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
         best = [b for b in a.leaderboard if "vs_best" in b]
         if best:
             lines += [f"Against the best arm on {primary} ({best[0]['vs_best']['best']}): " + "; ".join(
-                f"{b['method']} {b['vs_best']['diff']:+.4f} [{b['vs_best']['low']:+.4f}, {b['vs_best']['high']:+.4f}] "
-                f"{b['vs_best']['verdict']}" for b in best) + ".", ""]  # fmt: skip
+                f"{b['method']} {shown(b['vs_best'], verdict=True)}" for b in best) + ".", ""]  # fmt: skip
         if a.whole_pool is not None:
             lines += [whole_pool_text(a.whole_pool, primary), ""]
         if a.stability is not None:
@@ -60,8 +58,7 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
                     for f in a.stability["flipped_by"]) + ".", ""]  # fmt: skip
             for s in a.stability.get("seen", []):
                 said = f"At {s['setting']} ({s['recommended'] or 'no method'} recommended), {primary} against random: "
-                lines += [said + "; ".join(f"{m} {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] {d['verdict']}"
-                                      for m, d in s["arms"].items()) + ".", ""]  # fmt: skip
+                lines += [said + "; ".join(f"{m} {shown(d, verdict=True)}" for m, d in s["arms"].items()) + ".", ""]
         if a.tradeoff:
             lines += [f"**Trade-off**: {a.tradeoff['text']}. To apply it anyway:", "", f"    {a.tradeoff['command']}",
                       ""]  # fmt: skip
@@ -71,7 +68,7 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
 def whole_pool_text(whole: dict[str, Any], primary: str) -> str:
     """The seeds' headline tested on this pool: does the selection beat all of the data at equal steps?"""
     d = whole["metrics"].get(primary)
-    against = f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] {d['verdict']}" if d else "not measured"
+    against = shown(d, verdict=True) if d else "not measured"
     text = (f"**All of the data** ({whole['records']} records in the same {whole['steps']} optimizer steps, more "
             f"records a step): against random on {primary} {against}")  # fmt: skip
     versus = whole.get("recommended_vs_whole")
@@ -79,5 +76,4 @@ def whole_pool_text(whole: dict[str, Any], primary: str) -> str:
         return text + "."
     said = {"better": "beats all of the data", "worse": "does not beat all of the data",
             "not distinguishable": "cannot be told apart from all of the data"}[versus["verdict"]]  # fmt: skip
-    return (f"{text}; {versus['method']} against it {versus['diff']:+.4f} [{versus['low']:+.4f}, "
-            f"{versus['high']:+.4f}]: on this pool the selection {said} on {primary}.")  # fmt: skip
+    return f"{text}; {versus['method']} against it {shown(versus)}: on this pool the selection {said} on {primary}."

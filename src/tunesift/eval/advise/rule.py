@@ -12,6 +12,12 @@ from tunesift.eval.advise.arms import BALANCED
 from tunesift.eval.advise.config import AdviseConfig, metric_of
 
 
+def shown(d: dict[str, Any], verdict: bool = False) -> str:
+    """An interval as the advice writes it, ``+0.1234 [+0.1000, +0.1500]``, with its verdict when asked."""
+    text = f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+    return f"{text} {d['verdict']}" if verdict else text
+
+
 @dataclass
 class Advice:
     budget: str
@@ -157,18 +163,17 @@ class Race:
                 chosen = cheaper
                 break
         d = chosen["metrics"][self.primary]
-        shown = f"({d['diff']:+.4f}, 95 % interval [{d['low']:+.4f}, {d['high']:+.4f}])"
+        gained = f"({d['diff']:+.4f}, 95 % interval [{d['low']:+.4f}, {d['high']:+.4f}])"
         if chosen is best:
-            reason = f"the largest gain over random on {self.primary} {shown}"
+            reason = f"the largest gain over random on {self.primary} {gained}"
         else:
-            reason = (f"better than random on {self.primary} {shown} and not distinguishable from {best['method']} "
+            reason = (f"better than random on {self.primary} {gained} and not distinguishable from {best['method']} "
                       f"(their paired interval holds zero), at {chosen['select_s']:.1f} s against "
                       f"{best['select_s']:.1f} s")  # fmt: skip
         reason += f", not worse on {', '.join(self.guard)}" if self.guard else ""
         paid = [(m, d) for m, d in chosen["metrics"].items() if m != self.primary and d["verdict"] == "worse"]
         if paid:  # unguarded costs are said with the recommendation, not left to the table
-            reason += "; at a cost on " + ", ".join(f"{m} ({d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}], worse "
-                                                    "than random)" for m, d in paid)  # fmt: skip
+            reason += "; at a cost on " + ", ".join(f"{m} ({shown(d)}, worse than random)" for m, d in paid)
         others = [b["method"] for b in allowed if b is not chosen]
         return chosen, reason + (f"; also better than random: {', '.join(others)}" if others else "")
 
@@ -179,8 +184,7 @@ class Race:
             return None
         alone = max(excluded, key=self.gain)
         d = alone["metrics"][self.primary]
-        what = "; ".join(f"{m} {alone['metrics'][m]['diff']:+.4f} [{alone['metrics'][m]['low']:+.4f}, "
-                         f"{alone['metrics'][m]['high']:+.4f}]" for m in self.costs(alone))  # fmt: skip
+        what = "; ".join(f"{m} {shown(alone['metrics'][m])}" for m in self.costs(alone))
         text = (f"{alone['method']} is the best for {self.primary} alone ({d['diff']:+.4f}, [{d['low']:+.4f}, "
                 f"{d['high']:+.4f}]) but worse on {what}; the guard (--guard) excluded it")  # fmt: skip
         return {"method": alone["method"], "gain": d, "worse_on": self.costs(alone), "text": text}
