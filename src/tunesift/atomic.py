@@ -8,9 +8,54 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO
+
+#: The renames waiting for the outermost :func:`together` block to end well: (commit, discard) pairs.
+_PENDING: ContextVar[list[tuple[Callable[[], None], Callable[[], None]]] | None] = ContextVar(
+    "tunesift_atomic_pending", default=None
+)
+
+
+@contextlib.contextmanager
+def together() -> Iterator[None]:
+    """Every file written inside the block (through :func:`atomic_open` or :func:`on_commit`) lands together
+    when the block ends without error, or none does: a subset and its manifest, never one without the other.
+    The files are complete on disk before the first rename, so only the renames themselves remain to fail."""
+    if _PENDING.get() is not None:  # an inner block joins the outer one
+        yield
+        return
+    pending: list[tuple[Callable[[], None], Callable[[], None]]] = []
+    token = _PENDING.set(pending)
+    try:
+        yield
+    except BaseException:
+        for _, discard in pending:
+            with contextlib.suppress(OSError):
+                discard()
+        raise
+    finally:
+        _PENDING.reset(token)
+    for k, (commit, _) in enumerate(pending):
+        try:
+            commit()
+        except BaseException:
+            for _, discard in pending[k + 1 :]:
+                with contextlib.suppress(OSError):
+                    discard()
+            raise
+
+
+def on_commit(commit: Callable[[], None], discard: Callable[[], None]) -> None:
+    """Run ``commit`` (a rename into place) now, or at the end of the enclosing :func:`together` block; ``discard``
+    (removing the temporary) runs instead if that block fails."""
+    pending = _PENDING.get()
+    if pending is None:
+        commit()
+    else:
+        pending.append((commit, discard))
 
 
 def current_umask() -> int:
@@ -67,10 +112,24 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, open_mode(target))
-        os.replace(tmp_name, target)
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
             raise StorageError(target, err) from None
         raise
+
+    def discard() -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+
+    def commit() -> None:
+        try:
+            os.replace(tmp_name, target)
+        except BaseException as err:
+            discard()
+            if isinstance(err, OSError):
+                raise StorageError(target, err) from None
+            raise
+
+    on_commit(commit, discard)

@@ -8,6 +8,7 @@ option with one name. The vocabulary shared by several methods (a model, where i
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -80,6 +81,8 @@ class Option:
     def _in_range(self, value: Any) -> Any:
         if not is_number(value):
             return value
+        if not math.isfinite(value):
+            raise ConfigError(self.key, f"must be a finite number, got {value!r}")
         if self.at_least is not None and value < self.at_least:
             raise ConfigError(self.key, f"must be at least {self.at_least:g}, got {value!r}")
         if self.above is not None and value <= self.above:

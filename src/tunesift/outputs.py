@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesift._version import __version__
-from tunesift.atomic import atomic_open
+from tunesift.atomic import atomic_open, together
 from tunesift.data.pii import KINDS, redact_record
 from tunesift.data.pools import Pool, lone_surrogate, output_container, write_records
 from tunesift.data.sample import Rejected
@@ -44,12 +44,13 @@ def probe_writable(paths: list[Path]) -> None:
 
 
 def write_scores(path: str | Path, table: ScoreTable) -> None:
-    """SCORES.jsonl: one line per input record, in input order; the configuration goes beside it."""
-    with atomic_open(path) as handle:
-        for row in table.rows:
-            handle.write(json.dumps(row, allow_nan=False) + "\n")
-    with atomic_open(scores_config_path(path)) as handle:
-        json.dump({"score_field": table.score_field, "config": table.config}, handle, indent=2)
+    """SCORES.jsonl: one line per input record, in input order; the configuration goes beside it (both or neither)."""
+    with together():
+        with atomic_open(path) as handle:
+            for row in table.rows:
+                handle.write(json.dumps(row, allow_nan=False) + "\n")
+        with atomic_open(scores_config_path(path)) as handle:
+            json.dump({"score_field": table.score_field, "config": table.config}, handle, indent=2)
 
 
 def write_rejects(path: str | Path, pool: Pool) -> Path | None:
@@ -186,6 +187,7 @@ def _write_trainer_subset(path: Path, chosen: list[tuple[Any, dict[str, Any]]], 
             json.dump(info, handle, indent=2, ensure_ascii=False)
 
 
+@together()
 def write_subset(
     path: str | Path,
     pool: Pool,
@@ -282,6 +284,7 @@ def write_redacted(path: str | Path, pool: Pool, kinds: tuple[str, ...]) -> tupl
     return target, manifest["redact"]
 
 
+@together()
 def write_kept(path: str | Path, pool: Pool, kept_indices: list[int] | None, sections: dict[str, Any],
                records: bool = True, redact: tuple[str, ...] | None = None) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """A cleaning step's output: the kept records (``kept_indices``; None: every valid record), in pool order and the

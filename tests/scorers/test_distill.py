@@ -305,11 +305,15 @@ def test_an_endpoint_teacher_through_a_localhost_server(tmp_path, store_dir, poi
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--teacher", "no-such"], "unknown scorer 'no-such'"),
+        (["--teacher", "no-such"], "option 'teacher': unknown method 'no-such'"),
         (["--teacher", "toy-linear", "--teacher-option", "colour=red"], "has no option 'colour'"),
         (["--teacher", "distill"], "its own teacher"),
         (["--teacher", "toy-linear", "--n-label", "49"], "at least 50"),
         (["--teacher", "toy-linear", "--n-label", "53"], "more than the pool's 52"),
+        (["--teacher", "toy-linear", "--seed", "-1"], "option 'seed': must be at least 0"),  # P10: a numpy ValueError
+        (["--teacher", "toy-linear", "--teacher-threshold", "nan"], "option 'teacher-threshold': must be a finite"),
+        (["--teacher", "bm25"], "option 'teacher-option query': teacher 'bm25'"),  # P16: named "--query FILE on run"
+        (["--teacher", "toy-linear", "--teacher-option", "fail_every=x"], "option 'teacher-option fail_every'"),
         ([], "needs a teacher"),
     ],
 )
@@ -360,7 +364,7 @@ def test_advise_races_a_distilled_judge_when_the_user_names_a_teacher(tmp_path):
                                                     "n_label": 100, "force": True}}  # fmt: skip
     command = _command(spec, "pool.json", 0.1, config)
     assert command.endswith("--teacher toy-linear --teacher-option fail_every=7 --n-label 100 --force")
-    for methods, says in ((["distill:"], "name the teacher"), (["distill:no-such"], "unknown scorer"),
+    for methods, says in ((["distill:"], "name the teacher"), (["distill:no-such"], "unknown method"),
                           (["distill:toy-linear"], "as many more")):  # fmt: skip
         small = AdviseConfig(pool="p", budgets=[0.1], methods=methods, proxy_size=60)
         with pytest.raises(Exception, match=says):
@@ -376,3 +380,76 @@ def test_an_output_never_overwrites_a_file_the_teacher_reads(tmp_path, store_dir
                                       f"query={query}", "--out", str(query)])  # fmt: skip
     assert result.exit_code == 2 and "--teacher-option query" in result.output, result.output
     assert query.read_bytes() == before
+
+
+def test_a_failed_distill_threshold_leaves_an_earlier_subset_in_place(tmp_path, store_dir, points):
+    """Issue 42 P1: --teacher-threshold nan ran the teacher, replaced the subset with [] and then failed on the
+    manifest. A non-finite threshold is now refused before any work, and nothing is written."""
+    pool, _ = _pool(tmp_path)
+    out = tmp_path / "kept.json"
+    out.write_text('["an earlier subset"]')
+    calls = Linear.calls
+    result = CliRunner().invoke(app, ["run", "distill-threshold", str(pool), "--teacher", "toy-linear",
+                                      "--teacher-threshold", "nan", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 2 and "must be a finite number" in result.output, result.output
+    assert Linear.calls == calls and out.read_text() == '["an earlier subset"]'
+    assert not (tmp_path / "kept.manifest.json").exists()
+
+
+class Verdict(Linear):
+    """A pass/fail teacher on AlpaGasus' scale: 5 where x0 >= 0.9, else 2 (a tenth of the pool passes); its recipe
+    keeps >= 4.5."""
+
+    method = "toy-verdict"
+    name = "toy-verdict"
+    columns = subset_columns = ("verdict",)
+    result_fields = ("verdict", "skip_reason")
+    pass_threshold = 4.5
+
+    def compute(self, units, backend, on_progress=None):
+        out = []
+        for unit in units:
+            x0 = float(POINT.search(unit.payload.instruction).group(1))
+            out.append({"verdict": 5.0 if x0 >= 0.9 else 2.0, "skip_reason": None})
+        return out
+
+
+def test_a_two_valued_teacher_is_measured_at_its_recipe_threshold_and_gated_on_auc(tmp_path, store_dir, points):
+    """Issue 42 P22: the figures were taken at the top 20 % quantile, which for a teacher passing a tenth is its
+    lowest score (every row positive, AUC undefined), and the head was gated on Spearman, which ties bound."""
+    records = [{"instruction": f"Rate the point x0={k / 100:g} x1={(k * 37 % 11) / 10:g} #{k}", "input": "",
+                "output": f"answer {k}"} for k in range(100)]  # fmt: skip
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(records))
+    out = tmp_path / "scores.jsonl"
+    result = CliRunner().invoke(app, ["score", "distill", str(pool), "--teacher", "toy-verdict", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((tmp_path / "scores.jsonl.config.json").read_text())["config"]["evaluation"]
+    binary = evaluation["at_threshold"]
+    assert binary["threshold"] == 4.5 and evaluation["threshold_source"] == "the teacher's recipe"
+    assert binary["positives"] == 10 and binary["roc_auc"] > 0.9
+    assert evaluation["gate"]["figure"] == "roc_auc" and evaluation["gate"]["value"] == binary["roc_auc"]
+    assert "at 4.5:" in result.output
+
+
+def test_the_figures_threshold_is_never_the_lowest_score():
+    from tunesift.scorers.distill import figure_threshold, gate_figure
+
+    y = np.array([2.0] * 9 + [5.0])
+    assert figure_threshold(y, None, None) == (5.0, "median, raised above the lowest score")
+    assert figure_threshold(y, 3.0, 4.5) == (3.0, "teacher_threshold")
+    assert figure_threshold(np.array([1.0, 2.0, 3.0, 4.0]), None, None) == (2.5, "median")
+    assert gate_figure(y) == "roc_auc" and gate_figure(np.array([0.0, 1, 2, 3])) == "spearman"
+
+
+def test_an_undefined_figure_says_why(capsys):
+    """Issue 42 P21: "undefined (a constant score)" where the head merely called no row positive."""
+    from tunesift.scorers.distill import _say_figures
+
+    binary = {"threshold": 4.5, "positives": 3, "precision": None, "recall": 0.0, "f1": None, "roc_auc": 0.7,
+              "reliable": False}  # fmt: skip
+    _say_figures({"n": 60, "spearman": 0.2, "pearson": 0.2, "at_threshold": binary, "top_k": {},
+                  "learning_curve": []}, "judge")  # fmt: skip
+    line = next(x for x in capsys.readouterr().err.splitlines() if "at 4.5" in x)
+    assert "precision undefined (no row predicted positive)" in line and "a constant score" not in line
+    assert "F1 undefined (no row predicted positive)" in line

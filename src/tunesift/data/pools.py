@@ -465,15 +465,25 @@ def write_records(path: str | Path, records: Iterable[dict[str, Any]], container
         import shutil
         import tempfile
 
+        from tunesift.atomic import on_commit
+
         Dataset = _datasets().Dataset
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
             Dataset(_arrow_table(records, path)).save_to_disk(str(tmp / "data"))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp / "data", path)
-        finally:
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+        def commit() -> None:
+            try:
+                if path.exists():
+                    shutil.rmtree(path)
+                os.replace(tmp / "data", path)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+        on_commit(commit, lambda: shutil.rmtree(tmp, ignore_errors=True))
     else:  # pragma: no cover - guarded by the Literal
         raise ValueError(container)

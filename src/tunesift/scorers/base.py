@@ -77,6 +77,9 @@ class Method:
     needs: ClassVar[dict[str, str]] = {}
     #: The method reads the response: a sample whose response is empty is skipped, with one reason for all.
     needs_response: ClassVar[bool] = True
+    #: The score at or above which the method's own recipe keeps a sample (a judge's 4.5), if it keeps by one:
+    #: what a distilled head's figures are measured at unless the user names a threshold (METHODS.md §22).
+    pass_threshold: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

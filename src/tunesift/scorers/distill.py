@@ -11,6 +11,8 @@ Then it is refitted on every labelled row and scores every record, labelled ones
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -30,9 +32,29 @@ from tunesift.scorers.heldout import ALPHAS, HEADS, evaluate, fit_head, rate_mat
 VERSION = 1
 DEFAULT_N_LABEL = 2000
 MIN_LABELLED = 50
-#: Out-of-fold Spearman under which the head is said not to reproduce the teacher, and under which nothing is
-#: written unless forced.
-WARN_BELOW, REFUSE_BELOW = 0.5, 0.3
+#: The gate's figure, and the values under which the head is said not to reproduce the teacher, and under which
+#: nothing is written unless forced: Spearman for a teacher of many levels, ROC-AUC at the threshold for one of at
+#: most three distinct values, whose ties bound Spearman (METHODS.md §22).
+GATES = {"spearman": (0.5, 0.3), "roc_auc": (0.65, 0.55)}
+FEW_LEVELS = 3
+
+
+def figure_threshold(y: np.ndarray, given: float | None, recipe: float | None) -> tuple[float, str]:
+    """The threshold ``t`` the binary figures are measured at, and where it came from: the user's, else the one the
+    teacher's recipe keeps by, else the labelled median; never the lowest score, at which every row is positive
+    (the next value above it is taken instead)."""
+    if given is not None:
+        return float(given), "teacher_threshold"
+    t, source = (float(recipe), "the teacher's recipe") if recipe is not None else (float(np.median(y)), "median")
+    lowest = float(np.min(y))
+    if t <= lowest and np.any(y > lowest):
+        t, source = float(np.min(y[y > lowest])), f"{source}, raised above the lowest score"
+    return t, source
+
+
+def gate_figure(y: np.ndarray) -> str:
+    """Which figure gates the head: ROC-AUC for a teacher of at most three distinct values, else Spearman."""
+    return "roc_auc" if len(np.unique(y)) <= FEW_LEVELS else "spearman"
 
 
 class DistillRefused(TunesiftError):
@@ -86,6 +108,20 @@ def _plain(value: Any) -> Any:
     return value if value is None or isinstance(value, (str, int, float, bool)) else repr(value)
 
 
+@contextlib.contextmanager
+def as_teacher(name: str | None) -> Iterator[None]:
+    """A teacher's own option errors named as the user gave them: ``--teacher`` for the method, ``--teacher-option
+    KEY`` for its options (the teacher's checks speak of its own flags: ``scorer``, ``--query FILE on 'run NAME'``)."""
+    try:
+        yield
+    except ConfigError as err:
+        if err.option == "scorer":
+            raise ConfigError("teacher", err.message.replace("unknown scorer", "unknown method")) from None
+        key = err.option.replace("-", "_")
+        message = re.sub(r"\s*\([^()]*--[^()]*\)", f" (--teacher-option {key}=VALUE)", err.message)
+        raise ConfigError(f"teacher-option {key}", f"teacher {name!r}: {message}") from None
+
+
 def say(line: str) -> None:
     print(f"tunesift: distill: {line}", file=sys.stderr)
 
@@ -115,10 +151,11 @@ class Distill(Method):
                "to 1e3).", flag="--alpha"),
         Option("teacher_threshold", float | None, None, "The teacher's own threshold (AlpaGasus: 4.5): the binary "
                "figures are measured there, and distill_pass marks the rate-matched share of the pool "
-               "(default for the figures: the labelled scores' top 20 %)."),
-        Option("seed", int, 0, "Seed of the labelled sample and of the folds."),
-        Option("force", bool, False, "Score the pool even when the head's out-of-fold Spearman is under "
-               f"{REFUSE_BELOW}.", flag="--force/--no-force"),
+               "(default for the figures: the threshold the teacher's recipe keeps by, else the labelled median)."),
+        Option("seed", int, 0, "Seed of the labelled sample and of the folds.", at_least=0),
+        Option("force", bool, False, "Score the pool even when the head fails its gate (out-of-fold Spearman under "
+               f"{GATES['spearman'][1]}, or ROC-AUC under {GATES['roc_auc'][1]} for a teacher of at most "
+               f"{FEW_LEVELS} values).", flag="--force/--no-force"),
     )  # fmt: skip
 
     def __init__(self, teacher: Method, teacher_name: str, teacher_options: dict[str, Any], *, n_label: int | None,
@@ -148,12 +185,14 @@ class Distill(Method):
         if name == cls.method:
             raise ConfigError("teacher", "distill cannot be its own teacher")
         if name is not None:  # a recipe may leave the teacher to the command line; build asks for it
-            teacher = get_method(name)
+            with as_teacher(name):
+                teacher = get_method(name)
             unknown = sorted(set(teacher_options) - {o.name for o in teacher.options})
             if unknown:
                 takes = ", ".join(sorted(o.name for o in teacher.options)) or "no options"
                 raise ConfigError("teacher-option", f"teacher {name!r} has no option {unknown[0]!r}; it takes {takes}")
-            checked = teacher.check(teacher_options, where=f"teacher {name!r}")
+            with as_teacher(name):
+                checked = teacher.check(teacher_options, where=f"teacher {name!r}")
             values["teacher_options"] = {k: v for k, v in checked.items() if k in teacher_options}
         if values["head"] not in HEADS:
             raise ConfigError("head", f"choose one of {', '.join(HEADS)}, got {values['head']!r}")
@@ -170,7 +209,9 @@ class Distill(Method):
         name = values.get("teacher")
         if name and name != cls.method:
             given = teacher_values(values.get("teacher_options"))
-            for flag, value in get_method(name).files_read(given).items():
+            with as_teacher(name):
+                teacher = get_method(name)
+            for flag, value in teacher.files_read(given).items():
                 found[f"--teacher-option {flag.lstrip('-')}"] = value
         return found
 
@@ -181,9 +222,10 @@ class Distill(Method):
         if teacher is None:
             raise ConfigError("teacher", "distill needs a teacher: --teacher NAME, a registered method such as "
                               "alpagasus (see 'tunesift methods')")  # fmt: skip
-        teacher_cls = get_method(teacher)
-        values = teacher_cls.check(teacher_options, where=f"teacher {teacher!r}")
-        built = teacher_cls.build(pool, executor, **values)
+        with as_teacher(teacher):
+            teacher_cls = get_method(teacher)
+            values = teacher_cls.check(teacher_options, where=f"teacher {teacher!r}")
+            built = teacher_cls.build(pool, executor, **values)
         return cls(built, teacher, teacher_options, n_label=n_label, head=head, alphas=alphas or ALPHAS,
                    teacher_threshold=teacher_threshold, seed=seed, force=force)  # fmt: skip
 
@@ -222,7 +264,8 @@ class Distill(Method):
 
         # 1. the teacher, on the sample only (what the store holds is not asked again)
         started = time.perf_counter()
-        table, held = context.score(self.teacher, _Part(labelled))
+        with as_teacher(self.teacher_name):
+            table, held = context.score(self.teacher, _Part(labelled))
         seconds["teacher"] = time.perf_counter() - started
         column = self.teacher.ranked_by()
         teacher_rows = {r["index"]: r for r in table.rows}
@@ -252,26 +295,31 @@ class Distill(Method):
         started = time.perf_counter()
         texts = [self._text(s) for s in keep]
         threshold = self.teacher_threshold
-        figure_threshold = threshold if threshold is not None else float(np.quantile(y, 0.8))
-        result = evaluate(x, y, texts, kind=self.head, alphas=self.alphas, threshold=figure_threshold, seed=self.seed)
+        at, source = figure_threshold(y, threshold, type(self.teacher).pass_threshold)
+        result = evaluate(x, y, texts, kind=self.head, alphas=self.alphas, threshold=at, seed=self.seed)
         head = fit_head(x, y, self.head, self.alphas, threshold)
         seconds["fit_and_evaluate"] = time.perf_counter() - started
         evaluation = result.summary()
-        evaluation["threshold_source"] = "teacher_threshold" if threshold is not None else "top 20% of the labelled"
+        evaluation["threshold_source"] = source
         evaluation["truncated_texts"] = _truncated(texts)
-        spearman = evaluation["spearman"]
+        gate = gate_figure(y)
+        value = evaluation["spearman"] if gate == "spearman" else (evaluation.get("at_threshold") or {}).get("roc_auc")
+        warn_below, refuse_below = GATES[gate]
+        evaluation["gate"] = {"figure": gate, "value": value, "warn_below": warn_below, "refuse_below": refuse_below}
         self.report = {"n_label": n_label, "labelled": {"asked": len(labelled), "scored": len(keep),
                        "failed": n_failed, "failed_by_reason": failed},
                        "head_fit": {"alpha": head.alpha, "bias": head.bias}, "evaluation": evaluation}  # fmt: skip
         _say_figures(evaluation, self.teacher_name)
-        if spearman is None or spearman < REFUSE_BELOW:
+        name = "Spearman" if gate == "spearman" else f"ROC-AUC at {at:g}"
+        shown = _fmt(value, "a constant score" if gate == "spearman" else "one class only")
+        if value is None or value < refuse_below:
             if not self.force:
-                raise DistillRefused(f"the head's out-of-fold Spearman is {_fmt(spearman)}, under {REFUSE_BELOW}: it "
-                                     "does not reproduce the teacher's ranking, and nothing was written (label more "
-                                     "records, or --force to score anyway)")  # fmt: skip
-            say(f"--force: scoring the pool with a head whose Spearman is {_fmt(spearman)}")
-        elif spearman < WARN_BELOW:
-            say(f"warning: out-of-fold Spearman {spearman:.3f} is under {WARN_BELOW}: the head does not reproduce the "
+                raise DistillRefused(f"the head's out-of-fold {name} is {shown}, under {refuse_below}: it does not "
+                                     "reproduce the teacher's ranking, and nothing was written (label more records, "
+                                     "or --force to score anyway)")  # fmt: skip
+            say(f"--force: scoring the pool with a head whose {name} is {shown}")
+        elif value < warn_below:
+            say(f"warning: out-of-fold {name} {value:.3f} is under {warn_below}: the head does not reproduce the "
                 "teacher's ranking well")  # fmt: skip
 
         # 4. the pool: every record's vector (stored ones reused), scored by the head refitted on all labelled rows
@@ -324,8 +372,9 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
-def _fmt(value: float | None) -> str:
-    return "undefined (a constant score)" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, why: str = "a constant score") -> str:
+    """A figure, or why it is undefined."""
+    return f"undefined ({why})" if value is None else f"{value:.3f}"
 
 
 def _truncated(texts: list[str]) -> dict[str, int]:
@@ -348,8 +397,10 @@ def _say_figures(evaluation: dict[str, Any], teacher: str) -> None:
     binary = evaluation.get("at_threshold")
     if binary:
         flag = "" if binary["reliable"] else f" (only {binary['positives']} positives: unreliable)"
-        say(f"at {binary['threshold']:g}: precision {_fmt(binary['precision'])}, recall {_fmt(binary['recall'])}, "
-            f"F1 {_fmt(binary['f1'])}, ROC-AUC {_fmt(binary['roc_auc'])}{flag}")  # fmt: skip
+        f1_why = "no row predicted positive" if binary["precision"] is None else "no true positive"
+        say(f"at {binary['threshold']:g}: precision {_fmt(binary['precision'], 'no row predicted positive')}, "
+            f"recall {_fmt(binary['recall'], 'no positive at this threshold')}, F1 {_fmt(binary['f1'], f1_why)}, "
+            f"ROC-AUC {_fmt(binary['roc_auc'], 'one class only')}{flag}")  # fmt: skip
     tops = ", ".join(f"top {r}: overlap {v['topk_overlap']:.2f}, precision {v['topk_precision']:.2f} "
                      f"(random {v['random']:.2f})" for r, v in evaluation["top_k"].items())  # fmt: skip
     say(tops)

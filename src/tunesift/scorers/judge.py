@@ -286,6 +286,7 @@ class AlpaGasus(JudgeScorer):
     columns = ("alpagasus",)
     subset_columns = ("alpagasus", "judge_reply")
     default_rule = "alpagasus"
+    pass_threshold = 4.5  # the recipe's filter: keep >= 4.5
     options = JudgeScorer.method_options
 
     name = "alpagasus"

@@ -89,6 +89,7 @@ class SelfCuration(JudgeScorer):
     columns = ("self_curation",)
     subset_columns = ("self_curation", "judge_reply")
     default_rule = "self-curation"
+    pass_threshold = 4.5  # the recipe's filter: keep >= 4.5
     options = JudgeScorer.method_options
 
     name = "self_curation"
