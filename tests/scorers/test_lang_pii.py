@@ -84,11 +84,52 @@ def test_pii_kinds(text, kinds):
     assert dict(find_pii(text)) == kinds
 
 
+ARITHMETIC = ["Multiply 123 456 789 by 2.", "Add 100 200 300 and 400.", "Matrix rows: 10 20 30 / 400 500 600",
+              "Use version 1.2.3.4 of the library.", "See section 2.3.1.4 and v 10.20.30.40.",
+              "It still needed 1000 - 200 - 400 = <<1000-200-400=400>>400 pounds.", "2021-2022: Inter, 91",
+              "profit 2,000,000-400,000=$<<2000000-400000=1600000>>1,600,000", "# 3 6 9 12 15 18 21 24 27 30",
+              "password = generate_password(8)", "Dates 2023-10-15 and 12.05.2024; ISBN 978-3-16-148410-0"]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", ARITHMETIC)
+def test_numbers_without_a_phone_or_address_form_are_not_personal_data(text):
+    """Issue 42 P2: arithmetic was taken for phone numbers, a version for an IP address (the same texts with a
+    phone word or a network word are)."""
+    assert dict(find_pii(text)) == {} and redact(text)[0] == text
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [("Call me at 555 123 4567 tomorrow.", "phone"), ("Phone: 020 7946 0958", "phone"), ("(555) 123-4567", "phone"),
+     ("Leave a message at 555-123-4567.", "phone"), ("fax 555.123.4567", "phone"), ("+1 415 555 0132", "phone"),
+     ("ping 10.0.0.1", "ip_address"), ("the server at 1.2.3.4", "ip_address"), ("open 8.8.4.4:53", "ip_address"),
+     ("reached 192.168.1.1 today", "ip_address"), ("card 3782 822463 10005", "card_number")],
+)  # fmt: skip
+def test_personal_data_with_its_form_or_context_is_found(text, kind):
+    assert dict(find_pii(text)) == {kind: 1}
+
+
+def test_redact_leaves_a_maths_problem_and_its_answer_alone(tmp_path, store_dir):
+    """Issue 42 P2 through the CLI: run pii dropped maths problems; redact changed a problem and its answer."""
+    records = [{"instruction": text, "input": "", "output": "The answer is 246 913 578."} for text in ARITHMETIC]
+    records.append({"instruction": "Who do I call?", "input": "", "output": "Call 555-123-4567."})
+    data = tmp_path / "pool.json"
+    data.write_text(json.dumps(records))
+    out = tmp_path / "clean.json"
+    result = runner.invoke(app, ["redact", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())[:-1] == records[:-1]
+    assert json.loads(out.read_text())[-1]["output"] == "Call <PHONE>."
+    result = runner.invoke(app, ["run", "pii", str(data), "--out", str(tmp_path / "kept.json")])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((tmp_path / "kept.json").read_text())) == len(ARITHMETIC)
+
+
 def test_luhn_and_placeholders():
     assert luhn("4111111111111111") and luhn("79927398713") and not luhn("79927398710")
     assert redact("write to a@b.io")[0] == "write to <EMAIL>"
-    record, found = redact_record({"messages": [{"role": "user", "content": "I am at 10.1.2.3"}], "n": 3})
-    assert record == {"messages": [{"role": "user", "content": "I am at <IP_ADDRESS>"}], "n": 3}
+    record, found = redact_record({"messages": [{"role": "user", "content": "My IP is 10.1.2.3"}], "n": 3})
+    assert record == {"messages": [{"role": "user", "content": "My IP is <IP_ADDRESS>"}], "n": 3}
     assert dict(found) == {"ip_address": 1}
 
 
