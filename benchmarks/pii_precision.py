@@ -95,7 +95,7 @@ def planted(rng: random.Random) -> list[tuple[str, str, str]]:
             "secret",
             "aws",
             f"aws_access_key_id = AKIA{''.join(rng.choice('ABCDEFGHIJKLMNOPQRSTUVWXYZ234567') for _ in range(16))}",
-        ),  # noqa: E501
+        ),
         ("secret", "password", f"password: {d(3)}Tr0ub4dor{d(2)}"),
     ]
 

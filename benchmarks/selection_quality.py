@@ -35,7 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, matmul_peak_gflops
 
-from tunesift.eval.compare.run import CompareConfig, compare
+from tunesift.eval.compare.config import CompareConfig
+from tunesift.eval.compare.run import compare
 from tunesift.eval.compare.view import html, plot, table
 
 

@@ -149,9 +149,11 @@ def decontaminate(data: Any, against: str | Path | list[str | Path], *, mode: st
     ``redact``: placeholders in place of personal data; ``fmt`` and ``on_error`` read the file, invalid records
     listed beside ``out``) and gives the :class:`~tunesift.recipes.decontaminate.Contamination`, every evaluation
     set read before the pool; a list of dicts, a DataFrame or a Dataset gives
-    the kept rows back, same kind, in order, with the manifest's section as ``.manifest`` (a DataFrame:
-    ``.attrs["tunesift_manifest"]``)."""
-    from tunesift.data.frames import as_pool_file, check_data, frame_kind, take
+    the kept rows back, same kind, in order (``redact``: with placeholders), with the manifest's section as
+    ``.manifest`` (a DataFrame: ``.attrs["tunesift_manifest"]``), and writes them to ``out`` too when it is given
+    (``dry_run``: the manifest only)."""
+    from tunesift.data.frames import as_pool_file, check_data, frame_kind, redacted, take
+    from tunesift.data.pii import KINDS
     from tunesift.data.sample import Sample
     from tunesift.outputs import write_decontaminated
     from tunesift.recipes.decontaminate import Decontaminator, check_decontaminate, decontaminate_pool
@@ -170,9 +172,21 @@ def decontaminate(data: Any, against: str | Path | list[str | Path], *, mode: st
         result.n_pool = len(pool)
         result.rejects = None if dry_run else write_rejects(out, pool)
         return result
+    if dry_run and out is None:
+        raise ConfigError("dry_run", "a dry run writes only the manifest: give out=PATH")
+    if out is not None:
+        Files().read("--against", set_files(names)).write("out", out, "subset").check()
     with as_pool_file(data) as path:
-        result = decontaminate_pool(read_pool(path), names, mode=mode, n=n, threshold=threshold, data_dir=data_dir)
-    return with_manifest(take(data, result.kept), result.summary())
+        pool = read_pool(path)
+        result = decontaminate_pool(pool, names, mode=mode, n=n, threshold=threshold, data_dir=data_dir)
+        if out is not None:  # the same file and manifest a pool file gets
+            write_decontaminated(out, pool, result, dry_run=dry_run, redact=redact)
+    summary = result.summary()
+    kept = take(data, result.kept)
+    if redact:
+        kept, counts = redacted(kept, KINDS)
+        summary = {**summary, "redact": {"kinds": list(KINDS), "replaced": dict(sorted(counts.items()))}}
+    return with_manifest(kept, summary)
 
 
 class Subset(list):

@@ -47,8 +47,15 @@ _BESIDE = {
     "scores": lambda p: [scores_config_path(p), rejects_path(p)],
     "report": lambda p: [p.with_suffix(".json")],
 }
+#: What each kind writes beside its own path, as an error names it.
+_BESIDE_NAMES = {"subset": "manifest", "scores": "configuration", "report": "statistics (.json)"}
 #: Outputs that are folders: the path must not be a file.
 FOLDER_KINDS = ("folder", "subset-folder")
+
+
+def _hf_folder(path: Path) -> bool:
+    """A Hugging Face dataset folder (``save_to_disk``), which an hf subset replaces as a whole."""
+    return (path / "state.json").exists() or (path / "dataset_dict.json").exists()
 
 
 def files_written(kind: str, path: str | Path, out_format: str | None = None) -> list[Path]:
@@ -94,8 +101,8 @@ class Files:
         return self
 
     def write(self, option: str, value: str | Path | None, kind: str = "file", out_format: str | None = None) -> Files:
-        """``option`` (as the user spells it, ``out``) writes ``value`` as ``kind``: subset, scores, report, file
-        or folder; a subset with ``out_format`` hf is a folder."""
+        """``option`` (as the user spells it, ``out``) writes ``value`` as ``kind``: subset, scores, report (an HTML
+        report, its statistics beside it), file, parquet or folder; a subset with ``out_format`` hf is a folder."""
         if value is not None:
             written = files_written(kind, value, out_format)  # an hf subset: a folder, with its manifest beside it
             self.writes.append((option, "subset-folder" if kind == "subset" and out_format == "hf" else kind, written))
@@ -107,6 +114,8 @@ class Files:
         for i, (option, kind, files) in enumerate(self.writes):
             if kind in FOLDER_KINDS and files[0].exists() and not files[0].is_dir():
                 raise ConfigError(option, f"{files[0]} is a file, not a folder: give a folder path (nothing was done)")
+            if kind not in FOLDER_KINDS and files[0].is_dir() and not (kind == "subset" and _hf_folder(files[0])):
+                raise ConfigError(option, f"{files[0]} is a folder, not a file: give a file path (nothing was done)")
             for other, _, other_files in self.writes[i + 1 :]:  # two outputs on one file: the second replaces
                 pairs = [(a, b) for a in files for b in other_files if a in files[:1] or b in other_files[:1]]
                 clash = next((b for a, b in pairs if ".rejects." not in b.name and same_file(a, b)), None)
@@ -118,6 +127,14 @@ class Files:
                     if same_file(written, path):
                         raise ConfigError(option, f"{written} is the same file as the {label} {path}: it would be "
                                           "overwritten; write to another path (nothing was done)")  # fmt: skip
+            beside = next((b for b in files[1:] if ".rejects." not in b.name and same_file(files[0], b)), None)
+            if beside is not None:
+                what = _BESIDE_NAMES.get(kind, "sidecar")
+                raise ConfigError(option, f"{files[0]} is also where it writes its {what} beside it: give another "
+                                  "name (an HTML report: .html; nothing was done)")  # fmt: skip
+            if kind == "parquet" and files[0].suffix != ".parquet":
+                raise ConfigError(option, f"{files[0]} would hold parquet under another name: name it .parquet "
+                                  "(nothing was done)")  # fmt: skip
             if kind in ("subset", "subset-folder"):
                 _check_manifest_owner(option, files[0])
                 if dataset_info_path(files[0]) in files[1:]:

@@ -57,8 +57,8 @@ class Option:
             if type(None) in allowed:
                 return None
             raise ConfigError(self.key, "needs a value")
-        if self.split and isinstance(value, (list, tuple)):
-            return list(value)
+        if self.split and isinstance(value, (str, list, tuple)):
+            return split_list(value)
         repeated = next((k for k in allowed if typing.get_origin(k) is list), None)
         if repeated is not None:  # a repeatable option (--query A --query B); a recipe may give one value
             (kind,) = typing.get_args(repeated)
@@ -88,6 +88,22 @@ class Option:
         if self.above is not None and value <= self.above:
             raise ConfigError(self.key, f"must be more than {self.above:g}, got {value!r}")
         return value
+
+
+def split_list(value: Any) -> list[Any]:
+    """A list option's values, however given: ``a,b``, a repeated flag (``--x a --x b,c``), a recipe's YAML list or
+    its ``"a, b"``; each text split on commas and stripped, empty pieces dropped, order kept. The one parser of
+    list options, for every command."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, (str, Path)) else list(value)
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, str):
+            out += [piece.strip() for piece in item.split(",") if piece.strip()]
+        else:
+            out.append(item)
+    return out
 
 
 def is_number(value: Any, whole: bool = False) -> bool:

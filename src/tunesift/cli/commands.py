@@ -26,6 +26,7 @@ from tunesift.cli.options import (
 )
 from tunesift.errors import TunesiftError
 from tunesift.files import Files
+from tunesift.options import split_list
 
 REDACT_HELP = (
     "Also replace personal data in the records written with placeholders (<EMAIL>, <PHONE>, <IP_ADDRESS>, "
@@ -170,7 +171,8 @@ def decontaminate_cmd(
     ] = "tulu",
     n: Annotated[int | None, typer.Option("--n", help="Words per n-gram (default 8 for tulu, 13 for any).")] = None,
     threshold: Annotated[
-        float | None, typer.Option(help="tulu: the coverage above which a sample goes, in (0, 1] (default 0.5).")
+        float | None,
+        typer.Option(help="tulu: the coverage above which a sample goes, in (0, 1) (default 0.5; not in mode any)."),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Write only the manifest: what would be dropped, and why.")] = False,
     redact: Annotated[bool, typer.Option(help=REDACT_HELP)] = False,
@@ -183,8 +185,9 @@ def decontaminate_cmd(
     from tunesift import api
 
     try:
-        result = api.decontaminate(data, against, mode=mode, n=n, threshold=threshold, out=out, dry_run=dry_run,
-                                   redact=redact, data_dir=data_dir, fmt=format, on_error=on_error)  # fmt: skip
+        result = api.decontaminate(data, split_list(against), mode=mode, n=n, threshold=threshold, out=out,
+                                   dry_run=dry_run, redact=redact, data_dir=data_dir, fmt=format,
+                                   on_error=on_error)  # fmt: skip
     except TunesiftError as err:
         fail(err)
     held = ", ".join(f"{name} {v['items_in_pool']} of {v['items']}" for name, v in result.sets.items())
@@ -215,7 +218,7 @@ def redact_cmd(
     from tunesift.outputs import write_redacted
 
     try:
-        chosen = tuple(KINDS) if kinds is None else tuple(k.strip() for k in kinds.split(",") if k.strip())
+        chosen = tuple(KINDS) if kinds is None else tuple(split_list(kinds))
         unknown = sorted(set(chosen) - set(KINDS))
         if unknown or not chosen:
             raise TunesiftError(f"option 'kinds': unknown kind(s) {', '.join(unknown) or '(none given)'}; choose "
@@ -259,7 +262,7 @@ def fit_indicators_cmd(
 
         subsets = [subset for subset, _ in read_fit_table(table)]
         Files().read("table", table).read("subset", subsets).write("out", out).check()
-        names = [m.strip() for m in indicators.split(",") if m.strip()]
+        names = split_list(indicators)
         rule = api.fit_indicators(table, indicators=names, model=model, knn=knn, store_dir=store, device=device,
                                   progress=True)  # fmt: skip
         rule.save(out)
@@ -301,10 +304,9 @@ def run_recipe_cmd(
     """Run a recipe: a scorer, then filter / rank / cut / select steps (see 'tunesift methods' for built-ins).
 
     A recipe may name its executor (``executor: ray``); --executor on the command line wins."""
-    import yaml
-
     from tunesift import api
     from tunesift.recipes.run import split_options
+    from tunesift.yamltext import load_yaml
 
     options: dict[str, Any] = {}
     for item in option or []:
@@ -314,8 +316,8 @@ def run_recipe_cmd(
         name = key.strip().replace("-", "_")
         if name in options:  # the last would silently win
             fail(TunesiftError(f"option '--option': {key.strip()} is given twice ({options[name]!r} and "
-                               f"{yaml.safe_load(value)!r}): give it once"))  # fmt: skip
-        options[name] = yaml.safe_load(value)
+                               f"{load_yaml(value)!r}): give it once"))  # fmt: skip
+        options[name] = load_yaml(value)
     try:
         loaded = api.load_recipe(recipe)
         score_options, select_options = split_options(loaded, options)
@@ -373,9 +375,10 @@ def report_cmd(
     try:
         from tunesift.data.evalsets import set_files
 
-        against_files = set_files(against or [])
+        against = split_list(against)
+        against_files = set_files(against)
         Files().read_all({"pool": data, "scores": scores, "selection": selection, "--against": against_files}).write(
-            "out", out, "report"
+            "out", out, "report" if format == "html" else "file"
         ).check()
         make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer, pool_map=pool_map,
                     store_dir=store, against=against or [], projection=projection)  # fmt: skip
@@ -416,9 +419,10 @@ def explore_cmd(
     if serve and not atlas_available():
         fail(TunesiftError("--serve needs Embedding Atlas: pip install 'tunesift[explore]' (without --serve the "
                            "parquet is written for any explorer)"))  # fmt: skip
+    option = "out" if out is not None else "out (default: DATA's name + .explore.parquet)"
     out = out or Path(Path(str(data).split(":")[-1]).name.split(".")[0] + ".explore.parquet")
     try:
-        Files().read_all({"pool": data, "scores": scores, "selection": selection}).write("out", out, "file").check()
+        Files().read_all({"pool": data, "scores": scores, "selection": selection}).write(option, out, "parquet").check()
         found = write_explore(data, scores or [], selection or [], out, store_dir=store, projection=projection)
     except TunesiftError as err:
         fail(err)

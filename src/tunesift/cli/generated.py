@@ -32,7 +32,7 @@ from tunesift.cli.options import (
 from tunesift.errors import TunesiftError
 from tunesift.files import Files
 from tunesift.options import Option
-from tunesift.scorers import Method, discover
+from tunesift.scorers import Method, check_words, discover
 
 
 class _Generated(typer.core.TyperGroup):
@@ -167,7 +167,8 @@ def run_command(name: str) -> Callable[..., None]:
     # the final selector's own options, default the recipe's (which column it ranks by stays the recipe's)
     overrides = [_unset_help(o) for o in get_selector(final["method"]).options if o.name != "by"]
     has_cut = any("cut" in step for step in recipe.steps)
-    text_filter = any("filter" in s and isinstance(s["filter"]["value"], list) for s in recipe.steps)
+    text_filter = next((s["filter"]["column"] for s in recipe.steps
+                        if "filter" in s and isinstance(s["filter"]["value"], list)), None)  # fmt: skip
     # a threshold to override: a numeric comparison (a flag column's "== 1" is no threshold)
     has_filter = any("filter" in s and not isinstance(s["filter"]["value"], list) and s["filter"]["op"] != "=="
                      for s in recipe.steps)  # fmt: skip
@@ -181,12 +182,15 @@ def run_command(name: str) -> Callable[..., None]:
             steps = tuple({"filter": {**s["filter"], "value": kw["threshold"]}} if "filter" in s else s
                           for s in chosen.steps)  # fmt: skip
             chosen = replace(chosen, steps=steps)
-        if text_filter and (kw.get("keep") or kw.get("drop")):
-            if kw.get("keep") and kw.get("drop"):
+        if text_filter and (kw.get("keep") is not None or kw.get("drop") is not None):
+            if kw.get("keep") is not None and kw.get("drop") is not None:
                 fail(TunesiftError("option 'keep': give --keep or --drop, not both"))
-            op, words = ("in", kw["keep"]) if kw.get("keep") else ("not in", kw["drop"])
-            words = [w.strip() for item in ([words] if isinstance(words, str) else words) for w in item.split(",")
-                     if w.strip()]  # fmt: skip
+            keep = kw.get("keep") is not None
+            flag, op, words = ("keep", "in", kw["keep"]) if keep else ("drop", "not in", kw["drop"])
+            try:
+                words = check_words(chosen.scorer, text_filter, words, flag)
+            except TunesiftError as err:
+                fail(err)
             steps = tuple({"filter": {**s["filter"], "op": op, "value": words}}
                           if "filter" in s and isinstance(s["filter"]["value"], list) else s
                           for s in chosen.steps)  # fmt: skip

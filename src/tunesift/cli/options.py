@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tunesift.options import DTYPE, Option
+from tunesift.options import DTYPE, Option, split_list
 
 if TYPE_CHECKING:
     from tunesift.scorers import Method
@@ -147,8 +147,8 @@ def option_values(options: tuple[Option, ...], kwargs: dict[str, Any], given_onl
         value = kwargs[option.name]
         if given_only and value is None:
             continue
-        if option.split and isinstance(value, str):
-            value = [m.strip() for m in value.split(",") if m.strip()]
+        if option.split and value is not None:
+            value = split_list(value)
         values[option.name] = value
     return values
 

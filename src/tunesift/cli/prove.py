@@ -21,6 +21,7 @@ from tunesift.cli.options import (
 )
 from tunesift.errors import ConfigError, TunesiftError
 from tunesift.files import Files
+from tunesift.options import split_list
 
 LoraOpt = Annotated[bool, typer.Option("--lora/--full", help="LoRA adapters (merged at the end) or every weight.")]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default 5e-4 LoRA, 2e-5 full).")]
@@ -155,7 +156,8 @@ def compare_cmd(
 ) -> None:
     """Method subsets vs random subsets of the same size vs the full pool: train each, evaluate, and say with a
     paired-bootstrap interval whether each method is better, worse or not distinguishable."""
-    from tunesift.eval.compare.run import compare, load_config
+    from tunesift.eval.compare.config import load_config
+    from tunesift.eval.compare.run import compare
     from tunesift.eval.compare.view import html, plot, table
 
     try:
@@ -175,20 +177,20 @@ def compare_cmd(
 
 
 def _settings(items: list[str] | None, option: str) -> dict:
-    import yaml
+    from tunesift.yamltext import load_yaml
 
     values = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise TunesiftError(f"option '{option}': expected KEY=VALUE, got {item!r}")
-        values[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        values[key.strip().replace("-", "_")] = load_yaml(value)
     return values
 
 
 def _numbers(text: str, option: str, kind: type) -> list:
     try:
-        return [kind(x) for x in text.split(",") if x.strip()]
+        return [kind(x) for x in split_list(text)]
     except ValueError:
         raise TunesiftError(f"option '{option}': expected comma-separated numbers, got {text!r}") from None
 
@@ -296,7 +298,7 @@ def advise_cmd(
 ) -> None:
     """Race the selection methods on a proxy of your pool at your budget against random, and recommend one (or say
     that none beat random), with 95 % intervals and each method's cost."""
-    from tunesift.eval.advise.config import TARGETS, AdviseConfig
+    from tunesift.eval.advise.config import TARGETS, AdviseConfig, check_settings
     from tunesift.eval.advise.run import advise
 
     try:
@@ -306,23 +308,18 @@ def advise_cmd(
                           "examples_per_step": 8, **_settings(train, "--train")}  # fmt: skip
         eval_settings = {"n_alpaca": 50, "n_gsm8k": 50, "n_mmlu": 100, "n_bbh": 54, "n_humaneval": 50,
                          "max_length": 256, **_settings(eval, "--eval")}  # fmt: skip
-        if guard is not None and guard not in ("all", "none"):
-            from tunesift.eval.evaluation.suite import HIGHER_IS_BETTER
-
-            unknown = [m for m in guard.split(",") if m.strip() and m.strip() not in HIGHER_IS_BETTER]
-            if unknown or not guard.strip(","):
-                raise ConfigError("guard", f"all, none or metrics among {', '.join(HIGHER_IS_BETTER)}; got {guard!r}")
         config = AdviseConfig(
             pool=str(data), budgets=_numbers(budget, "budget", float), target=target or "alpaca_eval",
-            guard=guard or ("none" if target else "all"),
+            guard=guard if guard is not None else ("none" if target else "all"),
             query=[str(q) for q in query or []], methods=None if methods is None else
-            [m.strip() for m in methods.split(",") if m.strip()], base=base, proxy_size=proxy_size,
+            split_list(methods), base=base, proxy_size=proxy_size,
             random_seeds=_numbers(random_seeds, "random-seeds", int), train_seeds=train_seeds, train=train_settings,
             eval=eval_settings, store_dir=str(store or out / "scores"), scorer_model=model,
             keep_contaminated=keep_contaminated, teacher_options=teacher_option or [],
             learning_rates=None if learning_rates is None else _numbers(learning_rates, "learning-rates", float),
             with_full=with_full,
         )  # fmt: skip
+        check_settings(config)  # before the pool is read
         advise(config, out, dry_run=dry_run, device=device, progress=True, log=lambda m: typer.echo(m, err=True))
     except ConfigError as err:  # the config's key as the flag that set it (random_seeds: --random-seeds)
         flag = err.option.replace("_", "-") if err.option in {"random_seeds", "train_seeds", "proxy_size"} else None

@@ -166,3 +166,29 @@ def take(data: Any, indices: Sequence[int]) -> Any:
         return data.iloc[list(indices)].reset_index(drop=True)
     with _quiet("datasets"):
         return data.select(list(indices)).flatten_indices()
+
+
+def redacted(data: Any, kinds: tuple[str, ...]) -> tuple[Any, dict[str, int]]:
+    """Every string of every row with its personal data replaced by placeholders (:mod:`tunesift.data.pii`), same
+    kind of rows, and the counts per kind."""
+    from collections import Counter
+
+    from tunesift.data.pii import redact_record
+
+    found: Counter = Counter()
+
+    def one(value: Any) -> Any:
+        clean, counts = redact_record(value, kinds)
+        found.update(counts)
+        return clean
+
+    kind = frame_kind(data)
+    if kind == "list":
+        return [one(row) for row in data], dict(found)
+    if kind == "pandas":
+        out = data.copy()
+        for column in out.columns:
+            out[column] = out[column].map(one)
+        return out, dict(found)
+    with _quiet("datasets"):  # a Dataset's row is a mapping, not a dict
+        return data.map(lambda row: one(dict(row))), dict(found)

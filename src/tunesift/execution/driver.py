@@ -21,7 +21,7 @@ from tunesift.data.sample import Rejected, Sample
 from tunesift.data.table import ScoreTable
 from tunesift.errors import ConfigError, TunesiftError
 from tunesift.models.registry import ResolvedModel, cache_root
-from tunesift.scorers.base import Method, PoolContext, Scorer, Unit, get_method
+from tunesift.scorers.base import SAMPLE_SKIPS, Method, PoolContext, Scorer, Unit, get_method
 from tunesift.store import ScoreStore
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class ComputeFailed(TunesiftError):
 
 
 #: Why a sample whose response is empty has no score, whichever method scores it.
-EMPTY_RESPONSE = "empty_response"
+EMPTY_RESPONSE = "empty_response"  # one of SAMPLE_SKIPS
 
 
 def _empty_response(sample: Sample) -> bool:
@@ -150,7 +150,7 @@ def compute_units(
             if scorer.cacheable(row):
                 n_stored += 1
                 kept.stored(units_word, n_stored, store.path)
-            else:
+            elif row.get("skip_reason") not in SAMPLE_SKIPS:  # a sample with nothing to score is a skip
                 failed.append(row)
         if bar is not None:
             bar.n = bar.total if bar.total is not None else bar.n

@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesift.data.evalsets import EvalItem, read_eval_set, turn_text
+from tunesift.data.evalsets import EVAL_SETS, EvalItem, read_eval_set, turn_text
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
 from tunesift.options import is_number
@@ -26,20 +27,36 @@ CHUNK = 2048  # samples looked up together (one vectorised pass)
 
 
 def check_decontaminate(against: Any, mode: str = "tulu", n: Any = None, threshold: Any = None) -> tuple[
-        list[str], str, int, float]:  # fmt: skip
-    """The options checked before any work, each error naming its option; returns them resolved."""
-    names = [against] if isinstance(against, (str, Path)) else list(against or [])
-    if not names or any(not isinstance(a, (str, Path)) or not str(a).strip() for a in names):
+        list[str], str, int, float | None]:  # fmt: skip
+    """The options checked before any work, each error naming its option; returns them resolved (the threshold is
+    None in mode ``any``, which has none)."""
+    given = [against] if isinstance(against, (str, Path)) else list(against or [])
+    if not given or any(not isinstance(a, (str, Path)) or not str(a).strip() for a in given):
         raise ConfigError("against", "name at least one evaluation set or file to decontaminate against")
+    names: list[str] = []
+    seen: set[str] = set()
+    for a in given:
+        # a file by its normal spelling (./FILE is FILE: its items carry that name), each set or file once
+        name = str(a) if str(a) in EVAL_SETS else str(Path(a))
+        key = name if name in EVAL_SETS else os.path.realpath(name)
+        if key not in seen:  # named twice: read once
+            seen.add(key)
+            names.append(name)
     if mode not in MODES:
         raise ConfigError("mode", f"choose {' or '.join(MODES)}, got {mode!r}")
     n = DEFAULT_N[mode] if n is None else n
     if not is_number(n, whole=True) or n < 1:
         raise ConfigError("n", f"a whole number of words, at least 1, got {n!r}")
+    if mode == "any" and threshold is not None:
+        raise ConfigError("threshold", "mode 'any' drops a sample on any shared n-gram: it takes no threshold (the "
+                          "coverage threshold is mode 'tulu''s)")  # fmt: skip
+    if mode == "any":
+        return names, mode, n, None
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    if not is_number(threshold) or not 0 < threshold <= 1:
-        raise ConfigError("threshold", f"a coverage in (0, 1], got {threshold!r}")
-    return [str(a) for a in names], mode, n, float(threshold)
+    if not is_number(threshold) or not 0 < threshold < 1:
+        raise ConfigError("threshold", f"a coverage in (0, 1): a sample is dropped above it (1 would drop nothing, "
+                          f"not even a verbatim copy), got {threshold!r}")  # fmt: skip
+    return names, mode, n, float(threshold)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Any
 
 from tunesift.errors import ConfigError, InputError
 from tunesift.options import Option
-from tunesift.scorers import check_options, columns_of, discover
+from tunesift.scorers import check_options, check_words, column_kind, columns_of, discover
 from tunesift.selectors.base import Budget, get_selector
 from tunesift.selectors.base import discover as discover_selectors
 
@@ -105,6 +105,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     """A built-in recipe by name, or a user's YAML file, checked whole."""
     import yaml
 
+    from tunesift.yamltext import load_yaml
+
     path = Path(name_or_path)
     if not path.suffix and (BUILTIN_DIR / f"{name_or_path}.yaml").exists():
         path = BUILTIN_DIR / f"{name_or_path}.yaml"
@@ -114,7 +116,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         known = ", ".join(builtin_names())
         raise ConfigError("recipe", f"no recipe {str(name_or_path)!r}: give a YAML file or one of {known}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         raise InputError(f"cannot read the recipe: {err}", path=path) from None
     return parse_recipe(raw, source=str(path))
@@ -225,6 +227,21 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
                 writer = f"scorer {scorer!r}" if scorer else "a recipe without a scorer"
                 raise bad(f"filter {step['filter']!r}: unknown column {body['column']!r}: {writer} writes "
                           f"{', '.join(columns)}", where)  # fmt: skip
+            holds = column_kind(scorer, body["column"])
+            if body["op"] in ("in", "not in"):
+                if holds != "text":
+                    raise bad(f"filter {step['filter']!r}: {body['column']!r} holds a {holds}, not text: compare it "
+                              f"as 'COLUMN OP NUMBER'" if holds in ("number", "bool") else
+                              f"filter {step['filter']!r}: {body['column']!r} holds a {holds}, which no filter "
+                              "compares", where)  # fmt: skip
+                try:  # a built-in recipe's words are ours: its values are not looked up (langid's model: 1 s)
+                    body["value"] = check_words(scorer, body["column"], body["value"], "filter",
+                                                values=Path(source).parent != BUILTIN_DIR)  # fmt: skip
+                except ConfigError as err:
+                    raise bad(f"filter {step['filter']!r}: {err.message}", where) from None
+            elif holds not in ("number", "bool"):
+                raise bad(f"filter {step['filter']!r}: {body['column']!r} holds {holds}, not a number"
+                          + (f": use '{body['column']} in [WORD, ...]'" if holds == "text" else ""), where)  # fmt: skip
         elif kind == "rank":
             body = {"by": body} if isinstance(body, str) else dict(body or {})
             if body.get("by") not in columns or body.get("order", "desc") not in ("asc", "desc"):

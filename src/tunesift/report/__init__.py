@@ -131,7 +131,7 @@ def make_report(
     ``against``: evaluation sets (or files) whose items each selection is checked for (METHODS.md §23): a
     contamination line per selection.
     """
-    from tunesift.atomic import atomic_open
+    from tunesift.atomic import atomic_open, together
     from tunesift.errors import ConfigError
     from tunesift.report.render import render_html, render_json, render_markdown
     from tunesift.report.stats import build_stats
@@ -168,14 +168,15 @@ def make_report(
         stats["map"] = make_map(pool, chosen, store_dir=store_dir, projection=projection)
         stats["map"]["_points"].update(point_details(pool, columns, stats["map"]["_points"]))
     out = Path(out)
-    if fmt == "html":
-        text = render_html(stats, token_name)
-        with atomic_open(out.with_suffix(".json")) as handle:
-            handle.write(render_json(stats))
-    elif fmt == "md":
-        text = render_markdown(stats, token_name)
-    else:
-        text = render_json(stats)
-    with atomic_open(out) as handle:
-        handle.write(text)
+    with together():  # an HTML report and its statistics land together
+        if fmt == "html":
+            text = render_html(stats, token_name)
+            with atomic_open(out.with_suffix(".json")) as handle:
+                handle.write(render_json(stats))
+        elif fmt == "md":
+            text = render_markdown(stats, token_name)
+        else:
+            text = render_json(stats)
+        with atomic_open(out) as handle:
+            handle.write(text)
     return stats

@@ -28,6 +28,31 @@ def columns_of(scorer: str | None) -> tuple[str, ...]:
     return NO_SCORER_COLUMNS if scorer is None else get_method(scorer).columns
 
 
+def column_kind(scorer: str | None, column: str) -> str:
+    """What a column a recipe names holds ("number", "text", "list", "mapping", "bool"): the one place a filter's
+    type is checked against."""
+    return "number" if scorer is None else get_method(scorer).column_kind(column)
+
+
+def check_words(scorer: str | None, column: str, words: Any, where: str, values: bool = True) -> list[str]:
+    """The words a text filter over ``column`` keeps or drops, checked before any work: at least one, and (with
+    ``values``) each a value the column can hold where the method knows them (langid's lower-case codes)."""
+    from tunesift.errors import ConfigError
+    from tunesift.options import split_list
+
+    given = split_list(words)
+    if not given:
+        raise ConfigError(where, f"give at least one value of {column!r}")
+    known = None if scorer is None or not values else get_method(scorer).column_values(column)
+    if known is not None:
+        unknown = [w for w in given if w not in known]
+        if unknown:
+            hint = f" (codes are lower case: {unknown[0].lower()})" if unknown[0].lower() in known else ""
+            raise ConfigError(where, f"{column!r} never holds {', '.join(map(repr, unknown))}{hint}; it holds "
+                              f"{', '.join(sorted(known))}")  # fmt: skip
+    return given
+
+
 def default_rule(score_field: str) -> str:
     """The rule ``tunesift select`` applies to a score column unless told otherwise."""
     for cls in discover().values():

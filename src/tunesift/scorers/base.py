@@ -59,6 +59,13 @@ class PoolContext:
     score: Callable[[Method, Any], tuple[Any, dict[str, int]]] | None = None
 
 
+#: Reasons a sample itself cannot be scored (it holds no text, it does not fit the model): a skip, counted and
+#: reported, never a failure of the method (a run where every sample is such a skip has failed nothing).
+NO_TEXT = "no_text"
+TOO_LONG = "too_long_for_context"
+SAMPLE_SKIPS = frozenset({NO_TEXT, TOO_LONG, "empty_response"})
+
+
 class Method:
     """A named method: its declarations, and the hooks the driver calls to score a pool with it.
 
@@ -80,6 +87,21 @@ class Method:
     #: The score at or above which the method's own recipe keeps a sample (a judge's 4.5), if it keeps by one:
     #: what a distilled head's figures are measured at unless the user names a threshold (METHODS.md §22).
     pass_threshold: ClassVar[float | None] = None
+    #: What a column that is not a number holds: "text" (compared with words: ``lang in [en]``), "list" (a
+    #: sample's tags or kinds), "mapping" (a score per query task) or "bool"; every other column is a number.
+    column_kinds: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def column_kind(cls, column: str) -> str:
+        """What ``column`` holds: "number", "text", "list", "mapping" or "bool"."""
+        if column.endswith("_by_query"):
+            return "mapping"
+        return cls.column_kinds.get(column, "number")
+
+    @classmethod
+    def column_values(cls, column: str) -> frozenset[str] | None:
+        """Every value a text column can hold, where the method knows them (langid's codes); None otherwise."""
+        return None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

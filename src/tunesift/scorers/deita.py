@@ -26,7 +26,7 @@ from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
 from tunesift.models.causal_lm import TargetSpan
 from tunesift.options import BATCH_TOKENS, CHUNK_SIZE, LM_OPTIONS, MODEL_HELP, model_option
-from tunesift.scorers.base import CausalLMScorer, Progress, Unit
+from tunesift.scorers.base import TOO_LONG, CausalLMScorer, Progress, Unit
 
 if TYPE_CHECKING:
     from tunesift.models.backend import LMBackend
@@ -42,7 +42,7 @@ QUALITY_PROMPT = (
     "You are a helpful assistant. Please identify the quality score of the Response corresponding to the "
     "Question. \n #Question#:\n{instruction}\n#Response#:\n{output} \n##Quality: "
 )
-SKIP_TOO_LONG = "too_long_for_context"
+SKIP_TOO_LONG = TOO_LONG
 DEITA_COLUMNS = ("deita", "deita_complexity", "deita_quality")
 
 

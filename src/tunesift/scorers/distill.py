@@ -136,6 +136,7 @@ class Distill(Method):
     )
     columns = ("distill", "teacher", "distill_pass")
     subset_columns = ("distill", "teacher")
+    column_kinds: ClassVar[dict[str, str]] = {"distill_pass": "bool"}
     needs: ClassVar[dict[str, str]] = {"distill_pass": "teacher_threshold"}
     options = (
         Option("teacher", str | None, None, "The method whose scores are distilled: any registered one (alpagasus, "

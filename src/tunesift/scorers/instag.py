@@ -25,7 +25,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -93,6 +93,7 @@ class InsTag(Scorer):
     summary = "INSTAG: an LLM tags each query's intentions; tags normalised over the pool; complexity = number of tags."
     columns = ("instag",)
     subset_columns = INSTAG_COLUMNS
+    column_kinds: ClassVar[dict[str, str]] = {"instag_tags": "list"}
     needs_response = False  # it tags the queries
     options = (
         Option("model", str | None, None, "Tagger: with --base-url, the model name the endpoint serves; without, a "

@@ -8,13 +8,14 @@ confidence is langid's normalised probability of the code it picked (``norm_prob
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from tunesift.data.evalsets import turn_text
 from tunesift.options import Option
-from tunesift.scorers.base import Progress, Scorer, Unit
+from tunesift.scorers.base import NO_TEXT, Progress, Scorer, Unit
 
 VERSION = 1
 
@@ -28,6 +29,7 @@ class Lang(Scorer):
         "user turn; keep or drop languages with 'lang in [en, de]' in a recipe, or run lang --keep/--drop."
     )
     columns = ("lang_confidence", "lang")
+    column_kinds: ClassVar[dict[str, str]] = {"lang": "text"}
     default_rule = "top"
     needs_response = False
     options = (Option("languages", list[str] | None, None, "Only these codes are candidates (langid's "
@@ -52,6 +54,10 @@ class Lang(Scorer):
                                   f"{', '.join(sorted(known))}")  # fmt: skip
         return cls(languages)
 
+    @classmethod
+    def column_values(cls, column: str) -> frozenset[str] | None:
+        return langid_codes() if column == "lang" else None
+
     def cache_config(self) -> dict[str, Any]:
         return {"scorer": self.name, "version": VERSION, "languages": self.languages, "text": "first_user_turn",
                 "py3langid": importlib.metadata.version("py3langid")}  # fmt: skip
@@ -67,7 +73,7 @@ class Lang(Scorer):
         for unit in units:
             text = turn_text(unit.payload.turns[0])
             if not text.strip():
-                rows.append({"lang": None, "lang_confidence": None, "skip_reason": "no_text"})
+                rows.append({"lang": None, "lang_confidence": None, "skip_reason": NO_TEXT})
                 continue
             code, confidence = backend.classify(text)
             rows.append({"lang": str(code), "lang_confidence": float(confidence), "skip_reason": None})
@@ -77,6 +83,12 @@ class Lang(Scorer):
 
     def describe(self) -> str:
         return "language id"
+
+
+@functools.cache
+def langid_codes() -> frozenset[str]:
+    """Every language code langid's packaged model knows."""
+    return frozenset(load_identifier().nb_classes)
 
 
 def load_identifier() -> Any:

@@ -7,7 +7,7 @@ missing is computed. The selection itself is :mod:`tunesift.selectors.mig`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError
@@ -32,6 +32,7 @@ class MIGScores(Method):
     summary = ("MIG: information gain on a label graph of INSTAG tags, weighted by DEITA quality (scores INSTAG "
                "and DEITA, reusing what the store holds).")  # fmt: skip
     columns = ("mig_quality", "instag_tags", "deita", "instag")
+    column_kinds: ClassVar[dict[str, str]] = {"instag_tags": "list"}
     options = (
         Option("model", str | None, None, "The INSTAG tagger: with --base-url, the name the endpoint serves (real use "
                "needs an endpoint tagger: a 135M model rarely writes valid JSON); without, a local causal LM "

@@ -9,7 +9,7 @@ redact`` writes a new pool with placeholders instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from tunesift.data.pii import KINDS, find_pii
 from tunesift.data.sample import Sample
@@ -38,6 +38,7 @@ class PII(Scorer):
     )
     columns = ("pii", "pii_kinds")
     subset_columns = ("pii", "pii_kinds")
+    column_kinds: ClassVar[dict[str, str]] = {"pii_kinds": "list"}
     default_rule = "bottom"
     needs_response = False
     options = (Option("kinds", list[str] | None, None, f"What to look for (default all: {', '.join(KINDS)}).",

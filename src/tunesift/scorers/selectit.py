@@ -25,8 +25,8 @@ from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, InputError
 from tunesift.models.causal_lm import TargetSpan
 from tunesift.models.registry import ResolvedModel
-from tunesift.options import BATCH_TOKENS, CHUNK_SIZE, LM_OPTIONS, TURNS, Option
-from tunesift.scorers.base import CausalLMScorer, Method, Progress, Unit
+from tunesift.options import BATCH_TOKENS, CHUNK_SIZE, LM_OPTIONS, TURNS, Option, split_list
+from tunesift.scorers.base import TOO_LONG, CausalLMScorer, Method, Progress, Unit
 from tunesift.scorers.turns import aggregate
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ SCALE = (1, 2, 3, 4, 5)
 LEVELS = ("token", "sentence", "model")
 TOKEN_RULES = ("paper", "authors-code")
 DEFAULT_PROMPTS = "rating_prompts_v1.txt"
-SKIP_TOO_LONG = "too_long_for_context"
+SKIP_TOO_LONG = TOO_LONG
 
 
 def load_prompts(path: str | Path | None = None) -> list[str]:
@@ -361,8 +361,7 @@ class SelectIT(Method):
         from tunesift.models.registry import count_parameters
         from tunesift.scorers.turns import check_turn_rule
 
-        if isinstance(models, str):
-            models = [m.strip() for m in models.split(",") if m.strip()]
+        models = split_list(models)
         if not models:
             raise ConfigError("models", "give at least one rater")
         check_turn_rule(turn_rule)

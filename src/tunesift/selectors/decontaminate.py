@@ -130,7 +130,7 @@ class EvalIndex:
         return best
 
 
-def contaminated(hit: Hit | None, mode: str, threshold: float) -> bool:
+def contaminated(hit: Hit | None, mode: str, threshold: float | None) -> bool:
     """Tulu 3: coverage strictly above ``threshold``; ``any``: a shared n-gram (any coverage at all)."""
     if hit is None:
         return False

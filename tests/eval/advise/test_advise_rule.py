@@ -12,7 +12,7 @@ import pytest
 from tunesift.eval.advise.advice import advice_markdown
 from tunesift.eval.advise.config import AdviseConfig
 from tunesift.eval.advise.rule import advise_from
-from tunesift.eval.compare.run import intervals
+from tunesift.eval.compare.intervals import intervals
 
 N_ITEMS = 80
 BASE = np.random.default_rng(0).uniform(1.5, 2.5, size=(2, N_ITEMS))  # per-item loss of random: gsm8k, alpaca

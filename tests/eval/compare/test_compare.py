@@ -13,7 +13,8 @@ from localhost import JsonServer
 from typer.testing import CliRunner
 
 from tunesift.cli import app
-from tunesift.eval.compare.run import CompareConfig, compare, load_config, validate
+from tunesift.eval.compare.config import CompareConfig, load_config, validate
+from tunesift.eval.compare.run import compare
 from tunesift.eval.compare.view import html, table
 from tunesift.eval.evaluation.suite import SUITES
 

@@ -73,7 +73,7 @@ def test_a_model_trained_on_the_evaluation_items_is_better_two_random_subsets_ar
     """Real fine-tunes of the tiny model, evaluated by AlpacaEval response loss on 12 items: one arm trained on
     those very items (five epochs) against random subsets of an Alpaca pool: better. Two random subsets
     against each other (two seeds each, pooled): not distinguishable."""
-    from tunesift.eval.compare.run import intervals
+    from tunesift.eval.compare.intervals import intervals
     from tunesift.eval.evaluation.metrics import read_alpaca_eval
     from tunesift.eval.evaluation.suite import EvalSettings, default_eval_dir, evaluate, headline, result_path
     from tunesift.eval.training.train import TrainConfig, train

@@ -143,7 +143,7 @@ def test_gemma_protocol_base_trains_and_evaluates_per_item(tmp_path):
 
     import numpy as np
 
-    from tunesift.eval.compare.run import _in_memory
+    from tunesift.eval.compare.training import _in_memory
     from tunesift.eval.evaluation.stats import paired_bootstrap
     from tunesift.eval.evaluation.suite import EvalSettings, evaluate, per_item
 

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunesift.errors import ConfigError
+from tunesift.options import is_number, split_list
 
 #: The targets a race knows by name, and the metric of the CPU suite each is judged by.
 TARGETS = {"alpaca_eval": "alpaca_eval_loss", "gsm8k": "gsm8k_loss", "mmlu": "mmlu", "bbh": "bbh_loss",
@@ -49,6 +51,25 @@ def metric_of(target: str) -> str:
     return TARGETS.get(target, "target_loss")
 
 
+def check_settings(config: AdviseConfig) -> None:
+    """The checks that need neither the pool nor a model: the extra learning rates and the guard."""
+    rates = config.learning_rates
+    own = config.train.get("learning_rate") or (5e-4 if config.train.get("lora", True) else 2e-5)  # TrainConfig's
+    if rates is not None and (not rates or any(not is_number(lr) or not 0 < lr < math.inf for lr in rates)
+                              or len(set(rates)) != len(rates) or own in rates):  # fmt: skip
+        raise ConfigError("learning-rates", f"one or more positive finite rates, each once and other than the race's "
+                          f"own ({own:g}: every arm would race twice), got {rates}")  # fmt: skip
+    if config.guard not in ("all", "none"):
+        from tunesift.eval.evaluation.suite import SUITES
+
+        measured = [m for m in SUITES[suite_of(config)] if m != metric_of(config.target)]
+        guarded = split_list(config.guard)
+        unknown = [m for m in guarded if m not in measured]
+        if not guarded or unknown:
+            raise ConfigError("guard", f"all, none or metrics this race measures besides its target "
+                              f"({', '.join(measured)}); got {config.guard!r}")  # fmt: skip
+
+
 def check(config: AdviseConfig, pool: Any) -> None:
     """Everything wrong with the request that needs no model, before any scoring or training."""
     from tunesift.data.queries import read_queries
@@ -62,10 +83,7 @@ def check(config: AdviseConfig, pool: Any) -> None:
         raise ConfigError("proxy-size", f"between 2 and the pool's {len(pool)} records, got {config.proxy_size}")
     if len(set(config.budgets)) != len(config.budgets):
         raise ConfigError("budget", f"each budget once: {config.budgets} would train the same arms twice")
-    rates = config.learning_rates or []
-    if any(not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0 for lr in rates) or (
-            len(set(rates)) != len(rates) or config.train.get("learning_rate") in rates):  # fmt: skip
-        raise ConfigError("learning-rates", f"positive rates, each once and other than the race's own, got {rates}")
+    check_settings(config)
     for rate in config.budgets:
         if not 0 < rate <= 1:
             raise ConfigError("budget", f"a rate in (0, 1], got {rate}")
@@ -89,18 +107,22 @@ def check(config: AdviseConfig, pool: Any) -> None:
         except TunesiftError as err:
             raise ConfigError("target", str(err)) from None
     if config.query:
-        from tunesift.eval.compare.run import check_queries, race_cleaner
+        from tunesift.eval.compare.clean import check_queries, race_cleaner
 
         check_queries(read_queries(config.query), race_cleaner(compare_config(config, {})))
 
 
+def suite_of(config: AdviseConfig) -> str:
+    """The evaluation suite a race runs: the CPU suite, or the user's held-out file's."""
+    return "cpu" if config.target in TARGETS else "target"
+
+
 def compare_config(config: AdviseConfig, methods: dict[str, dict[str, Any]]) -> Any:
-    from tunesift.eval.compare.run import CompareConfig
+    from tunesift.eval.compare.config import CompareConfig
 
     eval_settings = dict(config.eval)
-    suite = "cpu"
-    if config.target not in TARGETS:
-        suite = "target"
+    suite = suite_of(config)
+    if suite == "target":
         eval_settings["target_file"] = str(Path(config.target).resolve())
     return CompareConfig(
         pool=config.pool, base=config.base, budgets=list(config.budgets), methods=methods,

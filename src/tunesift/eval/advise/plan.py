@@ -18,7 +18,8 @@ def plan(config: AdviseConfig, compare_cfg: Any, out: Path, measure: bool = True
     """The arms, what is cached, and the time each stage should take here (measured on a few samples, in
     ``scratch`` when given: a dry run's probes leave nothing in ``out`` or the score store)."""
     from tunesift.data.pools import read_pool
-    from tunesift.eval.compare.run import planned_arms, proxy_records, race_size
+    from tunesift.eval.compare.clean import proxy_records, race_size
+    from tunesift.eval.compare.plan import planned_arms
 
     records, found = proxy_records(compare_cfg, [s.record for s in read_pool(compare_cfg.pool).samples])
     arms_here = planned_arms(compare_cfg, out, race_size(compare_cfg, records, found))

@@ -10,6 +10,7 @@ from typing import Any
 
 from tunesift.eval.advise.arms import BALANCED
 from tunesift.eval.advise.config import AdviseConfig, metric_of
+from tunesift.options import split_list
 
 
 def shown(d: dict[str, Any], verdict: bool = False) -> str:
@@ -40,7 +41,7 @@ def resolve_guard(config: AdviseConfig, metrics: Sequence[str]) -> list[str]:
         return [m for m in metrics if m != metric_of(config.target)]
     if guard == "none":
         return []
-    return [m for m in (guard.split(",") if isinstance(guard, str) else guard) if m != metric_of(config.target)]
+    return [m for m in split_list(guard) if m != metric_of(config.target)]
 
 
 def advise_from(results: dict[str, Any], config: AdviseConfig, methods: dict[str, dict[str, Any]],
@@ -49,7 +50,7 @@ def advise_from(results: dict[str, Any], config: AdviseConfig, methods: dict[str
     recommendation by effect: among the arms better than random on the target's metric and not worse on a guarded
     one, the largest gain; a cheaper arm takes its place only when the paired interval between the two on the
     target holds zero. An arm a guard excluded that would have won is named with what it costs and where."""
-    from tunesift.eval.compare.run import Between
+    from tunesift.eval.compare.intervals import Between
 
     primary = metric_of(config.target)
     between = Between()
@@ -96,7 +97,7 @@ def whole_pool(found: list[dict[str, Any]], rows: list[dict[str, Any]], chosen: 
                between: Any) -> dict[str, Any] | None:  # fmt: skip
     """The whole proxy at the budget's number of steps (``--with-full``): its intervals against random, and the
     recommended arm against it on the target: does the selection beat all of the data?"""
-    from tunesift.eval.compare.run import WHOLE_POOL
+    from tunesift.eval.compare.config import WHOLE_POOL
 
     mine = [r for r in rows if r["arm"] == WHOLE_POOL]
     if not mine:

@@ -22,7 +22,8 @@ def advise(config: AdviseConfig, out: str | Path, *, dry_run: bool = False, meas
            log: Callable[[str], Any] = print) -> dict[str, Any]:  # fmt: skip
     """Check, plan, race and advise; writes ``out/advice.md``, ``advice.json`` and ``report.html``."""
     from tunesift.data.pools import read_pool
-    from tunesift.eval.compare.run import compare, validate
+    from tunesift.eval.compare.config import validate
+    from tunesift.eval.compare.run import compare
     from tunesift.eval.compare.view import html
 
     out = Path(out)

@@ -32,7 +32,7 @@ from tunesift.data.pools import Pool
 from tunesift.data.sample import Sample
 from tunesift.errors import ConfigError, as_storage_error
 from tunesift.models.output_layer import linear_cross_entropy
-from tunesift.options import is_number
+from tunesift.options import is_number, split_list
 
 CHECKPOINT = "checkpoint"
 MODEL_DIR = "model"
@@ -75,11 +75,11 @@ class TrainConfig:
             if not is_number(value) or not 0 <= value < below:
                 raise ConfigError(name, f"expected a number in [0, {below:g}), got {value!r}")
         lr = self.learning_rate if self.learning_rate is not None else (5e-4 if self.lora else 2e-5)
-        if not is_number(lr) or not lr > 0:
-            raise ConfigError("lr", f"must be positive, got {lr}")
+        if not is_number(lr) or not 0 < lr < math.inf:
+            raise ConfigError("lr", f"must be a positive number, got {lr!r}")
         target = self.target_modules
         if isinstance(target, str) and target != "all-linear":
-            target = tuple(t.strip() for t in target.split(",") if t.strip())
+            target = tuple(split_list(target))
         return TrainConfig(**{**asdict(self), "learning_rate": lr, "target_modules": target})
 
 
