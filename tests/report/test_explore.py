@@ -71,7 +71,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(hand_made, monkeypatch
     result = explore(hand_made, "--out", str(hand_made / "pool.json"))
     assert result.exit_code == 2 and "pool.json" in result.output
     assert (hand_made / "pool.json").read_bytes() == before
-    result = explore(hand_made, "--out", str(out), "--projection", "tsne")
+    result = explore(hand_made, "--out", str(out), "--projection", "mds")
     assert result.exit_code == 2 and "projection" in result.output and not out.exists()
     monkeypatch.setattr(module, "atlas_available", lambda: False)
     result = explore(hand_made, "--out", str(out), "--serve")

@@ -264,7 +264,8 @@ def test_the_map_marks_each_selection_and_its_coverage_is_counted_by_hand(hand_m
 
     out = hand_made / "report.html"
     selections = [hand_made / "sel_a.json", hand_made / "sel_b.json"]
-    stats = make_report(hand_made / "pool.json", [hand_made / "ifd.jsonl"], selections, out=out, count_tokens=words)
+    stats = make_report(hand_made / "pool.json", [hand_made / "ifd.jsonl"], selections, out=out, count_tokens=words,
+                        projection="pca")  # fmt: skip
     m = stats["map"]
     assert m["n_points"] == m["n_pool"] == 6 and [s["label"] for s in m["selections"]] == ["sel_a", "sel_b"]
     xy = PCA(n_components=2, random_state=0).fit_transform(embed_pool(read_pool(hand_made / "pool.json")).vectors)
@@ -274,7 +275,7 @@ def test_the_map_marks_each_selection_and_its_coverage_is_counted_by_hand(hand_m
     for sel, indices in zip(m["selections"], ([0, 4], [4, 2, 1]), strict=True):
         assert sel["coverage"] == pytest.approx(len({cells[i] for i in indices}) / occupied)
     html = out.read_text()
-    assert 'id="map-canvas"' in html and "PCA (2 components)" in html  # six points: too few for UMAP
+    assert 'id="map-canvas"' in html and "PCA (2 components)" in html
     data = json.loads(html.split('<script type="application/json" id="map-data">')[1].split("</script>")[0])
     assert sorted(data["index"]) == list(range(6)) and data["selections"][1]["label"] == "sel_b"
     assert [data["index"][r] for r in data["selections"][1]["rows"]] == [4, 2, 1]
@@ -284,6 +285,22 @@ def test_the_map_marks_each_selection_and_its_coverage_is_counted_by_hand(hand_m
     no_map = make_report(hand_made / "pool.json", [hand_made / "ifd.jsonl"], selections, out=hand_made / "r.md",
                          fmt="md", count_tokens=words, pool_map=False)  # fmt: skip
     assert "map" not in no_map
+
+
+def test_auto_projects_a_small_pool_with_tsne_and_says_so():
+    """Issue 42: UMAP's compilation made a 300-record report take 40 s; up to 5,000 points auto runs t-SNE."""
+    import numpy as np
+    from sklearn.manifold import TSNE
+
+    from tunesift.report.map import TSNE_UP_TO, project
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(40, 16)).astype(np.float32)
+    xy, method, _ = project(vectors, "auto", seed=3)
+    tsne = TSNE(n_components=2, metric="cosine", init="pca", perplexity=13.0, random_state=3)
+    reference = tsne.fit_transform(vectors)
+    assert method.startswith("t-SNE (2-D, cosine, perplexity 13") and np.allclose(xy, reference)
+    assert project(vectors, "pca")[1].startswith("PCA") and TSNE_UP_TO == 5000
 
 
 def test_the_maps_data_cannot_close_its_script_element():

@@ -26,6 +26,22 @@ def test_minilm_matches_sentence_transformers():
     np.testing.assert_allclose(ours, reference, atol=1e-5)
 
 
+def test_batches_filled_to_a_token_budget_equal_one_text_at_a_time():
+    """Sorted by length and filled to ``batch_tokens``: the same vectors as each text alone (no padding at all)."""
+    import torch
+
+    texts = [sample_text(s) for s in read_pool(ALPACA_9K).samples[:30]]
+    embedder = MiniLMEmbedder(device="cpu")
+    alone = []
+    for text in texts:
+        batch = embedder.tokenizer([text], truncation=True, max_length=256, return_tensors="pt")
+        with torch.no_grad():
+            mean = embedder.model(**batch).last_hidden_state.mean(dim=1)
+        alone.append(torch.nn.functional.normalize(mean, dim=1)[0].numpy())
+    for budget in (300, 2048):
+        np.testing.assert_allclose(embedder.embed(texts, batch_tokens=budget), np.array(alone), atol=1e-5)
+
+
 def test_sample_text_is_superfiltering_d_text():
     pool = read_pool(ALPACA_9K)
     with_input = next(s for s in pool.samples[:50] if s.input)

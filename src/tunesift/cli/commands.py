@@ -355,8 +355,8 @@ def report_cmd(
     projection: Annotated[
         str,
         typer.Option(
-            help="The map's projection: auto (UMAP up to 20,000 points where umap-learn is installed, else "
-            "PCA), umap or pca."
+            help="The map's projection: auto (t-SNE up to 5,000 points, UMAP up to 20,000 where umap-learn is "
+            "installed, PCA beyond), tsne, umap or pca."
         ),
     ] = "auto",
     store: StoreOpt = None,
@@ -402,7 +402,8 @@ def explore_cmd(
     projection: Annotated[
         str,
         typer.Option(
-            help="x and y: auto (UMAP up to 20,000 records where umap-learn is installed, else PCA), umap or pca."
+            help="x and y: auto (t-SNE up to 5,000 records, UMAP up to 20,000 where umap-learn is installed, PCA "
+            "beyond), tsne, umap or pca."
         ),
     ] = "auto",
     serve: Annotated[

@@ -127,7 +127,8 @@ def make_report(
     Tokens are counted with ``tokenizer`` (a model name), else the first score's model, else SmolLM2.
     ``pool_map``: draw the pool's 2-D map with each selection marked (default: when there are selections and
     all-MiniLM-L6-v2 is installed); its vectors come from, and go to, the score store ``store_dir``; ``projection``:
-    auto (UMAP where umap-learn is installed, else PCA), umap or pca. In HTML the map is interactive.
+    auto (t-SNE up to 5,000 points, UMAP up to 20,000 where umap-learn is installed, else PCA), tsne, umap or pca.
+    In HTML the map is interactive.
     ``against``: evaluation sets (or files) whose items each selection is checked for (METHODS.md §23): a
     contamination line per selection.
     """

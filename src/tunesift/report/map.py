@@ -3,8 +3,9 @@ marked, so a diverse selection can be seen next to a top-k one.
 
 The pool's vectors come from the score store (computed once, reused by the diversity selectors and ``embed``);
 a pool larger than ``max_points`` is drawn as a seeded sample of that many points, every selected sample
-included. The projection keeps neighbours where umap-learn is installed (UMAP, cosine, 15 neighbours; up to
-20,000 points unless asked) and is PCA otherwise; the report says which. Each selection's *coverage* is the share
+included. The projection keeps neighbours, and is chosen by what it costs (``auto``): scikit-learn's t-SNE up to
+5,000 points (2 s at 300, 14 s at 5,000 here, nothing to compile), UMAP up to 20,000 where umap-learn is installed
+(its compilation alone is 10 s a process), PCA beyond; the report says which. Each selection's *coverage* is the share
 of the pool's occupied cells of a 20 x 20 grid over the map that it reaches: a number for what the picture shows.
 """
 
@@ -21,7 +22,10 @@ from tunesift.errors import ConfigError
 
 GRID = 20
 MAX_POINTS = 100_000
-PROJECTIONS = ("auto", "umap", "pca")
+PROJECTIONS = ("auto", "tsne", "umap", "pca")
+#: ``auto`` runs t-SNE up to this many points: measured on 2 cores (benchmarks/report_map.py), t-SNE took 2.1 s at
+#: 300 points and 13.5 s at 5,000, UMAP 10.2 s and 42.2 s (each in a fresh process: numba compiles it every time).
+TSNE_UP_TO = 5_000
 #: ``auto`` runs UMAP up to this many points, PCA beyond: on 100,000 points UMAP took 3 to 9 minutes here and up to
 #: 10 GB (2 cores, seeded, so one thread), too much for a report's default; ``--projection umap`` runs it on any size.
 UMAP_UP_TO = 20_000
@@ -30,7 +34,7 @@ UMAP_UP_TO = 20_000
 def check_projection(projection: str) -> bool:
     """Refuse an unknown projection, or UMAP without umap-learn, before any work; whether UMAP will run."""
     if projection not in PROJECTIONS:
-        raise ConfigError("projection", f"unknown projection {projection!r}; choose auto, umap or pca")
+        raise ConfigError("projection", f"unknown projection {projection!r}; choose {', '.join(PROJECTIONS)}")
     has_umap = importlib.util.find_spec("umap") is not None
     if projection == "umap" and not has_umap:
         raise ConfigError("projection", "UMAP needs umap-learn: pip install 'tunesift[explore]' (or --projection pca)")
@@ -43,6 +47,13 @@ def project(vectors: np.ndarray, projection: str = "auto", seed: int = 0) -> tup
     n = len(vectors)
     if n < 3:
         return np.zeros((n, 2)), "none (fewer than 3 points)", {}
+    if projection == "tsne" or (projection == "auto" and n <= TSNE_UP_TO):
+        from sklearn.manifold import TSNE
+
+        perplexity = min(30.0, (n - 1) / 3)  # scikit-learn needs perplexity < n
+        xy = TSNE(n_components=2, metric="cosine", init="pca", perplexity=perplexity,
+                  random_state=seed).fit_transform(vectors)  # fmt: skip
+        return xy, f"t-SNE (2-D, cosine, perplexity {perplexity:g}, seeded) of all-MiniLM-L6-v2 embeddings", {}
     if use_umap and n > 15 and (projection == "umap" or n <= UMAP_UP_TO):
         import warnings
 
