@@ -1,11 +1,12 @@
-# The two commands of the README: `make demo` (install, then run the main job on an example pool) and
-# `make test` (install, then run the tests). Everything lands in .venv; nothing is needed beforehand
-# but python3 (>= 3.10) and ../shared/data beside the checkout.
+# The two commands of the README: `make demo` (install, then run the main job on the example pool shipped in the
+# package) and `make test` (install, then run the tests). Everything lands in .venv; nothing is needed beforehand
+# but python3 (>= 3.10); the tests also read ../shared/data beside the checkout.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DATA ?= ../shared/data/instruct/alpaca_random_9k.json
+# 300 records of databricks-dolly-15k (CC BY-SA 3.0; src/tunesift/data/example/README.md)
+DATA ?= src/tunesift/data/example/dolly_300.json
 DEMO_N ?= 300
 OUT ?= out
 
@@ -47,7 +48,7 @@ lock: test-latest
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 # The main job: Cherry's IFD selection (top 10 % of the IFD <= 1 survivors) of the first $(DEMO_N)
-# records of an Alpaca pool, with the packaged SmolLM2 on the CPU.
+# records of the example pool, with the packaged SmolLM2 on the CPU.
 demo: install
 	mkdir -p $(OUT)
 	$(BIN)/python -c "import json,sys; json.dump(json.load(open('$(DATA)'))[:$(DEMO_N)], open('$(OUT)/example_pool.json','w'), indent=1)"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from tunesift import api
 from tunesift.cli import app
-from tunesift.data.evalsets import default_eval_dir
+from tunesift.data.evalsets import eval_dir
 from tunesift.errors import ConfigError, InputError
 from tunesift.options import split_list
 
@@ -31,7 +31,7 @@ def _one_line_exit_2(result, *words):
 def pool(tmp_path):
     """Ten Alpaca records, the first GSM8K test question among them, and one with an e-mail address."""
     records = alpaca_records(10)
-    question = json.loads((default_eval_dir() / "gsm8k_test.jsonl").read_text().splitlines()[0])["question"]
+    question = json.loads((eval_dir() / "gsm8k_test.jsonl").read_text().splitlines()[0])["question"]
     records[3] = {"instruction": question, "input": "", "output": "18"}
     records[5] = {**records[5], "output": EMAIL}
     path = tmp_path / "pool.json"

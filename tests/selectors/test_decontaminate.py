@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from tunesift import api
 from tunesift.cli import app
-from tunesift.data.evalsets import EVAL_SETS, default_eval_dir, read_eval_set
+from tunesift.data.evalsets import EVAL_SETS, eval_dir, read_eval_set
 from tunesift.errors import ConfigError
 from tunesift.selectors.decontaminate import EvalIndex, coverage, words
 
 runner = CliRunner()
-POOL = default_eval_dir().parent / "instruct" / "alpaca_random_9k.json"
+POOL = eval_dir().parent / "instruct" / "alpaca_random_9k.json"
 E = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips "
      "did Natalia sell altogether in April and May?")  # fmt: skip
 U1 = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May."

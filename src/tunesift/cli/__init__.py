@@ -101,6 +101,9 @@ app.add_typer(run_app, name="run")
 
 # The command modules add their commands to the apps above.
 from tunesift.cli import commands, pipelines, prove  # noqa: E402, F401
+from tunesift.cli.data import data_app  # noqa: E402
+
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -10,6 +10,7 @@ import typer
 from tunesift.cli import app, run_app
 from tunesift.cli.generated import run_with_recipe
 from tunesift.cli.options import (
+    DATA_DIR_HELP,
     EXECUTOR_OPTIONS,
     CountOpt,
     DataArg,
@@ -176,7 +177,7 @@ def decontaminate_cmd(
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Write only the manifest: what would be dropped, and why.")] = False,
     redact: Annotated[bool, typer.Option(help=REDACT_HELP)] = False,
-    data_dir: Annotated[Path | None, typer.Option(help="Evaluation sets (default ../shared/data/eval).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help=DATA_DIR_HELP)] = None,
     format: FormatOpt = None,
     on_error: OnErrorOpt = "raise",
 ) -> None:

@@ -39,6 +39,10 @@ StoreOpt = Annotated[
     Path | None,
     typer.Option(help="Score cache folder (default $TUNESIFT_CACHE/scores or ~/.cache/tunesift/scores)."),
 ]
+DATA_DIR_HELP = (
+    "A folder of evaluation sets laid out as ../shared/data (its eval/), or that eval folder (default: "
+    "$TUNESIFT_DATA_DIR, then ../shared/data beside the checkout or the working folder; 'tunesift data list')."
+)
 DeviceOpt = Annotated[
     str | None, typer.Option(help="torch device: cpu, cuda, cuda:N (default: cuda if available, else cpu).")
 ]

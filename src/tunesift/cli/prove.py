@@ -10,6 +10,7 @@ import typer
 
 from tunesift.cli import app
 from tunesift.cli.options import (
+    DATA_DIR_HELP,
     ApiKeyEnvOpt,
     BaseUrlOpt,
     DataArg,
@@ -106,7 +107,7 @@ def eval_cmd(
     ] = None,
     base_url: BaseUrlOpt = None,
     api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
-    data_dir: Annotated[Path | None, typer.Option(help="Evaluation sets (default ../shared/data/eval).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help=DATA_DIR_HELP)] = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
 ) -> None:

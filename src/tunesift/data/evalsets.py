@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,103 @@ from pathlib import Path
 from tunesift.data.sample import Sample, Turn
 from tunesift.errors import ConfigError, InputError, TunesiftError
 
+#: A folder laid out as ``../shared/data`` is (``eval/``, ``reasoning/``), named once for every command.
+DATA_DIR_ENV = "TUNESIFT_DATA_DIR"
 
-def default_eval_dir() -> Path:
-    """``../shared/data/eval`` beside the project (where tests and CI find it), else the working folder's."""
-    here = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "eval"
-    return here.resolve() if here.exists() else Path("../shared/data/eval").resolve()
+
+@dataclass(frozen=True)
+class Source:
+    """Where an evaluation set comes from: the files tunesift reads (relative to an ``eval/`` folder), the public
+    repository, commit and path they are copied from, and their licence."""
+
+    files: tuple[str, ...]
+    origin: str
+    licence: str
+
+
+_CHERRY = "tianyi-lab/Cherry_LLM @01fac8d : evaluation/test_data/"
+#: Every evaluation set tunesift reads by name, and where a user gets its files (MANIFEST.md of the shared data).
+SOURCES: dict[str, Source] = {
+    "gsm8k": Source(("gsm8k_test.jsonl",), "openai/grade-school-math @3101c7d : grade_school_math/data/test.jsonl",
+                    "MIT"),
+    "alpaca_eval": Source(("alpaca_eval_805_gpt4_1106_preview.json",),
+                          "tatsu-lab/alpaca_eval @cd543a1 : results/gpt4_1106_preview/model_outputs.json",
+                          "CC BY-NC 4.0 (non-commercial)"),
+    "mmlu": Source(("mmlu/test",), "hendrycks/test (MMLU) @0aff600 : data/test/*_test.csv", "MIT"),
+    "bbh": Source(("bbh",), "suzgunmirac/BIG-Bench-Hard @9ee07bd : bbh/*.json, cot-prompts/*.txt (as bbh/cot-prompts)",
+                  "MIT"),
+    "humaneval": Source(("humaneval/HumanEval.jsonl.gz",), "openai/human-eval @6d43fb9 : data/HumanEval.jsonl.gz",
+                        "MIT"),
+    "mt_bench": Source(("mt_bench_questions.jsonl",),
+                       "lm-sys/FastChat @0e6d3e4 : fastchat/llm_judge/data/mt_bench/question.jsonl", "Apache-2.0"),
+    "vicuna": Source(("cherry_testsets/vicuna_test_set.jsonl",), _CHERRY + "vicuna_test_set.jsonl", "not stated"),
+    "koala": Source(("cherry_testsets/koala_test_set.jsonl",), _CHERRY + "koala_test_set.jsonl", "not stated"),
+    "wizardlm": Source(("cherry_testsets/wizardlm_test_set.jsonl",), _CHERRY + "wizardlm_test_set.jsonl",
+                       "not stated"),
+    "sinstruct": Source(("cherry_testsets/sinstruct_test_set.jsonl",), _CHERRY + "sinstruct_test_set.jsonl",
+                        "not stated"),
+    "lima": Source(("cherry_testsets/lima_test_set.jsonl",), _CHERRY + "lima_test_set.jsonl",
+                   "CC BY-NC-SA (LIMA)"),
+}  # fmt: skip
+
+
+def _eval_folder(root: Path) -> Path:
+    """A folder laid out as ``../shared/data`` (its ``eval/``), or an ``eval`` folder itself."""
+    return root / "eval" if (root / "eval").is_dir() else root
+
+
+def places(data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
+    """Where evaluation sets are looked for, in order, as (what names the place, its eval folder): ``data_dir``
+    alone when given (a folder the user names is the one meant); else ``$TUNESIFT_DATA_DIR``, ``../shared/data``
+    beside the checkout (where tests and CI find it), and ``../shared/data`` beside the working folder."""
+    if data_dir is not None:
+        return [("--data-dir", _eval_folder(Path(data_dir)))]
+    found: list[tuple[str, Path]] = []
+    if os.environ.get(DATA_DIR_ENV):
+        found.append((f"${DATA_DIR_ENV}", _eval_folder(Path(os.environ[DATA_DIR_ENV]))))
+    found.append(("../shared/data beside the checkout", Path(__file__).resolve().parents[3].parent / "shared" /
+                  "data" / "eval"))  # fmt: skip
+    found.append(("../shared/data beside the working folder", Path("../shared/data/eval").resolve()))
+    unique: dict[Path, tuple[str, Path]] = {}
+    for label, folder in found:
+        unique.setdefault(folder.resolve(), (label, folder))
+    return list(unique.values())
+
+
+def holds(folder: Path, name: str) -> bool:
+    """Whether ``folder`` holds every file of the evaluation set ``name``."""
+    return all((folder / f).exists() for f in SOURCES[name].files)
+
+
+def set_folder(name: str, data_dir: str | Path | None = None, option: str = "against") -> Path:
+    """The first place (:func:`places`) holding every file of the evaluation set ``name``; else one
+    :class:`ConfigError` naming the set, every place looked and where to get the set."""
+    looked = places(data_dir)
+    for _, folder in looked:
+        if holds(folder, name):
+            return folder
+    raise ConfigError(option, missing_message(name, looked))
+
+
+def missing_message(name: str, looked: list[tuple[str, Path]]) -> str:
+    source = SOURCES[name]
+    where = "; ".join(f"{label} {folder}" for label, folder in looked)
+    unset = "" if os.environ.get(DATA_DIR_ENV) or looked[0][0] == "--data-dir" else f"; ${DATA_DIR_ENV} is unset"
+    return (
+        f"evaluation set {name!r} not found (needs {', '.join(source.files)} under eval/): looked in {where}"
+        f"{unset}. Get it from {source.origin} (licence: {source.licence}) into FOLDER/eval/ and give --data-dir "
+        f"FOLDER or set {DATA_DIR_ENV}=FOLDER; 'tunesift data list' shows every set"
+    )
+
+
+def eval_dir(data_dir: str | Path | None = None) -> Path:
+    """The evaluation folder a suite reads every set from: the first place that holds any set, else the first
+    place looked (and :func:`set_folder` then names what is missing)."""
+    looked = places(data_dir)
+    for _, folder in looked:
+        if any(holds(folder, name) for name in SOURCES):
+            return folder
+    return looked[0][1]
 
 
 @dataclass(frozen=True)
@@ -116,11 +209,11 @@ def set_files(names: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def read_eval_set(name: str | Path, folder: str | Path | None = None, option: str = "against") -> list[EvalItem]:
-    """Every prompt of the evaluation set ``name`` (one of :data:`EVAL_SETS`), or every user turn of a FILE in any
-    pool format; a name that is neither, or a file that is empty or unreadable, is a :class:`ConfigError` naming
-    ``option``."""
-    folder = Path(folder) if folder else default_eval_dir()
+    """Every prompt of the evaluation set ``name`` (one of :data:`EVAL_SETS`, found by :func:`set_folder`; ``folder``
+    a data folder the user names), or every user turn of a FILE in any pool format; a name that is neither, a set
+    found nowhere, or a file that is empty or unreadable, is a :class:`ConfigError` naming ``option``."""
     if str(name) in READERS:
+        folder = set_folder(str(name), folder, option)
         try:
             return list(READERS[str(name)](folder))
         except FileNotFoundError as err:

@@ -12,10 +12,10 @@ from conftest import alpaca_records
 from typer.testing import CliRunner
 
 from tunesift.cli import app
+from tunesift.data.evalsets import eval_dir
 from tunesift.eval.advise.config import AdviseConfig
 from tunesift.eval.advise.run import advise
 from tunesift.eval.evaluation.metrics import read_alpaca_eval
-from tunesift.eval.evaluation.suite import default_eval_dir
 
 TRAIN = {"template": "plain", "max_length": 96, "batch_tokens": 800, "examples_per_step": 4, "epochs": 5,
          "learning_rate": 1e-3}  # fmt: skip
@@ -25,7 +25,7 @@ EVAL = {"n_alpaca": 12, "n_gsm8k": 3, "n_mmlu": 4, "n_bbh": 2, "n_humaneval": 1,
 @pytest.fixture
 def planted_pool(tmp_path):
     """30 Alpaca records and the 12 AlpacaEval items the evaluation reads, whose GPT-4 answers are the longest."""
-    pairs = read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)
+    pairs = read_alpaca_eval(eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)
     records = alpaca_records(30) + [{"instruction": q, "input": "", "output": a} for q, a in pairs]
     path = tmp_path / "pool.json"
     path.write_text(json.dumps(records))
@@ -59,7 +59,7 @@ def test_a_planted_winner_is_recommended_and_a_second_run_trains_only_the_new_ar
     assert board["longest"]["metrics"]["alpaca_eval_loss"]["verdict"] == "better"
     results = json.loads((out / "results.json").read_text())
     chosen = json.loads(Path(results["budgets"][0]["subsets"]["longest"]).read_text())
-    items = {q for q, _ in read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)}
+    items = {q for q, _ in read_alpaca_eval(eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)}
     leaked = sum(r["instruction"] in items for r in chosen)
     assert leaked >= 10 and board["longest"]["contaminated_selected"] == leaked  # kept: its row counts them
     text = (out / "advice.md").read_text()
@@ -147,7 +147,7 @@ def test_the_plan_is_said_before_any_work_and_a_dry_run_stops_there(planted_pool
 )
 def test_bad_requests_are_one_line_exit_2_before_any_work(planted_pool, tiny_model_dir, tmp_path, flags, option):
     leak = tmp_path / "leak.json"
-    pairs = read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 2)
+    pairs = read_alpaca_eval(eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 2)
     leak.write_text(json.dumps([{"instruction": q, "input": "", "output": a} for q, a in pairs]))
     flags = [str(leak) if f == "LEAK" else f for f in flags]
     out = tmp_path / "out"
@@ -181,7 +181,7 @@ def test_a_race_cannot_be_won_by_evaluation_items_in_the_pool(planted_pool, tiny
                and line.endswith("dropped from the race") for line in said), said  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     assert results["n_pool"] == 30 and results["contamination"]["dropped"] == 12
-    items = {q for q, _ in read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)}
+    items = {q for q, _ in read_alpaca_eval(eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)}
     for subset in results["budgets"][0]["subsets"].values():
         assert not {r["instruction"] for r in json.loads(Path(subset).read_text())} & items
     assert summary["contamination"]["records"] == 12
@@ -189,7 +189,7 @@ def test_a_race_cannot_be_won_by_evaluation_items_in_the_pool(planted_pool, tiny
 
 
 def test_a_query_example_that_is_an_evaluation_item_is_refused_naming_both(planted_pool, tiny_model_dir, tmp_path):
-    gsm = [json.loads(line)["question"] for line in (default_eval_dir() / "gsm8k_test.jsonl").open()][:3]
+    gsm = [json.loads(line)["question"] for line in (eval_dir() / "gsm8k_test.jsonl").open()][:3]
     query = tmp_path / "q.json"
     query.write_text(json.dumps([{"instruction": "Add two numbers.", "output": "x"},
                                  {"instruction": gsm[2], "output": "x"}]))  # fmt: skip

@@ -12,12 +12,13 @@ import pytest
 import torch
 from reference import reference_loss
 
+from tunesift.data.evalsets import eval_dir
 from tunesift.data.templates import get_template
 from tunesift.eval.evaluation import bbh, humaneval, metrics
-from tunesift.eval.evaluation.suite import EvalSettings, check_sets, default_eval_dir, evaluate, loss_inputs
+from tunesift.eval.evaluation.suite import EvalSettings, check_sets, evaluate, loss_inputs
 from tunesift.models.causal_lm import CausalLM
 
-EVAL = default_eval_dir()
+EVAL = eval_dir()
 BBH = EVAL / "bbh"
 HUMANEVAL = EVAL / "humaneval" / "HumanEval.jsonl.gz"
 

@@ -73,14 +73,15 @@ def test_a_model_trained_on_the_evaluation_items_is_better_two_random_subsets_ar
     """Real fine-tunes of the tiny model, evaluated by AlpacaEval response loss on 12 items: one arm trained on
     those very items (five epochs) against random subsets of an Alpaca pool: better. Two random subsets
     against each other (two seeds each, pooled): not distinguishable."""
+    from tunesift.data.evalsets import eval_dir
     from tunesift.eval.compare.intervals import intervals
     from tunesift.eval.evaluation.metrics import read_alpaca_eval
-    from tunesift.eval.evaluation.suite import EvalSettings, default_eval_dir, evaluate, headline, result_path
+    from tunesift.eval.evaluation.suite import EvalSettings, evaluate, headline, result_path
     from tunesift.eval.training.train import TrainConfig, train
 
     settings = EvalSettings(template="plain", n_alpaca=12, n_gsm8k=2, n_mmlu=2, n_bbh=2, n_humaneval=1,
                             max_length=256)  # fmt: skip
-    pairs = read_alpaca_eval(default_eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)
+    pairs = read_alpaca_eval(eval_dir() / "alpaca_eval_805_gpt4_1106_preview.json", 12)
     cheat = tmp_path / "cheat.json"
     cheat.write_text(json.dumps([{"instruction": q, "input": "", "output": a} for q, a in pairs]))
     pool = alpaca_records(60)

@@ -11,15 +11,10 @@ from tunesift.errors import ConfigError
 from tunesift.eval.compare.config import CompareConfig
 from tunesift.eval.compare.keys import file_sha, short_key
 
-#: The evaluation set each metric reads (a target_loss reads the user's own file).
-METRIC_SETS = {"alpaca_eval_loss": "alpaca_eval", "gsm8k_loss": "gsm8k", "gsm8k_accuracy": "gsm8k", "mmlu": "mmlu",
-               "bbh_loss": "bbh", "bbh_accuracy": "bbh", "humaneval_loss": "humaneval",
-               "humaneval_pass1": "humaneval"}  # fmt: skip
-
 
 def eval_sets(config: CompareConfig) -> list[str]:
     """Every evaluation set the race scores on: its suite's, the target file, the judge's test set."""
-    from tunesift.eval.evaluation.suite import SUITES
+    from tunesift.eval.evaluation.suite import METRIC_SETS, SUITES
 
     names: list[str] = []
     for metric in SUITES[config.suite]:

@@ -107,11 +107,11 @@ def run_pairwise(
 ) -> dict[str, Any]:
     """Winning score of ``run_a`` over ``run_b`` (> 1: A is better) with its win/tie/loss counts and
     shares; ``cache_a``/``cache_b`` keep each model's answers."""
+    from tunesift.data.evalsets import SOURCES, eval_dir, set_folder
     from tunesift.eval.evaluation.pairwise import judge_pairwise
-    from tunesift.eval.evaluation.suite import default_eval_dir
 
     judge = make_judge(judge_model, base_url, api_key_env, device)
-    folder = Path(data_dir) if data_dir else default_eval_dir()
+    folder = set_folder(testset, data_dir, "testset") if testset in SOURCES else eval_dir(data_dir)
     questions = read_testset(folder, testset, n)
     a = answers(run_a, questions, template, device, cache=cache_a)
     b = answers(run_b, questions, template, device, cache=cache_b)

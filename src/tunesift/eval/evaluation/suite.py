@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesift.atomic import atomic_open
-from tunesift.data.evalsets import default_eval_dir  # one place knows where the evaluation sets live
+from tunesift.data.evalsets import eval_dir, holds, missing_message, places  # where the evaluation sets live
 from tunesift.errors import ConfigError
 from tunesift.options import is_number
 
@@ -32,6 +32,10 @@ SUITES: dict[str, tuple[str, ...]] = {
     # the user's own held-out examples (eval target_file), then the general losses
     "target": ("target_loss", "alpaca_eval_loss", "gsm8k_loss"),
 }
+#: The evaluation set each metric reads (a target_loss reads the user's own file).
+METRIC_SETS = {"alpaca_eval_loss": "alpaca_eval", "gsm8k_loss": "gsm8k", "gsm8k_accuracy": "gsm8k", "mmlu": "mmlu",
+               "bbh_loss": "bbh", "bbh_accuracy": "bbh", "humaneval_loss": "humaneval",
+               "humaneval_pass1": "humaneval"}  # fmt: skip
 # Lower is better for losses, higher for accuracies: what a table or plot needs to know.
 HIGHER_IS_BETTER = {"target_loss": False, "alpaca_eval_loss": False, "gsm8k_loss": False, "mmlu": True,
                     "bbh_loss": False, "humaneval_loss": False, "gsm8k_accuracy": True, "bbh_accuracy": True,
@@ -68,7 +72,7 @@ class EvalSettings:
             raise ConfigError("humaneval_timeout", f"positive seconds, got {self.humaneval_timeout!r}")
 
     def folder(self) -> Path:
-        return Path(self.data_dir) if self.data_dir else default_eval_dir()
+        return eval_dir(self.data_dir)
 
     def key(self, suite: str) -> str:
         """What an evaluation result depends on besides the model: its cache file is named by it."""
@@ -188,9 +192,10 @@ def check_sets(suite: str, settings: EvalSettings, tokenizer: Any, template: Any
     if suite not in SUITES:
         raise ConfigError("suite", f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
     folder = settings.folder()
-    if not folder.exists():
-        raise ConfigError("eval.data_dir", f"evaluation sets not found at {folder}")
     for metric in SUITES[suite]:
+        name = METRIC_SETS.get(metric)
+        if name is not None and not holds(folder, name):
+            raise ConfigError("eval.data_dir", missing_message(name, places(settings.data_dir)))
         key = f"eval.{_SIZE_KEY[metric]}"
         size = getattr(settings, _SIZE_KEY[metric])
         if size is not None and size < 1:
