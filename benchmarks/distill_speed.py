@@ -34,7 +34,7 @@ WIDTH = 384
 
 def build(n: int, folder: Path) -> None:
     """The pool file and its stored prompt vectors (what the ``lang`` teacher's features are: the prompt)."""
-    from tunesift.data.pools import record_to_sample
+    from tunesift.data.schemas import record_to_sample
     from tunesift.scorers.embedding import MiniLMEmbedding
     from tunesift.store import ScoreStore
 

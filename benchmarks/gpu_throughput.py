@@ -26,7 +26,7 @@ import torch
 from _common import DATA, linear_params
 from transformers import AutoTokenizer
 
-from tunesift.data.pools import record_to_sample
+from tunesift.data.schemas import record_to_sample
 from tunesift.models.causal_lm import CausalLM
 from tunesift.models.registry import ResolvedModel, resolve_model
 from tunesift.scorers.base import Unit

@@ -17,7 +17,7 @@ import time
 import torch
 from _common import DATA, linear_params, matmul_peak_gflops
 
-from tunesift.data.pools import record_to_sample
+from tunesift.data.schemas import record_to_sample
 from tunesift.models.causal_lm import CausalLM
 from tunesift.scorers.ifd import IFDConfig, IFDScorer
 

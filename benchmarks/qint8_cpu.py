@@ -19,7 +19,7 @@ import torch
 from _common import DATA
 from scipy.stats import spearmanr
 
-from tunesift.data.pools import record_to_sample
+from tunesift.data.schemas import record_to_sample
 from tunesift.models.causal_lm import CausalLM
 from tunesift.scorers.ifd import IFDConfig, IFDScorer
 

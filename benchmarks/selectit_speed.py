@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from _common import DATA, linear_params, matmul_peak_gflops
 
-from tunesift.data.pools import record_to_sample
+from tunesift.data.schemas import record_to_sample
 from tunesift.models.causal_lm import CausalLM
 from tunesift.scorers.selectit import SelectITRater, load_prompts
 

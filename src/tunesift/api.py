@@ -80,30 +80,37 @@ __all__ = [
 ]
 
 
-def score(name: str, data: Any, **options: Any) -> Any:
+def _mapped(data: Any, fields: Any) -> Any:
+    """``data`` read through a field map (``instruction=problem,output=solution``), where one is given."""
+    return data if fields is None else read_pool(data, fields=fields)
+
+
+def score(name: str, data: Any, *, fields: Any = None, **options: Any) -> Any:
     """Every record of ``data`` scored by the method ``name`` (its options checked, the store and executor as the
     CLI's). ``data`` is a pool file, a :class:`Pool`, a list of dicts, a pandas ``DataFrame`` or a
     ``datasets.Dataset``: a file or a Pool gives a :class:`ScoreTable`; the others give the same kind back, with
-    the method's score columns and ``skip_reason`` added, row for row."""
+    the method's score columns and ``skip_reason`` added, row for row. ``fields`` maps a pool's columns
+    (``"instruction=problem,output=solution,reference=answer"``, :class:`~tunesift.data.schemas.FieldMap`)."""
     from tunesift.data.frames import as_pool_file, check_data, frame_kind, with_columns
 
     check_data(data)
     if frame_kind(data) is None:
-        return score_table(name, data, **options)
+        return score_table(name, _mapped(data, fields), **options)
     with as_pool_file(data) as path:
-        table = score_table(name, path, **options)
+        table = score_table(name, _mapped(path, fields), **options)
     columns = [*table.columns, "skip_reason"]
     return with_columns(data, {c: [row.get(c) for row in table.rows] for c in columns})
 
 
 def run(recipe: str | Path | Recipe, data: Any, *, rate: float | None = None, count: int | None = None,
-        out: str | Path | None = None, **options: Any) -> Any:  # fmt: skip
+        out: str | Path | None = None, fields: Any = None, **options: Any) -> Any:  # fmt: skip
     """A recipe (a built-in name such as ``cherry`` or ``rds``, or a YAML file) over ``data`` to a budget
     (``rate`` or ``count``; none: the recipe's own). A list of dicts, a DataFrame or a Dataset gives the chosen
     rows back, same kind, in rank order with their score columns; the manifest is ``result.manifest`` (a list),
     ``result.attrs["tunesift_manifest"]`` (a DataFrame) or ``result.manifest`` (a Dataset). A file or a Pool
     writes the subset to ``out`` and gives the :class:`RunResult`. ``options`` are the recipe scorer's, and
-    ``select_options``, ``store_dir``, ``device``, ``executor``, ``progress`` as :func:`run_recipe`'s."""
+    ``select_options``, ``store_dir``, ``device``, ``executor``, ``progress`` as :func:`run_recipe`'s; ``fields``
+    maps a pool's columns as :func:`score`'s."""
     from tunesift.data.frames import as_pool_file, check_data, frame_kind, take, with_columns
 
     check_data(data)
@@ -111,10 +118,10 @@ def run(recipe: str | Path | Recipe, data: Any, *, rate: float | None = None, co
     if frame_kind(data) is None:
         if out is None:
             raise ConfigError("out", "a pool file is run to a subset file: give out=PATH")
-        return run_recipe(recipe, data, out, budget, **options)
+        return run_recipe(recipe, _mapped(data, fields), out, budget, **options)
     with as_pool_file(data) as path:
         subset = Path(path).with_name("subset.jsonl")
-        result = run_recipe(recipe, path, subset, budget, **options)
+        result = run_recipe(recipe, _mapped(path, fields), subset, budget, **options)
         manifest = json.loads(result.manifest.read_text())
     chosen = result.selection.indices
     table = result.scores
@@ -142,7 +149,7 @@ def with_manifest(rows: Any, manifest: dict[str, Any]) -> Any:
 def decontaminate(data: Any, against: str | Path | list[str | Path], *, mode: str = "tulu", n: int | None = None,
                   threshold: float | None = None, out: str | Path | None = None, dry_run: bool = False,
                   redact: bool = False, data_dir: str | Path | None = None, fmt: str | None = None,
-                  on_error: str = "raise") -> Any:  # fmt: skip
+                  on_error: str = "raise", fields: Any = None) -> Any:  # fmt: skip
     """``data`` without the samples an evaluation set's items cover (METHODS.md §23): each user turn against the
     prompts of ``against`` (names in :data:`tunesift.data.evalsets.EVAL_SETS`, or files of evaluation items in
     any pool format). A path or a Pool writes the clean pool to ``out`` (``dry_run``: its manifest only;
@@ -166,7 +173,7 @@ def decontaminate(data: Any, against: str | Path | list[str | Path], *, mode: st
         Files().read("pool", getattr(data, "path", data)).read("--against", set_files(names)
                                                                ).write("out", out, "subset").check()  # fmt: skip
         cleaner = Decontaminator(names, mode, n, threshold, data_dir)  # every set read (and checked) first
-        pool = data if isinstance(data, Pool) else read_pool(data, fmt=fmt, on_error=on_error)
+        pool = data if isinstance(data, Pool) else read_pool(data, fmt=fmt, on_error=on_error, fields=fields)
         result = cleaner.scan(s for s in pool if isinstance(s, Sample))
         write_decontaminated(out, pool, result, dry_run=dry_run, redact=redact)
         result.n_pool = len(pool)

@@ -244,6 +244,7 @@ def write_subset(
         "skipped_by_reason": table.skipped(),
         "skipped": [{"index": row["index"], "reason": row["skip_reason"]} for row in table.rows if row["skip_reason"]],
         "selected_score_range": [min(values), max(values)] if values and table.score_field in table.columns else None,
+        **truncated_frac(table, selection.indices),
         "steps": list(selection.steps),
         **({"why_empty": selection.why_empty} if selection.why_empty else {}),
         **({"why_short": selection.why_short} if selection.why_short else {}),
@@ -257,6 +258,17 @@ def write_subset(
     with atomic_open(target) as handle:
         json.dump(manifest, handle, indent=2, allow_nan=False)
     return target
+
+
+def truncated_frac(table: ScoreTable, indices: list[int]) -> dict[str, Any]:
+    """Where the scores count each sample's trained tokens (``length``): the share of the selected samples longer
+    than the training length in use (METHODS.md §25.1), for the manifest; nothing otherwise."""
+    limit = table.config.get("training_length")
+    if "length_total" not in table.columns or not limit:
+        return {}
+    totals = [t for i in indices if (t := table.rows[i].get("length_total")) is not None]
+    share = sum(t > limit for t in totals) / len(totals) if totals else None
+    return {"truncated_frac": share, "training_length": limit}
 
 
 def write_deduped(path: str | Path, pool: Pool, result: Any, redact: bool = False) -> Path:

@@ -50,7 +50,7 @@ def test_the_environment_comes_first_and_a_named_folder_alone(own_data, monkeypa
     with pytest.raises(ConfigError) as err:
         set_folder("mmlu", own_data)
     message = str(err.value)
-    assert message.startswith("option 'against': evaluation set 'mmlu' not found (needs mmlu/test under eval/)")
+    assert message.startswith("option 'against': evaluation set 'mmlu' not found (needs eval/mmlu/test)")
     assert f"--data-dir {own_data / 'eval'}" in message and "hendrycks/test" in message
     assert f"{DATA_DIR_ENV}=FOLDER" in message and "tunesift data list" in message
 
@@ -90,3 +90,25 @@ def test_data_list_and_example(tmp_path, own_data, monkeypatch):
     out.write_text("[]")
     result = runner.invoke(app, ["data", "example", str(out)])
     assert result.exit_code == 2 and "nothing is overwritten" in result.output and out.read_text() == "[]"
+
+
+def test_a_reasoning_pool_decontaminated_against_the_reasoning_sets(tmp_path, store_dir):
+    """Issue 44: math_cot_100's MATH test problems, decontaminated against MATH500, AIME24, AMC23, Minerva and
+    OlympiadBench, lose every one that is a MATH500 problem word for word (5, counted independently), and two more
+    that share a MATH500 problem's stem with other numbers (coverage 0.57 and 0.87 > 0.5: Tulu's rule)."""
+    reasoning = eval_dir().parent / "reasoning"
+    math500 = {json.loads(line)["problem"].strip() for line in (reasoning / "math500.jsonl").open()}
+    questions = [json.loads(line)["question"].strip() for line in (reasoning / "math_cot_100.jsonl").open()]
+    out = tmp_path / "clean.jsonl"
+    result = runner.invoke(app, ["decontaminate", str(reasoning / "math_cot_100.jsonl"), "--fields",
+                                 "instruction=question,output=answer", "--against",
+                                 "math500,aime24,amc23,minerva,olympiadbench", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    section = json.loads((tmp_path / "clean.manifest.json").read_text())["decontaminate"]
+    exact = {i for i, q in enumerate(questions) if q in math500}
+    dropped = {d["index"]: d for d in section["samples"]}
+    assert len(exact) == 5 and exact <= set(dropped) and len(dropped) == 7
+    assert all(d["set"] == "math500" and d["coverage"] > 0.5 for d in dropped.values())
+    assert sorted(round(d["coverage"], 2) for i, d in dropped.items() if i not in exact) == [0.57, 0.87]
+    assert section["sets"]["olympiadbench"]["items"] == 675
+    assert len(read_eval_set("aime24")) == 30 and len(read_eval_set("minerva")) == 272

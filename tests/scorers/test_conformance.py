@@ -32,12 +32,14 @@ def _builders(model, reward=None):
     from tunesift.scorers.instag import InsTag
     from tunesift.scorers.judge import AlpaGasus
     from tunesift.scorers.lang import Lang
+    from tunesift.scorers.length import Length
     from tunesift.scorers.mods import MoDSNecessity, MoDSReward
     from tunesift.scorers.nuggets import Nuggets, Task
     from tunesift.scorers.pii import PII
     from tunesift.scorers.rds import RDSIndex
     from tunesift.scorers.selectit import SelectITRating, load_prompts
     from tunesift.scorers.self_curation import SelfCuration
+    from tunesift.scorers.verified import Verified
 
     return {
         IFD: lambda: IFD(model, "cherry", "alpaca", 256),
@@ -55,6 +57,8 @@ def _builders(model, reward=None):
         RDSIndex: lambda: RDSIndex(model, max_length=40),
         Lang: Lang,
         PII: PII,
+        Verified: lambda: Verified("fallback"),
+        Length: lambda: Length(str(model.path)),
     }
 
 
@@ -145,6 +149,10 @@ def _options(name, tiny_model_dir, tiny_reward_dir, tmp_path, tagger=None) -> di
     an endpoint tagger)."""
     if name in ("lang", "pii"):
         return {}
+    if name == "verified":
+        return {"verifier": "fallback"}
+    if name == "length":
+        return {"tokenizer": str(tiny_model_dir)}
     if name in ("instag", "mig"):
         return {"model": "tagger", "base_url": tagger.url, **({"rater": str(tiny_model_dir)} if name == "mig" else {})}
     if name == "selectit":

@@ -115,7 +115,7 @@ def test_run_deita_end_to_end(tmp_path, tiny_model_dir, store_dir):
 @pytest.mark.slow
 @pytest.mark.ci
 def test_smollm2_deita_matches_reference_on_4_records():
-    from tunesift.data.pools import record_to_sample
+    from tunesift.data.schemas import record_to_sample
     from tunesift.models.registry import resolve_model
 
     lm = CausalLM.load("smollm2")

@@ -9,7 +9,7 @@ import torch
 from conftest import alpaca_records, make_gemma3, make_llama
 from reference import assert_matches, reference_prompt
 
-from tunesift.data.pools import record_to_sample
+from tunesift.data.schemas import record_to_sample
 from tunesift.models.causal_lm import CausalLM
 from tunesift.scorers.ifd import IFDConfig, IFDScorer
 

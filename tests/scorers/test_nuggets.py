@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from tunesift import api
 from tunesift.cli import app
-from tunesift.data.pools import read_pool, record_to_sample
+from tunesift.data.pools import read_pool
+from tunesift.data.schemas import record_to_sample
 from tunesift.errors import ConfigError
 from tunesift.models.causal_lm import CausalLM
 from tunesift.models.registry import ResolvedModel

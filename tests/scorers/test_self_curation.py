@@ -40,7 +40,7 @@ def test_unreadable_replies_are_errors_with_a_reason(reply, reason):
 
 
 def test_the_prompt_is_the_papers_table_1():
-    from tunesift.data.pools import record_to_sample
+    from tunesift.data.schemas import record_to_sample
 
     sample = record_to_sample({"instruction": "Name a colour.", "input": "Be brief.", "output": "Blue."}, 0, "alpaca")
     [message] = curation_messages(sample)
@@ -137,7 +137,7 @@ def test_local_judge_matches_the_one_sample_reference(tmp_path, tiny_model_dir, 
 @pytest.mark.slow
 @pytest.mark.ci
 def test_smollm2_self_curation_matches_reference_on_3_records():
-    from tunesift.data.pools import record_to_sample
+    from tunesift.data.schemas import record_to_sample
     from tunesift.models.causal_lm import CausalLM
     from tunesift.models.registry import resolve_model
     from tunesift.scorers.self_curation import SelfCuration

@@ -15,6 +15,7 @@ from tunesift.cli.options import (
     CountOpt,
     DataArg,
     DeviceOpt,
+    FieldsOpt,
     FormatOpt,
     OnErrorOpt,
     OutFormatOpt,
@@ -54,6 +55,7 @@ def select_cmd(
     rate: RateOpt = None,
     count: CountOpt = None,
     format: FormatOpt = None,
+    fields: FieldsOpt = None,
     on_error: OnErrorOpt = "raise",
     out_format: OutFormatOpt = None,
 ) -> None:
@@ -65,7 +67,7 @@ def select_cmd(
         check_out_format(out_format)
         Files().read("pool", data).read("scores", scores).write("out", out, "subset", out_format).check()
         budget = api.Budget(rate=rate, count=count)
-        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        pool = api.read_pool(data, fmt=format, on_error=on_error, fields=fields)
         table = api.read_scores(scores, pool, score_field=field)
         rule = rule or default_rule(table.score_field)
         selection = api.select(table, rule, budget)
@@ -115,6 +117,7 @@ def dedup_cmd(
     ] = None,
     redact: Annotated[bool, typer.Option(help=REDACT_HELP)] = False,
     format: FormatOpt = None,
+    fields: FieldsOpt = None,
     on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
     device: DeviceOpt = None,
@@ -140,7 +143,7 @@ def dedup_cmd(
         Files().read("pool", data).write("out", out, "subset").check()
         check_dedup(method, threshold, on, clusters, normalise=normalise)
         runner = make_executor(executor, device=device, ray_address=ray_address)
-        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        pool = api.read_pool(data, fmt=format, on_error=on_error, fields=fields)
         result = dedup_pool(pool, method, threshold=threshold, on=on, normalise=normalise, clusters=clusters,
                             store_dir=store, executor=runner, progress=True)  # fmt: skip
         manifest = write_deduped(out, pool, result, redact=redact)
@@ -179,6 +182,7 @@ def decontaminate_cmd(
     redact: Annotated[bool, typer.Option(help=REDACT_HELP)] = False,
     data_dir: Annotated[Path | None, typer.Option(help=DATA_DIR_HELP)] = None,
     format: FormatOpt = None,
+    fields: FieldsOpt = None,
     on_error: OnErrorOpt = "raise",
 ) -> None:
     """Drop the samples whose user turns hold evaluation items (METHODS.md §23): the manifest names every drop with
@@ -187,7 +191,7 @@ def decontaminate_cmd(
 
     try:
         result = api.decontaminate(data, split_list(against), mode=mode, n=n, threshold=threshold, out=out,
-                                   dry_run=dry_run, redact=redact, data_dir=data_dir, fmt=format,
+                                   dry_run=dry_run, redact=redact, data_dir=data_dir, fmt=format, fields=fields,
                                    on_error=on_error)  # fmt: skip
     except TunesiftError as err:
         fail(err)
@@ -210,6 +214,7 @@ def redact_cmd(
         ),
     ] = None,
     format: FormatOpt = None,
+    fields: FieldsOpt = None,
     on_error: OnErrorOpt = "raise",
 ) -> None:
     """Write a new pool with every e-mail address, phone number, IP address, card number (Luhn checked) and
@@ -225,7 +230,7 @@ def redact_cmd(
             raise TunesiftError(f"option 'kinds': unknown kind(s) {', '.join(unknown) or '(none given)'}; choose "
                                 f"from {', '.join(KINDS)}")  # fmt: skip
         Files().read("pool", data).write("out", out, "subset").check()
-        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        pool = api.read_pool(data, fmt=format, on_error=on_error, fields=fields)
         manifest, summary = write_redacted(out, pool, tuple(k for k in KINDS if k in chosen))
         rejects = api.write_rejects(out, pool)
     except TunesiftError as err:
@@ -293,6 +298,7 @@ def run_recipe_cmd(
     scores_out: ScoresOutOpt = None,
     out_format: OutFormatOpt = None,
     format: FormatOpt = None,
+    fields: FieldsOpt = None,
     on_error: OnErrorOpt = "raise",
     store: StoreOpt = None,
     device: DeviceOpt = None,
@@ -325,7 +331,7 @@ def run_recipe_cmd(
     except TunesiftError as err:
         fail(err)
     kw = {"data": data, "out": out, "rate": rate, "count": count, "scores_out": scores_out, "out_format": out_format,
-          "format": format,
+          "format": format, "fields": fields,
           "on_error": on_error, "store": store, "device": device, "executor": executor, "ray_address": ray_address,
           "actors": actors, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor}  # fmt: skip
     run_with_recipe(recipe, kw, score_options, select_options, recipe=loaded)

@@ -96,7 +96,7 @@ def score_command(info: type[Method]) -> Callable[..., None]:
 
         try:
             Files().read("pool", kw["data"]).read_all(input_options(info, kw)).write("out", kw["out"], "scores").check()
-            pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
+            pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"], fields=kw["fields"])
             probe([kw["out"]])
             executor = executor_for(kw)
             table = api.score(info, pool, **option_values(info.options, kw), store_dir=kw["store"],
@@ -133,7 +133,7 @@ def run_with_recipe(method: str, kw: dict[str, Any], score_options: dict[str, An
         check_out_format(kw.get("out_format"))
         files = api.recipe_files(recipe, kw["data"], kw["out"], scores_out=kw["scores_out"],
                                  out_format=kw.get("out_format"), score_options=score_options).check()  # fmt: skip
-        pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
+        pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"], fields=kw["fields"])
         probe([written[0] for _, _, written in files.writes])
         executor = executor_for(kw, recipe.executor)
         result = api.run_recipe(recipe, pool, kw["out"], budget, scores_out=kw["scores_out"],

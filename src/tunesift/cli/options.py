@@ -25,7 +25,22 @@ DataArg = Annotated[
 ]
 FormatOpt = Annotated[
     str | None,
-    typer.Option("--format", help="Record schema: alpaca, sharegpt, messages (default: detected from the records)."),
+    typer.Option(
+        "--format",
+        help="Record schema: alpaca, sharegpt, messages, or a reasoning layout (s1k, math, gsm8k, "
+        "prompt-completion, query-response); default: detected from each record's keys.",
+    ),
+]
+FieldsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fields",
+        help="Which column holds which part, for a pool in columns of its own: TARGET=FIELD,... with targets "
+        "instruction, input, output, thinking, reference, system; FIELD[0] takes a list's first item, and the "
+        "reference may be taken as FIELD:boxed (the last \\boxed{}) or FIELD:gsm8k (after ####), e.g. "
+        "instruction=problem,output=solution,reference=answer (s1K, MATH, GSM8K, prompt/completion and "
+        "query/response pools are read without it).",
+    ),
 ]
 OnErrorOpt = Annotated[
     str,
@@ -98,8 +113,8 @@ EXECUTOR_OPTIONS = (
 )
 # Common options of the generated commands: (keyword, annotation, default).
 _IO_PARAMS: tuple[tuple[str, Any, Any], ...] = (
-    ("format", FormatOpt, None), ("on_error", OnErrorOpt, "raise"), ("store", StoreOpt, None),
-    ("device", DeviceOpt, None),
+    ("format", FormatOpt, None), ("fields", FieldsOpt, None), ("on_error", OnErrorOpt, "raise"),
+    ("store", StoreOpt, None), ("device", DeviceOpt, None),
 )  # fmt: skip
 
 

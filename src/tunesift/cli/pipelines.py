@@ -71,7 +71,7 @@ def _pipeline(name: str, options: tuple[Option, ...], doc: str, function: str) -
                 "scores-out", kw["scores_out"], "scores"
             ).write("work-dir", kw["work_dir"], "folder").check()
             budget = api.Budget(rate=kw["rate"], count=kw["count"])
-            pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"])
+            pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"], fields=kw["fields"])
             executor = executor_for(kw)
             values = {o.name: kw[o.name] for o in options if o.name not in (t.name for t in TUNE_OPTIONS)}
             train = {o.name: kw[o.name] for o in TUNE_OPTIONS}

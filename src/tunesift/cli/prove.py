@@ -16,6 +16,7 @@ from tunesift.cli.options import (
     DataArg,
     DeviceOpt,
     DtypeOpt,
+    FieldsOpt,
     FormatOpt,
     OnErrorOpt,
     fail,
@@ -53,6 +54,7 @@ def train_cmd(
     seed: SeedOpt = 0,
     save_every: Annotated[int, typer.Option(help="Steps between two checkpoints.")] = 50,
     format: FormatOpt = None,
+    fields: FieldsOpt = None,
     on_error: OnErrorOpt = "raise",
     device: DeviceOpt = None,
     dtype: DtypeOpt = "auto",
@@ -63,7 +65,7 @@ def train_cmd(
 
     try:
         Files().read("pool", data).write("out", out, "folder").check()
-        pool = api.read_pool(data, fmt=format, on_error=on_error)
+        pool = api.read_pool(data, fmt=format, on_error=on_error, fields=fields)
         config = TrainConfig(base=base, template=template, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha,
                              learning_rate=lr, epochs=epochs, examples_per_step=examples_per_step,
                              batch_tokens=batch_tokens, max_length=max_length, seed=seed, dtype=dtype)  # fmt: skip

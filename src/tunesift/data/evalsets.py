@@ -33,6 +33,7 @@ class Source:
 
 
 _CHERRY = "tianyi-lab/Cherry_LLM @01fac8d : evaluation/test_data/"
+_QWEN = "QwenLM/Qwen2.5-Math @a45202b : evaluation/data/"
 #: Every evaluation set tunesift reads by name, and where a user gets its files (MANIFEST.md of the shared data).
 SOURCES: dict[str, Source] = {
     "gsm8k": Source(("gsm8k_test.jsonl",), "openai/grade-school-math @3101c7d : grade_school_math/data/test.jsonl",
@@ -55,12 +56,21 @@ SOURCES: dict[str, Source] = {
                         "not stated"),
     "lima": Source(("cherry_testsets/lima_test_set.jsonl",), _CHERRY + "lima_test_set.jsonl",
                    "CC BY-NC-SA (LIMA)"),
+    # the reasoning sets sit in reasoning/ beside eval/ (METHODS.md §25.8: decontaminate every reasoning pool)
+    "math500": Source(("../reasoning/math500.jsonl",), "GAIR-NLP/LIMO @2284c6a : eval/data/math/test.jsonl",
+                      "MIT (MATH)"),
+    "aime24": Source(("../reasoning/aime24.jsonl",), _QWEN + "aime24/test.jsonl", "competition problems (MAA)"),
+    "amc23": Source(("../reasoning/amc23.jsonl",), _QWEN + "amc23/test.jsonl", "competition problems (MAA)"),
+    "minerva": Source(("../reasoning/minerva_math.jsonl",), _QWEN + "minerva_math/test.jsonl", "as released"),
+    "olympiadbench": Source(("../reasoning/olympiadbench.jsonl",), _QWEN + "olympiadbench/test.jsonl",
+                            "as released"),
 }  # fmt: skip
 
 
 def _eval_folder(root: Path) -> Path:
-    """A folder laid out as ``../shared/data`` (its ``eval/``), or an ``eval`` folder itself."""
-    return root / "eval" if (root / "eval").is_dir() else root
+    """A folder laid out as ``../shared/data`` (its ``eval/``, with ``reasoning/`` beside it), or an ``eval`` folder
+    itself."""
+    return root / "eval" if (root / "eval").is_dir() or (root / "reasoning").is_dir() else root
 
 
 def places(data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
@@ -99,10 +109,11 @@ def set_folder(name: str, data_dir: str | Path | None = None, option: str = "aga
 def missing_message(name: str, looked: list[tuple[str, Path]]) -> str:
     source = SOURCES[name]
     where = "; ".join(f"{label} {folder}" for label, folder in looked)
+    needs = ", ".join(f[3:] if f.startswith("../") else f"eval/{f}" for f in source.files)
     unset = "" if os.environ.get(DATA_DIR_ENV) or looked[0][0] == "--data-dir" else f"; ${DATA_DIR_ENV} is unset"
     return (
-        f"evaluation set {name!r} not found (needs {', '.join(source.files)} under eval/): looked in {where}"
-        f"{unset}. Get it from {source.origin} (licence: {source.licence}) into FOLDER/eval/ and give --data-dir "
+        f"evaluation set {name!r} not found (needs {needs}): looked in {where}"
+        f"{unset}. Get it from {source.origin} (licence: {source.licence}) into FOLDER as named and give --data-dir "
         f"FOLDER or set {DATA_DIR_ENV}=FOLDER; 'tunesift data list' shows every set"
     )
 
@@ -196,8 +207,22 @@ def _pairwise(name: str) -> object:
     return read
 
 
+def _reasoning(name: str, file: str, text: str, key: str) -> object:
+    def read(folder: Path) -> Iterator[EvalItem]:
+        for number, record in jsonl_records(folder / ".." / "reasoning" / file):
+            yield EvalItem(name, str(record.get(key, number)), record[text])
+
+    return read
+
+
+REASONING = {"math500": _reasoning("math500", "math500.jsonl", "problem", "unique_id"),
+             "aime24": _reasoning("aime24", "aime24.jsonl", "problem", "id"),
+             "amc23": _reasoning("amc23", "amc23.jsonl", "problem", "id"),
+             "minerva": _reasoning("minerva", "minerva_math.jsonl", "problem", "idx"),
+             "olympiadbench": _reasoning("olympiadbench", "olympiadbench.jsonl", "question", "id")}  # fmt: skip
+
 READERS = {"gsm8k": _gsm8k, "alpaca_eval": _alpaca_eval, "mmlu": _mmlu, "bbh": _bbh, "humaneval": _humaneval,
-           "mt_bench": _mt_bench, **{name: _pairwise(name) for name in PAIRWISE}}  # fmt: skip
+           "mt_bench": _mt_bench, **{name: _pairwise(name) for name in PAIRWISE}, **REASONING}  # fmt: skip
 #: Every evaluation set a name reaches.
 EVAL_SETS = tuple(READERS)
 

@@ -1,9 +1,9 @@
 """Read and write instruction pools in the formats users have, streaming, keeping every record as it came.
 
 Two things are detected separately: the *container* (JSON list, JSONL, parquet, a Hugging Face dataset
-saved to disk) from the path, and the *schema* (``alpaca``: ``instruction``/``input``/``output`` with an
-optional LLaMA-Factory ``history``; ``sharegpt``: ``conversations`` of ``from``/``value``; ``messages``:
-OpenAI-style ``role``/``content``) from each record's keys, unless ``--format`` names it for all.
+saved to disk) from the path, and the *schema* (:mod:`tunesift.data.schemas`: Alpaca, ShareGPT, messages, the
+reasoning column layouts) from each record's keys, unless ``--format`` names it for all or ``--fields`` maps the
+columns.
 
 Records are streamed: reading a pool keeps one record at a time (plus the reasons of rejected ones).
 """
@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tunesift.atomic import atomic_open
-from tunesift.data.sample import Rejected, Sample, Turn
+from tunesift.data.sample import Rejected, Sample
+from tunesift.data.schemas import LAYOUTS, SCHEMAS, FieldMap, detect_schema, record_to_sample
 from tunesift.errors import ConfigError, InputError
+
+#: What --format may name: a schema, or a reasoning column layout.
+FORMATS: tuple[str, ...] = (*SCHEMAS, *LAYOUTS)
 
 Container = Literal["json", "jsonl", "parquet", "hf", "hub"]
 CONTAINERS: tuple[str, ...] = ("json", "jsonl", "parquet", "hf", "hub")
 HUB_PREFIX = "hf:"  # a pool named hf:org/name[:split] is a hub dataset
-SCHEMAS: tuple[str, ...] = ("alpaca", "sharegpt", "messages")
-OUTPUT_FIELDS = ("output", "response")
-USER_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
-              "system": "system"}  # fmt: skip
 OnError = Literal["raise", "skip"]
 
 
@@ -79,7 +79,7 @@ def _holds_surrogate(value: Any) -> bool:
     return False
 
 
-def _refuse_surrogate(record: Any, path: Path, index: int) -> None:
+def refuse_surrogate(record: Any, path: Path, index: int) -> None:
     if not _holds_surrogate(record):
         return
     field = lone_surrogate(record)
@@ -241,103 +241,6 @@ def iter_records(path: Path, container: Container) -> Iterator[tuple[int, Any]]:
     return readers[container](path)
 
 
-# ----- schemas -----
-
-
-def detect_schema(record: Any) -> str:
-    if isinstance(record, dict):
-        if "conversations" in record:
-            return "sharegpt"
-        if "messages" in record:
-            return "messages"
-    return "alpaca"
-
-
-def _text(record: dict[str, Any], name: str, path: Path, index: int, required: bool) -> str:
-    if name not in record or record[name] is None:
-        if required:
-            raise InputError("missing (a string is required)", path=path, record=index, field=name)
-        return ""
-    value = record[name]
-    if not isinstance(value, str):
-        raise InputError(f"expected a string, found {type(value).__name__}", path=path, record=index, field=name)
-    return value
-
-
-def _alpaca(record: dict[str, Any], index: int, path: Path) -> Sample:
-    output_field = next((name for name in OUTPUT_FIELDS if name in record), "output")
-    last = Turn(
-        user=_text(record, "instruction", path, index, required=True),
-        assistant=_text(record, output_field, path, index, required=True),
-        input=_text(record, "input", path, index, required=False),
-    )
-    history = record.get("history") or []
-    if not isinstance(history, list):
-        raise InputError("expected a list of [user, assistant] pairs", path=path, record=index, field="history")
-    turns = []
-    for k, pair in enumerate(history):
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
-            raise InputError("expected a [user, assistant] pair of strings", path=path, record=index,
-                             field=f"history[{k}]")  # fmt: skip
-        turns.append(Turn(pair[0], pair[1]))
-    system = _text(record, "system", path, index, required=False)
-    return Sample(index=index, turns=(*turns, last), record=record, system=system)
-
-
-def _conversation(record: dict[str, Any], index: int, path: Path, key: str, role_key: str, text_key: str) -> Sample:
-    messages = record.get(key)
-    if not isinstance(messages, list):
-        raise InputError("expected a list of messages", path=path, record=index, field=key)
-    if not messages:
-        raise InputError("is an empty conversation", path=path, record=index, field=key)
-    system, turns, pending = "", [], None
-    for k, message in enumerate(messages):
-        where = f"{key}[{k}]"
-        if not isinstance(message, dict):
-            raise InputError("expected an object", path=path, record=index, field=where)
-        role_name = message.get(role_key)
-        role = USER_ROLES.get(role_name) if isinstance(role_name, str) else None
-        if role is None:
-            raise InputError(f"unknown role {role_name!r} (expected one of {', '.join(USER_ROLES)})", path=path,
-                             record=index, field=f"{where}.{role_key}")  # fmt: skip
-        text = message.get(text_key)
-        if not isinstance(text, str):
-            raise InputError(f"expected a string, found {type(text).__name__}", path=path, record=index,
-                             field=f"{where}.{text_key}")  # fmt: skip
-        if role == "system":
-            if k != 0:
-                raise InputError("a system message may only come first", path=path, record=index, field=where)
-            system = text
-        elif role == "user":
-            if pending is not None:
-                raise InputError("two user messages in a row", path=path, record=index, field=where)
-            pending = text
-        else:
-            if pending is None:
-                raise InputError("an assistant message with no user message before it", path=path, record=index,
-                                 field=where)  # fmt: skip
-            turns.append(Turn(pending, text))
-            pending = None
-    if not turns:
-        raise InputError("has no assistant turn", path=path, record=index, field=key)
-    # A last user message with no reply is kept in the record but has nothing to score.
-    return Sample(index=index, turns=tuple(turns), record=record, system=system)
-
-
-def record_to_sample(record: Any, index: int, path: str | Path, schema: str | None = None) -> Sample:
-    """Validate one record of the given (or detected) schema; raise :class:`InputError` naming the field."""
-    path = path if isinstance(path, Path) else Path(path)
-    if not isinstance(record, dict):
-        raise InputError(f"expected a JSON object, found {type(record).__name__}", path=path, record=index)
-    _refuse_surrogate(record, path, index)  # a record's own defect: --on-error skip leaves it out
-    schema = schema or detect_schema(record)
-    if schema == "sharegpt":
-        return _conversation(record, index, path, "conversations", "from", "value")
-    if schema == "messages":
-        return _conversation(record, index, path, "messages", "role", "content")
-    return _alpaca(record, index, path)
-
-
 # ----- pools -----
 
 
@@ -356,6 +259,7 @@ class Pool:
     rejects: list[Rejected] = field(default_factory=list)
     on_error: OnError = "raise"
     forced_schema: str | None = None  # --format; otherwise each record's schema comes from its keys
+    fields: FieldMap | None = None  # --fields: which column holds which part, for every record
 
     @property
     def format(self) -> Container:  # the container a subset is written in by default
@@ -370,7 +274,7 @@ class Pool:
             if index in rejected:
                 yield rejected[index]
             else:
-                yield record_to_sample(record, index, self.path, self.forced_schema)
+                yield record_to_sample(record, index, self.path, self.forced_schema, self.fields)
 
     @cached_property
     def samples(self) -> list[Sample]:
@@ -382,17 +286,26 @@ class Pool:
 
 
 def read_pool(
-    path: str | Path, fmt: str | None = None, on_error: OnError = "raise", container: Container | None = None
+    path: str | Path,
+    fmt: str | None = None,
+    on_error: OnError = "raise",
+    container: Container | None = None,
+    fields: Any = None,
 ) -> Pool:
     """Check a pool from end to end (streaming) and return it; nothing is kept but the rejects.
 
-    ``fmt`` names the schema (``alpaca``, ``sharegpt``, ``messages``) when detection should not decide.
+    ``fmt`` names the schema (``alpaca``, ``sharegpt``, ``messages``, or a reasoning layout: ``s1k``, ``math``,
+    ``gsm8k``, ...) when detection should not decide; ``fields`` maps the columns instead
+    (``instruction=problem,output=solution,reference=answer``, :class:`~tunesift.data.schemas.FieldMap`).
     With ``on_error="raise"`` the first invalid record raises :class:`InputError` naming file, record and
     field; with ``"skip"`` invalid records are listed in ``Pool.rejects`` with their reasons.
     """
     path = Path(path)
-    if fmt is not None and fmt not in SCHEMAS:
-        raise ConfigError("format", f"unknown format {fmt!r}; choose one of {', '.join(SCHEMAS)}")
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError("format", f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    fields = FieldMap.parse(fields)
+    if fields is not None and fmt is not None:
+        raise ConfigError("fields", "give --fields or --format, not both")
     if on_error not in ("raise", "skip"):
         raise ConfigError("on-error", f"choose raise or skip, got {on_error!r}")
     container = container or detect_container(path)
@@ -401,9 +314,9 @@ def read_pool(
     count = 0
     for index, record in iter_records(path, container):
         count += 1
-        schemas.add(fmt or detect_schema(record))
+        schemas.add(f"fields {fields.describe()}" if fields else fmt or detect_schema(record))
         try:
-            record_to_sample(record, index, path, fmt)
+            record_to_sample(record, index, path, fmt, fields)
         except InputError as err:
             if on_error == "raise":
                 raise
@@ -412,7 +325,7 @@ def read_pool(
         raise InputError("holds no records", path=path)
     schema = next(iter(schemas)) if len(schemas) == 1 else "mixed"
     return Pool(path=path, container=container, schema=schema, n_records=count, rejects=rejects,
-                on_error=on_error, forced_schema=fmt)  # fmt: skip
+                on_error=on_error, forced_schema=fmt, fields=fields)  # fmt: skip
 
 
 # ----- writing -----

@@ -32,6 +32,8 @@ class Sample:
     turns: tuple[Turn, ...]
     record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     system: str = ""
+    #: The reference answer a response is checked against (``verified``), where the record names one.
+    reference: str | None = field(default=None, compare=False)
 
     @property
     def instruction(self) -> str:

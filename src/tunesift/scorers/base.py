@@ -63,7 +63,9 @@ class PoolContext:
 #: reported, never a failure of the method (a run where every sample is such a skip has failed nothing).
 NO_TEXT = "no_text"
 TOO_LONG = "too_long_for_context"
-SAMPLE_SKIPS = frozenset({NO_TEXT, TOO_LONG, "empty_response"})
+SAMPLE_SKIPS = frozenset(
+    {NO_TEXT, TOO_LONG, "empty_response", "no_reference", "no_gold", "unclosed_think", "empty_final", "no_thinking"}
+)
 
 
 class Method:

@@ -58,7 +58,7 @@ def proxy_key(config: CompareConfig) -> str:
 def proxy_records(config: CompareConfig, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Any]:
     """The proxy drawn from ``records`` (``pool_size`` of them, seeded), and what decontamination finds in it
     against every set the race scores on (METHODS.md §23): the drops carry proxy positions."""
-    from tunesift.data.pools import record_to_sample
+    from tunesift.data.schemas import record_to_sample
 
     if config.pool_size is not None and config.pool_size < len(records):
         keep = sorted(np.random.default_rng(config.pool_seed).choice(len(records), config.pool_size, replace=False))
