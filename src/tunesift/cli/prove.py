@@ -73,7 +73,8 @@ def train_cmd(
     except TunesiftError as err:
         fail(err)
     last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
-    typer.echo(f"{result.steps} steps, {result.response_tokens} response tokens, final loss {last}, "
+    cut = "" if result.truncated_frac is None else f"{result.truncated_frac:.0%} of the examples cut at max-length, "
+    typer.echo(f"{result.steps} steps, {result.response_tokens} response tokens, {cut}final loss {last}, "
                f"{result.seconds:.0f} s -> {result.model_dir}", err=True)  # fmt: skip
 
 
@@ -87,11 +88,13 @@ def eval_cmd(
         typer.Option(
             help="cpu: AlpacaEval loss, GSM8K reference loss, MMLU 5-shot, BBH answer loss, HumanEval solution "
             "loss; gpu: + GSM8K accuracy (8-shot CoT), BBH exact match (3-shot CoT), HumanEval pass@1 (tests run "
-            "in a sandbox); pairwise: two runs' answers judged in both orders."
+            "in a sandbox); reasoning: MATH500 and GSM8K reference solutions' loss, AlpacaEval loss; pairwise: two "
+            "runs' answers judged in both orders."
         ),
     ] = "cpu",
     n_alpaca: Annotated[int, typer.Option(help="AlpacaEval items (GPT-4 outputs) for the response loss.")] = 200,
     n_gsm8k: Annotated[int, typer.Option(help="GSM8K test items.")] = 200,
+    n_math500: Annotated[int, typer.Option(help="MATH500 problems for the reference solutions' loss.")] = 200,
     n_mmlu: Annotated[int, typer.Option(help="MMLU test questions, drawn with seed 0 across subjects.")] = 300,
     n_bbh: Annotated[int, typer.Option(help="BBH items, taken in turn from its 27 tasks.")] = 135,
     n_humaneval: Annotated[int, typer.Option(help="HumanEval tasks, the first N.")] = 164,
@@ -117,8 +120,8 @@ def eval_cmd(
     from tunesift.eval.evaluation.suite import EvalSettings, evaluate
 
     try:
-        sizes = {"n-alpaca": n_alpaca, "n-gsm8k": n_gsm8k, "n-mmlu": n_mmlu, "n-bbh": n_bbh, "n-humaneval": n_humaneval,
-                 "n-questions": n_questions}  # fmt: skip
+        sizes = {"n-alpaca": n_alpaca, "n-gsm8k": n_gsm8k, "n-math500": n_math500, "n-mmlu": n_mmlu, "n-bbh": n_bbh,
+                 "n-humaneval": n_humaneval, "n-questions": n_questions}  # fmt: skip
         for flag, size in sizes.items():
             if size is not None and size < 1:  # before any model is loaded
                 raise ConfigError(flag, f"must be at least 1, got {size}")
@@ -133,8 +136,8 @@ def eval_cmd(
             typer.echo(json.dumps(summary))
             return
         settings = EvalSettings(data_dir=str(data_dir) if data_dir else None, template=template, n_alpaca=n_alpaca,
-                                n_gsm8k=n_gsm8k, n_mmlu=n_mmlu, n_bbh=n_bbh, n_humaneval=n_humaneval,
-                                dtype=dtype)  # fmt: skip
+                                n_gsm8k=n_gsm8k, n_math500=n_math500, n_mmlu=n_mmlu, n_bbh=n_bbh,
+                                n_humaneval=n_humaneval, dtype=dtype)  # fmt: skip
         for run in runs:
             typer.echo(json.dumps(evaluate(run, suite, settings, device)))
     except TunesiftError as err:
@@ -214,8 +217,9 @@ def advise_cmd(
     target: Annotated[
         str | None,
         typer.Option(
-            help="What the tuned model must be good at: alpaca_eval (default), gsm8k, mmlu, bbh, humaneval "
-            "(the loss of their references), or a FILE of your own held-out examples (the loss on their responses)."
+            help="What the tuned model must be good at: alpaca_eval (default), gsm8k, mmlu, bbh, humaneval, math500 "
+            "(the loss of their references; math500 races a reasoning pool on MATH500, GSM8K and AlpacaEval), or a "
+            "FILE of your own held-out examples (the loss on their responses)."
         ),
     ] = None,
     guard: Annotated[
@@ -309,7 +313,8 @@ def advise_cmd(
         Files().read_all({"pool": data, "--query": query, "--target": target_file}).write("out", out, "folder").check()
         train_settings = {"lora": True, "epochs": 1, "template": "alpaca", "max_length": 256, "batch_tokens": 2048,
                           "examples_per_step": 8, **_settings(train, "--train")}  # fmt: skip
-        eval_settings = {"n_alpaca": 50, "n_gsm8k": 50, "n_mmlu": 100, "n_bbh": 54, "n_humaneval": 50,
+        eval_settings = {"n_alpaca": 50, "n_gsm8k": 50, "n_math500": 50, "n_mmlu": 100, "n_bbh": 54,
+                         "n_humaneval": 50,
                          "max_length": 256, **_settings(eval, "--eval")}  # fmt: skip
         config = AdviseConfig(
             pool=str(data), budgets=_numbers(budget, "budget", float), target=target or "alpaca_eval",

@@ -270,3 +270,30 @@ def test_an_evaluation_size_below_1_is_refused_before_any_model_loads(flag, tmp_
     monkeypatch.setattr(registry, "resolve_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
     result = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--suite", "cpu", flag, "0"])
     assert result.exit_code == 2 and f"option '{flag.lstrip('-')}': must be at least 1" in result.output
+
+
+def test_the_reasoning_suite_scores_math500_reference_solutions(tiny_lm, tiny_model_dir):
+    """Issue 44: --target math500 / suite reasoning: MATH500's reference solutions' loss given the problem, the
+    same measure as GSM8K's (each pair read from the file by hand)."""
+    from tunesift.eval.evaluation.suite import SUITES, EvalSettings, evaluate
+
+    path = SHARED_DATA / "reasoning" / "math500.jsonl"
+    by_hand = [(r["problem"], r["solution"]) for r in map(json.loads, path.read_text().splitlines()[:4])]
+    assert metrics.read_math500(path, 4) == by_hand
+    settings = EvalSettings(template="plain", n_math500=4, n_gsm8k=2, n_alpaca=2, max_length=128)
+    results = evaluate(str(tiny_model_dir), "reasoning", settings, lm=tiny_lm)
+    assert list(SUITES["reasoning"]) == ["math500_loss", "gsm8k_loss", "alpaca_eval_loss"]
+    expected = metrics.response_loss(tiny_lm, by_hand, get_template("plain"), 128, settings.batch_tokens)
+    assert results["math500_loss"]["n"] == expected["n"] >= 3
+    assert results["math500_loss"]["loss"] == pytest.approx(expected["loss"])
+
+
+def test_advise_races_a_reasoning_pool_on_math500():
+    from tunesift.errors import ConfigError
+    from tunesift.eval.advise.config import AdviseConfig, check_settings, compare_config, suite_of
+
+    config = AdviseConfig(pool="p.jsonl", budgets=[0.1], target="math500", guard="gsm8k_loss")
+    assert suite_of(config) == "reasoning" and compare_config(config, {}).suite == "reasoning"
+    check_settings(config)  # GSM8K's loss is measured by the reasoning suite
+    with pytest.raises(ConfigError, match="guard"):
+        check_settings(AdviseConfig(pool="p.jsonl", budgets=[0.1], target="math500", guard="mmlu"))

@@ -183,3 +183,21 @@ def test_a_bad_training_value_is_one_line_naming_it_before_any_work(flag, value,
                                       flag, value])  # fmt: skip
     assert result.exit_code == 2 and f"option '{flag.lstrip('-')}'" in result.output, result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_the_share_cut_at_max_length_is_recorded(tmp_path, pool_path, tiny_model_dir):
+    """Issue 44: a 512-token proxy sees the start of a 6,000-token trace; the run says how many examples it cut
+    (counted by hand: prompt, response and EOS longer than max_length)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    template = get_template("plain")
+    samples = read_pool(pool_path).samples
+    lengths = [len(tok(template.prompt(s.instruction, s.input, (), "") + s.output)["input_ids"]) + 1 for s in samples]
+    limit = sorted(lengths)[len(lengths) // 2]
+    cfg = TrainConfig(base=str(tiny_model_dir), template="plain", max_length=limit, examples_per_step=8)
+    result = train(pool_path, tmp_path / "run", cfg)
+    assert result.truncated_frac == pytest.approx(sum(n > limit for n in lengths) / len(lengths))
+    assert 0 < result.truncated_frac < 1
+    again = train(pool_path, tmp_path / "run", cfg)  # a finished run says it too
+    assert again.truncated_frac == result.truncated_frac

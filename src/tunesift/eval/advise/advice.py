@@ -32,15 +32,21 @@ def advice_markdown(advice: list[Advice], config: AdviseConfig, seconds: float,
         metrics = list(dict.fromkeys(m for b in a.leaderboard for m in b["metrics"]))
         held = any("contaminated_selected" in b for b in a.leaderboard)
         head = "| method | " + " | ".join(f"{m} vs random" for m in metrics)
-        lines += [f"## Budget {a.budget}", "", head + " | selection s (proxy) | projected s (whole pool) |"
-                  + (" contaminated selected |" if held else ""),
-                  "|---" * (len(metrics) + 3 + held) + "|"]  # fmt: skip
+        lines += [f"## Budget {a.budget}", "", head + " | cut at max length | selection s (proxy) | projected s "
+                  "(whole pool) |" + (" contaminated selected |" if held else ""),
+                  "|---" * (len(metrics) + 4 + held) + "|"]  # fmt: skip
         for b in sorted(a.leaderboard, key=lambda b: b["metrics"].get(primary, {}).get("diff", 0.0)
                         * (-1 if HIGHER_IS_BETTER.get(primary) else 1)):  # fmt: skip
             cells = [shown(b["metrics"][m], verdict=True) if m in b["metrics"] else "–" for m in metrics]
             extra = f" {b.get('contaminated_selected', 0)} |" if held else ""
-            lines.append(f"| {b['method']} | " + " | ".join(cells) + f" | {b['select_s'] or 0:.1f} | "
+            cut = "–" if b.get("truncated_frac") is None else f"{b['truncated_frac']:.0%}"
+            lines.append(f"| {b['method']} | " + " | ".join(cells) + f" | {cut} | {b['select_s'] or 0:.1f} | "
                          f"{b['projected_pool_s']:.0f} |" + extra)  # fmt: skip
+        cut = sorted(b["method"] for b in a.leaderboard if (b.get("truncated_frac") or 0) > 0.5)
+        if cut:
+            lines += ["", f"Warning: most samples {', '.join(cut)} selected are longer than the training length: the "
+                      "race learned and judged their beginnings only (METHODS.md §25.8); race again with "
+                      "--train max_length=N at the traces' length where you can afford it."]  # fmt: skip
         verdict = f"**Recommendation: {a.recommendation}**" if a.recommendation else "**No method beat random.**"
         lines += ["", f"{verdict}: {a.reason}.", "", f"    {a.command}", ""]
         best = [b for b in a.leaderboard if "vs_best" in b]

@@ -13,6 +13,7 @@ from tunesift.options import is_number, split_list
 
 #: The targets a race knows by name, and the metric of the CPU suite each is judged by.
 TARGETS = {"alpaca_eval": "alpaca_eval_loss", "gsm8k": "gsm8k_loss", "mmlu": "mmlu", "bbh": "bbh_loss",
+           "math500": "math500_loss",
            "humaneval": "humaneval_loss"}  # fmt: skip
 
 
@@ -59,7 +60,7 @@ def check_settings(config: AdviseConfig) -> None:
                               or len(set(rates)) != len(rates) or own in rates):  # fmt: skip
         raise ConfigError("learning-rates", f"one or more positive finite rates, each once and other than the race's "
                           f"own ({own:g}: every arm would race twice), got {rates}")  # fmt: skip
-    if config.guard not in ("all", "none"):
+    if config.guard not in (None, "all", "none"):
         from tunesift.eval.evaluation.suite import SUITES
 
         measured = [m for m in SUITES[suite_of(config)] if m != metric_of(config.target)]
@@ -113,8 +114,11 @@ def check(config: AdviseConfig, pool: Any) -> None:
 
 
 def suite_of(config: AdviseConfig) -> str:
-    """The evaluation suite a race runs: the CPU suite, or the user's held-out file's."""
-    return "cpu" if config.target in TARGETS else "target"
+    """The evaluation suite a race runs: the CPU suite, the reasoning one for a MATH500 target, or the user's
+    held-out file's."""
+    if config.target not in TARGETS:
+        return "target"
+    return "reasoning" if config.target == "math500" else "cpu"
 
 
 def compare_config(config: AdviseConfig, methods: dict[str, dict[str, Any]]) -> Any:

@@ -67,7 +67,9 @@ def advise_from(results: dict[str, Any], config: AdviseConfig, methods: dict[str
             select_s = next((r["select_s"] for r in rows if r["arm"] == name and r.get("select_s") is not None), 0.0)
             per_sample = (select_s or 0.0) / max(1, results["n_pool"])
             held = budget.get("contaminated_selected", {}).get(name)
+            cut = [r["truncated_frac"] for r in rows if r["arm"] == name and r.get("truncated_frac") is not None]
             board.append({"method": name, "select_s": select_s or 0.0, "select_s_per_sample": per_sample,
+                          "truncated_frac": sum(cut) / len(cut) if cut else None,
                           "projected_pool_s": per_sample * pool_size,
                           **({"contaminated_selected": held} if held is not None else {}),
                           "metrics": {i["metric"]: {k: i[k] for k in ("diff", "low", "high", "verdict")} for i in mine},

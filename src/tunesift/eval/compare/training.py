@@ -31,6 +31,7 @@ def train_and_eval(config: CompareConfig, model: Model, settings: Any, budget: s
     select_s = json.loads(timing.read_text())["select_s"] if timing.exists() else None
     row = {"budget": budget, "arm": model.arm, "seed": model.seed, "n": len(read_pool(model.subset)),
            "train_steps": result.steps, "train_s": round(result.seconds, 1), "select_s": select_s,
+           "truncated_frac": result.truncated_frac,
            "eval_s": _eval_seconds(scores), **headline(scores), "run": str(model.run_dir),
            "eval_file": str(path)}  # fmt: skip
     log(f"[compare] {budget} {model.arm} s{model.seed}: {result.steps} steps; {headline(scores)}")

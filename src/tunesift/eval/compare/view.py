@@ -30,19 +30,21 @@ def recipe_line(results: dict[str, Any]) -> str:
 
 
 def _arm_table(rows: list[dict[str, Any]], metrics: list[str]) -> list[str]:
-    lines = ["| model | n | steps | " + " | ".join(metrics) + " | select s | train s | eval s |",
-             "|---|---|---|" + "---|" * (len(metrics) + 3)]  # fmt: skip
+    lines = ["| model | n | steps | " + " | ".join(metrics) + " | cut at max length | select s | train s | eval s |",
+             "|---|---|---|" + "---|" * (len(metrics) + 4)]  # fmt: skip
     for r in rows:
         name = r["arm"] if r["seed"] is None else f"{r['arm']} (seed {r['seed']})"
         cells = [f"{r[m]:.4f}" if m in r else "" for m in metrics]
         times = " | ".join("" if r.get(k) is None else str(r[k]) for k in ("select_s", "train_s", "eval_s"))
-        lines.append(f"| {name} | {r['n']} | {r.get('train_steps', '')} | " + " | ".join(cells) + f" | {times} |")
+        cut = "" if r.get("truncated_frac") is None else f"{r['truncated_frac']:.0%}"
+        lines.append(f"| {name} | {r['n']} | {r.get('train_steps', '')} | " + " | ".join(cells)
+                     + f" | {cut} | {times} |")  # fmt: skip
     randoms = [r for r in rows if r["arm"] == "random"]
     if len(randoms) > 1:
         cells = [f"{np.mean([r[m] for r in randoms]):.4f} ± {np.std([r[m] for r in randoms], ddof=1):.4f}"
                  for m in metrics]  # fmt: skip
         head = f"| random (mean ± sd of {len(randoms)}) | {randoms[0]['n']} | | "
-        lines.append(head + " | ".join(cells) + " | | | |")
+        lines.append(head + " | ".join(cells) + " | | | | |")
     return lines
 
 

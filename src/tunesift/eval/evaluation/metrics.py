@@ -52,6 +52,24 @@ def read_gsm8k(path: str | Path, n: int | None = None) -> list[tuple[str, str]]:
     return pairs
 
 
+def read_math500(path: str | Path, n: int | None = None) -> list[tuple[str, str]]:
+    """(problem, reference solution) pairs of MATH500, in file order: the solution ends in its ``\\boxed{}`` answer,
+    the form a reasoning selection should make more likely (METHODS.md §25.8)."""
+    pairs = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle):
+            if n is not None and len(pairs) >= n:
+                break
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                pairs.append((record["problem"], record["solution"]))
+            except (json.JSONDecodeError, KeyError) as err:
+                raise InputError(f"not a MATH500 record: {err}", path=path, record=number) from None
+    return pairs
+
+
 @dataclass(frozen=True)
 class MMLUItem:
     subject: str

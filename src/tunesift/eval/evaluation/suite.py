@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesift.atomic import atomic_open
-from tunesift.data.evalsets import eval_dir, holds, missing_message, places  # where the evaluation sets live
+from tunesift.data.evalsets import eval_dir, holds, missing_message, places, set_folder  # where the sets live
 from tunesift.errors import ConfigError
 from tunesift.options import is_number
 
@@ -31,13 +31,16 @@ SUITES: dict[str, tuple[str, ...]] = {
     "targeted": ("gsm8k_loss", "alpaca_eval_loss"),
     # the user's own held-out examples (eval target_file), then the general losses
     "target": ("target_loss", "alpaca_eval_loss", "gsm8k_loss"),
+    # a reasoning pool's race on a CPU: the reference solutions' loss on MATH500 and GSM8K, and the general one
+    "reasoning": ("math500_loss", "gsm8k_loss", "alpaca_eval_loss"),
 }
 #: The evaluation set each metric reads (a target_loss reads the user's own file).
 METRIC_SETS = {"alpaca_eval_loss": "alpaca_eval", "gsm8k_loss": "gsm8k", "gsm8k_accuracy": "gsm8k", "mmlu": "mmlu",
                "bbh_loss": "bbh", "bbh_accuracy": "bbh", "humaneval_loss": "humaneval",
-               "humaneval_pass1": "humaneval"}  # fmt: skip
+               "humaneval_pass1": "humaneval", "math500_loss": "math500"}  # fmt: skip
 # Lower is better for losses, higher for accuracies: what a table or plot needs to know.
-HIGHER_IS_BETTER = {"target_loss": False, "alpaca_eval_loss": False, "gsm8k_loss": False, "mmlu": True,
+HIGHER_IS_BETTER = {"target_loss": False, "alpaca_eval_loss": False, "gsm8k_loss": False, "math500_loss": False,
+                    "mmlu": True,
                     "bbh_loss": False, "humaneval_loss": False, "gsm8k_accuracy": True, "bbh_accuracy": True,
                     "humaneval_pass1": True}  # fmt: skip
 
@@ -48,6 +51,7 @@ class EvalSettings:
     template: str = "alpaca"
     n_alpaca: int = 200
     n_gsm8k: int = 200
+    n_math500: int = 200
     n_mmlu: int = 300
     n_bbh: int = 135  # 5 a task, taken in turn from the 27
     n_humaneval: int = 164
@@ -62,8 +66,8 @@ class EvalSettings:
     dtype: str = "auto"  # as for scoring: bf16 on a CUDA GPU that has it, else fp32
 
     def __post_init__(self) -> None:
-        whole = ("n_alpaca", "n_gsm8k", "n_mmlu", "n_bbh", "n_humaneval", "mmlu_shots", "mmlu_seed", "gsm8k_shots",
-                 "max_length", "batch_tokens")  # fmt: skip
+        whole = ("n_alpaca", "n_gsm8k", "n_math500", "n_mmlu", "n_bbh", "n_humaneval", "mmlu_shots", "mmlu_seed",
+                 "gsm8k_shots", "max_length", "batch_tokens")  # fmt: skip
         for name in (*whole, "n_target"):
             value = getattr(self, name)
             if (value is not None or name != "n_target") and not is_number(value, whole=True):
@@ -124,6 +128,10 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
         elif metric == "gsm8k_loss":
             pairs = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", settings.n_gsm8k)
             value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.batch_tokens)
+        elif metric == "math500_loss":
+            pairs = metrics.read_math500(set_folder("math500", settings.data_dir, "eval.data_dir") / ".." /
+                                         "reasoning" / "math500.jsonl", settings.n_math500)  # fmt: skip
+            value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.batch_tokens)
         elif metric == "mmlu":
             items, dev = metrics.read_mmlu(folder / "mmlu", settings.n_mmlu, settings.mmlu_seed)
             value = metrics.mmlu_accuracy(lm, items, dev, settings.mmlu_shots, 2 * settings.batch_tokens)
@@ -154,6 +162,7 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
 
 # The setting that sizes each metric's set: what an error about an empty set names.
 _SIZE_KEY = {"alpaca_eval_loss": "n_alpaca", "gsm8k_loss": "n_gsm8k", "mmlu": "n_mmlu", "gsm8k_accuracy": "n_gsm8k",
+             "math500_loss": "n_math500",
              "target_loss": "n_target", "bbh_loss": "n_bbh", "bbh_accuracy": "n_bbh", "humaneval_loss": "n_humaneval",
              "humaneval_pass1": "n_humaneval"}  # fmt: skip
 
@@ -211,6 +220,8 @@ def check_sets(suite: str, settings: EvalSettings, tokenizer: Any, template: Any
             pairs = read_target(settings.target_file, size)
         elif metric in ("bbh_loss", "humaneval_loss"):
             pairs, read_as = loss_inputs(metric, settings, template)
+        elif metric == "math500_loss":
+            pairs = metrics.read_math500(folder / ".." / "reasoning" / "math500.jsonl", size)
         else:
             pairs = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", size)
         if metric == "gsm8k_accuracy":

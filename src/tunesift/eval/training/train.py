@@ -90,6 +90,7 @@ class Example:
     index: int
     ids: tuple[int, ...]
     start: int
+    truncated: bool = False  # longer than max_length: only its first tokens are learned
 
 
 @dataclass
@@ -100,6 +101,9 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     response_tokens: int = 0
+    #: The share of the examples longer than max_length (a 6,000-token trace at 512 is learned by its start);
+    #: None for a run trained before this was recorded.
+    truncated_frac: float | None = None
     # The tuned model still in memory (LoRA merged, eval mode) when this call trained it; None when the
     # run was already done. Lets a caller evaluate without reloading the checkpoint it just wrote.
     model: Any = field(default=None, repr=False, compare=False)
@@ -118,9 +122,10 @@ def build_examples(samples: Sequence[Sample], tokenizer: Any, template: Any, max
             ids = list(tokenizer(prompt + current.assistant)["input_ids"])
             if append_eos and eos is not None:
                 ids.append(eos)
+            truncated = len(ids) > max_length
             ids = ids[:max_length]
             if len(ids) > n_prompt:
-                examples.append(Example(sample.index, tuple(ids), n_prompt))
+                examples.append(Example(sample.index, tuple(ids), n_prompt, truncated))
     return examples
 
 
@@ -275,7 +280,8 @@ def train(
                               f"({', '.join(changed)}); use a new folder")  # fmt: skip
         if previous.get("done"):
             return TrainResult(run_dir, run_dir / MODEL_DIR, previous["steps"], previous["losses"],
-                               previous["seconds"], previous["response_tokens"])  # fmt: skip
+                               previous["seconds"], previous["response_tokens"],
+                               previous.get("truncated_frac"))  # fmt: skip
     torch.manual_seed(cfg.seed)
     dev = torch.device(where)
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
@@ -378,12 +384,13 @@ def train(
     shutil.rmtree(run_dir / MODEL_DIR, ignore_errors=True)
     os.replace(tmp, run_dir / MODEL_DIR)
     seconds = time.perf_counter() - started
+    truncated = sum(e.truncated for e in examples) / len(examples)
     meta_path.write_text(json.dumps({"config": described, "done": True, "steps": step, "losses": state["losses"],
                                      "seconds": seconds, "response_tokens": state["response_tokens"],
-                                     "examples": len(examples)}, indent=2))  # fmt: skip
+                                     "examples": len(examples), "truncated_frac": truncated}, indent=2))  # fmt: skip
     shutil.rmtree(run_dir / CHECKPOINT, ignore_errors=True)
     return TrainResult(run_dir, run_dir / MODEL_DIR, step, state["losses"], seconds, state["response_tokens"],
-                       model=final.eval())  # fmt: skip
+                       truncated, model=final.eval())  # fmt: skip
 
 
 def _ids_hash(samples: Sequence[Sample]) -> str:
