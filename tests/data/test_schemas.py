@@ -106,3 +106,14 @@ def test_the_cli_selects_from_a_column_pool_and_writes_records_back_as_they_came
     result = runner.invoke(app, ["run", "longest", str(data), "--count", "4", "--fields", "instruction=question,"
                                  "output=nothing", "--out", str(tmp_path / "x.jsonl")])  # fmt: skip
     assert result.exit_code == 2 and "field 'nothing'" in result.output and not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_records_reference_field_is_its_reference_in_every_schema():
+    message = {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "\\boxed{4}"}],
+               "reference": "4"}  # fmt: skip
+    assert record_to_sample(message, 0, "p.json").reference == "4"
+    alpaca = {"instruction": "2+2?", "output": "4", "reference": 4}
+    assert record_to_sample(alpaca, 0, "p.json").reference == "4"
+    assert record_to_sample({"instruction": "x", "output": "y"}, 0, "p.json").reference is None
+    with pytest.raises(InputError, match="field 'reference': expected a string"):
+        record_to_sample({**alpaca, "reference": ["4"]}, 0, "p.json")

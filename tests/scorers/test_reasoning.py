@@ -25,7 +25,7 @@ def _sample(output: str, reference: str | None, index: int = 0) -> Sample:
 
 
 def _verified(verifier: str, output: str, reference: str | None) -> dict:
-    scorer = Verified(verifier)
+    scorer = Verified(verifier, workers=1)
     return scorer.one(_sample(output, reference), scorer.load_backend())
 
 
@@ -66,13 +66,18 @@ def test_the_grader_of_real_traces_is_reproduced():
     """math_cot_100's 800 traces: math-verify and the fallback agree with the Qwen2.5-Math grader on 799; the one
     disagreement is the grader's (reference 10{,}000, answer 10000)."""
     records = [json.loads(line) for line in TRACES.read_text().splitlines()]
+    traces = [(r["idx"], k, _sample(text, r["answer"]), r["score"][k]) for r in records
+              for k, text in enumerate(r["code"])]  # fmt: skip
     for verifier in ("fallback", "math-verify"):
         if verifier == "math-verify":
             pytest.importorskip("math_verify")
-        scorer = Verified(verifier)
+        scorer = Verified(verifier, workers=2)  # two spawned processes for math-verify, in the pool's order
         backend = scorer.load_backend()
-        wrong = [(r["idx"], k) for r in records for k, text in enumerate(r["code"])
-                 if scorer.one(_sample(text, r["answer"]), backend)["verified"] != float(r["score"][k])]  # fmt: skip
+        rows = scorer.compute([scorer.units(s)[0] for _, _, s, _ in traces], backend)
+        if verifier == "math-verify":
+            backend.close()
+        wrong = [(i, k) for (i, k, _, grader), row in zip(traces, rows, strict=True)
+                 if row["verified"] != float(grader)]  # fmt: skip
         assert wrong == [(72, 7)], (verifier, wrong)
         grader = records[72]
         assert grader["answer"] == "10{,}000" and last_boxed(grader["code"][7]) == "10000" and not grader["score"][7]
@@ -121,3 +126,18 @@ def test_length_selects_the_longest_traces_and_says_what_a_training_length_cuts(
     manifest = json.loads((tmp_path / "long.manifest.json").read_text())
     assert manifest["training_length"] == 300
     assert manifest["truncated_frac"] == pytest.approx(sum(t > 300 for t in totals) / 5)
+
+
+def test_length_by_a_models_tokenizer_equals_one_text_at_a_time(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    records = [json.loads(line) for line in TRACES.read_text().splitlines()][:6]
+    samples = [_sample(f"<think>\n{r['code'][0]}\n</think>\n\n\\boxed{{{r['answer']}}}", None, i)
+               for i, r in enumerate(records)]  # fmt: skip
+    scorer = Length(str(tiny_model_dir))
+    rows = scorer.compute([scorer.units(s)[0] for s in samples], scorer.load_backend())
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for row, record, sample in zip(rows, records, samples, strict=True):
+        assert row["length"] == len(tok.encode(record["code"][0].strip(), add_special_tokens=False))
+        assert row["length_total"] == len(tok.encode(f"Solve it.\n{sample.output}", add_special_tokens=False))
+    assert scorer.cache_config()["tokenizer"] != "whitespace"

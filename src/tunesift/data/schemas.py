@@ -1,7 +1,8 @@
 """Records as samples: the schemas a pool's records come in, and where a chain of thought sits in them (METHODS.md
 §25.0).
 
-A record is read as one of: ``alpaca`` (``instruction``/``input``/``output``, LLaMA-Factory's ``history``),
+A record's ``reference`` field, where it has one, is the answer a response is checked against. A record is read as
+one of: ``alpaca`` (``instruction``/``input``/``output``, LLaMA-Factory's ``history``),
 ``sharegpt`` (``conversations`` of ``from``/``value``), ``messages`` (OpenAI-style ``role``/``content``; an assistant
 message's ``reasoning_content`` or ``reasoning`` is its chain of thought), one of the reasoning column layouts known
 by their keys (:data:`LAYOUTS`: s1K, MATH/NuminaMath, GSM8K, ``prompt``/``completion``, ``query``/``response``), or
@@ -17,7 +18,7 @@ never changed: a subset writes it back as it came.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ USER_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": 
               "system": "system"}  # fmt: skip
 #: An assistant message's chain of thought (DeepSeek's API and most R1 distillations; OpenAI-style APIs).
 REASONING_KEYS = ("reasoning_content", "reasoning")
+#: A record's own reference answer, whatever its schema (a field map names its own).
+REFERENCE = "reference"
 
 
 # ----- traces -----
@@ -336,10 +339,14 @@ def record_to_sample(record: Any, index: int, path: str | Path, schema: str | No
     if fields is not None:
         return _mapped(record, index, path, fields)
     schema = schema or detect_schema(record)
-    if schema == "sharegpt":
-        return _conversation(record, index, path, "conversations", "from", "value")
-    if schema == "messages":
-        return _conversation(record, index, path, "messages", "role", "content")
     if schema in LAYOUTS:
         return _mapped(record, index, path, LAYOUTS[schema])
-    return _alpaca(record, index, path)
+    if schema == "sharegpt":
+        sample = _conversation(record, index, path, "conversations", "from", "value")
+    elif schema == "messages":
+        sample = _conversation(record, index, path, "messages", "role", "content")
+    else:
+        sample = _alpaca(record, index, path)
+    if record.get(REFERENCE) is None:
+        return sample
+    return replace(sample, reference=_lookup(record, REFERENCE, path, index, True, number=True))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -133,6 +134,48 @@ class MathVerify:
             return 0.0, None
 
 
+_CHECKER: MathVerify | None = None
+
+
+def _start_worker() -> None:
+    global _CHECKER
+    _CHECKER = MathVerify()
+
+
+def _check(pair: tuple[str, str]) -> tuple[float | None, str | None]:
+    assert _CHECKER is not None
+    return _CHECKER(*pair)
+
+
+class CheckPool:
+    """math-verify in ``workers`` spawned processes (its timeouts are signals: each row runs in a worker's main
+    thread), or in this process for one worker; :meth:`check` keeps the order of the pairs."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.local = MathVerify() if workers == 1 else None
+        self.pool = None
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_start_worker)  # fmt: skip
+
+    def check(self, pairs: list[tuple[str, str]]) -> list[tuple[float | None, str | None]]:
+        if self.pool is None:
+            assert self.local is not None
+            return [self.local(*pair) for pair in pairs]
+        return list(self.pool.map(_check, pairs, chunksize=max(1, len(pairs) // (4 * self.workers))))
+
+    def __call__(self, reference: str, final: str) -> tuple[float | None, str | None]:
+        return self.check([(reference, final)])[0]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
 class Verified(Scorer):
     """Whether each trace's final answer equals its record's reference (math-verify, or the fallback)."""
 
@@ -144,24 +187,29 @@ class Verified(Scorer):
     )
     columns = ("verified",)
     default_rule = "top"
-    options = (Option("verifier", str, "auto", "auto (math-verify where installed, else the fallback), math-verify or "
-                      "fallback: the manifest says which ran."),)  # fmt: skip
+    options = (
+        Option("verifier", str, "auto", "auto (math-verify where installed, else the fallback), math-verify or "
+               "fallback: the manifest says which ran."),
+        Option("workers", int | None, None, "Processes math-verify runs in (default: every core; 1: this process).",
+               at_least=1),
+    )  # fmt: skip
 
     name = "verified"
     result_fields = ("verified", "skip_reason")
-    chunk_size = 256
+    chunk_size = 2048
 
-    def __init__(self, verifier: str = "auto") -> None:
+    def __init__(self, verifier: str = "auto", workers: int | None = None) -> None:
         self.verifier = verifier_name(verifier)
+        self.workers = workers or os.cpu_count() or 1
 
     @classmethod
-    def build(cls, pool: Any, executor: Any, *, verifier: str) -> Verified:
+    def build(cls, pool: Any, executor: Any, *, verifier: str, workers: int | None) -> Verified:
         if verifier not in VERIFIERS:
             raise ConfigError("verifier", f"choose one of {', '.join(VERIFIERS)}, got {verifier!r}")
         if verifier == "math-verify" and importlib.util.find_spec("math_verify") is None:
             raise ConfigError("verifier", "math-verify is not installed: pip install 'tunesift[reasoning]' (or "
                               "--verifier fallback)")  # fmt: skip
-        return cls(verifier)
+        return cls(verifier, workers)
 
     def cache_config(self) -> dict[str, Any]:
         return {"scorer": self.name, "version": VERSION, "verifier": self.verifier}
@@ -172,15 +220,22 @@ class Verified(Scorer):
         return [Unit(key, sample)]
 
     def load_backend(self, device: str | None = None) -> Any:
-        return fallback_verify if self.verifier == "fallback" else MathVerify()
+        return fallback_verify if self.verifier == "fallback" else CheckPool(self.workers)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
-        rows = [self.one(unit.payload, backend) for unit in units]
+        rows = [self.one(unit.payload, None) for unit in units]  # what needs no math-verify, and what does
+        waiting = [k for k, row in enumerate(rows) if "pair" in row]
+        if waiting:
+            checked = backend.check([rows[k].pop("pair") for k in waiting]) if isinstance(backend, CheckPool) else [
+                backend(*rows[k].pop("pair")) for k in waiting]  # fmt: skip
+            for k, (score, reason) in zip(waiting, checked, strict=True):
+                rows[k] = {"verified": score, "skip_reason": reason}
         if on_progress is not None:
             on_progress(len(units))
         return rows
 
     def one(self, sample: Sample, backend: Any) -> dict[str, Any]:
+        """A row's result; with no ``backend`` a row math-verify must check is ``{"pair": (reference, final)}``."""
         reference = (sample.reference or "").strip()
         if not reference:
             return {"verified": None, "skip_reason": "no_reference"}
@@ -192,8 +247,10 @@ class Verified(Scorer):
         letter = _CHOICE.match(reference)
         if letter:
             return {"verified": choice_verify(letter.group(1), trace.final), "skip_reason": None}
-        if backend is fallback_verify:
+        if self.verifier == "fallback":
             return {"verified": fallback_verify(reference, trace.final), "skip_reason": None}
+        if backend is None:
+            return {"pair": (reference, trace.final)}
         score, reason = backend(reference, trace.final)
         return {"verified": score, "skip_reason": reason}
 
