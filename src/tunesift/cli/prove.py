@@ -88,7 +88,8 @@ def eval_cmd(
         typer.Option(
             help="cpu: AlpacaEval loss, GSM8K reference loss, MMLU 5-shot, BBH answer loss, HumanEval solution "
             "loss; gpu: + GSM8K accuracy (8-shot CoT), BBH exact match (3-shot CoT), HumanEval pass@1 (tests run "
-            "in a sandbox); reasoning: MATH500 and GSM8K reference solutions' loss, AlpacaEval loss; pairwise: two "
+            "in a sandbox); reasoning: MATH500 and GSM8K reference solutions' loss, AlpacaEval loss; reasoning-gpu: + "
+            "MATH500, AIME24 and AMC23 accuracy (replies checked by the verifier); pairwise: two "
             "runs' answers judged in both orders."
         ),
     ] = "cpu",

@@ -297,3 +297,39 @@ def test_advise_races_a_reasoning_pool_on_math500():
     check_settings(config)  # GSM8K's loss is measured by the reasoning suite
     with pytest.raises(ConfigError, match="guard"):
         check_settings(AdviseConfig(pool="p.jsonl", budgets=[0.1], target="math500", guard="mmlu"))
+
+
+def test_reasoning_accuracy_on_hand_written_replies(monkeypatch):
+    """The reasoning-gpu suite's accuracy: the problem in the template with Qwen2.5-Math's instruction as the
+    system prompt, the reply's final answer (after </think>) checked by the verifier: 2 of 3 right by hand."""
+    from tunesift.eval.evaluation import reasoning
+
+    items = reasoning.read_problems(SHARED_DATA / "reasoning", "math500", 3)
+    assert [a for _, a in items] == ["\\left( 3, \\frac{\\pi}{2} \\right)", "p - q", "\\frac{14}{3}"]
+    assert reasoning.read_problems(SHARED_DATA / "reasoning", "amc23", 1)[0][1] == "27"  # a number as its text
+    replies = ["<think>r = 3, theta = pi/2</think> So the point is $\\boxed{(3, \\frac{\\pi}{2})}$.",
+               "The sum is $\\boxed{p + q}$.", "f(-2)+f(-1)+f(0) = \\boxed{\\frac{14}{3}}"]  # fmt: skip
+    seen = {}
+
+    def fake_generate(lm, prompts, max_new_tokens, **kwargs):
+        seen.update(prompts=prompts, max_new_tokens=max_new_tokens)
+        return replies
+
+    monkeypatch.setattr(reasoning, "generate", fake_generate)
+    template = get_template("plain")
+    got = reasoning.accuracy(None, items, template, max_new_tokens=64, verifier="fallback")
+    assert got["items"] == [1, 0, 1] and got["accuracy"] == pytest.approx(2 / 3) and got["verifier"] == "fallback"
+    assert seen["prompts"][0] == template.prompt(items[0][0], "", (), reasoning.SYSTEM) and seen["max_new_tokens"] == 64
+    pytest.importorskip("math_verify")
+    assert reasoning.accuracy(None, items, template, 64, verifier="math-verify")["items"] == [1, 0, 1]
+
+
+def test_the_reasoning_gpu_suite_runs_end_to_end(tiny_lm, tiny_model_dir):
+    from tunesift.eval.evaluation.suite import EvalSettings, evaluate, headline
+
+    settings = EvalSettings(template="plain", n_math500=2, n_gsm8k=2, n_alpaca=2, n_aime24=2, n_amc23=2,
+                            reasoning_max_new_tokens=4, max_length=128)  # fmt: skip
+    results = evaluate(str(tiny_model_dir), "reasoning-gpu", settings, lm=tiny_lm)
+    for metric in ("math500_accuracy", "aime24_accuracy", "amc23_accuracy"):
+        assert results[metric]["n"] == 2 and len(results[metric]["replies"]) == 2
+        assert 0.0 <= headline(results)[metric] <= 1.0

@@ -33,14 +33,24 @@ SUITES: dict[str, tuple[str, ...]] = {
     "target": ("target_loss", "alpaca_eval_loss", "gsm8k_loss"),
     # a reasoning pool's race on a CPU: the reference solutions' loss on MATH500 and GSM8K, and the general one
     "reasoning": ("math500_loss", "gsm8k_loss", "alpaca_eval_loss"),
+    # + accuracy with the verifier, where a GPU can afford to generate long replies
+    "reasoning-gpu": (
+        "math500_loss",
+        "gsm8k_loss",
+        "alpaca_eval_loss",
+        "math500_accuracy",
+        "aime24_accuracy",
+        "amc23_accuracy",
+    ),
 }
 #: The evaluation set each metric reads (a target_loss reads the user's own file).
 METRIC_SETS = {"alpaca_eval_loss": "alpaca_eval", "gsm8k_loss": "gsm8k", "gsm8k_accuracy": "gsm8k", "mmlu": "mmlu",
                "bbh_loss": "bbh", "bbh_accuracy": "bbh", "humaneval_loss": "humaneval",
-               "humaneval_pass1": "humaneval", "math500_loss": "math500"}  # fmt: skip
+               "humaneval_pass1": "humaneval", "math500_loss": "math500", "math500_accuracy": "math500",
+               "aime24_accuracy": "aime24", "amc23_accuracy": "amc23"}  # fmt: skip
 # Lower is better for losses, higher for accuracies: what a table or plot needs to know.
 HIGHER_IS_BETTER = {"target_loss": False, "alpaca_eval_loss": False, "gsm8k_loss": False, "math500_loss": False,
-                    "mmlu": True,
+                    "math500_accuracy": True, "aime24_accuracy": True, "amc23_accuracy": True, "mmlu": True,
                     "bbh_loss": False, "humaneval_loss": False, "gsm8k_accuracy": True, "bbh_accuracy": True,
                     "humaneval_pass1": True}  # fmt: skip
 
@@ -52,6 +62,9 @@ class EvalSettings:
     n_alpaca: int = 200
     n_gsm8k: int = 200
     n_math500: int = 200
+    n_aime24: int = 30
+    n_amc23: int = 40
+    reasoning_max_new_tokens: int = 2048  # a reply's budget in the reasoning-gpu suite
     n_mmlu: int = 300
     n_bbh: int = 135  # 5 a task, taken in turn from the 27
     n_humaneval: int = 164
@@ -66,8 +79,9 @@ class EvalSettings:
     dtype: str = "auto"  # as for scoring: bf16 on a CUDA GPU that has it, else fp32
 
     def __post_init__(self) -> None:
-        whole = ("n_alpaca", "n_gsm8k", "n_math500", "n_mmlu", "n_bbh", "n_humaneval", "mmlu_shots", "mmlu_seed",
-                 "gsm8k_shots", "max_length", "batch_tokens")  # fmt: skip
+        whole = ("n_alpaca", "n_gsm8k", "n_math500", "n_aime24", "n_amc23", "reasoning_max_new_tokens", "n_mmlu",
+                 "n_bbh", "n_humaneval", "mmlu_shots", "mmlu_seed", "gsm8k_shots", "max_length",
+                 "batch_tokens")  # fmt: skip
         for name in (*whole, "n_target"):
             value = getattr(self, name)
             if (value is not None or name != "n_target") and not is_number(value, whole=True):
@@ -105,7 +119,7 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
              device: str | None = None, lm: Any = None) -> dict[str, Any]:  # fmt: skip
     """Every metric of ``suite`` for one model; also written to ``RUN/eval-<suite>.json`` for a run folder."""
     from tunesift.data.templates import get_template
-    from tunesift.eval.evaluation import bbh, humaneval, metrics
+    from tunesift.eval.evaluation import bbh, humaneval, metrics, reasoning
     from tunesift.models.causal_lm import CausalLM
 
     if suite not in SUITES:
@@ -142,6 +156,11 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
         elif metric == "bbh_accuracy":
             items = bbh.read_bbh(folder / "bbh", settings.n_bbh)
             value = bbh.accuracy(lm, items, bbh.cot_prompts(folder / "bbh", items))
+        elif metric in ("math500_accuracy", "aime24_accuracy", "amc23_accuracy"):
+            name = metric.removesuffix("_accuracy")
+            folder_of = set_folder(name, settings.data_dir, "eval.data_dir") / ".." / "reasoning"
+            items = reasoning.read_problems(folder_of, name, getattr(settings, f"n_{name}"))
+            value = reasoning.accuracy(lm, items, template, settings.reasoning_max_new_tokens)
         elif metric == "humaneval_pass1":
             tasks = humaneval.read_humaneval(folder / "humaneval" / "HumanEval.jsonl.gz", settings.n_humaneval)
             value = humaneval.pass1(lm, tasks, timeout=settings.humaneval_timeout)
@@ -162,7 +181,8 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
 
 # The setting that sizes each metric's set: what an error about an empty set names.
 _SIZE_KEY = {"alpaca_eval_loss": "n_alpaca", "gsm8k_loss": "n_gsm8k", "mmlu": "n_mmlu", "gsm8k_accuracy": "n_gsm8k",
-             "math500_loss": "n_math500",
+             "math500_loss": "n_math500", "math500_accuracy": "n_math500", "aime24_accuracy": "n_aime24",
+             "amc23_accuracy": "n_amc23",
              "target_loss": "n_target", "bbh_loss": "n_bbh", "bbh_accuracy": "n_bbh", "humaneval_loss": "n_humaneval",
              "humaneval_pass1": "n_humaneval"}  # fmt: skip
 
@@ -212,7 +232,7 @@ def check_sets(suite: str, settings: EvalSettings, tokenizer: Any, template: Any
         if metric == "mmlu":
             continue  # read_mmlu refuses an empty folder; every question is kept
         read_as = template
-        if metric in ("bbh_accuracy", "humaneval_pass1"):
+        if metric in ("bbh_accuracy", "humaneval_pass1", "math500_accuracy", "aime24_accuracy", "amc23_accuracy"):
             continue  # every item is generated for; an empty set is refused by its reader
         if metric == "alpaca_eval_loss":
             pairs = metrics.read_alpaca_eval(folder / "alpaca_eval_805_gpt4_1106_preview.json", size)
