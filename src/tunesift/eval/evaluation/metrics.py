@@ -11,7 +11,7 @@ import csv
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,39 +35,32 @@ def read_alpaca_eval(path: str | Path, n: int | None = None) -> list[tuple[str, 
     return [(r["instruction"], r["output"]) for r in records[:n]]
 
 
+def read_pairs(path: str | Path, n: int | None, pick: Callable[[dict[str, Any]], tuple[str, str]],
+               what: str) -> list[tuple[str, str]]:  # fmt: skip
+    """The first ``n`` (prompt, reference) pairs ``pick`` takes from the records of a JSONL file; a record without
+    the fields is an error naming the file and line."""
+    from tunesift.data.evalsets import jsonl_records
+
+    pairs: list[tuple[str, str]] = []
+    for number, record in jsonl_records(Path(path)):
+        if n is not None and len(pairs) >= n:
+            break
+        try:
+            pairs.append(pick(record))
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(f"not a {what} record: {err!r}", path=path, record=number) from None
+    return pairs
+
+
 def read_gsm8k(path: str | Path, n: int | None = None) -> list[tuple[str, str]]:
     """(question, reference solution) pairs, the calculator annotations ``<<...>>`` removed."""
-    pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if n is not None and len(pairs) >= n:
-                break
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                pairs.append((record["question"], _CALCULATOR.sub("", record["answer"])))
-            except (json.JSONDecodeError, KeyError) as err:
-                raise InputError(f"not a GSM8K record: {err}", path=path, record=number) from None
-    return pairs
+    return read_pairs(path, n, lambda r: (r["question"], _CALCULATOR.sub("", r["answer"])), "GSM8K")
 
 
 def read_math500(path: str | Path, n: int | None = None) -> list[tuple[str, str]]:
     """(problem, reference solution) pairs of MATH500, in file order: the solution ends in its ``\\boxed{}`` answer,
     the form a reasoning selection should make more likely (METHODS.md §25.8)."""
-    pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if n is not None and len(pairs) >= n:
-                break
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                pairs.append((record["problem"], record["solution"]))
-            except (json.JSONDecodeError, KeyError) as err:
-                raise InputError(f"not a MATH500 record: {err}", path=path, record=number) from None
-    return pairs
+    return read_pairs(path, n, lambda r: (r["problem"], r["solution"]), "MATH500")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ and reported (``undecided``). A CPU ranks proxies by the reference solutions' lo
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from tunesift.data.schemas import split_trace
-from tunesift.errors import InputError
 from tunesift.models.generate import generate
 
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -28,22 +26,15 @@ SETS = {"math500": ("math500.jsonl", "problem", "answer"), "aime24": ("aime24.js
 def read_problems(folder: str | Path, name: str, n: int | None = None) -> list[tuple[str, str]]:
     """(problem, reference answer) pairs of a reasoning set in ``folder`` (``reasoning/``), in file order; a number
     (AMC's 27.0) as its text."""
+    from tunesift.eval.evaluation.metrics import read_pairs
+
     file, problem, answer = SETS[name]
-    pairs: list[tuple[str, str]] = []
-    path = Path(folder) / file
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle):
-            if n is not None and len(pairs) >= n:
-                break
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                value = record[answer]
-                pairs.append((record[problem], value if isinstance(value, str) else f"{value:g}"))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise InputError(f"not a {name} record: {err}", path=path, record=number) from None
-    return pairs
+
+    def pick(record: dict[str, Any]) -> tuple[str, str]:
+        value = record[answer]
+        return record[problem], value if isinstance(value, str) else f"{value:g}"
+
+    return read_pairs(Path(folder) / file, n, pick, name)
 
 
 def accuracy(lm: Any, items: Sequence[tuple[str, str]], template: Any, max_new_tokens: int = 2048,
