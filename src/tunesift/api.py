@@ -298,7 +298,8 @@ def run_recipe(
         recipe = load_recipe(recipe)
     recipe_files(recipe, getattr(data, "path", data), out, scores_out=scores_out, out_format=out_format,
                  score_options=score_options).check()  # fmt: skip
-    pool = as_pool(data)
+    pool = data if isinstance(data, Pool) or recipe.fields is None else read_pool(data, fields=recipe.fields)
+    pool = as_pool(pool)
     run = execute(recipe, pool, budget, score_options=score_options, select_options=select_options,
                   store_dir=store_dir, device=device, executor=executor, progress=progress)  # fmt: skip
     if scores_out is not None:

@@ -117,3 +117,25 @@ def test_a_records_reference_field_is_its_reference_in_every_schema():
     assert record_to_sample({"instruction": "x", "output": "y"}, 0, "p.json").reference is None
     with pytest.raises(InputError, match="field 'reference': expected a string"):
         record_to_sample({**alpaca, "reference": ["4"]}, 0, "p.json")
+
+
+def test_a_recipe_names_the_pools_fields(tmp_path, store_dir):
+    """Issue 44: --fields on the command line, in a recipe (fields:) and in the Python API alike."""
+    from tunesift import api
+
+    source = [json.loads(line) for line in (REASONING / "math_cot_100.jsonl").open()][:8]
+    data = tmp_path / "traces.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in source))
+    recipe = tmp_path / "longest-trace.yaml"
+    recipe.write_text("fields: instruction=question,thinking=code[0],output=answer\nsteps:\n"
+                      "  - select: {method: longest}\n")  # fmt: skip
+    out = tmp_path / "picked.jsonl"
+    result = runner.invoke(app, ["run", "recipe", str(recipe), str(data), "--count", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    by_hand = sorted(source, key=lambda r: -len(f"<think>\n{r['code'][0]}\n</think>\n\n{r['answer']}"))[:3]
+    assert [json.loads(line)["idx"] for line in out.read_text().splitlines()] == [r["idx"] for r in by_hand]
+    run = api.run_recipe(api.load_recipe(recipe), data, tmp_path / "api.jsonl", api.Budget(count=3))
+    assert run.selection.indices == [source.index(r) for r in by_hand]
+    recipe.write_text("fields: instruction=question\nsteps:\n  - select: {method: longest}\n")
+    with pytest.raises(InputError, match="field 'fields': map at least instruction"):
+        api.load_recipe(recipe)

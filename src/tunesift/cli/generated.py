@@ -133,7 +133,8 @@ def run_with_recipe(method: str, kw: dict[str, Any], score_options: dict[str, An
         check_out_format(kw.get("out_format"))
         files = api.recipe_files(recipe, kw["data"], kw["out"], scores_out=kw["scores_out"],
                                  out_format=kw.get("out_format"), score_options=score_options).check()  # fmt: skip
-        pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"], fields=kw["fields"])
+        fields = kw["fields"] if kw["fields"] is not None else recipe.fields  # the command line's, else the recipe's
+        pool = api.read_pool(kw["data"], fmt=kw["format"], on_error=kw["on_error"], fields=fields)
         probe([written[0] for _, _, written in files.writes])
         executor = executor_for(kw, recipe.executor)
         result = api.run_recipe(recipe, pool, kw["out"], budget, scores_out=kw["scores_out"],

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunesift.data.schemas import FieldMap
 from tunesift.errors import ConfigError, InputError
 from tunesift.options import Option
 from tunesift.scorers import check_options, check_words, column_kind, columns_of, discover
@@ -69,6 +70,7 @@ class Recipe:
     source: str = ""
     keep_all: bool = False  # with no budget from the user, keep every candidate (AlpaGasus keeps all >= 4.5)
     executor: dict[str, Any] | None = None  # where it runs unless the user says: {name: ray, actors: 2, ...}
+    fields: FieldMap | None = None  # the pool's columns (a recipe for a reasoning pool in columns of its own)
 
     @property
     def scorer(self) -> str | None:
@@ -188,10 +190,14 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
 
     if not isinstance(raw, dict):
         raise bad("a recipe is a mapping with name, description, score and steps")
-    unknown = set(raw) - {"name", "description", "budget", "score", "steps", "executor"}
+    unknown = set(raw) - {"name", "description", "budget", "score", "steps", "executor", "fields"}
     if unknown:
         raise bad(f"unknown key(s) {sorted(unknown)}", sorted(unknown)[0])
     name = raw.get("name") or Path(source).stem
+    try:  # which column holds which part, for a pool in columns of its own (the command line's --fields wins)
+        fields = FieldMap.parse(raw.get("fields"))
+    except ConfigError as err:
+        raise bad(err.message, "fields") from None
     score = dict(raw.get("score") or {})
     scorer = score.get("scorer")
     if score and scorer not in discover():
@@ -318,4 +324,5 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
             value = executor.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
                 raise bad(f"expected {' or '.join(k.__name__ for k in kind)}, got {value!r}", f"executor.{key}")
-    return Recipe(name, str(raw.get("description", "")), tuple(checked), score, budget, source, keep_all, executor)
+    return Recipe(name, str(raw.get("description", "")), tuple(checked), score, budget, source, keep_all, executor,
+                  fields)  # fmt: skip
