@@ -34,7 +34,8 @@ def _verified(verifier: str, output: str, reference: str | None) -> dict:
     [("0.5", "...answer is $\\boxed{\\frac{1}{2}}$.", 1.0), ("$2$", "$\\boxed{3}$", 0.0),
      ("$\\{1,2,3\\}$", "$\\boxed{3,2,1}$", 1.0), ("$\\sqrt{8}$", "$\\boxed{2\\sqrt{2}}$", 1.0),
      ("Show that the sum is even.", "$\\boxed{4}$", None), ("7\\pi", "so \\(\\boxed{7\\pi}\\).", 1.0),
-     ("B", "The answer is (B).", 1.0), ("B", "so $\\boxed{C}$", 0.0), ("42", "no box, no answer here", 0.0)],
+     ("B", "The answer is (B).", 1.0), ("B", "so $\\boxed{C}$", 0.0), ("42", "no box, no answer here", 0.0),
+     ("72", "48 + 24 = 72\n#### 72", 1.0), ("42", "so \\boxed{\\frac{84}{2}}", 1.0)],
 )  # fmt: skip
 def test_the_worked_examples_with_math_verify(reference, final, expected):
     """§25.7's verified examples (math-verify 0.9.0), a bare MATH answer, multiple choice and a missing answer."""
@@ -50,6 +51,8 @@ def test_the_fallback_by_hand():
     assert fallback_verify("48^\\circ", "\\boxed{48}") == 1.0 and fallback_verify("25\\%", "\\boxed{25}") == 1.0
     assert fallback_verify("3", "\\boxed{4}") == 0.0 and fallback_verify("3", "3 without a box") == 0.0
     assert choice_verify("A", "The final answer is A") == 1.0 and choice_verify("A", "nothing") == 0.0
+    assert _verified("fallback", "48 + 24 = 72\n#### 72", "72")["verified"] == 1.0  # GSM8K's form
+    assert fallback_verify("42", "\\boxed{\\frac{84}{2}}") == 1.0
 
 
 @pytest.mark.parametrize(
@@ -141,3 +144,22 @@ def test_length_by_a_models_tokenizer_equals_one_text_at_a_time(tiny_model_dir):
         assert row["length"] == len(tok.encode(record["code"][0].strip(), add_special_tokens=False))
         assert row["length_total"] == len(tok.encode(f"Solve it.\n{sample.output}", add_special_tokens=False))
     assert scorer.cache_config()["tokenizer"] != "whitespace"
+
+
+def test_the_report_says_what_a_training_length_cuts(tmp_path, store_dir):
+    records = [json.loads(line) for line in TRACES.read_text().splitlines()][:10]
+    data = tmp_path / "traces.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    args = ["--fields", "instruction=question,thinking=code[0],output=answer", "--tokenizer", "whitespace",
+            "--training-length", "300"]  # fmt: skip
+    assert runner.invoke(app, ["run", "length", str(data), *args, "--count", "4", "--out", str(tmp_path / "s.jsonl"),
+                               "--scores-out", str(tmp_path / "scores.jsonl")]).exit_code == 0  # fmt: skip
+    share = json.loads((tmp_path / "s.manifest.json").read_text())["truncated_frac"]
+    result = runner.invoke(app, ["report", str(data), "--fields", args[1], "--scores",
+                                 str(tmp_path / "scores.jsonl"), "--selection", str(tmp_path / "s.jsonl"), "--format",
+                                 "md", "--no-map", "--out", str(tmp_path / "r.md")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        f"s: {share:.0%} of the selected samples are longer than the training length of 300 tokens"
+        in (tmp_path / "r.md").read_text()
+    )

@@ -366,6 +366,7 @@ def report_cmd(
             "installed, PCA beyond), tsne, umap or pca."
         ),
     ] = "auto",
+    fields: FieldsOpt = None,
     store: StoreOpt = None,
     against: Annotated[
         list[str] | None,
@@ -387,7 +388,8 @@ def report_cmd(
         Files().read_all({"pool": data, "scores": scores, "selection": selection, "--against": against_files}).write(
             "out", out, "report" if format == "html" else "file"
         ).check()
-        make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer, pool_map=pool_map,
+        make_report(data, scores, selection or [], out=out, fmt=format, tokenizer=tokenizer, fields=fields,
+                    pool_map=pool_map,
                     store_dir=store, against=against or [], projection=projection)  # fmt: skip
     except TunesiftError as err:
         fail(err)

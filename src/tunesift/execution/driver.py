@@ -194,10 +194,10 @@ def score_pool(
     executor = default_executor(executor, None)
     stages = method.stages()
     results = []
-    scored = [s for s in valid_samples(pool) if not _empty_response(s)] if method.needs_response else None
 
     def samples() -> Iterable[Sample]:
-        return scored if scored is not None else valid_samples(pool)
+        """The samples to score, streamed from the pool for each stage (never all in memory at once)."""
+        return (s for s in valid_samples(pool) if not (method.needs_response and _empty_response(s)))
 
     for stage in stages:
         units = (unit for sample in samples() for unit in stage.units(sample))

@@ -55,7 +55,8 @@ def load_selection(path: str | Path, pool: Pool, label: str | None = None):
         meta = json.loads(manifest.read_text(encoding="utf-8"))
         indices = meta.get("selected_indices")
         if indices is not None and meta.get("counts", {}).get("pool") == len(pool):
-            return SelectionSet(label, list(indices), meta.get("score_field"))
+            cut = {k: meta[k] for k in ("truncated_frac", "training_length") if k in meta} or None
+            return SelectionSet(label, list(indices), meta.get("score_field"), cut)
     subset = read_pool(path)
     where: dict[str, deque[int]] = defaultdict(deque)
     for sample in pool.samples:
@@ -115,6 +116,7 @@ def make_report(
     out: str | Path = "report.html",
     fmt: str = "html",
     tokenizer: str | None = None,
+    fields: Any = None,
     count_tokens: Callable[[str], int] | None = None,
     pool_map: bool | None = None,
     store_dir: str | Path | None = None,
@@ -145,7 +147,7 @@ def make_report(
         from tunesift.report.map import check_projection
 
         check_projection(projection)
-    pool = data if isinstance(data, Pool) else read_pool(data)
+    pool = data if isinstance(data, Pool) else read_pool(data, fields=fields)
     columns = [score_column(p, pool) for p in scores]
     chosen = [load_selection(p, pool) for p in selections]
     if count_tokens is None:
@@ -158,6 +160,8 @@ def make_report(
     stats["tokenizer"] = token_name
     if against:
         stats["contamination"] = contamination(pool, chosen, [str(a) for a in against])
+    if any(c.truncation for c in chosen):
+        stats["truncation"] = [{"label": c.label, **c.truncation} for c in chosen if c.truncation]
     if pool_map is None:
         import importlib.util
 

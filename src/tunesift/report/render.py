@@ -56,7 +56,10 @@ _HTML = """<!DOCTYPE html>
 <td>{{ fmt(g.response_tokens.median) }}</td><td>{{ fmt(g.response_chars.median) }}</td>
 <td>{{ pct(g.share_with_input) }}</td><td>{{ pct(g.share_calculation) }}</td></tr>{% endfor %}
 </table>
-<p class="note">Calculation: {{ definitions.calculation }}.</p></section>
+<p class="note">Calculation: {{ definitions.calculation }}.</p>
+{% for t in truncation %}<p>{{ t.label }}: {{ pct(t.truncated_frac) }} of the selected samples are longer than the
+training length of {{ t.training_length }} tokens (a trainer at that length learns their beginnings only).</p>
+{% endfor %}</section>
 {% if contamination %}<section id="contamination"><h2>Contamination</h2>
 <p>Against {{ contamination.against | join(', ') }} ({{ contamination.mode }}, n = {{ contamination.n }}):
 {{ contamination.pool }} pool samples hold an evaluation item.</p>
@@ -220,6 +223,9 @@ def render_markdown(stats: dict[str, Any], tokenizer: str) -> str:
             f"{_fmt(g['response_tokens']['median'])} | {_pct(g['share_with_input'])} | {_pct(g['share_calculation'])} |"
         )
     lines += ["", f"Tokens counted with {tokenizer}. Calculation: {data['definitions']['calculation']}.", ""]
+    for t in data.get("truncation", []):
+        lines += [f"{t['label']}: {_pct(t['truncated_frac'])} of the selected samples are longer than the training "
+                  f"length of {t['training_length']} tokens.", ""]  # fmt: skip
     found = data.get("contamination")
     if found:
         lines += [f"Contamination against {', '.join(found['against'])}: {found['pool']} pool samples hold an "

@@ -59,6 +59,9 @@ class SelectionSet:
     label: str
     indices: Sequence[int]
     score_field: str | None = None
+    #: From the subset's manifest, where its scores counted tokens (``length``): the share longer than the
+    #: training length, and that length.
+    truncation: dict[str, Any] | None = None
 
 
 def _summary(values: Sequence[float]) -> dict[str, float | None]:

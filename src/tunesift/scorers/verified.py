@@ -6,7 +6,8 @@ column holds, is tried as ``$reference$`` first, since ``parse`` alone reads ``7
 result that is only the input text back parsed nothing),
 ``pred = parse(final)`` with Open-R1's LaTeX extraction that prefers the last ``\\boxed{}`` (nothing: 0.0),
 ``score = float(verify(gold, pred))``; math-verify's own 5 s timeouts end a row as None ("timeout"), never as 0.0.
-A reference of one letter A-J is multiple choice: the last standalone letter in a ``\\boxed{}`` or after "answer".
+A final answer in GSM8K's form (``#### 72``, no ``\\boxed{}``) is read as its number. A reference of one letter
+A-J is multiple choice: the last standalone letter in a ``\\boxed{}`` or after "answer".
 Without math-verify, the fallback compares the last ``\\boxed{}`` with the reference after normalisation (spaces,
 ``\\left``/``\\right``, ``dfrac``, and units: ``\\text{...}``, degrees, ``\\%``, ``\\$``), numerically to 1e-6
 where both are numbers or ``a/b``. The configuration names the verifier that ran (part of the cache key).
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunesift.data.sample import Sample
-from tunesift.data.schemas import last_boxed, split_trace
+from tunesift.data.schemas import gsm8k_answer, last_boxed, split_trace
 from tunesift.errors import ConfigError
 from tunesift.options import Option
 from tunesift.scorers.base import Progress, Scorer, Unit
@@ -247,11 +248,14 @@ class Verified(Scorer):
         letter = _CHOICE.match(reference)
         if letter:
             return {"verified": choice_verify(letter.group(1), trace.final), "skip_reason": None}
+        final = trace.final
+        if last_boxed(final) is None and gsm8k_answer(final) is not None:  # GSM8K's form: "... #### 72"
+            final = f"$\\boxed{{{gsm8k_answer(final)}}}$"
         if self.verifier == "fallback":
-            return {"verified": fallback_verify(reference, trace.final), "skip_reason": None}
+            return {"verified": fallback_verify(reference, final), "skip_reason": None}
         if backend is None:
-            return {"pair": (reference, trace.final)}
-        score, reason = backend(reference, trace.final)
+            return {"pair": (reference, final)}
+        score, reason = backend(reference, final)
         return {"verified": score, "skip_reason": reason}
 
     def describe(self) -> str:
