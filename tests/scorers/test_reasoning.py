@@ -160,6 +160,6 @@ def test_the_report_says_what_a_training_length_cuts(tmp_path, store_dir):
                                  "md", "--no-map", "--out", str(tmp_path / "r.md")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (
-        f"s: {share:.0%} of the selected samples are longer than the training length of 300 tokens"
+        f"s: {100 * share:.1f} % of the selected samples are longer than the training length of 300 tokens"
         in (tmp_path / "r.md").read_text()
     )
