@@ -146,7 +146,8 @@ def test_every_builtin_recipe_has_a_run_test():
         "distill",
         "distill-threshold",
         "verified",
-    }  # distill, distill-threshold: test_distill; verified: tests/scorers/test_reasoning;
+        "length",
+    }  # distill, distill-threshold: test_distill; verified, length: tests/scorers/test_reasoning;
     # alpagasus: test_judge; instructmining: test_indicators; deita: test_deita; dq: test_dq; self-curation:
     # test_self_curation; nuggets: test_nuggets; instag: test_instag; mods: test_mods; rds, embed, bm25: their tests;
     # mig: tests/selectors/test_mig; qdit: tests/selectors/test_qdit; lang, pii: tests/scorers/test_lang_pii
