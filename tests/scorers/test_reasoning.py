@@ -20,6 +20,14 @@ TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "reaso
 runner = CliRunner()
 
 
+def _traces(tmp_path: Path, n: int) -> tuple[list[dict], Path]:
+    """The first ``n`` records of math_cot_100 as a pool file of their own."""
+    records = [json.loads(line) for line in TRACES.read_text().splitlines()][:n]
+    data = tmp_path / "traces.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records, data
+
+
 def _sample(output: str, reference: str | None, index: int = 0) -> Sample:
     return Sample(index, (Turn("Solve it.", output),), reference=reference)
 
@@ -87,9 +95,7 @@ def test_the_grader_of_real_traces_is_reproduced():
 
 
 def test_verified_through_the_cli_keeps_the_correct_traces(tmp_path, store_dir):
-    source = [json.loads(line) for line in TRACES.read_text().splitlines()][:10]
-    data = tmp_path / "traces.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in source))
+    source, data = _traces(tmp_path, 10)
     out = tmp_path / "correct.jsonl"
     result = runner.invoke(app, ["run", "verified", str(data), "--fields", "instruction=question,output=code[1],"
                                  "reference=answer", "--verifier", "fallback", "--out", str(out)])  # fmt: skip
@@ -115,9 +121,7 @@ def test_length_counts_the_thinking():
 
 
 def test_length_selects_the_longest_traces_and_says_what_a_training_length_cuts(tmp_path, store_dir):
-    records = [json.loads(line) for line in TRACES.read_text().splitlines()][:20]
-    data = tmp_path / "traces.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    records, data = _traces(tmp_path, 20)
     out = tmp_path / "long.jsonl"
     result = runner.invoke(app, ["run", "length", str(data), "--fields", "instruction=question,thinking=code[0],"
                                  "output=answer", "--tokenizer", "whitespace", "--training-length", "300", "--count",
@@ -147,9 +151,7 @@ def test_length_by_a_models_tokenizer_equals_one_text_at_a_time(tiny_model_dir):
 
 
 def test_the_report_says_what_a_training_length_cuts(tmp_path, store_dir):
-    records = [json.loads(line) for line in TRACES.read_text().splitlines()][:10]
-    data = tmp_path / "traces.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    _, data = _traces(tmp_path, 10)
     args = ["--fields", "instruction=question,thinking=code[0],output=answer", "--tokenizer", "whitespace",
             "--training-length", "300"]  # fmt: skip
     assert runner.invoke(app, ["run", "length", str(data), *args, "--count", "4", "--out", str(tmp_path / "s.jsonl"),
