@@ -165,3 +165,18 @@ def test_the_report_says_what_a_training_length_cuts(tmp_path, store_dir):
         f"s: {100 * share:.1f} % of the selected samples are longer than the training length of 300 tokens"
         in (tmp_path / "r.md").read_text()
     )
+
+
+def test_a_verifier_error_is_null_with_its_reason_never_zero():
+    pytest.importorskip("math_verify")
+    from tunesift.scorers.verified import MathVerify
+
+    check = MathVerify()
+
+    def broken(*args, **kwargs):
+        raise ValueError("sympy gave up")
+
+    check.verify = broken
+    assert check("4", "\\boxed{4}") == (None, "verifier_error: ValueError: sympy gave up")
+    check.parse = broken  # the reference itself cannot be parsed: no gold
+    assert check("4", "\\boxed{4}") == (None, "no_gold")

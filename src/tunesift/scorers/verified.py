@@ -114,25 +114,20 @@ class MathVerify:
             )
         except self.timeout:
             return None, "timeout"
-        except Exception:  # math-verify's own parse errors: the reference cannot be read
+        except Exception:  # math-verify raises whatever its parsers raise: the reference cannot be read
             gold = []
         if not gold:
             return None, "no_gold"
         try:
             pred = self.parse(final, extraction_config=self.pred_config, extraction_mode="first_match",
                               raise_on_error=True)  # fmt: skip
-        except self.timeout:
-            return None, "timeout"
-        except Exception:
-            return 0.0, None
-        if not _expression(pred):
-            return 0.0, None
-        try:
+            if not _expression(pred):
+                return 0.0, None  # no answer to read: a wrong one (§25.2)
             return float(self.verify(gold, pred, raise_on_error=True)), None
         except self.timeout:
             return None, "timeout"
-        except Exception:
-            return 0.0, None
+        except Exception as err:  # the verifier broke on this answer: no verdict, never a default 0.0
+            return None, f"verifier_error: {type(err).__name__}: {err}"[:200]
 
 
 _CHECKER: MathVerify | None = None
