@@ -244,7 +244,7 @@ def write_subset(
         "skipped_by_reason": table.skipped(),
         "skipped": [{"index": row["index"], "reason": row["skip_reason"]} for row in table.rows if row["skip_reason"]],
         "selected_score_range": [min(values), max(values)] if values and table.score_field in table.columns else None,
-        **truncated_frac(table, selection.indices),
+        **subset_facts(table, selection.indices),
         "steps": list(selection.steps),
         **({"why_empty": selection.why_empty} if selection.why_empty else {}),
         **({"why_short": selection.why_short} if selection.why_short else {}),
@@ -260,15 +260,13 @@ def write_subset(
     return target
 
 
-def truncated_frac(table: ScoreTable, indices: list[int]) -> dict[str, Any]:
-    """Where the scores count each sample's trained tokens (``length``): the share of the selected samples longer
-    than the training length in use (METHODS.md §25.1), for the manifest; nothing otherwise."""
-    limit = table.config.get("training_length")
-    if "length_total" not in table.columns or not limit:
-        return {}
-    totals = [t for i in indices if (t := table.rows[i].get("length_total")) is not None]
-    share = sum(t > limit for t in totals) / len(totals) if totals else None
-    return {"truncated_frac": share, "training_length": limit}
+def subset_facts(table: ScoreTable, indices: list[int]) -> dict[str, Any]:
+    """What the method that made ``table`` says of a subset of it, for the manifest (:meth:`Method.subset_facts`)."""
+    from tunesift.scorers import discover
+
+    name = table.config.get("method") or table.config.get("scorer")
+    method = discover().get(name) if isinstance(name, str) else None
+    return method.subset_facts(table.config, table.rows, indices) if method is not None else {}
 
 
 def write_deduped(path: str | Path, pool: Pool, result: Any, redact: bool = False) -> Path:

@@ -101,6 +101,13 @@ class Method:
         return cls.column_kinds.get(column, "number")
 
     @classmethod
+    def subset_facts(cls, config: dict[str, Any], rows: Sequence[dict[str, Any]], indices: Sequence[int]) -> dict[
+            str, Any]:  # fmt: skip
+        """What a subset's manifest adds about the rows at ``indices`` of a table this method made with ``config``
+        (``length``: the share the training length cuts); nothing by default."""
+        return {}
+
+    @classmethod
     def column_values(cls, column: str) -> frozenset[str] | None:
         """Every value a text column can hold, where the method knows them (langid's codes); None otherwise."""
         return None

@@ -80,6 +80,15 @@ class Length(Scorer):
     def table_config(self) -> dict[str, Any]:
         return {**self.cache_config(), "tokenizer_name": self.tokenizer, "training_length": self.training_length}
 
+    @classmethod
+    def subset_facts(cls, config: dict[str, Any], rows: Sequence[dict[str, Any]], indices: Sequence[int]) -> dict[
+            str, Any]:  # fmt: skip
+        """The share of the subset longer than the training length in use (METHODS.md §25.1), and that length."""
+        limit = config.get("training_length")
+        totals = [t for i in indices if (t := rows[i].get("length_total")) is not None]
+        share = sum(t > limit for t in totals) / len(totals) if totals and limit else None
+        return {"truncated_frac": share, "training_length": limit}
+
     def load_backend(self, device: str | None = None) -> Any:
         if self.tokenizer == WHITESPACE:
             return WhitespaceTokens()
