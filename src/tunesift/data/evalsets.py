@@ -118,6 +118,11 @@ def missing_message(name: str, looked: list[tuple[str, Path]]) -> str:
     )
 
 
+def set_file(name: str, data_dir: str | Path | None = None, option: str = "against") -> Path:
+    """The (first) file of the evaluation set ``name`` where :func:`set_folder` finds it."""
+    return Path(os.path.normpath(set_folder(name, data_dir, option) / SOURCES[name].files[0]))
+
+
 def eval_dir(data_dir: str | Path | None = None) -> Path:
     """The evaluation folder a suite reads every set from: the first place that holds any set, else the first
     place looked (and :func:`set_folder` then names what is missing)."""
@@ -207,19 +212,17 @@ def _pairwise(name: str) -> object:
     return read
 
 
-def _reasoning(name: str, file: str, text: str, key: str) -> object:
+def _reasoning(name: str, text: str, key: str) -> object:
     def read(folder: Path) -> Iterator[EvalItem]:
-        for number, record in jsonl_records(folder / ".." / "reasoning" / file):
+        for number, record in jsonl_records(folder / SOURCES[name].files[0]):
             yield EvalItem(name, str(record.get(key, number)), record[text])
 
     return read
 
 
-REASONING = {"math500": _reasoning("math500", "math500.jsonl", "problem", "unique_id"),
-             "aime24": _reasoning("aime24", "aime24.jsonl", "problem", "id"),
-             "amc23": _reasoning("amc23", "amc23.jsonl", "problem", "id"),
-             "minerva": _reasoning("minerva", "minerva_math.jsonl", "problem", "idx"),
-             "olympiadbench": _reasoning("olympiadbench", "olympiadbench.jsonl", "question", "id")}  # fmt: skip
+REASONING = {"math500": _reasoning("math500", "problem", "unique_id"), "aime24": _reasoning("aime24", "problem", "id"),
+             "amc23": _reasoning("amc23", "problem", "id"), "minerva": _reasoning("minerva", "problem", "idx"),
+             "olympiadbench": _reasoning("olympiadbench", "question", "id")}  # fmt: skip
 
 READERS = {"gsm8k": _gsm8k, "alpaca_eval": _alpaca_eval, "mmlu": _mmlu, "bbh": _bbh, "humaneval": _humaneval,
            "mt_bench": _mt_bench, **{name: _pairwise(name) for name in PAIRWISE}, **REASONING}  # fmt: skip

@@ -18,17 +18,18 @@ from tunesift.data.schemas import split_trace
 from tunesift.models.generate import generate
 
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
-#: Each set's file under ``reasoning/``, and its problem and answer fields.
-SETS = {"math500": ("math500.jsonl", "problem", "answer"), "aime24": ("aime24.jsonl", "problem", "answer"),
-        "amc23": ("amc23.jsonl", "problem", "answer")}  # fmt: skip
+#: Each set's problem and answer fields (its file: tunesift.data.evalsets.SOURCES).
+SETS = {"math500": ("problem", "answer"), "aime24": ("problem", "answer"), "amc23": ("problem", "answer")}
 
 
 def read_problems(folder: str | Path, name: str, n: int | None = None) -> list[tuple[str, str]]:
     """(problem, reference answer) pairs of a reasoning set in ``folder`` (``reasoning/``), in file order; a number
     (AMC's 27.0) as its text."""
+    from tunesift.data.evalsets import SOURCES
     from tunesift.eval.evaluation.metrics import read_pairs
 
-    file, problem, answer = SETS[name]
+    problem, answer = SETS[name]
+    file = Path(SOURCES[name].files[0]).name
 
     def pick(record: dict[str, Any]) -> tuple[str, str]:
         value = record[answer]

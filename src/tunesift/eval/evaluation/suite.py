@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesift.atomic import atomic_open
-from tunesift.data.evalsets import eval_dir, holds, missing_message, places, set_folder  # where the sets live
+from tunesift.data.evalsets import SOURCES, eval_dir, holds, missing_message, places, set_file  # where sets live
 from tunesift.errors import ConfigError
 from tunesift.options import is_number
 
@@ -143,8 +143,7 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
             pairs = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", settings.n_gsm8k)
             value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.batch_tokens)
         elif metric == "math500_loss":
-            pairs = metrics.read_math500(set_folder("math500", settings.data_dir, "eval.data_dir") / ".." /
-                                         "reasoning" / "math500.jsonl", settings.n_math500)  # fmt: skip
+            pairs = metrics.read_math500(set_file("math500", settings.data_dir, "eval.data_dir"), settings.n_math500)
             value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.batch_tokens)
         elif metric == "mmlu":
             items, dev = metrics.read_mmlu(folder / "mmlu", settings.n_mmlu, settings.mmlu_seed)
@@ -158,8 +157,8 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
             value = bbh.accuracy(lm, items, bbh.cot_prompts(folder / "bbh", items))
         elif metric in ("math500_accuracy", "aime24_accuracy", "amc23_accuracy"):
             name = metric.removesuffix("_accuracy")
-            folder_of = set_folder(name, settings.data_dir, "eval.data_dir") / ".." / "reasoning"
-            items = reasoning.read_problems(folder_of, name, getattr(settings, f"n_{name}"))
+            path = set_file(name, settings.data_dir, "eval.data_dir")
+            items = reasoning.read_problems(path.parent, name, getattr(settings, f"n_{name}"))
             value = reasoning.accuracy(lm, items, template, settings.reasoning_max_new_tokens)
         elif metric == "humaneval_pass1":
             tasks = humaneval.read_humaneval(folder / "humaneval" / "HumanEval.jsonl.gz", settings.n_humaneval)
@@ -241,7 +240,7 @@ def check_sets(suite: str, settings: EvalSettings, tokenizer: Any, template: Any
         elif metric in ("bbh_loss", "humaneval_loss"):
             pairs, read_as = loss_inputs(metric, settings, template)
         elif metric == "math500_loss":
-            pairs = metrics.read_math500(folder / ".." / "reasoning" / "math500.jsonl", size)
+            pairs = metrics.read_math500(folder / SOURCES["math500"].files[0], size)
         else:
             pairs = metrics.read_gsm8k(folder / "gsm8k_test.jsonl", size)
         if metric == "gsm8k_accuracy":
