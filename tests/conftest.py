@@ -12,6 +12,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TUNESIFT_SHARED_DATA") or ROOT.parent / "shared" / "data")
 ALPACA_9K = SHARED_DATA / "instruct" / "alpaca_random_9k.json"
+# Nothing in the tests touches the network: a set or model missing from a cache is an error at once, not a timeout.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def pytest_configure(config):

@@ -39,6 +39,15 @@ from tunesift.atomic import atomic_open
 from tunesift.errors import StorageError
 
 
+def cache_root() -> Path:
+    """Where tunesift keeps what it computed or fetched: ``$TUNESIFT_CACHE``, else ``$XDG_CACHE_HOME/tunesift``,
+    else ``~/.cache/tunesift``."""
+    if env := os.environ.get("TUNESIFT_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tunesift"
+
+
 def is_result(row: dict[str, Any]) -> bool:
     """Whether a unit's row is a result the store may keep. Anything that stands in place of a value is not:
     an exception (``error``), a transient failure (``transient``), or a ``skip_reason`` of any kind (a request

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunesift.data.evalhub import HUB
 from tunesift.data.sample import Sample, Turn
 from tunesift.errors import ConfigError, InputError, TunesiftError
 
@@ -97,24 +98,63 @@ def holds(folder: Path, name: str) -> bool:
 
 
 def set_folder(name: str, data_dir: str | Path | None = None, option: str = "against") -> Path:
-    """The first place (:func:`places`) holding every file of the evaluation set ``name``; else one
-    :class:`ConfigError` naming the set, every place looked and where to get the set."""
+    """The first place (:func:`places`) holding every file of the evaluation set ``name``; else, unless the user
+    named a folder, the set from the Hugging Face Hub (its cache, then a download); else one :class:`ConfigError`
+    naming the set, every place looked, why the Hub did not give it, and the command that fetches it."""
     looked = places(data_dir)
     for _, folder in looked:
         if holds(folder, name):
             return folder
-    raise ConfigError(option, missing_message(name, looked))
+    if data_dir is not None or name not in HUB:
+        raise ConfigError(option, missing_message(name, looked))
+    return from_hub(name, option, looked)
 
 
-def missing_message(name: str, looked: list[tuple[str, Path]]) -> str:
+def from_hub(name: str, option: str = "against", looked: list[tuple[str, Path]] | None = None,
+             download: bool | None = None) -> Path:  # fmt: skip
+    """The eval folder of the set ``name`` laid out from its pinned Hub files: already laid out, else from the
+    Hugging Face cache, else downloaded (``download``: unless ``HF_HUB_OFFLINE`` is set)."""
+    from tunesift import hub
+    from tunesift.data.evalhub import fetch, lay_out, pulled_root
+
+    folder = pulled_root(name) / "eval"
+    if holds(folder, name):
+        return folder
+
+    def count(folder: Path) -> int:
+        return sum(1 for _ in READERS[name](folder))
+
+    try:
+        return lay_out(name, fetch(name, download=False), count)
+    except ConfigError as cached:
+        why = cached.message
+    if download is None:
+        download = not hub.offline()
+    if download:
+        try:
+            return lay_out(name, fetch(name, download=True), count)
+        except ConfigError as err:
+            why = err.message
+    else:
+        why += "; HF_HUB_OFFLINE is set, so nothing was downloaded"
+    raise ConfigError(option, missing_message(name, places() if looked is None else looked, why))
+
+
+def missing_message(name: str, looked: list[tuple[str, Path]], hub_why: str | None = None) -> str:
     source = SOURCES[name]
     where = "; ".join(f"{label} {folder}" for label, folder in looked)
     needs = ", ".join(f[3:] if f.startswith("../") else f"eval/{f}" for f in source.files)
     unset = "" if os.environ.get(DATA_DIR_ENV) or looked[0][0] == "--data-dir" else f"; ${DATA_DIR_ENV} is unset"
+    if name in HUB and looked[0][0] != "--data-dir":
+        hub_part = f"; the Hub ({HUB[name].describe()}): {hub_why}" if hub_why else ""
+        fetch = f"Run 'tunesift data pull {name}' with network access (or get it from {source.origin})"
+    else:
+        hub_part = ""
+        fetch = f"Get it from {source.origin}" + ("" if name in HUB else " (no Hub source is pinned for it)")
     return (
-        f"evaluation set {name!r} not found (needs {needs}): looked in {where}"
-        f"{unset}. Get it from {source.origin} (licence: {source.licence}) into FOLDER as named and give --data-dir "
-        f"FOLDER or set {DATA_DIR_ENV}=FOLDER; 'tunesift data list' shows every set"
+        f"evaluation set {name!r} not found (needs {needs}): looked in {where}{unset}{hub_part}. {fetch} "
+        f"(licence: {source.licence}); a folder of your own: give --data-dir FOLDER or set {DATA_DIR_ENV}=FOLDER "
+        "(laid out as eval/ and reasoning/); 'tunesift data list' shows every set"
     )
 
 

@@ -20,9 +20,9 @@ from tunesift.data.pools import Pool, read_pool
 from tunesift.data.sample import Rejected, Sample
 from tunesift.data.table import ScoreTable
 from tunesift.errors import ConfigError, TunesiftError
-from tunesift.models.registry import ResolvedModel, cache_root
+from tunesift.models.registry import ResolvedModel
 from tunesift.scorers.base import SAMPLE_SKIPS, Method, PoolContext, Scorer, Unit, get_method
-from tunesift.store import ScoreStore
+from tunesift.store import ScoreStore, cache_root
 
 if TYPE_CHECKING:
     from tunesift.execution import Executor

@@ -17,14 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tunesift.errors import ConfigError, StorageError, as_storage_error
-
-
-def cache_root() -> Path:
-    """``$TUNESIFT_CACHE``, else ``$XDG_CACHE_HOME/tunesift``, else ``~/.cache/tunesift``."""
-    if env := os.environ.get("TUNESIFT_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "tunesift"
+from tunesift.store import cache_root
 
 
 def _smollm2_gguf() -> Path:

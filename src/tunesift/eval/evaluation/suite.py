@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesift.atomic import atomic_open
-from tunesift.data.evalsets import SOURCES, eval_dir, holds, missing_message, places, set_file  # where sets live
+from tunesift.data.evalsets import SOURCES, eval_dir, set_file, set_folder  # where sets live
 from tunesift.errors import ConfigError
 from tunesift.options import is_number
 
@@ -89,8 +89,9 @@ class EvalSettings:
         if not is_number(self.humaneval_timeout) or not self.humaneval_timeout > 0:
             raise ConfigError("humaneval_timeout", f"positive seconds, got {self.humaneval_timeout!r}")
 
-    def folder(self) -> Path:
-        return eval_dir(self.data_dir)
+    def folder(self, name: str) -> Path:
+        """The eval folder the set ``name`` is read from (a local folder, else the Hub's copy)."""
+        return set_folder(name, self.data_dir, "eval.data_dir")
 
     def key(self, suite: str) -> str:
         """What an evaluation result depends on besides the model: its cache file is named by it."""
@@ -101,7 +102,7 @@ class EvalSettings:
             import hashlib
 
             described["target_file"] = hashlib.sha256(Path(self.target_file).read_bytes()).hexdigest()[:16]
-        return config_hash({"suite": suite, "settings": described, "data": str(self.folder().resolve())})
+        return config_hash({"suite": suite, "settings": described, "data": str(eval_dir(self.data_dir).resolve())})
 
 
 def result_path(run_dir: str | Path, suite: str, settings: EvalSettings) -> Path:
@@ -125,14 +126,15 @@ def evaluate(run_or_model: str | Path, suite: str = "cpu", settings: EvalSetting
     if suite not in SUITES:
         raise ConfigError("suite", f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
     settings = settings or EvalSettings()
-    folder = settings.folder()
-    if not folder.exists():
-        raise ConfigError("data-dir", f"evaluation sets not found at {folder}")
+    for metric in SUITES[suite]:  # every set found (or fetched) before the model loads
+        if metric in METRIC_SETS:
+            settings.folder(METRIC_SETS[metric])
     lm = lm or CausalLM.load(model_path(run_or_model), device=device, dtype=settings.dtype)
     template = get_template(settings.template, lm.tokenizer)
     results: dict[str, Any] = {"model": lm.name, "suite": suite, "settings": asdict(settings)}
     for metric in SUITES[suite]:
         started = time.perf_counter()
+        folder = settings.folder(METRIC_SETS[metric]) if metric in METRIC_SETS else None
         if metric == "target_loss":
             pairs = read_target(settings.target_file, settings.n_target)
             value = metrics.response_loss(lm, pairs, template, settings.max_length, settings.batch_tokens)
@@ -191,10 +193,11 @@ def loss_inputs(metric: str, settings: EvalSettings, template: Any) -> tuple[lis
     is a completion task: none)."""
     from tunesift.eval.evaluation import bbh, humaneval
 
-    folder = settings.folder()
     if metric == "bbh_loss":
+        folder = settings.folder("bbh")
         items = bbh.read_bbh(folder / "bbh", settings.n_bbh)
         return bbh.loss_pairs(items, bbh.cot_prompts(folder / "bbh", items)), template
+    folder = settings.folder("humaneval")
     tasks = humaneval.read_humaneval(folder / "humaneval" / "HumanEval.jsonl.gz", settings.n_humaneval)
     return humaneval.loss_pairs(tasks), humaneval.Completion()
 
@@ -219,11 +222,8 @@ def check_sets(suite: str, settings: EvalSettings, tokenizer: Any, template: Any
 
     if suite not in SUITES:
         raise ConfigError("suite", f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
-    folder = settings.folder()
     for metric in SUITES[suite]:
-        name = METRIC_SETS.get(metric)
-        if name is not None and not holds(folder, name):
-            raise ConfigError("eval.data_dir", missing_message(name, places(settings.data_dir)))
+        folder = settings.folder(METRIC_SETS[metric]) if metric in METRIC_SETS else None
         key = f"eval.{_SIZE_KEY[metric]}"
         size = getattr(settings, _SIZE_KEY[metric])
         if size is not None and size < 1:
