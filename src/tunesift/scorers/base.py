@@ -64,7 +64,17 @@ class PoolContext:
 NO_TEXT = "no_text"
 TOO_LONG = "too_long_for_context"
 SAMPLE_SKIPS = frozenset(
-    {NO_TEXT, TOO_LONG, "empty_response", "no_reference", "no_gold", "unclosed_think", "empty_final", "no_thinking"}
+    {
+        NO_TEXT,
+        TOO_LONG,
+        "empty_response",
+        "no_reference",
+        "no_gold",
+        "unclosed_think",
+        "empty_final",
+        "no_thinking",
+        "no_label_tokens",
+    }
 )
 
 
