@@ -567,3 +567,23 @@ def test_minhash_dedup_on_ray_finds_the_local_groups(tmp_path, store_dir, monkey
     manifest = json.loads((tmp_path / "kept.manifest.json").read_text())
     assert manifest["dedup"]["pairs"] == local.dropped
     assert [r["instruction"] for r in json.loads(out.read_text())] == [records[i]["instruction"] for i in local.kept]
+
+
+def test_less_pool_gradients_on_ray_equal_the_local_run(tmp_path, tiny_model_dir, monkeypatch):
+    """Issue 45: the warm-up runs once (here), then the pool's gradient features are sharded over Ray; each worker
+    gets the checkpoint with the scorer and makes the projection itself from its counter-based seed: the scores are
+    the local run's, and so are the stored features."""
+    import numpy as np
+
+    monkeypatch.setenv("TUNESIFT_CACHE", str(tmp_path / "cache"))
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(alpaca_records(30)))
+    query = tmp_path / "q.json"
+    query.write_text(json.dumps(alpaca_records(40)[35:37]))
+    options = {"query": [query], "model": str(tiny_model_dir), "template": "alpaca", "max_length": 200,
+               "proj_dim": 1024, "warmup_lr": 1e-3, "chunk_size": 8}  # fmt: skip
+    local = api.score("less", pool, store_dir=tmp_path / "local", **options)
+    remote = api.score("less", pool, store_dir=tmp_path / "ray", executor=RayExecutor(**CPU_ONLY), **options)
+    a, b = [r["less"] for r in local.rows], [r["less"] for r in remote.rows]
+    assert all(x is not None for x in a) and np.allclose(a, b, atol=1e-6)
+    assert [p.name for p in (tmp_path / "cache" / "less").glob("*/epoch*.pt")].count("epoch1.pt") == 1  # one warm-up

@@ -202,6 +202,21 @@ class _Tokens(TokenizerSide):
     tokenizer: Any
 
 
+def race_cost(probe_per_sample: float, load: float, n: int, options: dict[str, Any]) -> tuple[float, float]:
+    """(seconds once, seconds per record) of LESS on ``n`` records, from a probe's per-record seconds: a probe of
+    at most 64 records warms up on every one, so each of its records cost ``epochs + checkpoints`` gradients; on
+    ``n`` records the warm-up is ``warmup_rows(n)`` records for ``epochs`` epochs, paid once, and each record costs
+    one gradient per checkpoint."""
+    from tunesift.options import split_list
+
+    defaults = {o.name: o.default for o in LESS.options}
+    epochs = int(options.get("warmup_epochs", defaults["warmup_epochs"]))
+    scored = len(_checkpoints(options.get("checkpoints", defaults["checkpoints"]), epochs, split_list))
+    gradient = probe_per_sample / (epochs + scored)
+    n_warm = min(n, max(math.ceil(0.05 * n), 64))
+    return load + gradient * epochs * n_warm, gradient * scored
+
+
 # --- the per-sample features (§26.5-26.8) ----------------------------------------------------------------------------
 
 

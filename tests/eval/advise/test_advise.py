@@ -127,11 +127,43 @@ def test_the_plan_is_said_before_any_work_and_a_dry_run_stops_there(planted_pool
     assert measured[-1].startswith("estimate on this machine: scoring")
 
 
+def test_less_is_raced_when_asked_and_its_estimate_counts_the_warm_up_once(planted_pool, tiny_model_dir, tmp_path,
+                                                                           store_dir):  # fmt: skip
+    """Issue 45: `advise --methods less` races LESS with the query set and the scorer model; the probe's records
+    each paid the warm-up's epochs and the checkpoints' gradients, the race pays a 5 % warm-up once (at least 64
+    records) and two gradients a record: the estimate says so before the race."""
+    from tunesift.data.pools import read_pool
+    from tunesift.eval.advise.arms import arms
+    from tunesift.eval.advise.config import compare_config
+    from tunesift.eval.advise.plan import measure_costs
+    from tunesift.scorers.less import race_cost
+
+    query = tmp_path / "q.json"
+    query.write_text(json.dumps(alpaca_records(40)[35:37]))
+    config = _config(planted_pool, tiny_model_dir, tmp_path, methods=["less"], scorer_model=str(tiny_model_dir),
+                     query=[str(query)])  # fmt: skip
+    chosen = arms(config, read_pool(planted_pool), tmp_path / "out")
+    assert chosen["less"]["options"] == {"query": [str(query)], "model": str(tiny_model_dir)}
+    assert "less" not in arms(
+        _config(planted_pool, tiny_model_dir, tmp_path, methods=None, query=[str(query)]),
+        read_pool(planted_pool),
+        tmp_path / "out",
+    )  # not on the default menu: asked for
+    chosen["less"]["options"]["template"] = "alpaca"  # the tiny tokenizer has no chat template
+    costs = measure_costs(config, compare_config(config, chosen), tmp_path / "out")
+    assert costs["scoring"]["less"]["per_sample_s"] > 0
+    # 6 gradients a probe record (4 warm-up epochs, 2 checkpoints); on 2,000 records 100 warm up, 2 a record
+    load, per = race_cost(6.0, 10.0, 2000, {})
+    assert (load, per) == (10.0 + 4 * 100, 2.0)
+    assert race_cost(6.0, 0.0, 200, {"checkpoints": "all"}) == (0.75 * 4 * 64, 0.75 * 4)
+
+
 @pytest.mark.parametrize(
     ("flags", "option"),
     [
         (["--methods", "nope"], "methods"),
         (["--methods", "rds"], "query"),
+        (["--methods", "less"], "query"),
         (["--budget", "1.5"], "budget"),
         (["--proxy-size", "500"], "proxy-size"),
         (["--random-seeds", "0"], "random-seeds"),

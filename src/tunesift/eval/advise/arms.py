@@ -20,11 +20,14 @@ MENU: dict[str, dict[str, Any]] = {
 #: The targeted methods, on the menu when a query set is given.
 TARGETED: dict[str, dict[str, Any]] = {"rds": {"recipe": "rds"}, "embed": {"recipe": "embed"},
                                        "bm25": {"recipe": "bm25"}}  # fmt: skip
+#: Targeted methods raced when asked for (--methods): LESS trains a warm-up and takes a gradient per record and
+#: checkpoint, several times RDS+'s cost.
+ON_REQUEST: dict[str, dict[str, Any]] = {"less": {"recipe": "less"}}
 BALANCED = "balanced"  # random, balanced by the pool's source field: on the menu where the pool has one
 DISTILL = "distill:"  # distill:NAME races a head distilled from the method NAME (the teacher)
 #: A distill arm's teacher labels a quarter of the proxy (distill labels a sample of a larger pool; so does the race).
 DISTILL_SHARE = 4
-METHODS_WITH_A_SCORER_MODEL = ("cherry", "superfiltering", "selectit", "rds")
+METHODS_WITH_A_SCORER_MODEL = ("cherry", "superfiltering", "selectit", "rds", "less")
 
 
 def _source_field(pool: Any) -> str | None:
@@ -48,7 +51,7 @@ def arms(config: AdviseConfig, pool: Any, out: Path) -> dict[str, dict[str, Any]
         names = [*MENU, *([BALANCED] if source else []), *(TARGETED if config.query else [])]
     else:
         names = config.methods
-    known = {*MENU, *TARGETED, BALANCED, *builtin_names()}
+    known = {*MENU, *TARGETED, *ON_REQUEST, BALANCED, *builtin_names()}
     chosen: dict[str, dict[str, Any]] = {}
     for name in names:
         if Path(name).suffix in (".yaml", ".yml") and Path(name).is_file():  # a recipe of the user's own
@@ -71,9 +74,9 @@ def arms(config: AdviseConfig, pool: Any, out: Path) -> dict[str, dict[str, Any]
                               f"  - select: {{method: random, balance: {source}, of: pool}}\n")  # fmt: skip
             chosen[name] = {"recipe": str(recipe)}
             continue
-        spec = dict({**MENU, **TARGETED}.get(name, {"recipe": name}))
+        spec = dict({**MENU, **TARGETED, **ON_REQUEST}.get(name, {"recipe": name}))
         options: dict[str, Any] = dict(spec.get("options", {}))
-        if spec["recipe"] in TARGETED or name in TARGETED:
+        if {spec["recipe"], name} & {*TARGETED, *ON_REQUEST}:
             if not config.query:
                 raise ConfigError("query", f"method {name!r} ranks the pool against a query set: give --query FILE")
             options["query"] = list(config.query)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tunesift.eval.advise.config import AdviseConfig, metric_of
+from tunesift.eval.advise.config import DEFAULT_PROXY, AdviseConfig, metric_of
 
 
 def plan(config: AdviseConfig, compare_cfg: Any, out: Path, measure: bool = True,
@@ -59,7 +59,12 @@ def measure_costs(config: AdviseConfig, compare_cfg: Any, out: Path, probe: int 
         per_sample = (seconds[1] - seconds[0]) / probe
         if per_sample <= 0:  # the load's own variation hid the samples' cost: take the upper bound
             per_sample = seconds[1] / (2 * probe)
-        costs["scoring"][name] = {"load_s": max(0.0, seconds[0] - probe * per_sample), "per_sample_s": per_sample}
+        load = max(0.0, seconds[0] - probe * per_sample)
+        if recipe.scorer == "less":  # the probes warmed up on every record: the race warms up on 5 % (at least 64)
+            from tunesift.scorers.less import race_cost
+
+            load, per_sample = race_cost(per_sample, load, config.proxy_size or DEFAULT_PROXY, options)
+        costs["scoring"][name] = {"load_s": load, "per_sample_s": per_sample}
     costs["train_step_s"] = _train_step_seconds(compare_cfg, proxy, folder)
     return costs
 
