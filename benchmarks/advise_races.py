@@ -6,7 +6,8 @@ second reuses every fine-tune the first trained (compare caches each under the h
 
 1. ``--target gsm8k --query Q --methods longest,bm25,embed``: the race the issue opens with;
 2. ``--target alpaca_eval --methods longest,superfiltering,bm25,embed``: the general target, where the rule by
-   effect has to choose between a cheap arm and a larger gain.
+   effect has to choose between a cheap arm and a larger gain;
+3. ``less`` (``--races less``): ``--target gsm8k --methods rds,embed,less`` on 1,000 records of the pool (issue 45).
 
 Each at the race's learning rate and again at ``--learning-rate`` (the stability check). Evaluation: AlpacaEval 50,
 GSM8K 50, MMLU 100 items, as in the earlier notes. Prints the leaderboards and verdicts as markdown.
@@ -32,6 +33,9 @@ EVAL = DATA.parents[1] / "eval"
 RACES = {
     "gsm8k": ["--target", "gsm8k", "--methods", "longest,bm25,embed"],
     "alpaca_eval": ["--target", "alpaca_eval", "--methods", "longest,superfiltering,bm25,embed"],
+    # issue 45: LESS beside RDS+ and embed on the GSM8K target, on 1,000 records of the pool (LESS takes a warm-up and
+    # two gradients a record: about 20 min of the race on 2 cores)
+    "less": ["--target", "gsm8k", "--methods", "rds,embed,less", "--proxy-size", "1000"],
 }
 
 
@@ -54,8 +58,9 @@ def build(out: Path, n_alpaca: int, n_gsm8k: int, n_query: int) -> tuple[Path, P
 
 def race(name: str, pool: Path, query: Path, out: Path, lr: float) -> dict:
     """One race through the CLI under ``/usr/bin/time -v``: its advice, wall seconds and peak resident MiB."""
+    stability = ["--learning-rates", f"{lr:g}"] if lr > 0 else []  # 0: the race's own rate only
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "tunesift", "advise", str(pool), "--budget", "0.1",
-               *RACES[name], "--query", str(query), "--learning-rates", f"{lr:g}", "--eval", "n_alpaca=50",
+               *RACES[name], "--query", str(query), *stability, "--eval", "n_alpaca=50",
                "--eval", "n_gsm8k=50", "--eval", "n_mmlu=100", "--out", str(out / "race")]  # fmt: skip
     log = out / f"{name}.log"
     with open(log, "w", encoding="utf-8") as handle:
@@ -96,7 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/advise_races"))
     parser.add_argument("--races", default="gsm8k,alpaca_eval", help="which races, in order")
-    parser.add_argument("--learning-rate", type=float, default=2e-4, help="the second setting (the race's is 5e-4)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=2e-4, help="the second setting (the race's is 5e-4); 0: none"
+    )
     parser.add_argument("--n-alpaca", type=int, default=1800)
     parser.add_argument("--n-gsm8k", type=int, default=200)
     parser.add_argument("--n-query", type=int, default=8)

@@ -399,3 +399,37 @@ def test_run_less_selects_the_top_rate_with_a_manifest(tmp_path, tiny_model_dir,
     config = manifest["scorer_config"]
     assert config["method"] == "less" and config["checkpoints"] == [1, 2] and config["proj_dim"] == 0
     assert manifest["counts"]["selected"] == 4 and manifest["selected_indices"][0] == 3
+
+
+def test_a_query_whose_loss_is_nan_is_dropped_not_every_score_poisoned(tmp_path, tiny_model_dir, store_dir,
+                                                                       monkeypatch):  # fmt: skip
+    """LESS issue #27: one NaN query made every score NaN. Here it is dropped, named with its reason, and the scores
+    are those of the query set without it."""
+    import tunesift.models.lora_grads as lora_grads
+
+    pool, _ = _pool(tmp_path, 30)
+    good = alpaca_records(100)[90]
+    poisoned = {"instruction": "POISON " + good["instruction"], "input": "", "output": good["output"]}
+    real = lora_grads.flat_grad
+
+    marker = []  # the poisoned query's prompt ids: its gradient is reported as a non-finite loss
+
+    def nan_for_the_poisoned(model, params, example):
+        poisoned_ids = tuple(marker[0]) == example.ids[: len(marker[0])]
+        return None if poisoned_ids else real(model, params, example)
+
+    from transformers import AutoTokenizer
+
+    from tunesift.data.templates import get_template
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    marker.append(tok(get_template("alpaca").prompt(poisoned["instruction"], ""))["input_ids"])
+    monkeypatch.setattr(lora_grads, "flat_grad", nan_for_the_poisoned)
+    both, alone = tmp_path / "both.json", tmp_path / "alone.json"
+    both.write_text(json.dumps([good, poisoned]))
+    alone.write_text(json.dumps([good]))
+    with_nan = _score_less(pool, both, tiny_model_dir, proj_dim=1024)
+    assert with_nan.config["dropped_queries"] == [{"task": "both", "record": 1, "reason": "non_finite_loss"}]
+    without = _score_less(pool, alone, tiny_model_dir, proj_dim=1024)
+    assert [r["less"] for r in with_nan.rows] == [r["less"] for r in without.rows]
+    assert all(np.isfinite(r["less"]) for r in with_nan.rows)

@@ -42,6 +42,8 @@ ROW_BLOCK = 1024
 #: Exact mode (proj_dim 0) stores each gradient whole: only for adapters this small.
 EXACT_UP_TO = 65_536
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+#: A byte's eight bits (most significant first, as numpy.unpackbits reads them) as +-1: one gather per byte.
+_SIGNS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32) * 2 - 1
 
 
 # --- the formulas (§26.4-26.10), on arrays: what the golden tests hold ---------------------------------------------
@@ -74,22 +76,25 @@ def rademacher_block(seed: int, block: int, k: int) -> np.ndarray:
     """Rows ``[block * ROW_BLOCK, (block + 1) * ROW_BLOCK)`` of the +-1 projection (unscaled), from a counter-based
     generator keyed by (seed, block): any worker makes the same rows without being sent them."""
     generator = np.random.Generator(np.random.Philox(key=np.array([seed, block], dtype=np.uint64)))
-    bits = np.unpackbits(np.frombuffer(generator.bytes(ROW_BLOCK * k // 8), dtype=np.uint8))
-    return (bits.astype(np.float32) * 2 - 1).reshape(ROW_BLOCK, k)
+    octets = np.frombuffer(generator.bytes(ROW_BLOCK * k // 8), dtype=np.uint8)
+    return _SIGNS[octets].reshape(ROW_BLOCK, k)  # each byte's 8 bits, most significant first, as +-1
 
 
 def project(grads: np.ndarray, k: int, seed: int, chunk: int = 16 * ROW_BLOCK) -> np.ndarray:
-    """``grads @ R`` (``(B, P)`` float32 to ``(B, k)``) with R the seeded +-1 matrix, made ``chunk`` rows at a time
-    (``chunk``: a multiple of ROW_BLOCK) and once for all B rows; nothing P x k is held."""
+    """``grads @ R`` (``(B, P)`` float32 to ``(B, k)``) with R the seeded +-1 matrix, made a block of rows at a time
+    and once for all B rows; ``chunk`` (a multiple of ROW_BLOCK) is how many rows are multiplied between two
+    additions to the result. Nothing P x k is held."""
     if chunk % ROW_BLOCK or chunk <= 0:
         raise ConfigError("chunk", f"the projection's chunk must be a positive multiple of {ROW_BLOCK}, got {chunk}")
     grads = np.asarray(grads, dtype=np.float32)
+    width = grads.shape[1]
     out = np.zeros((grads.shape[0], k), dtype=np.float32)
-    for begin in range(0, grads.shape[1], chunk):
-        end = min(begin + chunk, grads.shape[1])
-        blocks = range(begin // ROW_BLOCK, math.ceil(end / ROW_BLOCK))
-        signs = np.concatenate([rademacher_block(seed, b, k) for b in blocks])[: end - begin]
-        out += grads[:, begin:end] @ signs
+    for begin in range(0, width, chunk):
+        part = np.zeros_like(out)
+        for row in range(begin, min(begin + chunk, width), ROW_BLOCK):
+            end = min(row + ROW_BLOCK, width)
+            part += grads[:, row:end] @ rademacher_block(seed, row // ROW_BLOCK, k)[: end - row]
+        out += part
     return out
 
 
@@ -181,20 +186,24 @@ def run_warmup(model: ResolvedModel, samples: Sequence[Sample], template: str, m
     return key, states
 
 
-def check_queries(model: ResolvedModel, tasks: Sequence[Any], template: str, max_len: int) -> None:
-    """Refuse, before any work, a task none of whose examples has a reply token within ``max_len`` (tokenised
-    as the features are); the others that have none are dropped later, each with its reason."""
+def check_queries(model: ResolvedModel, tasks: Sequence[Any], template: str, max_len: int) -> str:
+    """The template's name (``auto``: the tokenizer's chat template where it has one, else alpaca); and refuse,
+    before any work, a task none of whose examples has a reply token within ``max_len`` (tokenised as the features
+    are); the others that have none are dropped later, each with its reason."""
     from transformers import AutoTokenizer
 
     from tunesift.data.templates import get_template
     from tunesift.models.lora_grads import encode
 
     side = _Tokens(AutoTokenizer.from_pretrained(model.path))
+    if template == "auto":
+        template = "chat" if side.has_chat_template else "alpaca"
     layout = get_template(template, side)
     for task in tasks:
         if not any(encode(side, layout, s, max_len).n_labels for s in task.samples):
             raise ConfigError("query", f"{task.path}: no usable example: every one's prompt fills max_length "
                               f"{max_len} (no reply token is left to take a gradient of)")  # fmt: skip
+    return template
 
 
 @dataclass
@@ -227,7 +236,7 @@ class LESSFeatures(CausalLMScorer):
     name = "less"
     result_fields = ("vec", "skip_reason", "n_labels")
     vector_field = "vec"
-    chunk_size = 64
+    chunk_size = 256  # the projection's signs are made once a chunk: 256 records share them (§26.7's buffer)
 
     def __init__(self, model: ResolvedModel, side: str, checkpoint: dict[str, Any], warmup_key: str, epoch: int,
                  settings: dict[str, Any], chunk_size: int | None = None) -> None:  # fmt: skip
@@ -255,7 +264,6 @@ class LESSFeatures(CausalLMScorer):
         from tunesift.models.lora_grads import attach_lora
 
         lm = CausalLM.load(self.model, device=device)
-        lm.model.float()
         lora = self.settings["lora"]
         params = attach_lora(lm.model, lora["r"], lora["alpha"], lora["dropout"], lora["seed"])
         with torch.no_grad():
@@ -319,8 +327,8 @@ class LESS(Targeted):
         QUERY,
         model_option("The model whose LoRA gradients are compared (the model to be fine-tuned, where it fits): "
                      "packaged short name, checkpoint folder or hub id."),
-        Option("template", str, "chat", "How a record is laid out for the loss: chat (the tokenizer's chat "
-               "template, as the fine-tune uses it) or a text template (alpaca, ...)."),
+        Option("template", str, "auto", "How a record is laid out for the loss: auto (the tokenizer's chat template "
+               "where it has one, as the fine-tune uses it, else alpaca), chat, or a text template (alpaca, ...)."),
         Option("max_length", int, 1024, "Tokens per record, cut on the right (truncated records are flagged).",
                at_least=2),
         Option("checkpoints", str, "1,2", "Warm-up epochs whose checkpoints score (all: every epoch, as the paper)."),
@@ -369,8 +377,8 @@ class LESS(Targeted):
         samples = [s for s in pool if isinstance(s, Sample)]
         if not samples:
             raise ConfigError("pool", "no valid record to warm up on")
-        resolved = model_ref(model, executor, dtype=dtype or "float32")
-        check_queries(resolved, tasks, template, max_length)  # before the warm-up: a query set with nothing to use
+        resolved = model_ref(model, executor, dtype=dtype)  # auto: fp32 on a CPU, bf16 on a GPU that has it
+        template = check_queries(resolved, tasks, template, max_length)  # before the warm-up: nothing to use?
         config = WarmupConfig(r=lora_r, alpha=4.0 * lora_r, lr=warmup_lr, epochs=warmup_epochs, seed=seed)
         rows = warmup_rows(len(samples), seed)
         key, states = run_warmup(resolved, [samples[i] for i in rows], template, max_length, config)
