@@ -148,28 +148,25 @@ def test_normalise_names_a_row_with_no_direction():
     assert why == [None, "zero_norm_gradient", "non_finite_gradient"]
 
 
+#: The packaged models' attention shapes: SmolLM2-135M (30 layers, 576 wide, 9 heads, 3 KV) and Gemma-3-270M (18 layers,
+#: 640 wide, 4 heads of 256, 1 KV); the vocabulary and MLP do not carry adapters.
+SHAPES = {"smollm2": ("Llama", {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9,
+                                "num_key_value_heads": 3}),
+          "gemma3": ("Gemma3", {"hidden_size": 640, "num_hidden_layers": 18, "num_attention_heads": 4,
+                                "num_key_value_heads": 1, "head_dim": 256})}  # fmt: skip
+
+
 @pytest.mark.parametrize(("family", "expected"), [("smollm2", 921_600), ("gemma3", 737_280)])
 def test_the_adapters_of_the_packaged_models_have_the_specified_size(family, expected):
-    """The packaged models' shapes (SmolLM2-135M: 30 layers, 576 wide, 9 heads, 3 KV; Gemma-3-270M: 18 layers, 640
-    wide, 4 heads of 256, 1 KV), built on the meta device: only LoRA A and B are trainable."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+    """Built on the meta device from the packaged models' shapes: only LoRA A and B are trainable, and they hold
+    §26.5's count."""
+    import transformers
 
+    arch, shape = SHAPES[family]
+    config_class = getattr(transformers, "Gemma3TextConfig" if arch == "Gemma3" else "LlamaConfig")
+    model_class = getattr(transformers, f"{arch}ForCausalLM")
     with torch.device("meta"):
-        if family == "smollm2":
-            model = LlamaForCausalLM(
-                LlamaConfig(
-                    vocab_size=64,
-                    hidden_size=576,
-                    intermediate_size=1536,
-                    num_hidden_layers=30,
-                    num_attention_heads=9,
-                    num_key_value_heads=3,
-                )
-            )
-        else:
-            model = Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=64, hidden_size=640, intermediate_size=2048,
-                                                       num_hidden_layers=18, num_attention_heads=4,
-                                                       num_key_value_heads=1, head_dim=256))  # fmt: skip
+        model = model_class(config_class(vocab_size=64, intermediate_size=64, **shape))
         params = attach_lora(model, 8, 32.0, 0.1, seed=0)
     assert sum(p.numel() for _, p in params) == expected
     assert all(".lora_A" in n or ".lora_B" in n for n, _ in params)
