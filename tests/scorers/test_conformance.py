@@ -36,6 +36,7 @@ def _builders(model, reward=None):
     from tunesift.scorers.less import LESSFeatures
     from tunesift.scorers.mods import MoDSNecessity, MoDSReward
     from tunesift.scorers.nuggets import Nuggets, Task
+    from tunesift.scorers.pass_rate import PassRate
     from tunesift.scorers.pii import PII
     from tunesift.scorers.rds import RDSIndex
     from tunesift.scorers.selectit import SelectITRating, load_prompts
@@ -59,6 +60,7 @@ def _builders(model, reward=None):
         Lang: Lang,
         PII: PII,
         Verified: lambda: Verified("fallback"),
+        PassRate: lambda: PassRate("samples", verifier="fallback"),
         Length: lambda: Length(str(model.path)),
         LESSFeatures: lambda: LESSFeatures(model, "train", _less_checkpoint(model), "warm", 1, LESS_SETTINGS),
     }
@@ -169,6 +171,8 @@ def _options(name, tiny_model_dir, tiny_reward_dir, tmp_path, tagger=None) -> di
         return {}
     if name == "verified":
         return {"verifier": "fallback"}
+    if name == "pass-rate":  # the records hold no samples: every row is the skip no_samples
+        return {"samples": "samples", "verifier": "fallback"}
     if name == "length":
         return {"tokenizer": str(tiny_model_dir)}
     if name in ("instag", "mig"):
@@ -230,9 +234,9 @@ def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_mo
         options["semantic"] = False
     table = api.score(name, path, **options)
     row = table.rows[1]
-    if name in ("instag", "rds", "embed", "bm25", "lang", "pii"):  # they read the user's words (pii: every text)
+    if name in ("instag", "rds", "embed", "bm25", "lang", "pii", "pass-rate"):  # the user's words (pii: every text)
         assert row["skip_reason"] != "empty_response"
-        if name != "instag":
+        if name not in ("instag", "pass-rate"):
             assert isinstance(row[SCORERS[name].score_field()], float)
         return
     assert row["skip_reason"] == "empty_response" and row["id"] is not None

@@ -430,3 +430,16 @@ def test_a_query_whose_loss_is_nan_is_dropped_not_every_score_poisoned(tmp_path,
     without = _score_less(pool, alone, tiny_model_dir, proj_dim=1024)
     assert [r["less"] for r in with_nan.rows] == [r["less"] for r in without.rows]
     assert all(np.isfinite(r["less"]) for r in with_nan.rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "template"), [("smollm2-135m-instruct", "chat"), ("gemma-3-270m", "alpaca")])
+def test_the_packaged_models_on_a_cpu(tmp_path, store_dir, model, template):
+    """SmolLM2 has a chat template, Gemma-3-270M base none (auto takes alpaca): both warm up and score every record."""
+    pool, _ = _pool(tmp_path, 12)
+    query = tmp_path / "q.json"
+    query.write_text(json.dumps(alpaca_records(30)[25:27]))
+    table = api.score("less", pool, query=[query], model=model, proj_dim=1024)
+    scores = [r["less"] for r in table.rows]
+    assert all(s is not None and -1 <= s <= 1 for s in scores) and len(set(scores)) == len(scores)
+    assert table.config["template"] == template and sum(table.config["weights"]) == pytest.approx(1.0)

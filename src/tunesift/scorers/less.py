@@ -13,6 +13,7 @@ query set costs its own gradients and one product. The warm-up's checkpoints are
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,7 @@ def run_warmup(model: ResolvedModel, samples: Sequence[Sample], template: str, m
     them), trained here or read back: an epoch already saved is not trained again."""
     import torch
 
+    from tunesift import progress
     from tunesift.atomic import atomic_open
     from tunesift.data.templates import get_template
     from tunesift.models.causal_lm import CausalLM
@@ -177,10 +179,13 @@ def run_warmup(model: ResolvedModel, samples: Sequence[Sample], template: str, m
         raise ConfigError("pool", "no warm-up record has a reply token to learn from (every one is cut by "
                           f"max_length {max_len} or has an empty reply)")  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
+    print(f"tunesift: LESS warm-up: {len(examples)} records, epochs {len(states) + 1}-{config.epochs} of "
+          f"{config.epochs} (each epoch kept in {folder})", file=sys.stderr, flush=True)  # fmt: skip
 
     def save(epoch: int, state: dict[str, Any]) -> None:
         with atomic_open(folder / f"epoch{epoch}.pt", "wb") as handle:
             torch.save(state, handle)
+        progress.stored("LESS warm-up epochs", epoch, folder)
 
     states += warm_up(lm.model, params, examples, config, states[-1] if states else None, save)
     return key, states

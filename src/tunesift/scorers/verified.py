@@ -219,23 +219,34 @@ class Verified(Scorer):
         return fallback_verify if self.verifier == "fallback" else CheckPool(self.workers)
 
     def compute(self, units: Sequence[Unit], backend: Any, on_progress: Progress = None) -> list[dict[str, Any]]:
-        rows = [self.one(unit.payload, None) for unit in units]  # what needs no math-verify, and what does
+        rows = self.verify_all([(unit.payload.reference, unit.payload.output) for unit in units], backend)
+        if on_progress is not None:
+            on_progress(len(units))
+        return rows
+
+    def verify_all(self, items: Sequence[tuple[str | None, str]], backend: Any) -> list[dict[str, Any]]:
+        """:meth:`verify` of each (reference, output), in order; what math-verify must check goes to the backend at
+        once (its worker processes)."""
+        rows = [self.verify(reference, output, None) for reference, output in items]
         waiting = [k for k, row in enumerate(rows) if "pair" in row]
         if waiting:
             checked = backend.check([rows[k].pop("pair") for k in waiting]) if isinstance(backend, CheckPool) else [
                 backend(*rows[k].pop("pair")) for k in waiting]  # fmt: skip
             for k, (score, reason) in zip(waiting, checked, strict=True):
                 rows[k] = {"verified": score, "skip_reason": reason}
-        if on_progress is not None:
-            on_progress(len(units))
         return rows
 
     def one(self, sample: Sample, backend: Any) -> dict[str, Any]:
         """A row's result; with no ``backend`` a row math-verify must check is ``{"pair": (reference, final)}``."""
-        reference = (sample.reference or "").strip()
+        return self.verify(sample.reference, sample.output, backend)
+
+    def verify(self, reference: str | None, output: str, backend: Any) -> dict[str, Any]:
+        """Whether ``output``'s final answer equals ``reference``, as :meth:`one` says it for a sample (``pass-rate``
+        asks it of each of a record's sampled solutions)."""
+        reference = (reference or "").strip()
         if not reference:
             return {"verified": None, "skip_reason": "no_reference"}
-        trace = split_trace(sample.output)
+        trace = split_trace(output)
         if trace.form == "unclosed":
             return {"verified": None, "skip_reason": "unclosed_think"}
         if not trace.final.strip():
