@@ -137,11 +137,14 @@ def select_top(scores: Sequence[float | None], budget: float | int) -> list[int]
 # --- the warm-up (§26.3): run once per (model, template, rows, configuration), kept, resumed by epoch --------------
 
 
+def warmup_size(n_valid: int) -> int:
+    """How many of N valid records the warm-up trains on: ``min(N, max(ceil(0.05 N), 64))``."""
+    return min(n_valid, max(math.ceil(0.05 * n_valid), 64))
+
+
 def warmup_rows(n_valid: int, seed: int) -> np.ndarray:
-    """Positions (among the pool's valid samples) of the warm-up: ``min(N, max(ceil(0.05 N), 64))`` drawn uniformly
-    without replacement, sorted."""
-    n_warm = min(n_valid, max(math.ceil(0.05 * n_valid), 64))
-    return np.sort(np.random.default_rng(seed).choice(n_valid, n_warm, replace=False))
+    """Positions (among the pool's valid samples) of the warm-up, drawn uniformly without replacement, sorted."""
+    return np.sort(np.random.default_rng(seed).choice(n_valid, warmup_size(n_valid), replace=False))
 
 
 def _warmup_folder(key: str) -> Path:
@@ -170,8 +173,7 @@ def run_warmup(model: ResolvedModel, samples: Sequence[Sample], template: str, m
     states = [torch.load(p, weights_only=False) for p in saved]
     if len(states) >= config.epochs:
         return key, states[: config.epochs]
-    lm = CausalLM.load(model, device=device)
-    lm.model.float()
+    lm = CausalLM.load(model, device=device)  # in the model's dtype, as the features are taken
     params = attach_lora(lm.model, config.r, config.alpha, config.dropout, config.seed)
     tmpl = get_template(template, lm)
     examples = [e for e in (encode(lm, tmpl, s, max_len) for s in samples) if e.n_labels > 0]
@@ -227,8 +229,7 @@ def race_cost(probe_per_sample: float, load: float, n: int, options: dict[str, A
     epochs = int(options.get("warmup_epochs", defaults["warmup_epochs"]))
     scored = len(_checkpoints(options.get("checkpoints", defaults["checkpoints"]), epochs, split_list))
     gradient = probe_per_sample / (epochs + scored)
-    n_warm = min(n, max(math.ceil(0.05 * n), 64))
-    return load + gradient * epochs * n_warm, gradient * scored
+    return load + gradient * epochs * warmup_size(n), gradient * scored
 
 
 # --- the per-sample features (§26.5-26.8) ----------------------------------------------------------------------------
