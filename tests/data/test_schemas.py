@@ -80,7 +80,8 @@ def test_a_field_map_reads_any_columns(tmp_path):
     olympiad = read_pool(REASONING / "olympiadbench.jsonl",
                          fields="instruction=question,output=solution[0],reference=final_answer[0]")  # fmt: skip
     assert olympiad.samples[0].reference == "2"
-    for given, says in [("instruction=question", "map at least instruction"), ("question=q,output=a", "unknown target"),
+    assert read_pool(REASONING / "math500.jsonl", fields="instruction=problem,reference=answer").samples[0].output == ""
+    for given, says in [("output=question", "map at least instruction"), ("question=q,output=a", "unknown target"),
                         ("instruction=q,output=a:boxed", "only the reference"), ("instruction", "TARGET=FIELD"),
                         ("instruction=q,output=a,output=b", "mapped twice")]:  # fmt: skip
         with pytest.raises(ConfigError, match=says):
@@ -136,6 +137,6 @@ def test_a_recipe_names_the_pools_fields(tmp_path, store_dir):
     assert [json.loads(line)["idx"] for line in out.read_text().splitlines()] == [r["idx"] for r in by_hand]
     run = api.run_recipe(api.load_recipe(recipe), data, tmp_path / "api.jsonl", api.Budget(count=3))
     assert run.selection.indices == [source.index(r) for r in by_hand]
-    recipe.write_text("fields: instruction=question\nsteps:\n  - select: {method: longest}\n")
+    recipe.write_text("fields: output=question\nsteps:\n  - select: {method: longest}\n")
     with pytest.raises(InputError, match="field 'fields': map at least instruction"):
         api.load_recipe(recipe)

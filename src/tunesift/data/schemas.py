@@ -160,8 +160,8 @@ class FieldMap:
             seen[target] = str(source)
         if not seen:
             return None
-        if "instruction" not in seen or "output" not in seen:
-            raise ConfigError(option, "map at least instruction=FIELD and output=FIELD")
+        if "instruction" not in seen:  # without output: a pool of questions alone (pass-rate, difficulty, ...)
+            raise ConfigError(option, "map at least instruction=FIELD (and output=FIELD where records hold a response)")
         return cls(tuple(seen.items()), option)
 
     def get(self, target: str) -> str | None:

@@ -3,8 +3,8 @@ pairwise judge) talks to one of these, so a method builds prompts and reads repl
 it a dummy chat model with no network.
 
 * :class:`EndpointChat`: any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, vLLM, llama.cpp's
-  server, ...), temperature 0, a bounded number of requests in flight, timeouts, retries with exponential
-  backoff on 429/5xx/network errors.
+  server, ...), temperature 0 unless a method samples, a bounded number of requests in flight, timeouts,
+  retries with exponential backoff on 429/5xx/network errors.
 * :class:`LocalChat`: a local causal LM answering greedily after its chat template (or the plain messages).
 
 A reply is ``(text, error, transient)``: the text, or None with the reason and whether a later try may
@@ -41,6 +41,7 @@ class EndpointChat:
         retries: int = 4,
         backoff: float = 1.0,
         max_tokens: int = 256,
+        temperature: float = 0.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency", f"must be at least 1, got {concurrency}")
@@ -50,17 +51,21 @@ class EndpointChat:
         self.model = model
         self.concurrency = concurrency
         self.max_tokens = max_tokens
+        self.temperature = temperature
 
     def describe(self) -> dict[str, object]:
-        return {"judge": "endpoint", "url": self.url, "model": self.model, "temperature": 0,
+        return {"judge": "endpoint", "url": self.url, "model": self.model, "temperature": self.temperature or 0,
                 "max_tokens": self.max_tokens}  # fmt: skip
 
-    def complete(self, messages: Messages, max_tokens: int | None = None) -> Reply:
+    def complete(self, messages: Messages, max_tokens: int | None = None, seed: int | None = None) -> Reply:
         """One chat request, retried with exponential backoff on 429, 5xx and network errors; other HTTP
-        errors and malformed responses are not retried."""
+        errors and malformed responses are not retried. ``seed`` (vLLM, SGLang and OpenAI take one) makes a
+        sampled reply repeatable where the server honours it."""
         try:
-            body = {"model": self.model, "messages": messages, "temperature": 0,
-                    "max_tokens": max_tokens or self.max_tokens}  # fmt: skip
+            body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature,
+                                    "max_tokens": max_tokens or self.max_tokens}  # fmt: skip
+            if seed is not None:
+                body["seed"] = seed
             payload = self.endpoint.post("/chat/completions", body)
         except RequestFailed as err:
             return None, err.reason, err.transient
@@ -143,10 +148,12 @@ class EndpointSpec:
     concurrency: int = 8
     timeout: float = 60.0
     retries: int = 4
+    temperature: float = 0.0
 
     def client(self, max_tokens: int = 256) -> EndpointChat:
         return EndpointChat(self.base_url, self.model, api_key_env=self.api_key_env, concurrency=self.concurrency,
-                            timeout=self.timeout, retries=self.retries, max_tokens=max_tokens)  # fmt: skip
+                            timeout=self.timeout, retries=self.retries, max_tokens=max_tokens,
+                            temperature=self.temperature)  # fmt: skip
 
 
 def chat_ref(

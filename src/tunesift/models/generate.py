@@ -42,3 +42,25 @@ def generate(lm: Any, prompts: Sequence[str], max_new_tokens: int = 256, stop: S
                 text = text.split(s, 1)[0]
             outputs[rows[r]] = text
     return outputs
+
+
+def sample(lm: Any, prompts: Sequence[str], seeds: Sequence[int], temperature: float,
+           max_new_tokens: int = 1024) -> list[str]:  # fmt: skip
+    """One sampled continuation per prompt, each drawn from its own seed (so a sample is the same whichever
+    others are drawn beside it: k = 8 after k = 4 draws only the new four); temperature 0 is greedy."""
+    import torch
+
+    if temperature <= 0:
+        return generate(lm, prompts, max_new_tokens)
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    outputs = []
+    for prompt, seed in zip(prompts, seeds, strict=True):
+        ids = torch.tensor([lm.encode(prompt)], device=lm.device)
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                    do_sample=True, temperature=temperature, top_p=1.0, top_k=0,
+                                    pad_token_id=pad)  # fmt: skip
+        outputs.append(tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+    return outputs
