@@ -50,13 +50,15 @@ class JsonServer:
 
 
 class ChatServer(JsonServer):
-    """``POST /v1/chat/completions`` answering the one user message with ``reply(content)``."""
+    """``POST /v1/chat/completions`` answering the one user message with ``reply(content)``; a request at another
+    temperature than ``temperatures`` allow fails the test (a judge asks at 0; difficulty samples at 0.7)."""
 
-    def __init__(self, reply: Callable[[str], str]) -> None:
+    def __init__(self, reply: Callable[[str], str], temperatures: tuple[float, ...] = (0,)) -> None:
         self.reply = reply
+        self.temperatures = temperatures
         super().__init__()
 
     def answer(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        assert path == "/v1/chat/completions" and body["temperature"] == 0
+        assert path == "/v1/chat/completions" and body["temperature"] in self.temperatures
         [message] = body["messages"]
         return 200, {"choices": [{"message": {"role": "assistant", "content": self.reply(message["content"])}}]}

@@ -25,7 +25,9 @@ SCORERS = discover()
 
 
 def _builders(model, reward=None):
+    from tunesift.models.solver import SolverSpec
     from tunesift.scorers.deita import DEITA
+    from tunesift.scorers.difficulty import Difficulty
     from tunesift.scorers.embedding import LMEmbedding, MiniLMEmbedding
     from tunesift.scorers.ifd import IFD
     from tunesift.scorers.indicators import IndicatorLM
@@ -41,6 +43,7 @@ def _builders(model, reward=None):
     from tunesift.scorers.rds import RDSIndex
     from tunesift.scorers.selectit import SelectITRating, load_prompts
     from tunesift.scorers.self_curation import SelfCuration
+    from tunesift.scorers.solve import Solve
     from tunesift.scorers.verified import Verified
 
     return {
@@ -62,6 +65,8 @@ def _builders(model, reward=None):
         Verified: lambda: Verified("fallback"),
         PassRate: lambda: PassRate("samples", verifier="fallback"),
         Length: lambda: Length(str(model.path)),
+        Difficulty: lambda: Difficulty(model, max_tokens=4),
+        Solve: lambda: Solve(SolverSpec(model, 0.7, 4), 2),
         LESSFeatures: lambda: LESSFeatures(model, "train", _less_checkpoint(model), "warm", 1, LESS_SETTINGS),
     }
 
@@ -159,7 +164,15 @@ def test_scorer_conformance(name, tiny_model_dir, tiny_reward_dir, tmp_path):
 def tagger():
     """An endpoint tagger that answers every query with one tag: a tiny random model never writes the JSON, and
     a run whose every tag reply failed writes nothing."""
-    server = ChatServer(lambda content: '[{"tag": "colour", "explanation": "names a colour"}]')
+
+    def reply(content: str) -> str:  # the difficulty rater's request is the one that asks for a level
+        return (
+            "[[5]]"
+            if "grade the difficulty level" in content
+            else '[{"tag": "colour", "explanation": "names a colour"}]'
+        )
+
+    server = ChatServer(reply, temperatures=(0, 0.7))
     yield server
     server.close()
 
@@ -175,6 +188,8 @@ def _options(name, tiny_model_dir, tiny_reward_dir, tmp_path, tagger=None) -> di
         return {"samples": "samples", "verifier": "fallback"}
     if name == "length":
         return {"tokenizer": str(tiny_model_dir)}
+    if name == "difficulty":
+        return {"model": "rater", "base_url": tagger.url}
     if name in ("instag", "mig"):
         return {"model": "tagger", "base_url": tagger.url, **({"rater": str(tiny_model_dir)} if name == "mig" else {})}
     if name == "selectit":
@@ -234,7 +249,7 @@ def test_an_empty_response_is_skipped_the_same_way_by_every_method(name, tiny_mo
         options["semantic"] = False
     table = api.score(name, path, **options)
     row = table.rows[1]
-    if name in ("instag", "rds", "embed", "bm25", "lang", "pii", "pass-rate"):  # the user's words (pii: every text)
+    if name in ("instag", "rds", "embed", "bm25", "lang", "pii", "pass-rate", "difficulty"):  # the user's words
         assert row["skip_reason"] != "empty_response"
         if name not in ("instag", "pass-rate"):
             assert isinstance(row[SCORERS[name].score_field()], float)

@@ -70,7 +70,8 @@ def test_pass_rates_over_math_cot_100_agree_with_the_grader(store_dir):
 def test_bad_input(tmp_path, store_dir):
     pool = _pool(tmp_path, [2, 1], 4)
     both = runner.invoke(app, ["score", "pass-rate", str(pool), "--samples", "samples", "--base-url",
-                               "http://127.0.0.1:9/v1", "--model", "m", "--out", str(tmp_path / "s.jsonl")])  # fmt: skip
+                               "http://127.0.0.1:9/v1", "--model", "m", "--out",
+                               str(tmp_path / "s.jsonl")])  # fmt: skip
     assert both.exit_code == 2 and "not both" in both.output
     records = json.loads(pool.read_text())
     records[1]["samples"] = "so \\boxed{5}"
