@@ -32,7 +32,7 @@ from tunesift.outputs import (
     write_scores,
     write_subset,
 )
-from tunesift.recipes import Recipe, execute, load_recipe, run_names, select_by_rule
+from tunesift.recipes import Recipe, execute, load_recipe, run_names, select_by_rule, with_per_question
 from tunesift.recipes.pipelines import fit_indicators
 from tunesift.scorers.mods import NECESSITY_THRESHOLD, QUALITY_THRESHOLD
 from tunesift.selectors.base import Budget, Selection
@@ -74,6 +74,7 @@ __all__ = [
     "score_self_curation",
     "scores_config_path",
     "select",
+    "with_per_question",
     "write_rejects",
     "write_scores",
     "write_subset",

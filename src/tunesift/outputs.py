@@ -250,6 +250,7 @@ def write_subset(
         **({"why_short": selection.why_short} if selection.why_short else {}),
         **({"dedup": selection.dedup} if selection.dedup else {}),
         **({"decontaminate": selection.decontaminate} if selection.decontaminate else {}),
+        **({"per_question": selection.per_question} if selection.per_question else {}),
         **({"select_details": selection.details} if selection.details else {}),
         "selected_indices": selection.indices,
         "scorer_config": table.config,

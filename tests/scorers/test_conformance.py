@@ -29,6 +29,7 @@ def _builders(model, reward=None):
     from tunesift.scorers.deita import DEITA
     from tunesift.scorers.difficulty import Difficulty
     from tunesift.scorers.embedding import LMEmbedding, MiniLMEmbedding
+    from tunesift.scorers.grape import GRAPE
     from tunesift.scorers.ifd import IFD
     from tunesift.scorers.indicators import IndicatorLM
     from tunesift.scorers.instag import InsTag
@@ -48,6 +49,7 @@ def _builders(model, reward=None):
 
     return {
         IFD: lambda: IFD(model, "cherry", "alpaca", 256),
+        GRAPE: lambda: GRAPE(model, "cherry", "alpaca", 256),
         SelectITRating: lambda: SelectITRating(model, load_prompts()[:2]),
         AlpaGasus: lambda: AlpaGasus(model),
         SelfCuration: lambda: SelfCuration(model),

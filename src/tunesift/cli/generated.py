@@ -158,7 +158,7 @@ def run_command(name: str) -> Callable[..., None]:
     options (default: the recipe's own values), budget, outputs and executor options."""
     from dataclasses import replace
 
-    from tunesift.recipes import CUT_RATE, DROP, KEEP, THRESHOLD, load_recipe
+    from tunesift.recipes import CUT_RATE, DROP, KEEP, PER_QUESTION, THRESHOLD, load_recipe, with_per_question
     from tunesift.scorers import get_method
     from tunesift.selectors import get_selector
 
@@ -196,6 +196,10 @@ def run_command(name: str) -> Callable[..., None]:
                           if "filter" in s and isinstance(s["filter"]["value"], list) else s
                           for s in chosen.steps)  # fmt: skip
             chosen = replace(chosen, steps=steps)
+        try:
+            chosen = with_per_question(chosen, kw.get("per_question"))
+        except TunesiftError as err:
+            fail(err)
         select_options = {o.name: kw[o.name] for o in overrides if kw[o.name] is not None}
         run_with_recipe(name, kw, option_values(scorer_options, kw, given_only=True), select_options, recipe=chosen)
 
@@ -203,7 +207,7 @@ def run_command(name: str) -> Callable[..., None]:
               param("count", CountOpt, None), *(option_param(o, unset=True) for o in scorer_options),
               *(option_param(o) for o in overrides), *([option_param(CUT_RATE)] if has_cut else []),
               *([option_param(THRESHOLD)] if has_filter else []),
-              *([option_param(KEEP), option_param(DROP)] if text_filter else []),
+              *([option_param(KEEP), option_param(DROP)] if text_filter else []), option_param(PER_QUESTION),
               param("scores_out", ScoresOutOpt, None), param("out_format", OutFormatOpt, None),
               *execution_params()]  # fmt: skip
     return make_command(body, params, recipe.description)

@@ -8,6 +8,7 @@ from tunesift.recipes.load import (
     DROP,
     EXECUTOR_KEYS,
     KEEP,
+    PER_QUESTION,
     STEP_KINDS,
     THRESHOLD,
     Recipe,
@@ -16,6 +17,7 @@ from tunesift.recipes.load import (
     load_recipe,
     parse_recipe,
     run_names,
+    with_per_question,
 )
 from tunesift.recipes.run import RecipeRun, execute
 from tunesift.recipes.steps import OPERATORS, RULE_RECIPES, apply_steps, rule_steps, select_by_rule
@@ -27,6 +29,7 @@ __all__ = [
     "EXECUTOR_KEYS",
     "KEEP",
     "OPERATORS",
+    "PER_QUESTION",
     "RULE_RECIPES",
     "STEP_KINDS",
     "THRESHOLD",
@@ -41,4 +44,5 @@ __all__ = [
     "rule_steps",
     "run_names",
     "select_by_rule",
+    "with_per_question",
 ]

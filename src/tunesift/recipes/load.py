@@ -43,7 +43,7 @@ _TEXT_FILTER = re.compile(
     r"^\s*([A-Za-z_][\w]*)\s+(not in|in)\s*\[([^\]]*)\]\s*$|^\s*([A-Za-z_][\w]*)\s*(==|!=)\s*"
     r"([A-Za-z_][\w-]*)\s*$"
 )
-STEP_KINDS = ("decontaminate", "dedup", "filter", "rank", "cut", "select")
+STEP_KINDS = ("decontaminate", "dedup", "per_question", "filter", "rank", "cut", "select")
 EXECUTOR_KEYS = {"name", "ray_address", "actors", "gpus_per_actor", "cpus_per_actor"}
 
 # Options of a run that change the recipe's final selection (default: the recipe's own values): every option
@@ -56,6 +56,22 @@ KEEP = Option("keep", list[str] | None, None, "The values the recipe's text filt
               "(default: the recipe's own).", split=True)  # fmt: skip
 DROP = Option("drop", list[str] | None, None, "The values the recipe's text filter drops instead, e.g. zh,ko for "
               "lang (every other value is kept).", split=True)  # fmt: skip
+PER_QUESTION = Option("per_question", str | None, None, "Several responses per question: keep one of each, by "
+                      "shortest-correct (verified, fewest thinking tokens), best:COLUMN (e.g. best:grape) or all; "
+                      "a step before the final selection.")  # fmt: skip
+
+
+def with_per_question(recipe: Recipe, keep: str | None) -> Recipe:
+    """The recipe with a ``per_question`` step right before its final selection (the order the steps before gave
+    is kept); ``keep`` is checked before any work."""
+    from dataclasses import replace
+
+    from tunesift.recipes.per_question import check_keep
+
+    if keep is None:
+        return recipe
+    step = {"per_question": {"keep": check_keep(keep)}}
+    return replace(recipe, steps=(*recipe.steps[:-1], step, recipe.steps[-1]))
 
 
 @dataclass(frozen=True)
@@ -271,6 +287,16 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
                 raise bad(f"dedup: {err}", where) from None
         elif kind == "decontaminate":
             body = _decontaminate_step(body, source, where, bad)
+        elif kind == "per_question":
+            from tunesift.recipes.per_question import check_keep
+
+            body = {"keep": body} if isinstance(body, str) else dict(body or {})
+            if set(body) - {"keep"}:
+                raise bad(f"per_question: unknown option(s) {sorted(set(body) - {'keep'})}", where)
+            try:
+                body["keep"] = check_keep(body.get("keep"))
+            except ConfigError as err:
+                raise bad(f"per_question: {err.message}", where) from None
         elif kind == "cut":
             body = dict(body or {})
             if body.get("of", "pool") not in ("pool", "candidates"):

@@ -111,8 +111,23 @@ def execute(
 
     deduped: list[dict[str, Any]] = []
     decontaminated: list[dict[str, Any]] = []
+    chosen_per_question: list[dict[str, Any]] = []
+
+    def other_column(method: str, column: str, options: dict[str, Any]) -> list[float | None]:
+        """Another method's column over the whole pool, through the same store (per_question's verified, length,
+        grape): what the recipe's scorer already wrote is read from its own table."""
+        if method == recipe.scorer and column in table.columns:
+            return [value(i, column) for i in range(len(rows))]
+        found = score(method, pool, **options, store_dir=store_dir, executor=executor, progress=progress)
+        return [v if isinstance(v := r.get(column), float | int) and math.isfinite(v) else None for r in found.rows]
 
     def clean(kind: str, body: dict[str, Any], candidates: list[int]) -> list[int]:
+        if kind == "per_question":
+            from tunesift.recipes.per_question import per_question
+
+            picked = per_question(pool, candidates, body["keep"], value, table.columns, other_column)
+            chosen_per_question.append(picked.summary())
+            return picked.kept
         if kind == "decontaminate":
             from tunesift.recipes.decontaminate import decontaminate_pool
 
@@ -144,7 +159,8 @@ def execute(
         )
     selection = Selection(chosen, len(pool), n_scored, len(candidates), recipe.name, tuple(steps), empty,
                           deduped[-1] if deduped else None, getattr(selector, "details", None), short,
-                          decontaminated[-1] if decontaminated else None)  # fmt: skip
+                          decontaminated[-1] if decontaminated else None,
+                          chosen_per_question[-1] if chosen_per_question else None)  # fmt: skip
     return RecipeRun(table, selection)
 
 

@@ -40,15 +40,15 @@ def apply_steps(
     by ``text``, must be in or out of the filter's words); ``rank`` orders the
     scored ones (ties: pool order; unscored ones are dropped); ``cut`` keeps an intermediate budget; the
     final ``select`` takes ``budget`` of ``pool`` (the whole pool's size) or of the ``candidates`` left,
-    by ``top`` here or by ``select(body, candidates, size)`` for set-level methods; ``dedup`` and
-    ``decontaminate`` keep the candidates ``clean(kind, body, candidates)`` returns (the first of each group of
-    duplicates; those no evaluation item covers). Returns the chosen indices in rank order and the candidates
-    the final select saw.
+    by ``top`` here or by ``select(body, candidates, size)`` for set-level methods; ``dedup``, ``decontaminate``
+    and ``per_question`` keep the candidates ``clean(kind, body, candidates)`` returns (the first of each group
+    of duplicates; those no evaluation item covers; one response per question). Returns the chosen indices in rank
+    order and the candidates the final select saw.
     """
     chosen: list[int] = []
     for step in steps:
         kind, body = next(iter(step.items()))
-        if kind in ("dedup", "decontaminate"):
+        if kind in ("dedup", "decontaminate", "per_question"):
             if clean is None:
                 raise ConfigError(kind, f"a {kind} step needs the recipe executor (the pool's texts)")
             kept = set(clean(kind, body, candidates))

@@ -69,6 +69,7 @@ class Selection:
     details: dict[str, Any] | None = None  # what the selector says of its work (MIG's label graph)
     why_short: str | None = None  # fewer than the budget asked for: why, in one line
     decontaminate: dict[str, Any] | None = None  # a recipe's decontaminate step: every drop, its set and item
+    per_question: dict[str, Any] | None = None  # a recipe's per_question step: the mode, questions, what it dropped
 
 
 @dataclass
