@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from tunesift import api
 from tunesift.cli import app
-from tunesift.recipes.per_question import question_key, source_table
+from tunesift.recipes.per_question import question_key
+from tunesift.report.stats import source_table
 from tunesift.scorers.grape import grape
 
 runner = CliRunner()
@@ -117,3 +118,19 @@ def test_the_table_per_teacher():
         {"source": "t1", "rows": 2, "questions": 1, "verified_rate": 0.5, "median_thinking_tokens": 20.0},
         {"source": "t2", "rows": 1, "questions": 1, "verified_rate": None, "median_thinking_tokens": None},
     ]
+
+
+def test_the_report_has_a_table_per_teacher(tmp_path, pool, store_dir):
+    from tunesift.report import make_report
+
+    scores = tmp_path / "len.jsonl"
+    api.write_scores(scores, api.score("length", api.read_pool(pool, fields=FIELDS), tokenizer="whitespace"))
+    out = tmp_path / "report.md"
+    stats = make_report(pool, [scores], fmt="md", out=out, fields=FIELDS, count_tokens=lambda t: len(t.split()),
+                        pool_map=False)  # fmt: skip
+    table = {r["source"]: r for r in stats["reasoning_sources"]["table"]}
+    # t1: rows 0, 3, 5, 6 (right, right, wrong, wrong); t2: rows 1, 2, 4, 7 (wrong, right, right, wrong)
+    assert table["t1"] == {"source": "t1", "rows": 4, "questions": 3, "verified_rate": 0.5,
+                           "median_thinking_tokens": 10.5}  # fmt: skip
+    assert table["t2"]["questions"] == 4 and table["t2"]["median_thinking_tokens"] == 5.5
+    assert "## Traces by teacher" in out.read_text()

@@ -15,7 +15,6 @@ The records kept stay in the order the steps before gave them.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,19 +103,3 @@ def per_question(pool: Any, candidates: Sequence[int], keep: str, value: Callabl
         details = {"by": column, "no_value": empty}
     kept = [i for i in candidates if i in chosen]
     return PerQuestion(keep, kept, len(groups), len(candidates) - len(kept), empty, details)
-
-
-def source_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The report's table per teacher/source: rows, questions, verified rate, median thinking tokens. ``rows`` hold
-    ``source``, ``question``, and where known ``verified`` and ``length``."""
-    by: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by.setdefault(str(row["source"]), []).append(row)
-    table = []
-    for source, members in sorted(by.items()):
-        checked = [r["verified"] for r in members if r.get("verified") is not None]
-        lengths = [r["length"] for r in members if r.get("length") is not None]
-        table.append({"source": source, "rows": len(members), "questions": len({r["question"] for r in members}),
-                      "verified_rate": sum(checked) / len(checked) if checked else None,
-                      "median_thinking_tokens": statistics.median(lengths) if lengths else None})  # fmt: skip
-    return table

@@ -137,7 +137,7 @@ def make_report(
     from tunesift.atomic import atomic_open, together
     from tunesift.errors import ConfigError
     from tunesift.report.render import render_html, render_json, render_markdown
-    from tunesift.report.stats import build_stats
+    from tunesift.report.stats import build_stats, reasoning_sources
 
     if fmt not in ("html", "md", "json"):
         raise ConfigError("format", f"unknown format {fmt!r}; choose html, md or json")
@@ -158,6 +158,9 @@ def make_report(
         token_name = "the given token counter"
     stats = build_stats(pool, columns, chosen, count_tokens)
     stats["tokenizer"] = token_name
+    sources = reasoning_sources(pool, count_tokens)
+    if sources:
+        stats["reasoning_sources"] = sources
     if against:
         stats["contamination"] = contamination(pool, chosen, [str(a) for a in against])
     if any(c.truncation for c in chosen):

@@ -60,6 +60,12 @@ _HTML = """<!DOCTYPE html>
 {% for t in truncation %}<p>{{ t.label }}: {{ pct(t.truncated_frac) }} of the selected samples are longer than the
 training length of {{ t.training_length }} tokens (a trainer at that length learns their beginnings only).</p>
 {% endfor %}</section>
+{% if reasoning_sources %}<section id="sources"><h2>Traces by {{ reasoning_sources.field }}</h2>
+<table><tr><th>{{ reasoning_sources.field }}</th><th>rows</th><th>questions</th><th>verified</th>
+<th>thinking tokens (median)</th></tr>
+{% for r in reasoning_sources.table %}<tr><td>{{ r.source }}</td><td>{{ r.rows }}</td><td>{{ r.questions }}</td>
+<td>{{ pct(r.verified_rate) }}</td><td>{{ fmt(r.median_thinking_tokens) }}</td></tr>{% endfor %}</table>
+<p class="note">Verified with {{ reasoning_sources.verifier }}, over the rows with a reference.</p></section>{% endif %}
 {% if contamination %}<section id="contamination"><h2>Contamination</h2>
 <p>Against {{ contamination.against | join(', ') }} ({{ contamination.mode }}, n = {{ contamination.n }}):
 {{ contamination.pool }} pool samples hold an evaluation item.</p>
@@ -226,6 +232,13 @@ def render_markdown(stats: dict[str, Any], tokenizer: str) -> str:
     for t in data.get("truncation", []):
         lines += [f"{t['label']}: {_pct(t['truncated_frac'])} of the selected samples are longer than the training "
                   f"length of {t['training_length']} tokens.", ""]  # fmt: skip
+    sources = data.get("reasoning_sources")
+    if sources:
+        lines += [f"## Traces by {sources['field']}", "", f"| {sources['field']} | rows | questions | verified | "
+                  "thinking tokens (median) |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"| {r['source']} | {r['rows']} | {r['questions']} | {_pct(r['verified_rate'])} | "
+                  f"{_fmt(r['median_thinking_tokens'])} |" for r in sources["table"]]  # fmt: skip
+        lines += ["", f"Verified with {sources['verifier']}, over the rows with a reference.", ""]
     found = data.get("contamination")
     if found:
         lines += [f"Contamination against {', '.join(found['against'])}: {found['pool']} pool samples hold an "

@@ -85,6 +85,48 @@ def _source_field(pool: Pool) -> str | None:
     return None
 
 
+TEACHER_FIELDS = ("teacher", "generator", "model", "source", "dataset")
+
+
+def reasoning_sources(pool: Pool, count_tokens: Callable[[str], int], verifier: str = "auto") -> dict[str, Any] | None:
+    """For a reasoning pool (a trace or a reference in some record) with a teacher/source field: per value, rows,
+    questions, verified rate (over the rows with a reference; math-verify where installed) and median thinking
+    tokens (METHODS.md §25.5). None for any other pool."""
+    from tunesift.data.schemas import split_trace
+    from tunesift.recipes.per_question import question_key
+    from tunesift.scorers.verified import Verified
+
+    samples = pool.samples
+    field = next((f for f in TEACHER_FIELDS if any(f in s.record for s in samples)), None)
+    traces = [split_trace(s.output) for s in samples]
+    if field is None or not any(s.reference or t.thinking != t.final for s, t in zip(samples, traces, strict=True)):
+        return None
+    checker = Verified(verifier)
+    owners = [k for k, s in enumerate(samples) if (s.reference or "").strip()]
+    checked = checker.verify_all([(samples[k].reference, samples[k].output) for k in owners], checker.load_backend())
+    verdicts = {k: r["verified"] for k, r in zip(owners, checked, strict=True)}
+    rows = [{"source": str(s.record.get(field, "(none)")), "question": question_key(s), "verified": verdicts.get(k),
+             "length": count_tokens(t.thinking) if t.thinking.strip() else None}
+            for k, (s, t) in enumerate(zip(samples, traces, strict=True))]  # fmt: skip
+    return {"field": field, "verifier": checker.verifier, "table": source_table(rows)}
+
+
+def source_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table per teacher/source: rows, questions, verified rate, median thinking tokens. ``rows`` hold ``source``,
+    ``question``, and where known ``verified`` and ``length``."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by.setdefault(str(row["source"]), []).append(row)
+    table = []
+    for source, members in sorted(by.items()):
+        checked = [r["verified"] for r in members if r.get("verified") is not None]
+        lengths = [r["length"] for r in members if r.get("length") is not None]
+        table.append({"source": source, "rows": len(members), "questions": len({r["question"] for r in members}),
+                      "verified_rate": sum(checked) / len(checked) if checked else None,
+                      "median_thinking_tokens": float(np.median(lengths)) if lengths else None})  # fmt: skip
+    return table
+
+
 def group_stats(pool: Pool, indices: Sequence[int], count_tokens: Callable[[str], int]) -> dict[str, Any]:
     """Lengths (characters and tokens), share with an input, share of calculations, source mix."""
     samples = [pool.samples[i] for i in indices]
