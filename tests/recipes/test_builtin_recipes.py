@@ -153,9 +153,10 @@ def test_every_builtin_recipe_has_a_run_test():
         "pass-rate-rare",
         "difficulty",
         "grape",
+        "s1k",
     }  # distill, distill-threshold: test_distill; verified, length: tests/scorers/test_reasoning; less: test_less;
     # pass-rate, pass-rate-unsolved, pass-rate-rare: tests/scorers/test_pass_rate (each mode run on a planted pool);
-    # difficulty: tests/scorers/test_difficulty; grape: tests/recipes/test_per_question;
+    # difficulty: tests/scorers/test_difficulty; grape: tests/recipes/test_per_question; s1k: tests/selectors/test_s1k;
     # alpagasus: test_judge; instructmining: test_indicators; deita: test_deita; dq: test_dq; self-curation:
     # test_self_curation; nuggets: test_nuggets; instag: test_instag; mods: test_mods; rds, embed, bm25: their tests;
     # mig: tests/selectors/test_mig; qdit: tests/selectors/test_qdit; lang, pii: tests/scorers/test_lang_pii

@@ -106,7 +106,10 @@ def execute(
 
             return MiniLMEmbedder(device=device).embed(texts)
 
-        seen = Candidates(candidates, value, rows, table.score_field, vectors, chars, field, embed_texts)
+        def samples() -> list[Any]:
+            return _samples(pool, candidates)
+
+        seen = Candidates(candidates, value, rows, table.score_field, vectors, chars, field, embed_texts, samples)
         return [candidates[p] for p in selector.select(seen, size)]
 
     deduped: list[dict[str, Any]] = []
@@ -223,6 +226,13 @@ def _record_field(pool: Any, indices: list[int], name: str) -> list[Any]:
     values = {item.index: item.record.get(name) if isinstance(item.record, dict) else None
               for item in pool if item.index in wanted}  # fmt: skip
     return [values[i] for i in indices]
+
+
+def _samples(pool: Any, indices: list[int]) -> list[Any]:
+    """The samples at ``indices``, in that order, in one streaming pass."""
+    wanted = set(indices)
+    found = {item.index: item for item in pool if item.index in wanted}
+    return [found[i] for i in indices]
 
 
 def _response_chars(pool: Any, indices: list[int]) -> list[int]:

@@ -87,6 +87,8 @@ class Candidates:
     record_field: Callable[[str], list[Any]] = lambda name: []
     #: unit MiniLM vectors of other texts (MIG's labels), computed by the recipe executor, not the selector
     embed_texts: Callable[[list[str]], np.ndarray] = lambda texts: _no_embedder()
+    #: the candidates' samples themselves (s1K reads the question, trace, reference and domain), in their order
+    samples: Callable[[], list[Any]] = lambda: []
 
 
 def _no_embedder() -> np.ndarray:
