@@ -119,8 +119,9 @@ def main() -> None:
     for name, text in RECIPES.items():
         (out / name).write_text(text)
     methods = ",".join(["verified", "length", str(out / "pass-rate-samples.yaml"), str(out / "shortest-correct.yaml")])
+    evals = [x for e in args.eval for x in ("--eval", e)]
     text = run([*tunesift, "advise", str(clean), "--budget", args.budget, "--target", "math500", "--methods", methods,
-                *(x for e in args.eval for x in ("--eval", e)), "--out", str(out / "race")], out / "race.log")  # fmt: skip
+                *evals, "--out", str(out / "race")], out / "race.log")  # fmt: skip
     wall, peak = measured(text)
     advice = json.loads((out / "race" / "advice.json").read_text())
     print(
