@@ -135,7 +135,8 @@ class PassRate(Scorer):
             if not isinstance(sample, Sample):
                 continue
             texts = self.texts(sample, getattr(pool, "path", None))
-            fewest = len(texts) if fewest is None else min(fewest, len(texts))
+            if texts:  # a record without samples is a skip of its own (no_samples), not the fewest
+                fewest = len(texts) if fewest is None else min(fewest, len(texts))
         if fewest is not None and (self.k or fewest) < 11:
             print(f"tunesift: pass-rate: {self.k or fewest} samples a question at the fewest: LIMO's rare window "
                   "(0 < p <= 3/32) needs at least 11 to be met", file=sys.stderr)  # fmt: skip
