@@ -587,3 +587,29 @@ def test_less_pool_gradients_on_ray_equal_the_local_run(tmp_path, tiny_model_dir
     a, b = [r["less"] for r in local.rows], [r["less"] for r in remote.rows]
     assert all(x is not None for x in a) and np.allclose(a, b, atol=1e-6)
     assert [p.name for p in (tmp_path / "cache" / "less").glob("*/epoch*.pt")].count("epoch1.pt") == 1  # one warm-up
+
+
+def test_pass_rate_from_an_endpoint_solver_on_ray_equals_the_local_run(tmp_path):
+    """Issue 46: the solving stage is sharded over Ray's actors (each asks the endpoint for its samples); the rates are
+    the local run's, and a second run on Ray asks for nothing: every sample reached the driver's store."""
+    from localhost import JsonServer
+
+    class Solver(JsonServer):
+        def answer(self, path, body):
+            content = "OK" if body.get("seed") is None else f"so \\boxed{{{4 + (body['seed'] % 2 == 0)}}}"
+            return 200, {"choices": [{"message": {"role": "assistant", "content": content}}]}
+
+    server = Solver()
+    try:
+        pool = tmp_path / "pool.json"
+        pool.write_text(json.dumps([{"instruction": f"Q{i}: 2 + 3?", "output": "", "reference": "5"}
+                                    for i in range(12)]))  # fmt: skip
+        options = {"base_url": server.url, "model": "solver", "k": 4, "verifier": "fallback", "retries": 0}
+        local = api.score("pass-rate", pool, store_dir=tmp_path / "local", **options)
+        remote = api.score("pass-rate", pool, store_dir=tmp_path / "ray", executor=RayExecutor(**CPU_ONLY), **options)
+        assert [r["pass_rate"] for r in remote.rows] == [r["pass_rate"] for r in local.rows]
+        asked = server.requests
+        again = api.score("pass-rate", pool, store_dir=tmp_path / "ray", executor=RayExecutor(**CPU_ONLY), **options)
+        assert server.requests == asked and again.rows == remote.rows
+    finally:
+        server.close()

@@ -164,3 +164,16 @@ def test_length_of_a_generated_answer(tmp_path, store_dir):
         assert [r["instruction"] for r in json.loads(out.read_text())] == ["count 9", "count 3"]
     finally:
         server.close()
+
+
+def test_a_solver_that_answers_only_garbage_after_its_probe_stops_in_one_line(tmp_path, server, store_dir):
+    from typer.testing import CliRunner
+
+    from tunesift.cli import app
+
+    pool = _pool(tmp_path, ["Question garbage 1?", "Question garbage 2?"])
+    out = tmp_path / "rates.jsonl"
+    result = CliRunner().invoke(app, ["score", "pass-rate", str(pool), "--base-url", server.url, "--model", "solver",
+                                      "--k", "2", "--retries", "0", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 2 and not out.exists()
+    assert "every one of 4 solutions failed" in result.output and "bad_response" in result.output
