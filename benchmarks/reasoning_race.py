@@ -14,7 +14,9 @@ The pool, built from the shared files (written once, so a rerun reuses every fin
 
 The pool is decontaminated against MATH500, AIME24 and AMC23 first (``tunesift decontaminate``), then raced.
 
-    python benchmarks/reasoning_race.py --out runs/reasoning_race
+    python benchmarks/reasoning_race.py --out runs/reasoning_race [--train max_length=1024]
+
+The second run reuses the pool, the decontamination and every arm's selection (the score store), and trains anew.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ def main() -> None:
     parser.add_argument("--n-gsm8k", type=int, default=300)
     parser.add_argument("--budget", default="0.1")
     parser.add_argument("--eval", action="append", default=["n_math500=200", "n_gsm8k=100", "n_alpaca=50"])
+    parser.add_argument("--train", action="append", default=[], help="KEY=VALUE of the fine-tune, e.g. max_length=1024")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -119,9 +122,9 @@ def main() -> None:
     for name, text in RECIPES.items():
         (out / name).write_text(text)
     methods = ",".join(["verified", "length", str(out / "pass-rate-samples.yaml"), str(out / "shortest-correct.yaml")])
-    evals = [x for e in args.eval for x in ("--eval", e)]
+    evals = [x for e in args.eval for x in ("--eval", e)] + [x for t in args.train for x in ("--train", t)]
     text = run([*tunesift, "advise", str(clean), "--budget", args.budget, "--target", "math500", "--methods", methods,
-                *evals, "--out", str(out / "race")], out / "race.log")  # fmt: skip
+                *evals, "--out", str(out / "race")], out / f"race{'-'.join(['', *args.train])}.log")  # fmt: skip
     wall, peak = measured(text)
     advice = json.loads((out / "race" / "advice.json").read_text())
     print(
